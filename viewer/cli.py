@@ -1,0 +1,213 @@
+"""The command line: the GUI, and headless commands that use the same loaders and views.
+
+``python main.py [PATH...]`` opens the window; ``python main.py demo`` opens the demo scene;
+``info``, ``convert`` and ``screenshot`` run without any display. Every failure prints one line,
+``error: PATH: what is wrong``, on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .model.errors import LoadError
+
+__all__ = ["main", "info_dict"]
+
+COMMANDS = ("info", "convert", "screenshot", "demo", "gui")
+
+
+class CliError(Exception):
+    """A usage problem with one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, as for every other failure
+        raise CliError(f"{self.prog}: {message}")
+
+
+def info_dict(data: Any) -> dict[str, Any]:
+    """What ``main.py info`` prints for a loaded Volume, LabelMap, Mesh or PointCloud."""
+    from .model import LabelMap, Mesh, PointCloud, Volume
+
+    if isinstance(data, (Volume, LabelMap)):
+        vol = data if isinstance(data, Volume) else Volume(data.array, data.affine)
+        st = vol.stats()
+        out: dict[str, Any] = {
+            "kind": "volume", "shape": list(vol.shape), "spacing": [round(s, 6) for s in vol.spacing],
+            "affine": [[float(x) for x in row] for row in vol.affine], "axcodes": vol.axcodes,
+            "dtype": str(vol.array.dtype), "min": st["min"], "max": st["max"],
+        }
+        if isinstance(data, Volume):
+            if data.modality:
+                out["modality"] = data.modality
+            for key in ("frames", "note", "format"):
+                if key in data.meta:
+                    out[key] = data.meta[key]
+            if "series" in data.meta and len(data.meta["series"]) > 1:
+                out["series"] = data.meta["series"]
+        return out
+    if isinstance(data, Mesh):
+        return {"kind": "mesh", "n_points": data.n_points, "n_faces": data.n_faces,
+                "bounds": data.bounds(), "has_uv": data.uv is not None,
+                "has_texture": data.texture is not None}
+    if isinstance(data, PointCloud):
+        return {"kind": "points", "n_points": data.n_points, "bounds": data.bounds(),
+                "has_colors": data.colors is not None}
+    raise TypeError(type(data).__name__)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io import load_path
+
+    data = load_path(args.path, as_labels=args.labels)
+    print(json.dumps(info_dict(data)))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .io import load_path, save_nifti
+    from .model import Volume
+
+    out = Path(args.output)
+    if not (out.name.endswith(".nii") or out.name.endswith(".nii.gz")):
+        raise LoadError(out, "the output must end in .nii or .nii.gz")
+    data = load_path(args.input, as_labels=args.labels)
+    if not isinstance(data, Volume) and not hasattr(data, "table"):
+        raise LoadError(args.input, "only volumes can be converted to NIfTI")
+    src = Path(args.input)
+    if src.is_dir() and out.resolve().is_relative_to(src.resolve()):
+        raise LoadError(out, "refusing to write into the input folder")
+    save_nifti(data, out, protect=[src])
+    note = data.meta.get("note")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+        if not (16 <= w <= 8192 and 16 <= h <= 8192):
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WxH between 16 and 8192, got {text!r}") from None
+
+
+def _cmd_screenshot(args: argparse.Namespace) -> int:
+    from .io import atomic_path, load_path
+    from .model import ImageLayer, LabelMap, Scene, layer_for
+    from .resources import volume_presets, window_level_presets
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise LoadError(out, "the output must be a .png file")
+    scene = Scene()
+    for p in args.paths:
+        scene.add(layer_for(load_path(p)))
+    for p in args.labels or []:
+        scene.add(layer_for(load_path(p, as_labels=True)))
+    images = [l for l in scene if isinstance(l, ImageLayer)]
+    wl_presets, vr_presets = window_level_presets(), volume_presets()
+    view = args.view or ("axial" if scene.reference_image() is not None else "3d")
+    for layer in images:
+        if args.preset:
+            if args.preset in wl_presets:
+                layer.window, layer.level = wl_presets[args.preset]
+            elif args.preset in vr_presets:
+                layer.render_mode = args.preset
+            else:
+                raise CliError(f"unknown preset {args.preset!r}; choose from "
+                               f"{', '.join(list(wl_presets) + list(vr_presets))}")
+        if args.window is not None:
+            layer.window = args.window
+        if args.level is not None:
+            layer.level = args.level
+        if view == "3d" and layer.render_mode == "off":
+            layer.render_mode = "ct_bone" if layer.data.modality == "CT" else "mr_default"
+    if args.cursor:
+        scene.cursor = np.array(args.cursor, float)
+    from .render.offscreen import render_scene
+
+    img = render_scene(scene, view, args.size)
+    from PIL import Image
+
+    with atomic_path(out, protect=list(args.paths) + list(args.labels or [])) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+    return 0
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from .ui.app import run_app
+
+    return run_app(paths=list(args.paths or []), labels=list(args.labels or []),
+                   demo=args.command == "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="main.py", description="Lucid3D: view scans, meshes and point clouds.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    g = sub.add_parser("gui", help="open the window (default)")
+    g.add_argument("paths", nargs="*", help="files or DICOM folders to open")
+    g.add_argument("--labels", action="append", metavar="PATH", help="open a volume as a label layer")
+    d = sub.add_parser("demo", help="open the window on the built-in demo scene")
+    d.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    d.add_argument("--labels", action="append", help=argparse.SUPPRESS)
+
+    i = sub.add_parser("info", help="print what a file holds, as JSON")
+    i.add_argument("path")
+    i.add_argument("--labels", action="store_true", help="read the volume as labels")
+
+    c = sub.add_parser("convert", help="write any volume (a DICOM folder too) as NIfTI")
+    c.add_argument("input")
+    c.add_argument("-o", "--output", required=True, help="OUTPUT.nii.gz")
+    c.add_argument("--labels", action="store_true", help="store as a label map")
+
+    s = sub.add_parser("screenshot", help="render a view offscreen to a PNG (no display needed)")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--view", choices=("axial", "coronal", "sagittal", "3d"))
+    s.add_argument("--size", type=_size, default=(512, 512), help="WxH, default 512x512")
+    s.add_argument("--preset", help="window/level preset (brain, subdural, bone, lung, abdomen, "
+                   "soft_tissue, ...) or a volume-rendering preset for --view 3d (ct_bone, ct_soft, mip)")
+    s.add_argument("--window", type=float)
+    s.add_argument("--level", type=float)
+    s.add_argument("--labels", action="append", metavar="MASK", help="label volume drawn over the image")
+    s.add_argument("--cursor", type=float, nargs=3, metavar=("R", "A", "S"),
+                   help="crosshair / slice position in RAS mm (default: the volume's centre)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["gui", *argv]
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "screenshot" and args.preset and (args.window is not None or args.level is not None):
+            raise CliError("main.py screenshot: use --preset or --window/--level, not both")
+        handler = {"info": _cmd_info, "convert": _cmd_convert, "screenshot": _cmd_screenshot,
+                   "gui": _cmd_gui, "demo": _cmd_gui}[args.command]
+        return handler(args)
+    except LoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: not enough memory", file=sys.stderr)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except Exception as exc:  # never a traceback for the user; the message still says what
+        msg = " ".join(str(exc).split())
+        print(f"error: {type(exc).__name__}: {msg}", file=sys.stderr)
+    return 2

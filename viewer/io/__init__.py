@@ -1,0 +1,148 @@
+"""Files -> model objects. One entry point, :func:`load`, picks a reader by name and content.
+
+Readers are plain functions ``Path -> data`` registered by file-name pattern (as napari's
+readers are); every failure is a :class:`~viewer.model.LoadError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any, Callable
+
+from ..model.errors import LoadError
+from ..model.labels import LabelMap
+from ..model.volume import Volume
+from .common import atomic_path, check_fits_in_memory, require_file
+
+__all__ = ["load", "load_path", "kind_of", "VOLUME_SUFFIXES", "MESH_SUFFIXES", "POINT_SUFFIXES",
+           "save_nifti", "atomic_path", "FILE_FILTER"]
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".hdr", ".img", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+MESH_SUFFIXES = (".obj", ".stl", ".vtk", ".vtp", ".ply")
+POINT_SUFFIXES = (".xyz", ".pts", ".las", ".laz", ".ply")
+FILE_FILTER = (
+    "All supported (*.nii *.nii.gz *.hdr *.nrrd *.nhdr *.mha *.mhd *.dcm *.obj *.stl *.vtk *.vtp "
+    "*.ply *.xyz *.pts *.las *.laz *.json);;Volumes (*.nii *.nii.gz *.hdr *.nrrd *.nhdr *.mha *.mhd *.dcm);;"
+    "Meshes (*.obj *.stl *.vtk *.vtp *.ply);;Point clouds (*.ply *.xyz *.pts *.las *.laz);;"
+    "Scenes (*.lucid3d.json *.json);;All files (*)"
+)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def kind_of(path: str | Path) -> str:
+    """'volume', 'mesh', 'points', 'mesh-or-points' (PLY), 'dicom' or 'scene' by name/content."""
+    path = Path(path)
+    if path.is_dir():
+        return "dicom"
+    suf = _suffix(path)
+    if suf == ".ply":
+        return "mesh-or-points"
+    if suf == ".json":
+        return "scene"
+    if suf == ".dcm" or (suf not in VOLUME_SUFFIXES + MESH_SUFFIXES + POINT_SUFFIXES and _is_dicom_file(path)):
+        return "dicom"
+    if suf in VOLUME_SUFFIXES:
+        return "volume"
+    if suf in MESH_SUFFIXES:
+        return "mesh"
+    if suf in POINT_SUFFIXES:
+        return "points"
+    return "unknown"
+
+
+def _readers() -> dict[str, Callable[..., Any]]:
+    # imported lazily so that `main.py info x.nii` never pays for the mesh or DICOM stacks
+    from . import nifti
+
+    def dicom(path: Path, **kw: Any):
+        from .dicom import load_dicom
+        return load_dicom(path, **kw)
+
+    def itk(path: Path, **kw: Any):
+        from .itkimage import load_itk
+        return load_itk(path)
+
+    def nrrd(path: Path, **kw: Any):
+        from .nrrdfile import load_nrrd
+        return load_nrrd(path)
+
+    def mesh(path: Path, **kw: Any):
+        from .meshes import load_mesh_or_points
+        return load_mesh_or_points(path)
+
+    def points(path: Path, **kw: Any):
+        from .points import load_points
+        return load_points(path)
+
+    return {
+        ".nii": nifti.load_nifti, ".nii.gz": nifti.load_nifti, ".hdr": nifti.load_nifti,
+        ".img": nifti.load_nifti, ".nrrd": nrrd, ".nhdr": nrrd, ".mha": itk, ".mhd": itk,
+        ".obj": mesh, ".stl": mesh, ".vtk": mesh, ".vtp": mesh, ".ply": mesh,
+        ".xyz": points, ".pts": points, ".las": points, ".laz": points, "dicom": dicom,
+    }
+
+
+def load_path(path: str | Path, *, as_labels: bool = False, series: str | None = None) -> Any:
+    """Load one file or folder into a Volume, LabelMap, Mesh or PointCloud.
+
+    Parameters
+    ----------
+    path : a file, or a folder holding a DICOM series.
+    as_labels : read an integer volume as a ``LabelMap`` (refused for non-integer data).
+    series : for DICOM folders, the SeriesInstanceUID to load; default: the largest series
+        (``volume.meta['note']`` then says which one was taken and what else was there).
+
+    Raises
+    ------
+    LoadError : anything wrong with the input, as ``"PATH: reason"`` on one line.
+    """
+    path = Path(path)
+    require_file(path)
+    kind = kind_of(path)
+    if kind == "scene":
+        raise LoadError(path, "this is a scene file: open it with File > Open scene or `main.py PATH`")
+    if kind == "unknown":
+        raise LoadError(path, f"unsupported format {path.suffix or '(no extension)'}")
+    reader = _readers()["dicom" if kind == "dicom" else _suffix(path)]
+    try:
+        data = reader(path, series=series) if kind == "dicom" else reader(path)
+    except LoadError:
+        raise
+    except MemoryError:
+        raise LoadError(path, "not enough memory to load this file") from None
+    except (ValueError, OSError, EOFError, struct.error, KeyError, IndexError, TypeError,
+            RuntimeError, AttributeError, UnicodeDecodeError) as exc:
+        # the libraries' own errors for garbage bytes: keep their reason, drop the traceback
+        raise LoadError(path, f"cannot read it as {kind} ({type(exc).__name__}: {exc})") from None
+    if as_labels:
+        if not isinstance(data, Volume):
+            raise LoadError(path, "only a volume can be opened as labels")
+        try:
+            data = LabelMap.from_volume(data)
+        except ValueError as exc:
+            raise LoadError(path, str(exc)) from None
+    return data
+
+
+def load(path: str | Path, **kw: Any) -> Any:
+    """Alias of :func:`load_path`."""
+    return load_path(path, **kw)
+
+
+def save_nifti(data, path, protect=()):
+    from .nifti import save_nifti as _save
+    return _save(data, path, protect=protect)

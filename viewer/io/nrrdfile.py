@@ -1,0 +1,159 @@
+"""NRRD (.nrrd, and .nhdr with detached data) through pynrrd.
+
+The NRRD spec (teem.sourceforge.net/nrrd/format.html) stores, per axis, a ``space directions``
+vector: the world step between successive samples along that axis, in the frame named by
+``space``. The world position of sample ``(i, j, k)`` is
+``space origin + i*d0 + j*d1 + k*d2``, so the directions are the affine's columns directly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+from typing import Any
+
+import nrrd
+import numpy as np
+
+from ..model.errors import LoadError
+from ..model.volume import Volume
+from .common import check_fits_in_memory
+
+__all__ = ["load_nrrd"]
+
+# sign flips taking each anatomical space to RAS (x, y, z; a 4th time axis is ignored).
+# "scanner-xyz" and "3D-right-handed" name no anatomy; ITK (and so Slicer and SimpleITK) reads
+# them as LPS, the DICOM patient frame scanners write, and so do we.
+_TO_RAS = {
+    "right-anterior-superior": (1, 1, 1), "ras": (1, 1, 1),
+    "left-anterior-superior": (-1, 1, 1), "las": (-1, 1, 1),
+    "left-posterior-superior": (-1, -1, 1), "lps": (-1, -1, 1),
+    "right-anterior-superior-time": (1, 1, 1), "rast": (1, 1, 1),
+    "left-anterior-superior-time": (-1, 1, 1), "last": (-1, 1, 1),
+    "left-posterior-superior-time": (-1, -1, 1), "lpst": (-1, -1, 1),
+    "scanner-xyz": (-1, -1, 1), "scanner-xyz-time": (-1, -1, 1),
+    "3d-right-handed": (-1, -1, 1), "3d-right-handed-time": (-1, -1, 1),
+}
+_SPATIAL_KINDS = {"domain", "space", "time"}  # "time" only counts when it has a direction
+_READ_ERRORS = (nrrd.NRRDError, ValueError, OSError, EOFError, zlib.error, gzip.BadGzipFile,
+                KeyError, IndexError, TypeError, UnicodeDecodeError)
+
+
+def _name(path: Path) -> str:
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
+def _spatial_axes(header: dict[str, Any], ndim: int) -> tuple[list[int], np.ndarray | None]:
+    """Indices of the axes that step through space, and their (n, space_dim) directions.
+
+    An axis is non-spatial when its direction is "none" (NaN row in pynrrd) or its kind
+    says so (list, vector, RGB-color, complex, ...).
+    """
+    kinds = [str(k).lower() for k in header.get("kinds", [])] or ["domain"] * ndim
+    dirs = header.get("space directions")
+    if dirs is not None:
+        dirs = np.asarray(dirs, dtype=float).reshape(ndim, -1)
+        axes = [a for a in range(ndim) if np.all(np.isfinite(dirs[a]))]
+    else:
+        axes = [a for a in range(ndim) if kinds[a] in _SPATIAL_KINDS or kinds[a] == "none"]
+    if len(axes) > 3:  # e.g. a time axis with a direction: keep the first three
+        axes = axes[:3]
+    return axes, dirs
+
+
+def load_nrrd(path: Path) -> Volume:
+    """Read a NRRD file into a ``Volume`` with its RAS affine.
+
+    Parameters
+    ----------
+    path : ``.nrrd`` (attached data, raw/gzip/bzip2/ascii encodings) or ``.nhdr`` (the data
+        file it names is read from beside it).
+
+    Returns
+    -------
+    Volume with ``array[i, j, k]`` in the file's axis order (axis 0 fastest, as stored) and
+    an affine from ``space directions`` / ``space origin`` converted to RAS; a file with only
+    ``spacings`` gets a diagonal affine. 4D files (a list/vector axis, or a 4th axis with no
+    direction) give their first frame, with ``meta['frames']``.
+    """
+    path = Path(path)
+    try:
+        header = nrrd.read_header(str(path))
+    except _READ_ERRORS as exc:
+        raise LoadError(path, f"not a readable NRRD file ({type(exc).__name__}: {exc})") from None
+    try:
+        sizes = [int(s) for s in header["sizes"]]
+        dtype = nrrd.reader._determine_datatype(header)
+    except _READ_ERRORS as exc:
+        raise LoadError(path, f"NRRD header is incomplete ({type(exc).__name__}: {exc})") from None
+    if not 2 <= len(sizes) <= 5:
+        raise LoadError(path, f"cannot show a {len(sizes)}D NRRD file as a volume")
+    encoding = str(header.get("encoding", "raw")).lower()
+    # pynrrd decompresses the whole file (all frames) then reshapes: ~2 copies at the peak
+    check_fits_in_memory(path, sizes, dtype, factor=1.0 if encoding == "raw" else 2.0)
+    try:
+        data, header = nrrd.read(str(path), index_order="F")
+    except FileNotFoundError as exc:
+        raise LoadError(path, f"the data file it refers to is missing ({exc.filename})") from None
+    except _READ_ERRORS as exc:
+        raise LoadError(path, f"the file is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    if data.dtype.kind not in "biuf":
+        raise LoadError(path, f"unsupported voxel type {data.dtype}")
+
+    axes, dirs = _spatial_axes(header, data.ndim)
+    others = [a for a in range(data.ndim) if a not in axes]
+    meta: dict[str, Any] = {"format": "NRRD"}
+    if others:
+        frames = int(np.prod([data.shape[a] for a in others]))
+        if frames > 1:
+            meta["frames"] = frames
+            meta["note"] = f"{frames} frames (non-spatial axis): showing the first"
+        index = tuple(slice(None) if a in axes else 0 for a in range(data.ndim))
+        data = data[index]
+    if data.ndim == 2:  # one slice: a third axis of length 1
+        data = data[:, :, None]
+        axes = axes + [None]  # type: ignore[list-item]
+    if data.ndim != 3:
+        raise LoadError(path, f"no 3 spatial axes in this NRRD file (sizes {sizes})")
+    if data.dtype.byteorder not in "=|":
+        data = data.astype(data.dtype.newbyteorder("="))  # VTK wants native byte order
+    if data.dtype.kind == "b":
+        data = data.astype(np.uint8)
+
+    affine = _affine(path, header, axes, dirs, meta)
+    modality = str(header.get("modality", "")).upper() if "modality" in header else ""
+    try:
+        return Volume(data, affine, modality=modality, name=_name(path), source=str(path), meta=meta)
+    except ValueError as exc:
+        raise LoadError(path, str(exc)) from None
+
+
+def _affine(path: Path, header: dict[str, Any], axes: list[int | None], dirs: np.ndarray | None,
+            meta: dict[str, Any]) -> np.ndarray:
+    """(4, 4) voxel -> RAS mm from the header; diagonal from ``spacings`` when no directions."""
+    affine = np.eye(4)
+    space = str(header.get("space", "")).lower()
+    if dirs is not None:
+        if dirs.shape[1] not in (2, 3):
+            raise LoadError(path, f"space dimension {dirs.shape[1]} is not supported")
+        for col, a in enumerate(axes):
+            if a is not None:
+                affine[: dirs.shape[1], col] = dirs[a]
+        origin = np.asarray(header.get("space origin", np.zeros(dirs.shape[1])), dtype=float)
+        if origin.shape == (dirs.shape[1],) and np.all(np.isfinite(origin)):
+            affine[: dirs.shape[1], 3] = origin
+        if axes[-1] is None or dirs.shape[1] == 2:
+            # a single slice (or a 2D space): the missing axis is 1 mm along the plane normal
+            n = np.cross(affine[:3, 0], affine[:3, 1])
+            affine[:3, 2] = n / (np.linalg.norm(n) or 1.0)
+        if space in _TO_RAS:
+            affine = np.diag([*_TO_RAS[space], 1.0]) @ affine
+        elif space:
+            meta["note"] = "; ".join(filter(None, [meta.get("note"), f"unknown space '{space}': read as RAS"]))
+    else:
+        spacings = np.asarray(header.get("spacings", [1.0] * len(header["sizes"])), dtype=float)
+        for col, a in enumerate(axes):
+            s = spacings[a] if a is not None and a < spacings.size else 1.0
+            affine[col, col] = s if np.isfinite(s) and s > 0 else 1.0
+    return affine

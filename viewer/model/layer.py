@@ -1,0 +1,227 @@
+"""Layers: one piece of data plus how it is displayed. Setters check, store, emit.
+
+Each display property is declared once as a :class:`Prop`; assigning it validates the value,
+stores it and emits ``layer.events.<name>`` (a psygnal signal) only when the value changed.
+Views subscribe to these events; nothing here knows about Qt or VTK.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from psygnal import Signal, SignalGroup
+
+from .geometry import Mesh, PointCloud
+from .labels import LabelMap
+from .volume import Volume
+
+__all__ = [
+    "Layer", "ImageLayer", "LabelLayer", "MeshLayer", "PointsLayer", "layer_for",
+    "COLORMAPS", "RENDER_MODES",
+]
+
+COLORMAPS = ("gray", "inverted", "hot", "viridis", "bone", "jet")
+RENDER_MODES = ("off", "ct_bone", "ct_soft", "mip", "mr_default")
+
+
+class Prop:
+    """A validated, evented layer property."""
+
+    def __init__(self, default: Any, check: Callable[[Any], Any] | None = None) -> None:
+        self.default = default
+        self.check = check
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.attr = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj, self.attr, self.default)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if self.check is not None:
+            value = self.check(value)
+        old = getattr(obj, self.attr, self.default)
+        if _same(old, value):
+            return
+        setattr(obj, self.attr, value)
+        getattr(obj.events, self.name).emit(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.all(a == b)) if np.shape(a) == np.shape(b) else False
+    except Exception:
+        return a is b
+
+
+def _unit(v: Any) -> float:
+    v = float(v)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"must be within 0..1, got {v}")
+    return v
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}; got {v!r}")
+        return str(v)
+    return check
+
+
+def _positive(v: Any) -> float:
+    v = float(v)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"must be a positive number, got {v}")
+    return v
+
+
+def _finite(v: Any) -> float:
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError(f"must be finite, got {v}")
+    return v
+
+
+def _color(v: Any) -> tuple[float, float, float]:
+    c = tuple(float(x) for x in v)
+    if len(c) != 3 or not all(0.0 <= x <= 1.0 for x in c):
+        raise ValueError(f"colour must be 3 values within 0..1, got {v}")
+    return c  # type: ignore[return-value]
+
+
+class LayerEvents(SignalGroup):
+    name = Signal(str)
+    visible = Signal(bool)
+    opacity = Signal(float)
+    # image
+    window = Signal(float)
+    level = Signal(float)
+    colormap = Signal(str)
+    render_mode = Signal(str)
+    # labels
+    outline = Signal(bool)
+    show_3d = Signal(bool)
+    table = Signal(int)
+    # mesh / points
+    color = Signal(object)
+    show_texture = Signal(bool)
+    point_size = Signal(float)
+    # the data itself was replaced (e.g. a label map edited or a prediction refined)
+    data = Signal()
+
+
+class Layer:
+    """Base of all layers: a name, visibility and opacity, and ``events``."""
+
+    kind = "layer"
+    name = Prop("", str)
+    visible = Prop(True, bool)
+    opacity = Prop(1.0, _unit)
+
+    def __init__(self, data: Any, name: str = "", **display: Any) -> None:
+        self.events = LayerEvents()
+        self.data = data
+        self.name = name or getattr(data, "name", "") or self.kind
+        for key, value in display.items():
+            if not isinstance(getattr(type(self), key, None), Prop):
+                raise TypeError(f"{type(self).__name__} has no display property {key!r}")
+            setattr(self, key, value)
+
+    @property
+    def source(self) -> str | None:
+        return getattr(self.data, "source", None)
+
+    def display_state(self) -> dict[str, Any]:
+        """Every display property as plain JSON-able values (for scene files)."""
+        out = {}
+        for klass in type(self).__mro__:
+            for key, val in vars(klass).items():
+                if isinstance(val, Prop) and key not in out:
+                    v = getattr(self, key)
+                    out[key] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def apply_display_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if isinstance(getattr(type(self), key, None), Prop):
+                setattr(self, key, value)
+
+    def bounds_world(self) -> np.ndarray:
+        """(2, 3) min/max world corner."""
+        b = np.asarray(self.data.bounds(), float).reshape(3, 2)
+        return b.T.copy()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ImageLayer(Layer):
+    """A scalar ``Volume`` drawn in grey levels (window/level) and optionally volume-rendered."""
+
+    kind = "image"
+    window = Prop(1.0, _positive)
+    level = Prop(0.0, _finite)
+    colormap = Prop("gray", _one_of(COLORMAPS))
+    render_mode = Prop("off", _one_of(RENDER_MODES))
+    data: Volume
+
+    def __init__(self, data: Volume, name: str = "", **display: Any) -> None:
+        if "window" not in display:
+            lo, hi = data.quick_range()
+            if data.modality == "CT":
+                lo, hi = -160.0, 240.0  # soft tissue: what a radiologist opens a CT with
+            display.setdefault("window", max(hi - lo, 1e-6))
+            display.setdefault("level", (hi + lo) / 2.0)
+        super().__init__(data, name, **display)
+
+    def bounds_world(self) -> np.ndarray:
+        return self.data.bounds_world()
+
+
+class LabelLayer(Layer):
+    """A ``LabelMap`` drawn over the slices (filled or outline) and as 3D surfaces."""
+
+    kind = "labels"
+    outline = Prop(False, bool)
+    show_3d = Prop(True, bool)
+    data: LabelMap
+
+    def __init__(self, data: LabelMap, name: str = "", **display: Any) -> None:
+        display.setdefault("opacity", 0.5)
+        super().__init__(data, name, **display)
+        data.table.changed.connect(self.events.table.emit)
+
+    def bounds_world(self) -> np.ndarray:
+        return Volume(np.empty(self.data.shape, np.uint8), self.data.affine).bounds_world()
+
+
+class MeshLayer(Layer):
+    kind = "mesh"
+    color = Prop((0.85, 0.85, 0.85), _color)
+    show_texture = Prop(True, bool)
+    data: Mesh
+
+
+class PointsLayer(Layer):
+    kind = "points"
+    color = Prop((1.0, 1.0, 1.0), _color)
+    point_size = Prop(3.0, _positive)
+    data: PointCloud
+
+
+_LAYER_FOR: dict[type, type[Layer]] = {
+    Volume: ImageLayer, LabelMap: LabelLayer, Mesh: MeshLayer, PointCloud: PointsLayer,
+}
+
+
+def layer_for(data: Any, **display: Any) -> Layer:
+    """The layer class that shows ``data`` (type -> layer registry)."""
+    for klass, layer_cls in _LAYER_FOR.items():
+        if isinstance(data, klass):
+            return layer_cls(data, **display)
+    raise TypeError(f"no layer shows {type(data).__name__}")

@@ -1,0 +1,417 @@
+"""The 3D view: volume rendering, label surfaces, textured meshes, point clouds, slice planes.
+
+Like the slice views, :class:`View3D` subscribes to the scene and its layers' events. Work that
+can take seconds (label surfaces of a big map) goes through ``run_async(work, done)``, which the
+window maps onto a worker thread; offscreen it runs inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..model import ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene
+from ..resources import volume_presets
+from .slicing import plane_axes
+from .slice_view import VIEW_COLORS
+from .vtkutil import vtk
+from vtk.util import numpy_support
+
+__all__ = ["View3D", "volume_image", "label_surfaces", "mesh_polydata"]
+
+RunAsync = Callable[[Callable[[], Any], Callable[[Any], None]], None]
+
+
+def _inline(work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+    done(work())
+
+
+def _matrix(affine: np.ndarray) -> vtk.vtkMatrix4x4:
+    m = vtk.vtkMatrix4x4()
+    for i in range(4):
+        for j in range(4):
+            m.SetElement(i, j, float(affine[i, j]))
+    return m
+
+
+def volume_image(array: np.ndarray) -> vtk.vtkImageData:
+    """(I, J, K) array -> vtkImageData in index space (spacing 1), sharing memory when the array
+    is Fortran-ordered (as nibabel gives it); the affine goes on the actor as a user matrix."""
+    a = array
+    if a.dtype.kind == "b":
+        a = a.astype(np.uint8)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4:
+        a = a.astype(np.float32)
+    if a.dtype.kind == "i" and a.dtype.itemsize > 4:
+        a = a.astype(np.int32)
+    flat = np.ravel(a, order="F")  # a view for F-contiguous arrays: VTK's x-fastest order
+    img = vtk.vtkImageData()
+    img.SetDimensions(*a.shape)
+    arr = numpy_support.numpy_to_vtk(flat, deep=False)
+    arr.SetName("values")
+    img.GetPointData().SetScalars(arr)
+    img._numpy_ref = flat
+    return img
+
+
+def label_surfaces(array: np.ndarray, affine: np.ndarray, values: list[int]) -> dict[int, Any]:
+    """Smooth surfaces of each label (SurfaceNets), as pyvista PolyData in RAS mm by value."""
+    import pyvista as pv
+
+    img = volume_image(array if array.dtype.kind in "iu" and array.dtype.itemsize <= 4
+                       else array.astype(np.int32))
+    nets = vtk.vtkSurfaceNets3D()
+    nets.SetInputData(img)
+    nets.SetBackgroundLabel(0)
+    nets.SetNumberOfLabels(len(values))
+    for i, v in enumerate(values):
+        nets.SetLabel(i, float(v))
+    nets.SetOutputMeshTypeToTriangles()
+    nets.SmoothingOn()
+    nets.SetNumberOfIterations(16)
+    nets.Update()
+    out = pv.wrap(nets.GetOutput())
+    if out.n_points == 0:
+        return {}
+    out.points = out.points @ affine[:3, :3].T + affine[:3, 3]
+    bl = np.asarray(out.cell_data["BoundaryLabels"])
+    cell_label = np.where(bl[:, 0] != 0, bl[:, 0], bl[:, 1]).astype(int)
+    surfaces = {}
+    for v in values:
+        ids = np.nonzero(cell_label == v)[0]
+        if len(ids):
+            part = out.extract_cells(ids).extract_surface(algorithm=None)
+            surfaces[int(v)] = part.compute_normals(auto_orient_normals=False, split_vertices=False)
+    return surfaces
+
+
+def mesh_polydata(mesh) -> Any:
+    """Model Mesh -> pyvista PolyData with UVs (active texture coordinates) and colours."""
+    import pyvista as pv
+
+    faces = np.hstack([np.full((mesh.n_faces, 1), 3, np.int64), mesh.faces]).ravel()
+    pd = pv.PolyData(mesh.points, faces=faces)
+    if mesh.uv is not None:
+        pd.active_texture_coordinates = np.asarray(mesh.uv, np.float32)
+    if mesh.colors is not None:
+        pd.point_data["rgb"] = np.asarray(mesh.colors, np.uint8)
+    if mesh.normals is not None:
+        pd.point_data.active_normals = np.asarray(mesh.normals, np.float32)
+    return pd
+
+
+class View3D:
+    """The 3D view of a scene drawn into ``renderer``."""
+
+    def __init__(self, renderer, scene: Scene, render: Callable[[], None] | None = None,
+                 run_async: RunAsync | None = None) -> None:
+        self.renderer, self.scene = renderer, scene
+        self._render = render or (lambda: None)
+        self._async = run_async or _inline
+        self.props: dict[int, list] = {}
+        self._slots: dict[int, list] = {}
+        renderer.SetBackground(0.09, 0.1, 0.13)
+        renderer.SetBackground2(0.24, 0.26, 0.32)
+        renderer.GradientBackgroundOn()
+        self._planes = self._make_planes()
+        scene.layer_inserted.connect(self._on_inserted)
+        scene.layer_removed.connect(self._on_removed)
+        scene.cursor_changed.connect(self._update_planes)
+        for layer in scene:
+            self._on_inserted(0, layer)
+
+    # slice planes: where the three 2D views cut, as in Slicer's 3D view -----------------------
+    def _make_planes(self) -> dict[str, tuple]:
+        planes = {}
+        for view in ("axial", "coronal", "sagittal"):
+            pts = vtk.vtkPoints()
+            pts.SetNumberOfPoints(4)
+            poly = vtk.vtkPolyData()
+            poly.SetPoints(pts)
+            lines = vtk.vtkCellArray()
+            lines.InsertNextCell(5, [0, 1, 2, 3, 0])
+            poly.SetLines(lines)
+            mapper = vtk.vtkPolyDataMapper()
+            mapper.SetInputData(poly)
+            actor = vtk.vtkActor()
+            actor.SetMapper(mapper)
+            actor.GetProperty().SetColor(*VIEW_COLORS[view])
+            actor.GetProperty().SetLineWidth(2.0)
+            actor.PickableOff()
+            actor.SetVisibility(False)
+            self.renderer.AddActor(actor)
+            planes[view] = (pts, poly, actor)
+        return planes
+
+    def _update_planes(self, *_: object) -> None:
+        ref = self.scene.reference_image()
+        for view, (pts, poly, actor) in self._planes.items():
+            if ref is None:
+                actor.SetVisibility(False)
+                continue
+            u, v, n = plane_axes(view)
+            b = ref.bounds_world()
+            c = self.scene.cursor
+            lo_u, hi_u = sorted([b[0] @ np.abs(u), b[1] @ np.abs(u)])
+            lo_v, hi_v = sorted([b[0] @ np.abs(v), b[1] @ np.abs(v)])
+            d = c @ np.abs(n)
+            au, av, an = np.abs(u), np.abs(v), np.abs(n)
+            for i, (x, y) in enumerate(((lo_u, lo_v), (hi_u, lo_v), (hi_u, hi_v), (lo_u, hi_v))):
+                pts.SetPoint(i, *(x * au + y * av + d * an))
+            pts.Modified()
+            poly.Modified()
+            actor.SetVisibility(True)
+        self._render()
+
+    # layers -------------------------------------------------------------------------------------
+    def _connect(self, layer: Layer, name: str, slot: Callable) -> None:
+        getattr(layer.events, name).connect(slot)
+        self._slots.setdefault(id(layer), []).append((name, slot))
+
+    def _on_inserted(self, index: int, layer: Layer) -> None:
+        self.props[id(layer)] = []
+        if isinstance(layer, ImageLayer):
+            self._add_volume(layer)
+        elif isinstance(layer, LabelLayer):
+            self._add_labels(layer)
+        elif isinstance(layer, MeshLayer):
+            self._add_mesh(layer)
+        elif isinstance(layer, PointsLayer):
+            self._add_points(layer)
+        self._connect(layer, "visible", lambda *_: self._sync_visibility(layer))
+        first = len(self.scene) == 1
+        self._update_planes()
+        if first:
+            self.reset_camera()
+        self._render()
+
+    def _on_removed(self, index: int, layer: Layer) -> None:
+        for prop in self.props.pop(id(layer), []):
+            self.renderer.RemoveViewProp(prop)
+        for name, slot in self._slots.pop(id(layer), []):
+            getattr(layer.events, name).disconnect(slot)
+        self._update_planes()
+        self._render()
+
+    def _sync_visibility(self, layer: Layer) -> None:
+        for prop in self.props.get(id(layer), []):
+            on = layer.visible
+            if isinstance(layer, ImageLayer):
+                on = on and layer.render_mode != "off"
+            if isinstance(layer, LabelLayer):
+                on = on and layer.show_3d and getattr(prop, "_label_visible", True)
+            prop.SetVisibility(bool(on))
+        self._render()
+
+    # volumes
+    def _add_volume(self, layer: ImageLayer) -> None:
+        state: dict[str, Any] = {"volume": None}
+
+        def build(*_: object) -> None:
+            if layer.render_mode == "off":
+                self._sync_visibility(layer)
+                return
+            if state["volume"] is None:
+                mapper = vtk.vtkSmartVolumeMapper()
+                mapper.SetInputData(volume_image(layer.data.array))
+                vol = vtk.vtkVolume()
+                vol.SetMapper(mapper)
+                vol.SetUserMatrix(_matrix(layer.data.affine))
+                self.renderer.AddVolume(vol)
+                self.props[id(layer)].append(vol)
+                state["volume"] = vol
+            self._style_volume(layer, state["volume"])
+            self._sync_visibility(layer)
+
+        self._connect(layer, "render_mode", build)
+        self._connect(layer, "opacity", build)
+        build()
+
+    def _style_volume(self, layer: ImageLayer, vol) -> None:
+        preset = volume_presets()[layer.render_mode]
+        lo, hi = layer.data.quick_range()
+        ctf = vtk.vtkColorTransferFunction()
+        otf = vtk.vtkPiecewiseFunction()
+        for value, r, g, b, a in preset["points"]:
+            x = lo + value * (hi - lo) if preset["relative"] else value
+            ctf.AddRGBPoint(x, r, g, b)
+            otf.AddPoint(x, a * layer.opacity)
+        prop = vtk.vtkVolumeProperty()
+        prop.SetColor(ctf)
+        prop.SetScalarOpacity(otf)
+        prop.SetInterpolationTypeToLinear()
+        if preset["shade"]:
+            prop.ShadeOn()
+            prop.SetAmbient(0.25)
+            prop.SetDiffuse(0.8)
+            prop.SetSpecular(0.25)
+        vol.SetProperty(prop)
+        mapper = vol.GetMapper()
+        if preset["blend"] == "maximum":
+            mapper.SetBlendModeToMaximumIntensity()
+        else:
+            mapper.SetBlendModeToComposite()
+
+    # labels
+    def _add_labels(self, layer: LabelLayer) -> None:
+        data = layer.data
+        values = [lab.value for lab in data.table]
+        generation = {"n": 0}
+
+        def build(*_: object) -> None:
+            generation["n"] += 1
+            mine = generation["n"]
+
+            def done(surfaces: dict[int, Any]) -> None:
+                if mine != generation["n"] or id(layer) not in self.props:
+                    return  # a newer build or the layer is gone
+                for prop in self.props[id(layer)]:
+                    self.renderer.RemoveViewProp(prop)
+                self.props[id(layer)] = []
+                for value, surf in surfaces.items():
+                    mapper = vtk.vtkPolyDataMapper()
+                    mapper.SetInputData(surf)
+                    mapper.ScalarVisibilityOff()
+                    actor = vtk.vtkActor()
+                    actor.SetMapper(mapper)
+                    actor._label_value = value
+                    self.renderer.AddActor(actor)
+                    self.props[id(layer)].append(actor)
+                restyle()
+                self._render()
+
+            self._async(lambda: label_surfaces(np.asarray(data.array), data.affine, values), done)
+
+        def restyle(*_: object) -> None:
+            for actor in self.props.get(id(layer), []):
+                lab = data.table[actor._label_value] if actor._label_value in data.table else None
+                actor._label_visible = bool(lab and lab.visible)
+                if lab:
+                    p = actor.GetProperty()
+                    p.SetColor(*lab.color)
+                    p.SetOpacity(min(1.0, lab.opacity * max(layer.opacity, 0.0) * 2.0))
+                    p.SetSpecular(0.3)
+                    p.SetSpecularPower(20)
+            self._sync_visibility(layer)
+
+        self._connect(layer, "table", restyle)
+        self._connect(layer, "opacity", restyle)
+        self._connect(layer, "show_3d", restyle)
+        self._connect(layer, "data", build)
+        build()
+
+    # meshes and points
+    def _add_mesh(self, layer: MeshLayer) -> None:
+        import pyvista as pv
+
+        mesh = layer.data
+        pd = mesh_polydata(mesh)
+        mapper = vtk.vtkPolyDataMapper()
+        mapper.SetInputData(pd)
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+        texture = None
+        if mesh.texture is not None and mesh.uv is not None:
+            # model textures are row 0 at the top; VTK's images are row 0 at the bottom
+            texture = pv.Texture(np.ascontiguousarray(mesh.texture[::-1]))
+            texture.SetInterpolate(True)
+            texture.SetMipmap(True)
+
+        def restyle(*_: object) -> None:
+            p = actor.GetProperty()
+            p.SetOpacity(layer.opacity)
+            p.SetColor(*layer.color)
+            use_tex = texture is not None and layer.show_texture
+            actor.SetTexture(texture if use_tex else None)
+            if use_tex:
+                p.SetColor(1, 1, 1)
+            mapper.SetScalarVisibility(mesh.colors is not None and not use_tex)
+            if mesh.colors is not None:
+                mapper.SetScalarModeToUsePointFieldData()
+                mapper.SelectColorArray("rgb")
+                mapper.SetColorModeToDirectScalars()
+            self._render()
+
+        for name in ("opacity", "color", "show_texture"):
+            self._connect(layer, name, restyle)
+        restyle()
+        self.renderer.AddActor(actor)
+        self.props[id(layer)].append(actor)
+
+    def _add_points(self, layer: PointsLayer) -> None:
+        import pyvista as pv
+
+        pc = layer.data
+        pd = pv.PolyData(pc.points)
+        if pc.colors is not None:
+            pd.point_data["rgb"] = pc.colors
+        mapper = vtk.vtkPolyDataMapper()
+        mapper.SetInputData(pd)
+        if pc.colors is not None:
+            mapper.SetScalarModeToUsePointFieldData()
+            mapper.SelectColorArray("rgb")
+            mapper.SetColorModeToDirectScalars()
+            mapper.ScalarVisibilityOn()
+        else:
+            mapper.ScalarVisibilityOff()
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+
+        def restyle(*_: object) -> None:
+            p = actor.GetProperty()
+            p.SetRepresentationToPoints()
+            p.SetPointSize(layer.point_size)
+            p.SetRenderPointsAsSpheres(True)
+            p.SetOpacity(layer.opacity)
+            p.SetColor(*layer.color)
+            self._render()
+
+        for name in ("opacity", "color", "point_size"):
+            self._connect(layer, name, restyle)
+        restyle()
+        self.renderer.AddActor(actor)
+        self.props[id(layer)].append(actor)
+
+    # camera -----------------------------------------------------------------------------------
+    def reset_camera(self) -> None:
+        """Look at everything from the patient's front-left, head up (a familiar 3D start)."""
+        b = self.scene.bounds_world()
+        if b is None:
+            return
+        center = (b[0] + b[1]) / 2
+        radius = float(np.linalg.norm(b[1] - b[0])) / 2 or 1.0
+        cam = self.renderer.GetActiveCamera()
+        direction = np.array([0.35, 1.0, 0.25])  # from the front (anterior = +y), a little left/up
+        direction /= np.linalg.norm(direction)
+        cam.SetFocalPoint(*center)
+        cam.SetPosition(*(center + direction * radius * 3.2))
+        cam.SetViewUp(0, 0, 1)
+        cam.SetViewAngle(30)
+        self.renderer.ResetCameraClippingRange()
+        if hasattr(self.renderer, "camera_set"):
+            self.renderer.camera_set = True
+
+    def camera_state(self) -> dict:
+        cam = self.renderer.GetActiveCamera()
+        return {"position": list(cam.GetPosition()), "focal": list(cam.GetFocalPoint()),
+                "up": list(cam.GetViewUp()), "angle": cam.GetViewAngle()}
+
+    def set_camera_state(self, state: dict) -> None:
+        cam = self.renderer.GetActiveCamera()
+        cam.SetPosition(*state["position"])
+        cam.SetFocalPoint(*state["focal"])
+        cam.SetViewUp(*state["up"])
+        cam.SetViewAngle(float(state.get("angle", 30)))
+        self.renderer.ResetCameraClippingRange()
+        if hasattr(self.renderer, "camera_set"):
+            self.renderer.camera_set = True
+        self._render()
+
+    def close(self) -> None:
+        self.scene.layer_inserted.disconnect(self._on_inserted)
+        self.scene.layer_removed.disconnect(self._on_removed)
+        self.scene.cursor_changed.disconnect(self._update_planes)
+        for layer in self.scene:
+            for name, slot in self._slots.pop(id(layer), []):
+                getattr(layer.events, name).disconnect(slot)

@@ -1,0 +1,395 @@
+"""The main window: four linked views, the layer panel, menus, drag-and-drop, status bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
+    QPushButton, QWidget,
+)
+
+from ..io import FILE_FILTER, kind_of, load_path
+from ..io.scene_file import read_scene, restore_layers, save_scene
+from ..jobs import JobRunner
+from ..model import ImageLayer, LabelLayer, LabelMap, Scene, Volume, layer_for
+from ..model.errors import LoadError
+from .dialogs import pick_series
+from .layer_panel import LayerPanel
+from .views import ViewPanel
+
+__all__ = ["MainWindow"]
+
+_LABEL_HINTS = ("label", "labels", "seg", "segmentation", "mask", "aseg", "parc", "gt")
+MAX_RECENT = 10
+
+
+def looks_like_labels(path: str | Path, data) -> bool:
+    """An integer volume whose name says segmentation opens as labels over the image."""
+    name = Path(path).name.lower()
+    return (isinstance(data, Volume) and data.array.dtype.kind in "iub"
+            and any(h in name.replace("-", "_").replace(".", "_").split("_") for h in _LABEL_HINTS))
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, scene: Scene | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Lucid3D")
+        self.resize(1400, 900)
+        self.setAcceptDrops(True)
+        self.scene = scene or Scene()
+        self.jobs = JobRunner()
+        self.settings = QSettings("Lucid3D", "Lucid3D")
+
+        grid_host = QWidget()
+        self.grid = QGridLayout(grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.views: dict[str, ViewPanel] = {}
+        for kind, (r, c) in (("axial", (0, 0)), ("3d", (0, 1)), ("coronal", (1, 0)), ("sagittal", (1, 1))):
+            panel = ViewPanel(self.scene, kind, run_async=self.jobs.run_async)
+            panel.hovered.connect(self._on_hover)
+            self.grid.addWidget(panel, r, c)
+            self.views[kind] = panel
+        self.setCentralWidget(grid_host)
+
+        self.layer_panel = LayerPanel(self.scene)
+        dock = QDockWidget("Layers", self)
+        dock.setObjectName("layers")
+        dock.setWidget(self.layer_panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setMinimumWidth(330)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+
+        self.position_label = QLabel("")
+        self.position_label.setMinimumWidth(420)
+        self.job_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setVisible(False)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setVisible(False)
+        self.cancel_btn.clicked.connect(self.jobs.cancel_all)
+        sb = self.statusBar()
+        sb.addWidget(self.position_label, 1)
+        sb.addPermanentWidget(self.job_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_btn)
+        self.jobs.job_started.connect(self._job_started)
+        self.jobs.job_ended.connect(self._job_ended)
+        self._build_menus()
+        self.scene.cursor_changed.connect(lambda *_: self._show_cursor_value())
+
+    # menus ---------------------------------------------------------------------------------
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        act = QAction(text, self)
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+        act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self._action(m, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "Open volumes, meshes, point clouds or a scene")
+        self._action(m, "Open &DICOM folder…", self.open_folder_dialog, "Ctrl+Shift+O")
+        self._action(m, "Open as &labels…", lambda: self.open_dialog(as_labels=True), "Ctrl+L",
+                     "Open an integer volume as a label overlay")
+        self.recent_menu = m.addMenu("Open &recent")
+        self._fill_recent()
+        m.addSeparator()
+        self._action(m, "Open &scene…", self.open_scene_dialog, "Ctrl+Shift+L")
+        self._action(m, "Sa&ve scene…", self.save_scene_dialog, QKeySequence.StandardKey.Save)
+        self._action(m, "Save screens&hot…", self.save_screenshot_dialog, "Ctrl+Shift+S")
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        v = self.menuBar().addMenu("&View")
+        self._action(v, "&Reset views", self.reset_views, "R")
+        self._action(v, "&Four views", lambda: self.maximize(None), "F5")
+        for i, kind in enumerate(("axial", "coronal", "sagittal", "3d")):
+            self._action(v, f"Only {kind if kind != '3d' else '3D'}", lambda k=kind: self.maximize(k), f"F{i + 1}")
+        v.addSeparator()
+        self._action(v, "Remove selected layer", self.layer_panel.remove_selected, QKeySequence.StandardKey.Delete)
+        self._action(v, "Toggle selected layer", self._toggle_selected, "V")
+
+        h = self.menuBar().addMenu("&Help")
+        self._action(h, "Mouse and keys", self._show_help, QKeySequence.StandardKey.HelpContents)
+
+    def _show_help(self) -> None:
+        QMessageBox.information(self, "Mouse and keys", (
+            "Slice views: left click/drag moves the crosshair; right drag: window (left-right) and "
+            "level (up-down); middle drag pans; wheel or Up/Down/Page keys move through slices; "
+            "Ctrl+wheel zooms; R resets.\n3D view: left drag rotates, middle pans, right drag or "
+            "wheel zooms.\nF1-F4 show one view, F5 all four. Drop files or folders on the window to "
+            "open them."))
+
+    def _toggle_selected(self) -> None:
+        if self.scene.selected is not None:
+            self.scene.selected.visible = not self.scene.selected.visible
+
+    def maximize(self, kind: str | None) -> None:
+        for k, panel in self.views.items():
+            panel.setVisible(kind is None or k == kind)
+
+    def reset_views(self) -> None:
+        for panel in self.views.values():
+            panel.reset()
+
+    # opening ---------------------------------------------------------------------------------
+    def open_dialog(self, as_labels: bool = False) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open", self._last_dir(), FILE_FILTER)
+        if paths:
+            self.open_paths(paths, as_labels=as_labels)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._last_dir())
+        if path:
+            self.open_paths([path])
+
+    def _last_dir(self) -> str:
+        return str(self.settings.value("last_dir", str(Path.home())))
+
+    def open_paths(self, paths, as_labels: bool = False) -> None:
+        """Open files and folders in the background; each becomes a layer when it is loaded."""
+        for p in paths:
+            p = str(p)
+            kind = kind_of(p) if Path(p).exists() else "missing"
+            if kind == "scene":
+                self.open_scene(p)
+            elif kind == "dicom" and Path(p).is_dir():
+                self._open_dicom_folder(p)
+            else:
+                self._submit_load(p, as_labels=as_labels)
+
+    def _submit_load(self, path: str, as_labels: bool = False, series: str | None = None) -> None:
+        def work(progress):
+            progress.update(0, 0, f"loading {Path(path).name}")
+            data = load_path(path, as_labels=as_labels, series=series)
+            if isinstance(data, Volume):
+                data.stats()  # full statistics off the UI thread
+            return data
+
+        self.jobs.submit(work, f"Loading {Path(path).name}",
+                         on_done=lambda data: self._loaded(path, data),
+                         on_error=self._error)
+
+    def _open_dicom_folder(self, folder: str) -> None:
+        def work(progress):
+            progress.update(0, 0, "scanning DICOM folder")
+            from ..io.dicom import list_series
+            return list_series(Path(folder))
+
+        def done(series):
+            if not series:
+                self._error(str(LoadError(folder, "no readable DICOM series in this folder")))
+                return
+            if len(series) == 1:
+                self._submit_load(folder, series=series[0].uid)
+                return
+            uid = pick_series(self, series)
+            if uid:
+                self._submit_load(folder, series=uid)
+
+        self.jobs.submit(work, f"Scanning {Path(folder).name}", on_done=done, on_error=self._error)
+
+    def _loaded(self, path: str, data) -> None:
+        if isinstance(data, Volume) and looks_like_labels(path, data) and self.scene.reference_image():
+            try:
+                data = LabelMap.from_volume(data)
+            except ValueError:
+                pass
+        layer = layer_for(data)
+        self.scene.add(layer)
+        note = getattr(data, "meta", {}).get("note")
+        if note:
+            self.statusBar().showMessage(f"{Path(path).name}: {note}", 10000)
+        self._add_recent(path)
+
+    def _error(self, message: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cannot open", message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("error_dialog")
+        box.setModal(False)
+        box.show()
+        self.last_error = message
+
+    # recent files ----------------------------------------------------------------------------
+    def _recent(self) -> list[str]:
+        val = self.settings.value("recent", [])
+        return [val] if isinstance(val, str) else list(val or [])
+
+    def _add_recent(self, path: str) -> None:
+        if path.startswith("demo:"):
+            return
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self.settings.setValue("last_dir", str(Path(path).parent))
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for i, p in enumerate(self._recent()):
+            act = QAction(f"&{i + 1} {p}", self)
+            act.triggered.connect(lambda _=False, p=p: self.open_paths([p]))
+            self.recent_menu.addAction(act)
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    # drag and drop ---------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # scenes and screenshots ------------------------------------------------------------------
+    def cameras(self) -> dict[str, dict]:
+        return {k: p.view.camera_state() for k, p in self.views.items()}
+
+    def save_scene_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save scene", self._last_dir(), "Lucid3D scene (*.lucid3d.json)")
+        if path:
+            if not path.endswith(".json"):
+                path += ".lucid3d.json"
+            self.save_scene(path)
+
+    def save_scene(self, path: str) -> None:
+        try:
+            save_scene(self.scene, path, self.cameras())
+            self.statusBar().showMessage(f"saved scene {path}", 5000)
+        except LoadError as exc:
+            self._error(str(exc))
+
+    def open_scene_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open scene", self._last_dir(), "Lucid3D scene (*.json)")
+        if path:
+            self.open_scene(path)
+
+    def open_scene(self, path: str) -> None:
+        """Replace the scene's layers with a scene file's, restoring display, cursor and cameras."""
+        def work(progress):
+            data = read_scene(path)
+            return data, restore_layers(data)
+
+        def done(result):
+            data, layers = result
+            self.scene.clear()
+            for layer in layers:
+                self.scene.add(layer)
+            sel = data.get("selected")
+            if sel is not None and 0 <= sel < len(layers):
+                self.scene.selected = layers[sel]
+            self.scene.cursor = data.get("cursor", self.scene.cursor)
+            # cameras after the views have reacted to the new layers
+            QTimer.singleShot(0, lambda: self._restore_cameras(data.get("cameras", {})))
+            self._add_recent(path)
+
+        self.jobs.submit(work, f"Opening scene {Path(path).name}", on_done=done, on_error=self._error)
+
+    def _restore_cameras(self, cams: dict) -> None:
+        for kind, state in cams.items():
+            if kind in self.views:
+                try:
+                    self.views[kind].view.set_camera_state(state)
+                except (KeyError, TypeError, ValueError):
+                    pass
+
+    def grab_views(self) -> np.ndarray:
+        """The visible views as one RGB image, laid out as on screen."""
+        shots = {k: np.asarray(p.screenshot())[..., :3] for k, p in self.views.items() if p.isVisible()}
+        if len(shots) == 1:
+            return next(iter(shots.values()))
+        h = max(s.shape[0] for s in shots.values())
+        w = max(s.shape[1] for s in shots.values())
+        canvas = np.zeros((2 * h + 2, 2 * w + 2, 3), np.uint8)
+        for kind, (r, c) in (("axial", (0, 0)), ("3d", (0, 1)), ("coronal", (1, 0)), ("sagittal", (1, 1))):
+            s = shots.get(kind)
+            if s is not None:
+                canvas[r * (h + 2): r * (h + 2) + s.shape[0], c * (w + 2): c * (w + 2) + s.shape[1]] = s
+        return canvas
+
+    def save_screenshot_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", self._last_dir(), "PNG image (*.png)")
+        if path:
+            if not path.lower().endswith(".png"):
+                path += ".png"
+            self.save_screenshot(path)
+
+    def save_screenshot(self, path: str) -> None:
+        from PIL import Image
+
+        from ..io import atomic_path
+
+        try:
+            sources = [l.source for l in self.scene if l.source and not l.source.startswith("demo:")]
+            with atomic_path(path, protect=sources) as tmp:
+                Image.fromarray(self.grab_views()).save(tmp, format="PNG")
+            self.statusBar().showMessage(f"saved {path}", 5000)
+        except (LoadError, OSError) as exc:
+            self._error(str(exc))
+
+    # status bar --------------------------------------------------------------------------------
+    def _on_hover(self, ras) -> None:
+        if ras is None:
+            self._show_cursor_value()
+            return
+        self._show_position(np.asarray(ras), "mouse")
+
+    def _show_cursor_value(self) -> None:
+        self._show_position(self.scene.cursor, "cursor")
+
+    def _show_position(self, ras: np.ndarray, what: str) -> None:
+        text = f"{what}:  R {ras[0]:.1f}  A {ras[1]:.1f}  S {ras[2]:.1f} mm"
+        ref = self.scene.reference_image()
+        if isinstance(ref, ImageLayer):
+            ijk = np.rint(ref.data.world_to_index(ras)).astype(int)
+            val = ref.data.value_at(ras)
+            if val is not None:
+                unit = " HU" if ref.data.modality == "CT" else ""
+                text += f"   voxel ({ijk[0]}, {ijk[1]}, {ijk[2]})   {ref.name}: {val:g}{unit}"
+        for lab in self.scene.of_kind(LabelLayer):
+            idx = np.rint(np.linalg.inv(lab.data.affine)[:3] @ np.append(ras, 1)).astype(int)
+            if np.all(idx >= 0) and np.all(idx < np.array(lab.data.shape)):
+                v = int(lab.data.array[tuple(idx)])
+                if v and v in lab.data.table:
+                    text += f"   {lab.data.table[v].name}"
+        self.position_label.setText(text)
+
+    # jobs ------------------------------------------------------------------------------------
+    def _job_started(self, job) -> None:
+        job.progress.connect(self._job_progress)
+        self._refresh_jobs()
+
+    def _job_ended(self, job) -> None:
+        self._refresh_jobs()
+
+    def _job_progress(self, step: float, total: float, message: str) -> None:
+        if total > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * step / total))
+        if message:
+            self.job_label.setText(message)
+
+    def _refresh_jobs(self) -> None:
+        busy = self.jobs.busy()
+        self.progress.setVisible(busy)
+        self.cancel_btn.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, 0)  # busy indicator until a job reports a total
+            self.job_label.setText(self.jobs.jobs[-1].label)
+        else:
+            self.job_label.setText("")
+
+    def closeEvent(self, event) -> None:
+        self.jobs.shutdown()
+        for panel in self.views.values():
+            panel.close_view()
+        super().closeEvent(event)

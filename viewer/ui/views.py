@@ -1,0 +1,71 @@
+"""The four view widgets: three slice views and the 3D view, each a pyvistaqt interactor
+with the matching view from ``viewer/render`` drawing into it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
+from pyvistaqt import QtInteractor
+
+from ..model import Scene
+from ..render.interaction import attach_3d_interaction, attach_slice_interaction
+from ..render.slice_view import VIEW_COLORS, SliceView
+from ..render.view3d import View3D
+
+__all__ = ["ViewPanel"]
+
+
+class ViewPanel(QFrame):
+    """One view in the grid: a thin coloured title strip and the VTK widget."""
+
+    hovered = Signal(object)  # RAS or None
+    activated = Signal(str)  # double-click: maximise/restore this view
+
+    def __init__(self, scene: Scene, kind: str, run_async=None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.kind = kind
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(1, 1, 1, 1)
+        lay.setSpacing(0)
+        title = QLabel(kind.capitalize() if kind != "3d" else "3D")
+        r, g, b = (int(c * 255) for c in VIEW_COLORS.get(kind, (0.55, 0.6, 0.7)))
+        title.setStyleSheet(f"background: rgb({r},{g},{b}); color: #111; font-weight: 600; padding: 1px 6px;")
+        title.setFixedHeight(18)
+        lay.addWidget(title)
+        self.plotter = QtInteractor(self, auto_update=False)
+        self.plotter.enable_anti_aliasing = lambda *a, **k: None  # keep llvmpipe fast
+        lay.addWidget(self.plotter.interactor, 1)
+        renderer = self.plotter.renderer
+        self._render_pending = False
+        if kind == "3d":
+            self.view = View3D(renderer, scene, render=self.schedule_render, run_async=run_async)
+            attach_3d_interaction(self.plotter.iren.interactor)
+            self.plotter.add_axes(interactive=False, color="white", xlabel="R", ylabel="A", zlabel="S")
+        else:
+            self.view = SliceView(renderer, scene, kind, render=self.schedule_render)
+            attach_slice_interaction(self.view, self.plotter.iren.interactor)
+            self.view.hovered.connect(self.hovered.emit)
+        self.plotter.interactor.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def schedule_render(self) -> None:
+        """Coalesce the many redraw requests one user action causes into one frame."""
+        if not self._render_pending:
+            self._render_pending = True
+            QTimer.singleShot(0, self._do_render)
+
+    def _do_render(self) -> None:
+        self._render_pending = False
+        if self.isVisible():
+            self.plotter.render()
+
+    def reset(self) -> None:
+        self.view.reset_camera()
+        self.schedule_render()
+
+    def screenshot(self):
+        return self.plotter.screenshot(return_img=True)
+
+    def close_view(self) -> None:
+        self.view.close()
+        self.plotter.close()
