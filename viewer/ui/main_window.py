@@ -34,6 +34,36 @@ def looks_like_labels(path: str | Path, data) -> bool:
             and any(h in name.replace("-", "_").replace(".", "_").split("_") for h in _LABEL_HINTS))
 
 
+class _Batch:
+    """Files opened together: added to the scene in the order the user gave them, whatever
+    order their loads finish in; an integer volume named like a segmentation becomes a label
+    layer when the scene or the batch holds an image."""
+
+    def __init__(self, window: "MainWindow", paths: list[str]) -> None:
+        self.window, self.paths = window, paths
+        self.results: dict[str, object] = {}
+        self.next = 0
+
+    def done(self, path: str, data) -> None:
+        self.results[path] = data
+        self._flush()
+
+    def skip(self, path: str) -> None:
+        self.results[path] = None
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.next < len(self.paths) and self.paths[self.next] in self.results:
+            path = self.paths[self.next]
+            data = self.results[path]
+            self.next += 1
+            if data is None:
+                continue
+            has_image = self.window.scene.reference_image() is not None or any(
+                isinstance(d, Volume) and not looks_like_labels(p, d) for p, d in self.results.items())
+            self.window._add_loaded(path, data, has_image)
+
+
 class MainWindow(QMainWindow):
     def __init__(self, scene: Scene | None = None) -> None:
         super().__init__()
@@ -155,18 +185,20 @@ class MainWindow(QMainWindow):
         return str(self.settings.value("last_dir", str(Path.home())))
 
     def open_paths(self, paths, as_labels: bool = False) -> None:
-        """Open files and folders in the background; each becomes a layer when it is loaded."""
-        for p in paths:
-            p = str(p)
+        """Open files and folders in the background; they become layers in the order given."""
+        batch = _Batch(self, [str(p) for p in paths])
+        for p in batch.paths:
             kind = kind_of(p) if Path(p).exists() else "missing"
             if kind == "scene":
+                batch.skip(p)
                 self.open_scene(p)
             elif kind == "dicom" and Path(p).is_dir():
-                self._open_dicom_folder(p)
+                self._open_dicom_folder(p, batch)
             else:
-                self._submit_load(p, as_labels=as_labels)
+                self._submit_load(p, batch, as_labels=as_labels)
 
-    def _submit_load(self, path: str, as_labels: bool = False, series: str | None = None) -> None:
+    def _submit_load(self, path: str, batch: "_Batch", as_labels: bool = False,
+                     series: str | None = None) -> None:
         def work(progress):
             progress.update(0, 0, f"loading {Path(path).name}")
             data = load_path(path, as_labels=as_labels, series=series)
@@ -174,11 +206,14 @@ class MainWindow(QMainWindow):
                 data.stats()  # full statistics off the UI thread
             return data
 
-        self.jobs.submit(work, f"Loading {Path(path).name}",
-                         on_done=lambda data: self._loaded(path, data),
-                         on_error=self._error)
+        def failed(message: str) -> None:
+            batch.skip(path)
+            self._error(message)
 
-    def _open_dicom_folder(self, folder: str) -> None:
+        self.jobs.submit(work, f"Loading {Path(path).name}",
+                         on_done=lambda data: batch.done(path, data), on_error=failed)
+
+    def _open_dicom_folder(self, folder: str, batch: "_Batch") -> None:
         def work(progress):
             progress.update(0, 0, "scanning DICOM folder")
             from ..io.dicom import list_series
@@ -186,24 +221,31 @@ class MainWindow(QMainWindow):
 
         def done(series):
             if not series:
+                batch.skip(folder)
                 self._error(str(LoadError(folder, "no readable DICOM series in this folder")))
                 return
-            if len(series) == 1:
-                self._submit_load(folder, series=series[0].uid)
-                return
-            uid = pick_series(self, series)
+            uid = series[0].uid if len(series) == 1 else pick_series(self, series)
             if uid:
-                self._submit_load(folder, series=uid)
+                self._submit_load(folder, batch, series=uid)
+            else:
+                batch.skip(folder)
 
-        self.jobs.submit(work, f"Scanning {Path(folder).name}", on_done=done, on_error=self._error)
+        def failed(message: str) -> None:
+            batch.skip(folder)
+            self._error(message)
 
-    def _loaded(self, path: str, data) -> None:
-        if isinstance(data, Volume) and looks_like_labels(path, data) and self.scene.reference_image():
+        self.jobs.submit(work, f"Scanning {Path(folder).name}", on_done=done, on_error=failed)
+
+    def _add_loaded(self, path: str, data, has_image: bool) -> None:
+        if isinstance(data, Volume) and looks_like_labels(path, data) and has_image:
             try:
                 data = LabelMap.from_volume(data)
             except ValueError:
                 pass
         layer = layer_for(data)
+        if isinstance(layer, ImageLayer) and layer.data.array.size <= 16_000_000:
+            # volume rendering on by default where it stays interactive on a CPU renderer
+            layer.render_mode = "ct_bone" if layer.data.modality == "CT" else "off"
         self.scene.add(layer)
         note = getattr(data, "meta", {}).get("note")
         if note:

@@ -1,0 +1,64 @@
+"""Shared fixtures: phantoms written to real files, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the phantom: body ellipse, a bright sphere in the patient's left-anterior-superior corner
+PHANTOM_SHAPE = (64, 56, 40)
+PHANTOM_AFFINE = np.array([[-2.0, 0, 0, 60.0], [0, -2.0, 0, 50.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])
+SPHERE_IJK = (44, 14, 30)  # i -> patient left (x decreases), j -> posterior, k -> superior
+SPHERE_R = 4
+
+
+def phantom_arrays() -> tuple[np.ndarray, np.ndarray]:
+    i, j, k = np.indices(PHANTOM_SHAPE)
+    img = np.full(PHANTOM_SHAPE, -1000, np.int16)
+    img[((i - 32) / 28.0) ** 2 + ((j - 28) / 24.0) ** 2 < 1] = 40
+    sphere = (i - SPHERE_IJK[0]) ** 2 + (j - SPHERE_IJK[1]) ** 2 + (k - SPHERE_IJK[2]) ** 2 <= SPHERE_R**2
+    img[sphere] = 1500
+    lab = np.zeros(PHANTOM_SHAPE, np.uint8)
+    lab[(i - 24) ** 2 + (j - 30) ** 2 + (k - 15) ** 2 <= 36] = 1
+    lab[(i - 36) ** 2 + (j - 34) ** 2 + (k - 15) ** 2 <= 16] = 2
+    return img, lab
+
+
+def sphere_ras() -> np.ndarray:
+    return PHANTOM_AFFINE[:3, :3] @ np.array(SPHERE_IJK, float) + PHANTOM_AFFINE[:3, 3]
+
+
+@pytest.fixture
+def phantom_files(tmp_path) -> tuple[Path, Path]:
+    """(image.nii.gz, labels.nii.gz) of the phantom, written with nibabel."""
+    img, lab = phantom_arrays()
+    ip, lp = tmp_path / "phantom.nii.gz", tmp_path / "phantom_seg.nii.gz"
+    nib.save(nib.Nifti1Image(img, PHANTOM_AFFINE), ip)
+    nib.save(nib.Nifti1Image(lab, PHANTOM_AFFINE), lp)
+    return ip, lp
+
+
+def headless_env() -> dict[str, str]:
+    """The environment of a server with no X at all: VTK falls back to EGL."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python main.py ARGS`` in a fresh process with no display."""
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=headless_env(), cwd=str(ROOT))
+
+
+@pytest.fixture
+def cli():
+    return run_cli
