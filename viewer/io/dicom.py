@@ -90,13 +90,15 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
+def _first(value: Any) -> Any:
+    # some writers store several values where one is expected (WindowCenter often has two)
+    return value[0] if isinstance(value, (list, tuple, MultiValue)) and len(value) else value
+
+
 def _number(ds: Any, keyword: str, default: float) -> float:
+    """A numeric element's value; raises on an unreadable one (the file is then skipped)."""
     value = ds.get(keyword)
-    if value is None or value == "":
-        return default
-    if isinstance(value, (list, tuple, MultiValue)):
-        value = value[0]  # some writers store several values where one is expected
-    return float(value)
+    return default if value is None or value == "" else float(_first(value))
 
 
 def _read_header(f: Path) -> tuple[tuple, _Slice, dict[str, Any]] | None:
@@ -127,8 +129,11 @@ def _read_header(f: Path) -> tuple[tuple, _Slice, dict[str, Any]] | None:
             }
         except _READ_ERRORS:
             return None  # not DICOM, or too damaged to group: skipped like any other stray file
-    # orientations that differ only in the last printed digits belong to the same stack
-    key = (uid, None if iop is None else tuple(np.round(iop, 3)), rows, cols)
+    # orientations that differ only in the last printed digits belong to the same stack;
+    # a different pixel size or field of view is a different grid, so a different stack
+    ps = _floats(ds.get("PixelSpacing"), 2)
+    key = (uid, None if iop is None else tuple(np.round(iop, 3)), rows, cols,
+           None if ps is None else tuple(np.round(ps, 4)))
     return key, rec, info
 
 
@@ -165,7 +170,7 @@ def _scan(folder: Path, recursive: bool = True) -> list[SeriesInfo]:
     parts: dict[str, int] = {}
     # biggest part of a split series keeps the plain UID, so `series=uid` finds the main stack
     for key, (slices, first) in sorted(groups.items(), key=lambda kv: -len(kv[1][0])):
-        uid, _, rows, cols = key
+        uid, _, rows, cols, _ = key
         parts[uid] = parts.get(uid, 0) + 1
         problem = None
         if first["frames"] > 1:
@@ -230,11 +235,15 @@ def load_dicom(path: Path, series: str | None = None) -> Volume:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="2 KB")
             has_image = "Rows" in ds and "Columns" in ds
+            is_index = "DirectoryRecordSequence" in ds
             uid = str(ds.get("SeriesInstanceUID", "") or "")
         except _READ_ERRORS as exc:
             raise LoadError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
-        if not has_image:
-            infos = _scan(folder)  # a DICOMDIR or report: show what sits beside it
+        if is_index:
+            infos = _scan(folder)  # a DICOMDIR: load what it indexes, from the files themselves
+        elif not has_image:
+            raise LoadError(path, "this DICOM file holds no image (a report, a presentation state, "
+                                  "or a damaged file)")
         elif series is None:
             infos = [s for s in _scan(folder, recursive=False)
                      if s.uid.split("#")[0] == uid and path.name in {f.name for f in s.files}]
@@ -255,7 +264,8 @@ def load_dicom(path: Path, series: str | None = None) -> Volume:
     vol.meta["series"] = [s.as_dict() for s in infos]
     if series is None and len(infos) > 1:
         rows, cols, n = chosen.shape
-        note = (f"{len(infos)} series in folder; loaded the largest: '{chosen.description}' "
+        which = "the largest" if chosen is infos[0] else "the largest readable one"
+        note = (f"{len(infos)} series in folder; loaded {which}: '{chosen.description}' "
                 f"({chosen.modality}, {rows}x{cols}x{n})")
         vol.meta["note"] = "; ".join([note] + ([vol.meta["note"]] if "note" in vol.meta else []))
     return vol
@@ -272,7 +282,8 @@ def _check_decodable(path: Path, syntaxes: set[str]) -> None:
         try:
             decoder = get_decoder(ts)
         except NotImplementedError:
-            raise LoadError(path, f"pixel data is compressed as '{ts.name}', which cannot be decoded") from None
+            raise LoadError(path, f"pixel data is compressed as '{ts.name}', "
+                                  "which cannot be decoded") from None
         if not decoder.is_available:
             need = "; ".join(decoder.missing_dependencies) or "an extra decoder plugin"
             raise LoadError(path, f"pixel data is compressed as '{ts.name}'; reading it needs one of: {need}")
@@ -409,12 +420,8 @@ def _load_series(path: Path, info: SeriesInfo) -> Volume:
 
 def _try_float(value: Any) -> float | None:
     """First value of a DS/IS element as float, None when absent or unreadable."""
-    if value is None or value == "":
-        return None
     try:
-        if isinstance(value, (list, tuple, MultiValue)):
-            value = value[0]
-        out = float(value)
+        out = float(_first(value))
     except (TypeError, ValueError, IndexError):
         return None
     return out if np.isfinite(out) else None

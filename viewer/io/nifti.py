@@ -14,6 +14,12 @@ from ..model.labels import LabelMap
 from ..model.volume import Volume
 from .common import atomic_path, check_fits_in_memory
 
+
+def _why(exc: Exception, path: Path) -> str:
+    """The library's reason without the path it repeats (the message already starts with it)."""
+    text = str(exc).replace(str(path), "").replace("File  ", "File ").strip(" :")
+    return text or type(exc).__name__
+
 __all__ = ["load_nifti", "save_nifti"]
 
 
@@ -26,9 +32,9 @@ def load_nifti(path: Path) -> Volume:
     try:
         img = nib.load(str(path))
     except nib.filebasedimages.ImageFileError as exc:
-        raise LoadError(path, f"not a readable NIfTI file ({exc})") from None
+        raise LoadError(path, f"not a readable NIfTI file ({_why(exc, path)})") from None
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise LoadError(path, f"not a readable NIfTI file ({exc})") from None
+        raise LoadError(path, f"not a readable NIfTI file ({_why(exc, path)})") from None
     shape = img.shape
     if len(shape) < 3:
         shape = tuple(shape) + (1,) * (3 - len(shape))
@@ -46,7 +52,7 @@ def load_nifti(path: Path) -> Volume:
             raw = img.dataobj.get_scaled(np.float32) if scaled else np.asanyarray(img.dataobj)
             data = raw.reshape(shape[:3], order="F")
     except (EOFError, OSError, zlib.error, ValueError) as exc:
-        raise LoadError(path, f"the file is truncated or corrupt ({exc})") from None
+        raise LoadError(path, f"the file is truncated or corrupt ({_why(exc, path)})") from None
     if data.dtype.kind not in "biuf":
         raise LoadError(path, f"unsupported voxel type {data.dtype}")
     if data.dtype.kind == "b":

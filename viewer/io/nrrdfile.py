@@ -44,6 +44,18 @@ def _name(path: Path) -> str:
     return path.name[: -len(path.suffix)] if path.suffix else path.name
 
 
+def _dtype_of(nrrd_type: str) -> np.dtype:
+    """numpy dtype of a NRRD ``type`` field (all the spellings the spec allows), for size checks."""
+    t = " ".join(nrrd_type.lower().split())
+    if t in ("float", "double"):
+        return np.dtype(np.float32 if t == "float" else np.float64)
+    bits = (8 if "char" in t or "int8" in t else 16 if "short" in t or "16" in t
+            else 64 if "long" in t or "64" in t else 32 if "int" in t else 0)
+    if not bits:
+        raise ValueError(f"unsupported NRRD type '{nrrd_type}'")
+    return np.dtype(f"{'u' if t.startswith('u') else 'i'}{bits // 8}")
+
+
 def _spatial_axes(header: dict[str, Any], ndim: int) -> tuple[list[int], np.ndarray | None]:
     """Indices of the axes that step through space, and their (n, space_dim) directions.
 
@@ -57,8 +69,8 @@ def _spatial_axes(header: dict[str, Any], ndim: int) -> tuple[list[int], np.ndar
         axes = [a for a in range(ndim) if np.all(np.isfinite(dirs[a]))]
     else:
         axes = [a for a in range(ndim) if kinds[a] in _SPATIAL_KINDS or kinds[a] == "none"]
-    if len(axes) > 3:  # e.g. a time axis with a direction: keep the first three
-        axes = axes[:3]
+    if len(axes) > 3:  # a time axis counted as spatial: keep three, time ones last
+        axes = sorted(sorted(axes, key=lambda a: kinds[a] == "time" if a < len(kinds) else False)[:3])
     return axes, dirs
 
 
@@ -84,7 +96,7 @@ def load_nrrd(path: Path) -> Volume:
         raise LoadError(path, f"not a readable NRRD file ({type(exc).__name__}: {exc})") from None
     try:
         sizes = [int(s) for s in header["sizes"]]
-        dtype = nrrd.reader._determine_datatype(header)
+        dtype = _dtype_of(str(header["type"]))
     except _READ_ERRORS as exc:
         raise LoadError(path, f"NRRD header is incomplete ({type(exc).__name__}: {exc})") from None
     if not 2 <= len(sizes) <= 5:
@@ -110,7 +122,8 @@ def load_nrrd(path: Path) -> Volume:
             meta["frames"] = frames
             meta["note"] = f"{frames} frames (non-spatial axis): showing the first"
         index = tuple(slice(None) if a in axes else 0 for a in range(data.ndim))
-        data = data[index]
+        # a copy, so the other frames are freed instead of kept alive behind a view
+        data = np.array(data[index], order="F")
     if data.ndim == 2:  # one slice: a third axis of length 1
         data = data[:, :, None]
         axes = axes + [None]  # type: ignore[list-item]
@@ -135,22 +148,22 @@ def _affine(path: Path, header: dict[str, Any], axes: list[int | None], dirs: np
     affine = np.eye(4)
     space = str(header.get("space", "")).lower()
     if dirs is not None:
-        if dirs.shape[1] not in (2, 3):
-            raise LoadError(path, f"space dimension {dirs.shape[1]} is not supported")
+        sd = min(dirs.shape[1], 3)  # a 4th (time) space component has no place in the affine
         for col, a in enumerate(axes):
             if a is not None:
-                affine[: dirs.shape[1], col] = dirs[a]
-        origin = np.asarray(header.get("space origin", np.zeros(dirs.shape[1])), dtype=float)
-        if origin.shape == (dirs.shape[1],) and np.all(np.isfinite(origin)):
-            affine[: dirs.shape[1], 3] = origin
-        if axes[-1] is None or dirs.shape[1] == 2:
+                affine[:sd, col] = dirs[a][:sd]
+        origin = np.asarray(header.get("space origin", np.zeros(dirs.shape[1])), dtype=float).ravel()
+        if origin.size == dirs.shape[1] and np.all(np.isfinite(origin)):
+            affine[:sd, 3] = origin[:sd]
+        if axes[-1] is None or sd == 2:
             # a single slice (or a 2D space): the missing axis is 1 mm along the plane normal
             n = np.cross(affine[:3, 0], affine[:3, 1])
             affine[:3, 2] = n / (np.linalg.norm(n) or 1.0)
         if space in _TO_RAS:
             affine = np.diag([*_TO_RAS[space], 1.0]) @ affine
         elif space:
-            meta["note"] = "; ".join(filter(None, [meta.get("note"), f"unknown space '{space}': read as RAS"]))
+            note = f"unknown space '{space}': read as RAS"
+            meta["note"] = "; ".join(filter(None, [meta.get("note"), note]))
     else:
         spacings = np.asarray(header.get("spacings", [1.0] * len(header["sizes"])), dtype=float)
         for col, a in enumerate(axes):

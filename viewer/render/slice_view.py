@@ -209,8 +209,9 @@ class SliceView:
             else:
                 src.SetPoint1(-big, y, 0.5)
                 src.SetPoint2(big, y, 0.5)
-        axis = {"axial": ("S", 2), "coronal": ("A", 1), "sagittal": ("R", 0)}[self.orientation]
-        text = f"{self.orientation.capitalize()}  {axis[0]} {c[axis[1]]:.1f} mm"
+        w = {"axial": 2, "coronal": 1, "sagittal": 0}[self.orientation]
+        letter = "RAS"[w] if c[w] >= 0 else "LPI"[w]  # Slicer's way: "L 96.0 mm", not "R -96.0"
+        text = f"{self.orientation.capitalize()}  {letter} {abs(c[w]):.1f} mm"
         self.corner.SetText(2, text)  # upper left
         ref = self._top_image()
         self.corner.SetText(0, f"W {ref.window:.0f}  L {ref.level:.0f}" if ref else "")

@@ -148,7 +148,7 @@ class MainWindow(QMainWindow):
         self._action(v, "Toggle selected layer", self._toggle_selected, "V")
 
         h = self.menuBar().addMenu("&Help")
-        self._action(h, "Mouse and keys", self._show_help, QKeySequence.StandardKey.HelpContents)
+        self._action(h, "Mouse and keys", self._show_help, "Shift+F1")
 
     def _show_help(self) -> None:
         QMessageBox.information(self, "Mouse and keys", (
@@ -201,10 +201,8 @@ class MainWindow(QMainWindow):
                      series: str | None = None) -> None:
         def work(progress):
             progress.update(0, 0, f"loading {Path(path).name}")
-            data = load_path(path, as_labels=as_labels, series=series)
-            if isinstance(data, Volume):
-                data.stats()  # full statistics off the UI thread
-            return data
+            # nothing else here: the first slice is drawn as soon as the voxels are in
+            return load_path(path, as_labels=as_labels, series=series)
 
         def failed(message: str) -> None:
             batch.skip(path)
