@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 
 from ..io import FILE_FILTER, kind_of, load_path
 from ..io.scene_file import read_scene, restore_layers, save_scene
-from ..jobs import JobRunner
+from ..jobs.runner import JobRunner
 from ..model import ImageLayer, LabelLayer, LabelMap, Scene, Volume, layer_for
 from ..model.errors import LoadError
 from .dialogs import pick_series

@@ -1,0 +1,86 @@
+"""Progress reporting and cancellation for long calls, with no Qt: plugins and headless commands
+use it directly; the window's job runner connects its callbacks to Qt signals."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+__all__ = ["Cancelled", "Progress", "TerminalProgress"]
+
+
+class Cancelled(Exception):
+    """Raised inside the working call the moment its job is cancelled."""
+
+
+class Progress:
+    """Handed to a long call; thread-safe. Every report also honours a pending cancel.
+
+    Parameters
+    ----------
+    on_update : called with (step, total, message); total 0 = unknown.
+    on_metrics : called with (step, {name: value}) for curves (loss, val_dice, psnr, ...).
+    on_preview : called with an object to show (an image, a label array).
+    """
+
+    def __init__(self, on_update: Callable[[float, float, str], None] | None = None,
+                 on_metrics: Callable[[float, dict[str, float]], None] | None = None,
+                 on_preview: Callable[[Any], None] | None = None) -> None:
+        self._cancel = threading.Event()
+        self._on_update, self._on_metrics, self._on_preview = on_update, on_metrics, on_preview
+        self.started = time.monotonic()
+        self.history: list[tuple[float, dict[str, float]]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+
+    def update(self, step: float, total: float = 0, message: str = "") -> None:
+        self.check()
+        if self._on_update is not None:
+            self._on_update(float(step), float(total), message)
+
+    def metrics(self, step: float, **values: float) -> None:
+        vals = {k: float(v) for k, v in values.items()}
+        self.history.append((float(step), vals))
+        if self._on_metrics is not None:
+            self._on_metrics(float(step), vals)
+        self.check()
+
+    def preview(self, obj: Any) -> None:
+        if self._on_preview is not None:
+            self._on_preview(obj)
+
+
+class TerminalProgress(Progress):
+    """A tqdm bar on stderr for headless commands; Ctrl-C is the caller's to turn into cancel()."""
+
+    def __init__(self, desc: str = "", disable: bool = False) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(desc=desc, total=None, disable=disable, dynamic_ncols=True, leave=True)
+        self._last: dict[str, float] = {}
+        super().__init__(self._update, self._metrics)
+
+    def _update(self, step: float, total: float, message: str) -> None:
+        if total and self._bar.total != total:
+            self._bar.total = total
+        self._bar.n = step
+        if message:
+            self._bar.set_description(message, refresh=False)
+        self._bar.refresh()
+
+    def _metrics(self, step: float, values: dict[str, float]) -> None:
+        self._last.update(values)
+        self._bar.set_postfix({k: f"{v:.4g}" for k, v in self._last.items()}, refresh=True)
+
+    def close(self) -> None:
+        self._bar.close()
