@@ -19,11 +19,11 @@ from .model.errors import LoadError
 
 __all__ = ["main", "info_dict"]
 
-COMMANDS = ("info", "convert", "screenshot", "demo", "gui")
+COMMANDS = ("info", "convert", "screenshot", "demo", "gui", "train-segmenter", "segment", "stats")
 
 
 class CliError(Exception):
-    """A usage problem with one-line message."""
+    """A usage problem with a one-line message (printed as ``error: ...``, exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,7 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", action="append", metavar="MASK", help="label volume drawn over the image")
     s.add_argument("--cursor", type=float, nargs=3, metavar=("R", "A", "S"),
                    help="crosshair / slice position in RAS mm (default: the volume's centre)")
+    for module in _command_modules():
+        module.add_parsers(sub)
     return p
+
+
+def _command_modules():
+    from . import cli_seg, cli_train
+
+    return (cli_seg, cli_train)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,8 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "screenshot" and args.preset and (args.window is not None or args.level is not None):
             raise CliError("main.py screenshot: use --preset or --window/--level, not both")
-        handler = {"info": _cmd_info, "convert": _cmd_convert, "screenshot": _cmd_screenshot,
-                   "gui": _cmd_gui, "demo": _cmd_gui}[args.command]
+        handlers = {"info": _cmd_info, "convert": _cmd_convert, "screenshot": _cmd_screenshot,
+                    "gui": _cmd_gui, "demo": _cmd_gui}
+        for module in _command_modules():
+            handlers.update(module.HANDLERS)
+        handler = handlers[args.command]
         return handler(args)
     except LoadError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -66,14 +66,16 @@ class TerminalProgress(Progress):
     def __init__(self, desc: str = "", disable: bool = False) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(desc=desc, total=None, disable=disable, dynamic_ncols=True, leave=True)
+        self._bar = tqdm(desc=desc, total=None, disable=disable, dynamic_ncols=True, leave=True,
+                         bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
         self._last: dict[str, float] = {}
         super().__init__(self._update, self._metrics)
 
     def _update(self, step: float, total: float, message: str) -> None:
+        # shown as a percentage: plugins report steps, windows or fractions alike
         if total and self._bar.total != total:
             self._bar.total = total
-        self._bar.n = step
+        self._bar.n = min(step, total) if total else step
         if message:
             self._bar.set_description(message, refresh=False)
         self._bar.refresh()

@@ -1,0 +1,91 @@
+"""Training cases turned into network-ready arrays, and MONAI's patch sampling over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from monai.transforms import (Compose, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd,
+                              RandShiftIntensityd)
+from monai.transforms.utils import map_binary_to_indices
+
+from viewer.plugins import Case
+
+from .preprocess import Normalisation, resample_to, to_canonical
+
+__all__ = ["Prepared", "prepare_case", "target_spacing", "label_table", "patch_sampler"]
+
+
+@dataclass
+class Prepared:
+    """One case ready for the network (canonical orientation, training spacing, normalised).
+
+    image : (1, I, J, K) float32; label : (1, I, J, K) uint8 class index (0 = background).
+    """
+
+    name: str
+    image: np.ndarray
+    label: np.ndarray
+    fg: np.ndarray
+    bg: np.ndarray
+
+
+def target_spacing(cases: list[Case]) -> tuple[float, float, float]:
+    """Median canonical spacing of the training cases (mm along R, A, S voxel axes)."""
+    sp = []
+    for c in cases:
+        _, aff, _ = to_canonical(c.image.array, c.image.affine)
+        sp.append(np.linalg.norm(aff[:3, :3], axis=0))
+    return tuple(float(x) for x in np.median(np.array(sp), axis=0))  # type: ignore[return-value]
+
+
+def label_table(cases: list[Case]) -> tuple[list[dict], dict[int, int]]:
+    """Label rows (value, name, colour) over all cases and the value -> class index map."""
+    rows: dict[int, dict] = {}
+    for c in cases:
+        present = set(int(v) for v in np.unique(np.asarray(c.labels.array)) if v)
+        for lab in c.labels.table:
+            if lab.value in present or lab.value in rows:
+                rows.setdefault(lab.value, {"value": lab.value, "name": lab.name, "color": list(lab.color)})
+        for v in present:
+            rows.setdefault(v, {"value": v, "name": f"label {v}", "color": [1.0, 0.0, 0.0]})
+    ordered = [rows[v] for v in sorted(rows)]
+    return ordered, {row["value"]: i + 1 for i, row in enumerate(ordered)}
+
+
+def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, int],
+                 patch: tuple[int, int, int]) -> Prepared:
+    img, aff, _ = to_canonical(np.asarray(case.image.array), case.image.affine)
+    lab, _, _ = to_canonical(np.asarray(case.labels.array), case.labels.affine)
+    src = tuple(np.linalg.norm(aff[:3, :3], axis=0))
+    img = resample_to(img, src, spacing, order=1)
+    lab = resample_to(lab, src, spacing, order=0, shape=img.shape)
+    lut = np.zeros(int(max(to_class, default=0)) + 1, np.uint8)
+    for v, c in to_class.items():
+        lut[v] = c
+    lab = lut[np.clip(np.asarray(lab).astype(np.int64), 0, len(lut) - 1)]
+    x = norm(img)
+    # pad to at least one patch (before the foreground indices are taken)
+    pad = [(0, max(0, p - n)) for p, n in zip(patch, x.shape)]
+    if any(b for _, b in pad):
+        x = np.pad(x, pad, constant_values=float(x.min()))
+        lab = np.pad(lab, pad)
+    x, y = x[None], lab[None]
+    fg, bg = map_binary_to_indices(y[0] > 0)
+    return Prepared(case.name, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y), np.asarray(fg), np.asarray(bg))
+
+
+def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int) -> Compose:
+    """Half foreground, half background patches (class imbalance), flips, small intensity jitter."""
+    keys = ["image", "label"]
+    t = Compose([
+        RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=1.0, neg=1.0,
+                               num_samples=samples, fg_indices_key="fg", bg_indices_key="bg"),
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys, prob=0.5, spatial_axis=1),
+        RandFlipd(keys, prob=0.5, spatial_axis=2),
+        RandScaleIntensityd("image", factors=0.1, prob=0.5),
+        RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+    ])
+    t.set_random_state(seed=seed)
+    return t

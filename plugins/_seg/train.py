@@ -1,0 +1,242 @@
+"""The patch-training loop every segmenter shares: MONAI sampling and losses, a wall-clock budget,
+validation Dice, the best checkpoint kept, cancel and Ctrl-C honoured, DistributedDataParallel
+when started by torchrun (gloo on CPU, NCCL on GPUs)."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from monai.losses import DiceCELoss
+
+from viewer.jobs.progress import Cancelled, Progress
+from viewer.plugins import Case
+
+from .checkpoint import SegModel, save_checkpoint, sha256_file
+from .data import label_table, patch_sampler, prepare_case, target_spacing
+from .infer import segment_array
+from .preprocess import fit_normalisation
+
+__all__ = ["train_segmenter", "dice_scores", "distributed"]
+
+
+class _Stop(Exception):
+    """Leave the training loop: time budget reached or cancelled."""
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); starts the process group when torchrun set the environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("LUCID3D_DEVICE", "cpu").startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def dice_scores(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
+    """Dice of classes 1..n-1 (1.0 when a class is absent from both)."""
+    out = []
+    for c in range(1, n_classes):
+        a, b = pred == c, ref == c
+        s = int(a.sum()) + int(b.sum())
+        out.append(1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s)
+    return out
+
+
+def _split(cases: list[Case], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    idx = list(range(len(cases)))
+    if len(cases) < 2 or fraction <= 0:
+        return idx, idx  # one case: validate on what we train on, and say so in the metrics
+    rng = np.random.default_rng(seed)
+    rng.shuffle(idx)
+    n_val = min(len(cases) - 1, max(1, int(round(fraction * len(cases)))))
+    return sorted(idx[n_val:]), sorted(idx[:n_val])
+
+
+def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: str,
+                    build: Callable[[int, int, Any], torch.nn.Module],
+                    checkpoint_dir: str | None = None, sources: list[dict] | None = None) -> SegModel:
+    """Train ``build(in_channels, n_classes, cfg)`` on ``cases``; return the best model.
+
+    ``cfg`` fields used: patch_size, batch_size, learning_rate, max_epochs, iters_per_epoch,
+    minutes, val_fraction, overlap, sw_batch_size, seed, device, amp. Stops at the time budget,
+    after ``max_epochs``, or on cancel (``progress``) keeping the best validated weights; with
+    ``checkpoint_dir`` the best checkpoint is on disk whenever training ends, however it ends.
+    """
+    rank, world = distributed()
+    device = str(cfg.device)
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    amp = bool(cfg.amp) and device.startswith("cuda")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed + rank)
+    patch = (int(cfg.patch_size),) * 3
+    t0 = time.monotonic()
+    deadline = t0 + cfg.minutes * 60 if cfg.minutes and cfg.minutes > 0 else float("inf")
+
+    progress.update(0, 0, "preparing data")
+    labels, to_class = label_table(cases)
+    if not labels:
+        raise ValueError("the label volumes are empty: nothing to learn")
+    n_classes = len(labels) + 1
+    modality = cases[0].image.modality or ""
+    spacing = target_spacing(cases)
+    train_idx, val_idx = _split(cases, cfg.val_fraction, cfg.seed)
+    norm = fit_normalisation([cases[i].image.array for i in train_idx],
+                             [cases[i].labels.array for i in train_idx], modality)
+    prepared = [prepare_case(c, spacing, norm, to_class, patch) for c in cases]
+    train_set = [prepared[i] for i in train_idx]
+    val_set = [prepared[i] for i in val_idx]
+    sampler = patch_sampler(patch, 2, cfg.seed + rank)  # one foreground + one background patch per draw
+
+    net = build(1, n_classes, cfg).to(device)
+    model_net: torch.nn.Module = net
+    if world > 1:
+        model_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
+    total_steps = int(cfg.max_epochs) * int(cfg.iters_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - min(s, total_steps) / (total_steps + 1)) ** 0.9)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+
+    model = SegModel(net=net, plugin=plugin, config=asdict(cfg), labels=labels,
+                     normalisation=norm.to_dict(), spacing=spacing, patch=patch, in_channels=1,
+                     data=sources or [], device=device)
+    best = {"dice": -1.0, "state": None, "per_label": [], "epoch": 0}
+    history: list[dict] = []
+    step, epoch, last_val_s = 0, 0, 0.0
+    stop_reason = "epochs"
+    gc.collect()
+    gc.freeze()  # the long-lived tensors and modules stay out of Python's full collections
+
+    def validate() -> float:
+        net.eval()
+        scores = []
+        for j, p in enumerate(val_set):
+            lab, _ = segment_array(net, p.image[0], n_classes, patch, cfg.overlap, cfg.sw_batch_size,
+                                   device=device, amp=amp)
+            scores.append(dice_scores(lab, p.label[0], n_classes))
+            if j == 0:
+                progress.preview({"case": p.name, "labels": lab})
+        net.train()
+        per_label = np.mean(np.array(scores), axis=0).tolist()
+        return float(np.mean(per_label)), per_label
+
+    def stop_now(want: bool) -> bool:
+        if world == 1:
+            return want
+        flag = torch.tensor([1.0 if want else 0.0], device=device if device.startswith("cuda") else "cpu")
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    net.train()
+    try:
+        while epoch < cfg.max_epochs:
+            running = 0.0
+            for _ in range(int(cfg.iters_per_epoch)):
+                reserve = last_val_s if rank == 0 else 0.0
+                if stop_now(rank == 0 and (time.monotonic() + reserve >= deadline or progress.cancelled)):
+                    stop_reason = "cancelled" if progress.cancelled else "time budget"
+                    raise _Stop
+                batch_x, batch_y = [], []
+                while len(batch_x) < cfg.batch_size:
+                    p = train_set[int(rng.integers(len(train_set)))]
+                    for d in sampler({"image": p.image, "label": p.label, "fg": p.fg, "bg": p.bg}):
+                        batch_x.append(torch.as_tensor(np.asarray(d["image"])))
+                        batch_y.append(torch.as_tensor(np.asarray(d["label"])))
+                x = torch.stack(batch_x[: cfg.batch_size]).float().to(device)
+                y = torch.stack(batch_y[: cfg.batch_size]).long().to(device)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+                    loss = loss_fn(model_net(x), y)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                running += float(loss.detach())
+                if rank == 0:
+                    frac = max(step / total_steps, (time.monotonic() - t0) / (deadline - t0) if deadline < float("inf") else 0)
+                    progress.update(min(frac, 1.0) * 1000, 1000, f"epoch {epoch + 1}, step {step}")
+            epoch += 1
+            entry = {"epoch": epoch, "step": step, "loss": running / cfg.iters_per_epoch,
+                     "seconds": time.monotonic() - t0}
+            if rank == 0 and (epoch % max(1, int(cfg.val_every)) == 0 or epoch == cfg.max_epochs):
+                tv = time.monotonic()
+                dice, per_label = validate()
+                last_val_s = time.monotonic() - tv
+                entry["val_dice"] = dice
+                if dice > best["dice"]:
+                    best.update(dice=dice, state=copy.deepcopy(net.state_dict()), per_label=per_label, epoch=epoch)
+                    _write(model, best, history + [entry], checkpoint_dir, cases, val_idx)
+            history.append(entry)
+            if rank == 0:
+                progress.metrics(step, **{k: v for k, v in entry.items() if k in ("loss", "val_dice")})
+    except (_Stop, Cancelled):
+        if progress.cancelled:
+            stop_reason = "cancelled"
+    finally:
+        gc.unfreeze()
+    if rank == 0 and best["state"] is None:
+        # stopped before any validation: validate what we have, so the checkpoint says how good
+        try:
+            dice, per_label = validate()
+        except Cancelled:
+            dice, per_label = float("nan"), []
+        best.update(dice=dice, state=copy.deepcopy(net.state_dict()), per_label=per_label, epoch=epoch)
+    if rank == 0:
+        net.load_state_dict(best["state"])
+    if world > 1:
+        for t in net.state_dict().values():
+            dist.broadcast(t, 0)  # every rank leaves with rank 0's best weights
+        sums = _checksum(net)
+        gathered = [torch.zeros_like(sums) for _ in range(world)]
+        dist.all_gather(gathered, sums)
+        model.metrics["ddp"] = {"world_size": world, "backend": dist.get_backend(),
+                                "checksums": [float(g.sum()) for g in gathered],
+                                "weights_identical": all(torch.equal(g, gathered[0]) for g in gathered)}
+    model.metrics.update(_metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels))
+    if rank == 0 and checkpoint_dir:
+        save_checkpoint(model, checkpoint_dir)
+    net.eval()
+    return model
+
+
+def _checksum(net: torch.nn.Module) -> torch.Tensor:
+    return torch.stack([t.detach().double().sum() for t in net.state_dict().values() if t.is_floating_point()]).cpu()
+
+
+def _metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels) -> dict:
+    return {
+        "best_val_dice": best["dice"],
+        "best_val_dice_per_label": {row["name"]: d for row, d in zip(labels, best["per_label"])},
+        "best_epoch": best["epoch"], "epochs": epoch, "steps": step,
+        "seconds": round(time.monotonic() - t0, 1), "stopped_by": stop_reason,
+        "validation_cases": [cases[i].name for i in val_idx],
+        "validated_on_training_data": len(cases) == 1,
+        "history": history,
+    }
+
+
+def _write(model, best, history, directory, cases, val_idx) -> None:
+    """The best checkpoint so far, on disk while training goes on (Ctrl-C or a crash keeps it)."""
+    if not directory:
+        return
+    live = copy.copy(model)
+    net = copy.deepcopy(model.net)
+    net.load_state_dict(best["state"])
+    live.net = net
+    live.metrics = _metrics(best, history, history[-1]["step"], history[-1]["epoch"],
+                            time.monotonic() - history[-1]["seconds"], "in progress", cases, val_idx, model.labels)
+    save_checkpoint(live, directory)

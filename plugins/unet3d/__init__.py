@@ -1,0 +1,86 @@
+"""3D U-Net segmentation (MONAI's UNet with residual units), trained on image/label volumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from viewer.jobs.progress import Progress
+from viewer.model import LabelMap, Volume
+
+__all__ = ["Config", "UNet3D", "PLUGIN"]
+
+
+@dataclass
+class Config:
+    """Settings of the 3D U-Net; the defaults learn in minutes on 2 CPU cores."""
+
+    patch_size: int = field(default=64, metadata={"help": "edge of the cubic training patch, voxels"})
+    base_channels: int = field(default=16, metadata={"help": "feature maps at the first level (doubled per level)"})
+    levels: int = field(default=4, metadata={"help": "resolution levels of the U-Net"})
+    res_units: int = field(default=2, metadata={"help": "residual units per level"})
+    batch_size: int = field(default=2, metadata={"help": "patches per step"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate (poly decay)"})
+    max_epochs: int = field(default=400, metadata={"help": "epochs at most"})
+    iters_per_epoch: int = field(default=25, metadata={"help": "steps per epoch; validation after each"})
+    val_every: int = field(default=2, metadata={"help": "validate every N epochs"})
+    minutes: float = field(default=10.0, metadata={"help": "wall-clock budget (0 = none); the best checkpoint is kept"})
+    val_fraction: float = field(default=0.25, metadata={"help": "share of cases held out for validation Dice"})
+    overlap: float = field(default=0.25, metadata={"help": "sliding-window overlap at inference"})
+    sw_batch_size: int = field(default=4, metadata={"help": "windows per network call at inference"})
+    tta: bool = field(default=True, metadata={"help": "flip test-time augmentation (gives the uncertainty map)"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA"})
+
+
+def build_network(in_channels: int, n_classes: int, cfg: Any):
+    """MONAI's UNet: channels base·2^l, stride-2 downsampling, residual units, instance norm."""
+    from monai.networks.nets import UNet
+
+    levels = int(getattr(cfg, "levels", 4))
+    base = int(getattr(cfg, "base_channels", 16))
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=n_classes,
+                channels=tuple(base * 2**i for i in range(levels)), strides=(2,) * (levels - 1),
+                num_res_units=int(getattr(cfg, "res_units", 2)), norm="instance")
+
+
+class UNet3D:
+    """The plugin object (see viewer/plugins.py for the contract)."""
+
+    name = "unet3d"
+    kind = "segmenter"
+    description = "3D U-Net (MONAI), Dice + cross-entropy, half-foreground patches, sliding windows"
+    Config = Config
+
+    def train(self, cases, config: Config, progress: Progress, checkpoint_dir: str | None = None,
+              sources: list[dict] | None = None):
+        from plugins._seg.train import train_segmenter
+
+        return train_segmenter(cases, config, progress, plugin=self.name, build=build_network,
+                               checkpoint_dir=checkpoint_dir, sources=sources)
+
+    def predict(self, model, volume: Volume, progress: Progress, tta: bool | None = None) -> tuple[LabelMap, Volume | None]:
+        from plugins._seg.predict import predict_volume
+
+        return predict_volume(model, volume, progress, tta=model.config.get("tta", True) if tta is None else tta)
+
+    def save(self, model, path: str | Path) -> Path:
+        from plugins._seg.checkpoint import save_checkpoint
+
+        return save_checkpoint(model, path)
+
+    def load(self, path: str | Path, device: str = "cpu"):
+        from plugins._seg.checkpoint import load_checkpoint
+
+        def build(cfg_json: dict):
+            c = Config(**{k: v for k, v in cfg_json.get("config", {}).items() if k in Config.__dataclass_fields__})
+            return build_network(int(cfg_json.get("in_channels", 1)), int(cfg_json["n_classes"]), c)
+
+        return load_checkpoint(path, build, device)
+
+
+PLUGIN = UNet3D()

@@ -1,0 +1,208 @@
+"""``train-segmenter`` and ``segment``: the segmentation plugins from a terminal (a laptop or a GPU
+server), with a terminal progress bar; the same plugin calls the window makes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .model.errors import LoadError
+
+__all__ = ["add_parsers", "HANDLERS", "label_summary"]
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def add_parsers(sub) -> None:
+    t = sub.add_parser("train-segmenter", help="train a segmenter on image/label pairs")
+    t.add_argument("--model", default="unet3d", help="segmenter plugin (default unet3d)")
+    t.add_argument("--image", action="append", required=True, metavar="IMG", help="image volume (repeat)")
+    t.add_argument("--label", action="append", required=True, metavar="LBL", help="its label volume (repeat, same order)")
+    t.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (model.safetensors + config.json)")
+    t.add_argument("--minutes", type=float, help="wall-clock budget; stops cleanly and keeps the best checkpoint")
+    t.add_argument("--epochs", type=int, help="epochs at most")
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    t.add_argument("--val-fraction", type=float, help="share of cases held out for validation")
+    t.add_argument("--patch", type=int, help="patch edge in voxels")
+    t.add_argument("--iters-per-epoch", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    HANDLERS["train-segmenter"] = _cmd_train
+
+    s = sub.add_parser("segment", help="segment a volume with a trained checkpoint")
+    s.add_argument("--checkpoint", required=True, metavar="DIR")
+    s.add_argument("--input", required=True, metavar="IMG_OR_DICOM_FOLDER")
+    s.add_argument("--output", required=True, metavar="MASK.nii.gz")
+    s.add_argument("--uncertainty", metavar="UNC.nii.gz", help="also write the uncertainty map (flip TTA)")
+    s.add_argument("--tta", action="store_true", help="flip test-time augmentation even without --uncertainty")
+    s.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    HANDLERS["segment"] = _cmd_segment
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LoadError("--device cuda", "CUDA is not available on this machine")
+
+
+def _nifti_out(path: str) -> Path:
+    p = Path(path)
+    if not (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
+        raise LoadError(p, "the output must end in .nii or .nii.gz")
+    return p
+
+
+class _CtrlC:
+    """First Ctrl-C: cancel (the plugin stops cleanly, keeping its best checkpoint); second: abort."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.old = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.progress.cancelled:
+                raise KeyboardInterrupt
+            print("\nstopping after this step (Ctrl-C again to abort)…", file=sys.stderr)
+            self.progress.cancel()
+
+        try:
+            self.old = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self.old = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+
+
+def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
+    """Image/label pairs -> plugin Cases (+ file hashes); one-line LoadErrors for bad pairs."""
+    import numpy as np
+
+    from .io import load_path
+    from .model import Volume
+    from .plugins import Case
+    from plugins._seg.checkpoint import sha256_file
+
+    if len(images) != len(labels):
+        raise LoadError("--label", f"{len(images)} --image but {len(labels)} --label: give them in pairs")
+    cases, sources = [], []
+    for img_path, lab_path in zip(images, labels):
+        img = load_path(img_path)
+        if not isinstance(img, Volume):
+            raise LoadError(img_path, "not a volume")
+        lab = load_path(lab_path, as_labels=True)
+        if not np.any(np.asarray(lab.array)):
+            raise LoadError(lab_path, "the label volume is empty (all background)")
+        try:
+            cases.append(Case(img, lab, name=Path(img_path).name))
+        except ValueError as exc:
+            raise LoadError(lab_path, f"does not match {Path(img_path).name}: {exc}") from None
+        sources.append({"image": str(Path(img_path).resolve()), "image_sha256": sha256_file(img_path),
+                        "label": str(Path(lab_path).resolve()), "label_sha256": sha256_file(lab_path)})
+    return cases, sources
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .jobs.progress import TerminalProgress
+    from .plugins import PluginError, get_plugin
+
+    try:
+        plugin = get_plugin(args.model, "segmenter")
+    except PluginError as exc:
+        raise LoadError("--model", str(exc)) from None
+    _check_device(args.device)
+    out = Path(args.out)
+    inputs = [Path(p).resolve() for p in args.image + args.label]
+    if out.exists() and not out.is_dir():
+        raise LoadError(out, "exists and is not a folder")
+    if any(out.resolve() == p or out.resolve() in p.parents for p in inputs):
+        raise LoadError(out, "refusing to write the checkpoint into an input")
+    cases, sources = load_cases(args.image, args.label)
+    cfg = plugin.Config(device=args.device)
+    for arg, name in (("minutes", "minutes"), ("epochs", "max_epochs"), ("val_fraction", "val_fraction"),
+                      ("patch", "patch_size"), ("iters_per_epoch", "iters_per_epoch"), ("seed", "seed")):
+        if getattr(args, arg) is not None:
+            setattr(cfg, name, getattr(args, arg))
+    os.environ["LUCID3D_DEVICE"] = args.device
+    rank = int(os.environ.get("RANK", "0"))
+    progress = TerminalProgress(f"training {plugin.name}", disable=args.quiet or rank != 0)
+    with _CtrlC(progress):
+        try:
+            model = plugin.train(cases, cfg, progress, checkpoint_dir=str(out) if rank == 0 else None,
+                                 sources=sources)
+        finally:
+            progress.close()
+    if rank == 0:
+        m = model.metrics
+        summary = {k: m.get(k) for k in ("best_val_dice", "best_val_dice_per_label", "best_epoch", "epochs",
+                                         "steps", "seconds", "stopped_by", "validation_cases", "ddp") if k in m}
+        summary["checkpoint"] = str(out)
+        print(json.dumps(summary))
+    return 0
+
+
+def label_summary(labels) -> dict[str, dict[str, Any]]:
+    """Per label value: name, voxels, volume in mL (what `segment` prints)."""
+    counts = labels.voxel_counts()
+    ml = labels.voxel_ml if hasattr(labels, "voxel_ml") else None
+    from .model import voxel_volume_ml
+
+    ml = voxel_volume_ml(labels.affine)
+    return {str(lab.value): {"name": lab.name, "voxels": counts.get(lab.value, 0),
+                             "volume_ml": counts.get(lab.value, 0) * ml} for lab in labels.table}
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from .io import load_path, save_nifti
+    from .jobs.progress import TerminalProgress
+    from .model import Volume
+    from .plugins import PluginError, get_plugin
+
+    out = _nifti_out(args.output)
+    unc_out = _nifti_out(args.uncertainty) if args.uncertainty else None
+    _check_device(args.device)
+    ckpt = Path(args.checkpoint)
+    cfg_file = ckpt / "config.json"
+    try:
+        plugin_name = json.loads(cfg_file.read_text()).get("plugin", "")
+    except (OSError, ValueError, AttributeError):
+        raise LoadError(ckpt, "not a Lucid3D checkpoint (config.json missing or unreadable)") from None
+    try:
+        plugin = get_plugin(plugin_name, "segmenter")
+    except PluginError as exc:
+        raise LoadError(ckpt, str(exc)) from None
+    model = plugin.load(ckpt, device=args.device)
+    volume = load_path(args.input)
+    if not isinstance(volume, Volume):
+        raise LoadError(args.input, "not a volume")
+    src = Path(args.input)
+    for o in filter(None, (out, unc_out)):
+        if src.is_dir() and o.resolve().is_relative_to(src.resolve()):
+            raise LoadError(o, "refusing to write into the input folder")
+    progress = TerminalProgress("segmenting", disable=args.quiet)
+    with _CtrlC(progress):
+        try:
+            try:
+                labels, unc = plugin.predict(model, volume, progress, tta=bool(unc_out or args.tta))
+            except ValueError as exc:
+                raise LoadError(ckpt, str(exc)) from None
+        finally:
+            progress.close()
+    if progress.cancelled:
+        raise LoadError(args.input, "cancelled; nothing written")
+    save_nifti(labels, out, protect=[src, ckpt / "model.safetensors"])
+    if unc_out is not None and unc is not None:
+        save_nifti(unc, unc_out, protect=[src, out])
+    print(json.dumps(label_summary(labels)))
+    return 0
