@@ -1,0 +1,164 @@
+"""Built-in data sets: the CT phantom, the MNI152 template, hemisphere splitting."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from viewer.datasets import (MNI152_LABELS, PHANTOM_LABELS, mni152_case, phantom_case, phantom_cases,
+                             split_left_right)
+from viewer.model import LabelMap, Volume
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return phantom_cases(4, first_seed=10)
+
+
+@pytest.fixture(scope="module")
+def mni():
+    """The 2 mm template, loaded with every network connection refused (it must never download)."""
+    from viewer import datasets
+
+    def refuse(*a, **k):
+        raise AssertionError("loading the MNI152 template tried to open a network connection")
+
+    datasets._mni152_arrays.cache_clear()  # really read the files here
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket, "create_connection", refuse)
+        mp.setattr(socket.socket, "connect", refuse)
+        return mni152_case(2)
+
+
+# CT phantom ------------------------------------------------------------------------------------
+def test_phantom_is_deterministic_and_seeds_differ():
+    a, b, c = phantom_case(3), phantom_case(3), phantom_case(4)
+    assert np.array_equal(a.image.array, b.image.array) and np.array_equal(a.labels.array, b.labels.array)
+    assert not np.array_equal(a.image.array, c.image.array)
+    # the anatomy differs, not just the noise
+    assert np.mean(a.labels.array != c.labels.array) > 0.01
+    assert [x.name for x in phantom_cases(2, first_seed=3)] == [a.name, c.name]
+
+
+def test_phantom_geometry_and_types(phantoms):
+    for case in phantoms:
+        img, lab = case.image, case.labels
+        assert isinstance(img, Volume) and isinstance(lab, LabelMap)
+        assert img.modality == "CT" and img.array.dtype == np.int16 and lab.array.dtype == np.uint8
+        assert img.shape == lab.shape == (96, 96, 64)
+        assert np.allclose(img.affine, lab.affine) and img.axcodes == "LPS"
+        assert np.allclose(img.spacing, (2.0, 2.0, 2.5))
+        assert np.allclose(img.center_world(), 0.0, atol=1e-9)  # the grid is centred at world 0
+        assert {l.value: l.name for l in lab.table} == PHANTOM_LABELS
+
+
+def test_phantom_hounsfield_ranges(phantoms):
+    for case in phantoms:
+        hu, lab = case.image.array.astype(float), case.labels.array
+        corner = hu[:5, :5, :]  # outside the body
+        assert abs(corner.mean() + 1000) < 5 and 8 < corner.std() < 22  # air plus ~15 HU noise
+        assert hu.min() >= -1024 and 900 <= hu.max() <= 1400
+        # each organ's core, away from partial-volume edges
+        inner = {v: ndimage.binary_erosion(lab == v) for v in PHANTOM_LABELS}
+        med = {v: float(np.median(hu[m])) for v, m in inner.items()}
+        assert 45 <= med[1] <= 75 and 30 <= med[2] <= 60 and 15 <= med[3] <= 45  # liver, spleen, kidneys
+        assert 250 <= med[4] <= 1250  # bone: cancellous to cortical
+        body = hu > -500
+        assert 0.2 < body.mean() < 0.75
+        # subcutaneous fat exists: plenty of voxels near -100 HU
+        assert np.mean((hu > -140) & (hu < -60)) > 0.02
+
+
+def test_phantom_labels_present_plausible_and_placed(phantoms):
+    vols = []
+    for case in phantoms:
+        lab, img = case.labels, case.image
+        ml = lab.volumes_ml()
+        assert set(ml) == {1, 2, 3, 4}
+        assert 100 < ml[1] < 700 and 15 < ml[2] < 200 and 15 < ml[3] < 200 and 40 < ml[4] < 400
+        assert ml[1] == max(ml[v] for v in (1, 2, 3))  # the liver is the largest organ
+        centroid = {v: img.index_to_world(np.argwhere(lab.array == v).mean(0)) for v in (1, 2, 3)}
+        assert centroid[1][0] > 10 and centroid[2][0] < -10  # liver: patient's right (+x), spleen left
+        assert centroid[3][1] < centroid[1][1]  # kidneys posterior to the liver
+        # kidneys are two separate blobs, one per side
+        _, n = ndimage.label(lab.array == 3)
+        assert n >= 2
+        # every labelled voxel is inside the body, never in air
+        assert img.array[lab.array > 0].min() > -600
+        vols.append(ml[1])
+    assert len(set(np.round(vols, 3))) == len(vols)  # sizes vary between seeds
+
+
+def test_phantom_other_grid_and_speed():
+    t = time.perf_counter()
+    phantom_case(0)
+    assert time.perf_counter() - t < 1.5
+    small = phantom_case(1, shape=(48, 40, 32), spacing=(4.0, 4.5, 5.0))
+    assert small.image.shape == (48, 40, 32) and np.allclose(small.image.spacing, (4.0, 4.5, 5.0))
+    assert set(small.labels.volumes_ml()) == {1, 2, 3, 4}
+
+
+# MNI152 ----------------------------------------------------------------------------------------
+def test_mni152_case(mni):
+    img, lab = mni.image, mni.labels
+    assert img.modality == "MR" and img.axcodes == "RAS" and img.shape == lab.shape == (99, 117, 95)
+    assert np.allclose(img.spacing, 2.0) and np.allclose(img.affine, lab.affine)
+    assert {l.value: l.name for l in lab.table} == MNI152_LABELS
+    ml = lab.volumes_ml()
+    assert set(ml) == {1, 2}
+    # this template's maps (see mni152_case): GM ~1090 mL, WM ~635 mL
+    assert 900 < ml[1] < 1250 and 500 < ml[2] < 750 and 1400 < ml[1] + ml[2] < 1900
+    # WM is brighter than GM on T1, and both brighter than the background
+    t1 = img.array
+    assert t1[lab.array == 2].mean() > t1[lab.array == 1].mean() > t1[lab.array == 0].mean()
+    # cached arrays are shared and read-only; each call builds new objects
+    again = mni152_case(2)
+    assert again.image is not img and again.image.array is img.array
+    assert not img.array.flags.writeable
+    with pytest.raises(ValueError):
+        mni152_case(0)
+
+
+# hemispheres -----------------------------------------------------------------------------------
+def test_split_left_right_preserves_world_and_covers_brain(mni):
+    left, right = split_left_right(mni)
+    full = mni.labels
+    # halves tile the grid along x: together exactly the original voxels
+    assert left.image.shape[0] + right.image.shape[0] == mni.image.shape[0]
+    assert left.image.shape[1:] == right.image.shape[1:] == mni.image.shape[1:]
+    total = {v: left.labels.voxel_counts()[v] + right.labels.voxel_counts()[v] for v in (1, 2)}
+    assert total == full.voxel_counts()
+    for half in (left, right):  # the symmetric template: halves of nearly equal size
+        assert 0.45 < half.labels.voxel_counts()[1] / full.voxel_counts()[1] < 0.55
+    # a voxel's world position and values are the same before and after
+    rng = np.random.default_rng(0)
+    for half, sign in ((left, -1), (right, 1)):
+        ijk = rng.integers(0, half.image.shape, size=(200, 3))
+        world = half.image.index_to_world(ijk)
+        assert np.all(world[:, 0] < 0) if sign < 0 else np.all(world[:, 0] >= 0)
+        orig = np.rint(mni.image.world_to_index(world)).astype(int)
+        assert np.allclose(mni.image.index_to_world(orig), world, atol=1e-9)
+        assert np.array_equal(half.image.array[tuple(ijk.T)], mni.image.array[tuple(orig.T)])
+        assert np.array_equal(half.labels.array[tuple(ijk.T)], full.array[tuple(orig.T)])
+        assert np.allclose(half.image.affine, half.labels.affine)
+    assert left.name.endswith("left") and right.name.endswith("right")
+
+
+def test_split_left_right_on_lps_phantom():
+    case = phantom_case(5)  # LPS: voxel axis i points to the patient's left
+    left, right = split_left_right(case)
+    assert left.image.shape[0] == right.image.shape[0] == 48
+    assert left.image.index_to_world([0, 0, 0])[0] < 0 < right.image.index_to_world([0, 0, 0])[0]
+    assert np.array_equal(np.concatenate([right.image.array, left.image.array]), case.image.array)
+    # the liver sits on the right, the spleen on the left
+    assert 1 in right.labels.voxel_counts() and 2 in left.labels.voxel_counts()
+    assert right.labels.voxel_counts()[1] > left.labels.voxel_counts().get(1, 0)
+    shifted = phantom_case(5)
+    shifted.image.affine[0, 3] += 500.0  # all of it now lies at x > 0
+    shifted.labels.affine[0, 3] += 500.0
+    with pytest.raises(ValueError, match="one side"):
+        split_left_right(shifted)
