@@ -57,6 +57,8 @@ def _nifti_out(path: str) -> Path:
     p = Path(path)
     if not (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
         raise LoadError(p, "the output must end in .nii or .nii.gz")
+    if not (p.parent if str(p.parent) else Path(".")).is_dir():
+        raise LoadError(p, f"the folder {p.parent} does not exist")  # before a long prediction
     return p
 
 

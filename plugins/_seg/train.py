@@ -133,12 +133,21 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
         per_label = np.mean(np.array(scores), axis=0).tolist()
         return float(np.mean(per_label)), per_label
 
-    def stop_now(want: bool) -> bool:
+    def stop_now(code: int) -> int:
+        """0 = go on, 1 = time budget, 2 = cancelled: rank 0's decision, on every rank."""
         if world == 1:
-            return want
-        flag = torch.tensor([1.0 if want else 0.0], device=device if device.startswith("cuda") else "cpu")
+            return code
+        flag = torch.tensor([float(code)], device=device if device.startswith("cuda") else "cpu")
         dist.broadcast(flag, 0)
-        return bool(flag.item())
+        return int(flag.item())
+
+    def report(call, *args, **kwargs) -> None:
+        """Progress reports inside the loop never raise Cancelled: a cancel is acted on at the
+        next stop_now(), by every rank at the same step."""
+        try:
+            call(*args, **kwargs)
+        except Cancelled:
+            pass
 
     net.train()
     try:
@@ -146,8 +155,12 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
             running = 0.0
             for _ in range(int(cfg.iters_per_epoch)):
                 reserve = last_val_s if rank == 0 else 0.0
-                if stop_now(rank == 0 and (time.monotonic() + reserve >= deadline or progress.cancelled)):
-                    stop_reason = "cancelled" if progress.cancelled else "time budget"
+                want = 0
+                if rank == 0:
+                    want = 2 if progress.cancelled else 1 if time.monotonic() + reserve >= deadline else 0
+                code = stop_now(want)
+                if code:
+                    stop_reason = "cancelled" if code == 2 else "time budget"
                     raise _Stop
                 batch_x, batch_y = [], []
                 while len(batch_x) < cfg.batch_size:
@@ -168,7 +181,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 running += float(loss.detach())
                 if rank == 0:
                     frac = max(step / total_steps, (time.monotonic() - t0) / (deadline - t0) if deadline < float("inf") else 0)
-                    progress.update(min(frac, 1.0) * 1000, 1000, f"epoch {epoch + 1}, step {step}")
+                    report(progress.update, min(frac, 1.0) * 1000, 1000, f"epoch {epoch + 1}, step {step}")
             epoch += 1
             entry = {"epoch": epoch, "step": step, "loss": running / cfg.iters_per_epoch,
                      "seconds": time.monotonic() - t0}
@@ -182,9 +195,9 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                     _write(model, best, history + [entry], checkpoint_dir, cases, val_idx)
             history.append(entry)
             if rank == 0:
-                progress.metrics(step, **{k: v for k, v in entry.items() if k in ("loss", "val_dice")})
+                report(progress.metrics, step, **{k: v for k, v in entry.items() if k in ("loss", "val_dice")})
     except (_Stop, Cancelled):
-        if progress.cancelled:
+        if progress.cancelled and world == 1:
             stop_reason = "cancelled"
     finally:
         gc.unfreeze()

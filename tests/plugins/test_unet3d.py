@@ -1,0 +1,185 @@
+"""The 3D U-Net segmenter through its plugin API, with real (short) training and no mocks.
+
+* A short training run on CT phantoms must segment a held-out phantom far better than chance
+  (an empty or random prediction has a foreground Dice of about 0), and its checkpoint must
+  load back to the very same predictions.
+* Cancel (from the metrics callback, from the progress callback before any validation, from
+  another thread) stops training cleanly and leaves a loadable best checkpoint.
+* Bad training input is refused with a clear ValueError before any training.
+
+Measured on the 2-core CPU box (a small U-Net: base 8, 3 levels, 1 residual unit; patch 32,
+200 steps of batch 2 at lr 1e-2, one torch thread, ~14 s of CPU): mean held-out Dice over
+liver, kidneys, spleen and bone 0.748 with seed 0 (0.767 and 0.757 with seeds 1 and 2; every
+organ >= 0.55). The default network (base 16, 4 levels, lr 3e-3) reaches 0.756-0.777 with the
+same schedule in ~20 s of CPU. After 80 steps either is only ~0.4-0.5 (kidneys still at 0).
+Thresholds: mean > 0.6, every organ > 0.3.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from plugins._seg.train import dice_scores
+from plugins.unet3d import PLUGIN, Config, UNet3D
+from tests.plugins import one_thread  # noqa: F401  (autouse: one torch thread)
+from viewer.demo import LABEL_NAMES, ct_phantom
+from viewer.jobs.progress import Progress
+from viewer.model import LabelMap, Volume
+from viewer.plugins import Case, SegmenterPlugin, config_help, get_plugin
+
+SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)  # the default phantom's 192 mm field of view, coarse
+MIN_HELD_OUT_DICE = 0.6  # measured 0.748-0.767 over three seeds
+MIN_ORGAN_DICE = 0.3  # measured >= 0.555
+
+
+def phantom_cases(seeds) -> list[Case]:
+    return [Case(*ct_phantom(SHAPE, SPACING, seed=s), name=f"phantom{s}") for s in seeds]
+
+
+def tiny_config(**kw) -> Config:
+    """A network that trains a step in well under a second on one CPU core."""
+    base = dict(patch_size=32, base_channels=4, levels=2, res_units=1, batch_size=1, iters_per_epoch=3,
+                val_every=1, max_epochs=200, minutes=0, val_fraction=0.5, tta=False, seed=0)
+    base.update(kw)
+    return Config(**base)
+
+
+def test_plugin_is_discovered_and_documented():
+    assert get_plugin("unet3d", "segmenter") is PLUGIN
+    assert isinstance(PLUGIN, UNet3D) and isinstance(PLUGIN, SegmenterPlugin)
+    helps = config_help(PLUGIN.Config)
+    assert helps and all(helps.values()), "every Config field needs a help text for the settings form"
+
+
+@pytest.mark.slow
+def test_short_training_beats_chance_on_a_held_out_phantom(tmp_path):
+    torch.manual_seed(0)
+    cases = phantom_cases([0, 1, 2])
+    cfg = Config(patch_size=32, base_channels=8, levels=3, res_units=1, batch_size=2, learning_rate=1e-2,
+                 max_epochs=20, iters_per_epoch=10, val_every=2, minutes=0, val_fraction=0.34, tta=False, seed=0)
+    curve = []
+    progress = Progress(on_metrics=lambda step, values: curve.append((step, values)))
+    model = PLUGIN.train(cases, cfg, progress, checkpoint_dir=str(tmp_path))
+    m = model.metrics
+    assert m["stopped_by"] == "epochs" and m["steps"] == 200 and m["epochs"] == 20
+    assert len(curve) == 20 and all("loss" in v for _, v in curve)
+    val = [v["val_dice"] for _, v in curve if "val_dice" in v]
+    assert len(val) == 10, "validation every second epoch"
+    assert np.mean([v["loss"] for _, v in curve[-3:]]) < 0.5 * np.mean([v["loss"] for _, v in curve[:3]])
+    assert m["best_val_dice"] == max(val) and m["best_val_dice"] > MIN_HELD_OUT_DICE
+    assert len(m["validation_cases"]) == 1 and not m["validated_on_training_data"]
+
+    image, truth = ct_phantom(SHAPE, SPACING, seed=99)  # a phantom no training step has seen
+    labels, unc = PLUGIN.predict(model, image, Progress(), tta=False)
+    assert unc is None
+    assert isinstance(labels, LabelMap) and labels.shape == image.shape
+    np.testing.assert_array_equal(labels.affine, image.affine)
+    assert {lab.value: lab.name for lab in labels.table} == LABEL_NAMES
+    dice = dice_scores(np.asarray(labels.array), np.asarray(truth.array), 5)
+    # chance: an empty (or random) prediction has Dice ~0 on every organ
+    assert dice_scores(np.zeros(SHAPE, np.uint8), np.asarray(truth.array), 5) == [0.0] * 4
+    print(f"held-out Dice {dict(zip(LABEL_NAMES.values(), np.round(dice, 3)))}, mean {np.mean(dice):.3f}")
+    assert float(np.mean(dice)) > MIN_HELD_OUT_DICE, dice
+    assert min(dice) > MIN_ORGAN_DICE, dice
+
+    # the checkpoint on disk is that best model: same labels from a fresh load
+    cfg_json = json.loads((tmp_path / "config.json").read_text())
+    assert cfg_json["metrics"]["stopped_by"] == "epochs"
+    assert cfg_json["metrics"]["best_val_dice"] == pytest.approx(m["best_val_dice"])
+    loaded = PLUGIN.load(tmp_path)
+    again, _ = PLUGIN.predict(loaded, image, Progress(), tta=False)
+    np.testing.assert_array_equal(np.asarray(again.array), np.asarray(labels.array))
+    # flip TTA gives an uncertainty volume on the scan's grid, in nats (0 .. ln 5)
+    lab_tta, unc = PLUGIN.predict(loaded, image, Progress(), tta=True)
+    assert isinstance(unc, Volume) and unc.shape == image.shape
+    np.testing.assert_array_equal(unc.affine, image.affine)
+    u = np.asarray(unc.array)
+    assert np.all(np.isfinite(u)) and u.min() >= 0 and u.max() <= np.log(5) + 1e-3
+    assert np.mean(np.asarray(lab_tta.array) == np.asarray(labels.array)) > 0.9
+
+
+def _check_checkpoint(directory, reason: str, case: Case) -> None:
+    cfg = json.loads((directory / "config.json").read_text())
+    assert cfg["metrics"]["stopped_by"] == reason
+    assert not list(directory.glob("*.part")), "temporary files left behind"
+    model = PLUGIN.load(directory)
+    labels, _ = PLUGIN.predict(model, case.image, Progress(), tta=False)
+    assert labels.shape == case.image.shape
+    np.testing.assert_array_equal(labels.affine, case.image.affine)
+
+
+def test_cancel_from_the_metrics_callback_keeps_the_best_checkpoint(tmp_path):
+    cases = phantom_cases([0, 1])
+
+    def on_metrics(step, values):
+        if len(progress.history) >= 2:
+            progress.cancel()
+
+    progress = Progress(on_metrics=on_metrics)
+    model = PLUGIN.train(cases, tiny_config(), progress, checkpoint_dir=str(tmp_path))
+    m = model.metrics
+    assert m["stopped_by"] == "cancelled"
+    assert m["epochs"] == 2 and m["steps"] == 6
+    assert m["best_epoch"] in (1, 2) and np.isfinite(m["best_val_dice"])
+    _check_checkpoint(tmp_path, "cancelled", cases[0])
+    # the returned model holds the best weights, the same as the checkpoint
+    loaded = PLUGIN.load(tmp_path)
+    for k, v in model.net.state_dict().items():
+        torch.testing.assert_close(loaded.net.state_dict()[k], v.cpu(), rtol=0, atol=0)
+
+
+def test_cancel_before_any_validation_still_writes_a_checkpoint(tmp_path):
+    cases = phantom_cases([0, 1])
+
+    def on_update(step, total, message):
+        if message.endswith("step 2"):
+            progress.cancel()
+
+    progress = Progress(on_update=on_update)
+    model = PLUGIN.train(cases, tiny_config(val_every=1000), progress, checkpoint_dir=str(tmp_path))
+    m = model.metrics
+    assert m["stopped_by"] == "cancelled" and m["steps"] == 2 and m["epochs"] == 0
+    assert np.isfinite(m["best_val_dice"]), "the weights it had were validated at the end"
+    _check_checkpoint(tmp_path, "cancelled", cases[1])
+
+
+def test_cancel_from_another_thread(tmp_path):
+    cases = phantom_cases([0, 1])
+    progress = Progress()
+    timer = threading.Timer(2.0, progress.cancel)
+    timer.start()
+    try:
+        model = PLUGIN.train(cases, tiny_config(max_epochs=10_000), progress, checkpoint_dir=str(tmp_path))
+    finally:
+        timer.cancel()
+    assert model.metrics["stopped_by"] == "cancelled"
+    _check_checkpoint(tmp_path, "cancelled", cases[0])
+
+
+def test_time_budget_stops_training_with_a_checkpoint(tmp_path):
+    cases = phantom_cases([0, 1])
+    model = PLUGIN.train(cases, tiny_config(max_epochs=10_000, minutes=0.05), Progress(),
+                         checkpoint_dir=str(tmp_path))
+    m = model.metrics
+    assert m["stopped_by"] == "time budget" and m["steps"] > 0
+    assert m["seconds"] < 3 + 30  # the 3 s budget, plus one step and the last validation on a busy machine
+    _check_checkpoint(tmp_path, "time budget", cases[1])
+
+
+def test_training_refuses_bad_cases(tmp_path):
+    vol, lab = ct_phantom(SHAPE, SPACING, seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        Case(vol, LabelMap(np.zeros((48, 48, 30), np.uint8), lab.affine))
+    moved = lab.affine.copy()
+    moved[0, 3] += 10.0
+    with pytest.raises(ValueError, match="grid"):
+        Case(vol, LabelMap(np.asarray(lab.array), moved))
+    empty = Case(vol, LabelMap(np.zeros(SHAPE, np.uint8), lab.affine.copy()))
+    with pytest.raises(ValueError, match="empty"):
+        PLUGIN.train([empty], tiny_config(), Progress(), checkpoint_dir=str(tmp_path / "ckpt"))
+    assert not (tmp_path / "ckpt").exists()
