@@ -146,8 +146,9 @@ def _cmd_screenshot(args: argparse.Namespace) -> int:
 def _cmd_gui(args: argparse.Namespace) -> int:
     from .ui.app import run_app
 
-    return run_app(paths=list(args.paths or []), labels=list(args.labels or []),
-                   demo=args.command == "demo")
+    if args.command == "demo":
+        return run_app(demo=args.name)
+    return run_app(paths=list(args.paths or []), labels=list(args.labels or []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gui", help="open the window (default)")
     g.add_argument("paths", nargs="*", help="files or DICOM folders to open")
     g.add_argument("--labels", action="append", metavar="PATH", help="open a volume as a label layer")
-    d = sub.add_parser("demo", help="open the window on the built-in demo scene")
-    d.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    d = sub.add_parser("demo", help="open the window on a built-in demo scene")
+    d.add_argument("name", nargs="?", default="default", choices=("default", "segmentation", "brain"),
+                   help="default: CT phantom + labels + textured globe; segmentation: two phantom "
+                        "cases for training; brain: MNI152 T1 with grey/white matter")
     d.add_argument("--labels", action="append", help=argparse.SUPPRESS)
 
     i = sub.add_parser("info", help="print what a file holds, as JSON")

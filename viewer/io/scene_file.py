@@ -77,7 +77,7 @@ def load_source(entry: dict[str, Any]) -> Any:
     """Load the data one scene entry points to (a file, a DICOM folder or demo data)."""
     src = entry["source"]
     if src.startswith("demo:"):
-        from ..demo import demo_source
+        from ..demos import demo_source
 
         return demo_source(src)
     from . import load_path

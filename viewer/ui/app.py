@@ -9,22 +9,22 @@ import sys
 __all__ = ["run_app", "make_window"]
 
 
-def make_window(paths=(), labels=(), demo: bool = False):
+def make_window(paths=(), labels=(), demo: bool | str = False):
     from ..render.vtkutil import quiet_vtk
     from .main_window import MainWindow
 
     quiet_vtk()
     win = MainWindow()
     if demo:
-        from ..demo import demo_layers
+        from ..demos import demo_objects
         from ..model import layer_for
 
-        for obj in demo_layers():
-            layer = layer_for(obj)
-            if getattr(layer, "kind", "") == "image":
-                layer.render_mode = "ct_bone"
-            win.scene.add(layer)
+        name = demo if isinstance(demo, str) else "default"
+        for obj, display in demo_objects(name):
+            win.scene.add(layer_for(obj, **display))
         win.scene.selected = win.scene[0]
+        if name == "segmentation" and hasattr(win, "segmentation_dock"):
+            win.segmentation_dock.show()
     if paths:
         win.open_paths(paths)
     if labels:
@@ -32,7 +32,7 @@ def make_window(paths=(), labels=(), demo: bool = False):
     return win
 
 
-def run_app(paths=(), labels=(), demo: bool = False) -> int:
+def run_app(paths=(), labels=(), demo: bool | str = False) -> int:
     from PySide6.QtWidgets import QApplication
 
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and sys.platform.startswith("linux") \

@@ -1,0 +1,57 @@
+"""The built-in demo scenes (``main.py demo [NAME]``), generated or read from files that PyPI
+packages ship; no downloads. Every object gets a ``demo:NAME/INDEX`` source so scene files can
+restore it.
+
+- ``default``: a CT phantom with organ labels, volume-rendered, and a textured globe.
+- ``segmentation``: two generated CT phantom cases with labels, ready for the Segmentation panel.
+- ``brain``: the MNI152 T1 that nilearn ships, with grey/white-matter labels from its maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEMOS", "demo_objects", "demo_source"]
+
+DEMOS = ("default", "segmentation", "brain")
+
+
+def _build(name: str) -> list[tuple[Any, dict]]:
+    if name == "default":
+        from .demo import demo_layers
+
+        objs = demo_layers()
+        return [(o, {"render_mode": "ct_bone"} if getattr(o, "modality", "") == "CT" else {}) for o in objs]
+    if name == "segmentation":
+        from .datasets import phantom_cases
+
+        out: list[tuple[Any, dict]] = []
+        for case in phantom_cases(2, first_seed=0):
+            case.image.name = f"phantom {case.name}" if case.name else case.image.name
+            out += [(case.image, {"visible": not out}), (case.labels, {"visible": not out})]
+        return out
+    if name == "brain":
+        from .datasets import mni152_case
+
+        case = mni152_case()
+        return [(case.image, {}), (case.labels, {"opacity": 0.35})]
+    raise KeyError(f"no demo named {name!r}; choose from {', '.join(DEMOS)}")
+
+
+def demo_objects(name: str = "default") -> list[tuple[Any, dict]]:
+    """(model object, display state) pairs of a demo scene, each with its ``demo:`` source."""
+    objs = _build(name)
+    for i, (obj, _) in enumerate(objs):
+        obj.source = f"demo:{name}/{i}"
+    return objs
+
+
+def demo_source(source: str) -> Any:
+    """The object a ``demo:NAME/INDEX`` source stands for (scene files)."""
+    try:
+        name, index = source[len("demo:"):].split("/")
+        return demo_objects(name)[int(index)][0]
+    except (ValueError, IndexError, KeyError):
+        from .model.errors import LoadError
+
+        raise LoadError(source, "unknown demo data") from None
