@@ -117,8 +117,9 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     history: list[dict] = []
     step, epoch, last_val_s = 0, 0, 0.0
     stop_reason = "epochs"
-    gc.collect()
-    gc.freeze()  # the long-lived tensors and modules stay out of Python's full collections
+    # the long-lived tensors and modules stay out of Python's full collections (no collect first:
+    # a full collection here is itself a stall of the window's event loop)
+    gc.freeze()
 
     def validate() -> float:
         net.eval()
@@ -199,8 +200,6 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     except (_Stop, Cancelled):
         if progress.cancelled and world == 1:
             stop_reason = "cancelled"
-    finally:
-        gc.unfreeze()
     if rank == 0 and best["state"] is None:
         # stopped before any validation: validate what we have, so the checkpoint says how good
         try:

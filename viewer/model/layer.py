@@ -21,7 +21,9 @@ __all__ = [
     "COLORMAPS", "RENDER_MODES",
 ]
 
-COLORMAPS = ("gray", "inverted", "hot", "viridis", "bone", "jet")
+COLORMAPS = ("gray", "inverted", "hot", "heat", "viridis", "bone", "jet")
+"""``heat`` is ``hot`` with opacity rising from 0: an overlay (uncertainty, probability) that leaves
+low values see-through."""
 RENDER_MODES = ("off", "ct_bone", "ct_soft", "mip", "mr_default")
 
 

@@ -54,7 +54,7 @@ def _cmap_rgb(name: str, n: int = 256) -> np.ndarray:
         return np.stack([t, t, t], 1)
     if name == "inverted":
         return np.stack([1 - t, 1 - t, 1 - t], 1)
-    if name == "hot":
+    if name in ("hot", "heat"):
         return np.stack([np.clip(3 * t, 0, 1), np.clip(3 * t - 1, 0, 1), np.clip(3 * t - 2, 0, 1)], 1)
     if name == "bone":
         g = np.stack([t, t, t], 1)
@@ -78,8 +78,10 @@ def colormap_lut(name: str, window: float, level: float, opacity: float = 1.0) -
     lut.SetNumberOfTableValues(256)
     lut.SetRange(level - window / 2.0, level + window / 2.0)
     rgb = _cmap_rgb(name)
+    # "heat": transparent where the value is low, so the image underneath stays readable
+    alpha = np.clip(np.linspace(-0.15, 1.0, 256) * 1.4, 0, 1) if name == "heat" else np.ones(256)
     for i in range(256):
-        lut.SetTableValue(i, *rgb[i], opacity)
+        lut.SetTableValue(i, *rgb[i], opacity * alpha[i])
     lut.SetNanColor(0, 0, 0, 0)
     lut.SetUseBelowRangeColor(False)
     lut.SetUseAboveRangeColor(False)

@@ -93,6 +93,15 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         dock.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        from .segmentation_panel import SegmentationPanel
+
+        self.segmentation_panel = SegmentationPanel(self.scene, self.jobs)
+        self.segmentation_dock = QDockWidget("Segmentation", self)
+        self.segmentation_dock.setObjectName("segmentation")
+        self.segmentation_dock.setWidget(self.segmentation_panel)
+        self.segmentation_dock.setMinimumWidth(360)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.segmentation_dock)
+        self.segmentation_dock.hide()  # View > Segmentation panel (Ctrl+G) opens it
 
         self.position_label = QLabel("")
         self.position_label.setMinimumWidth(420)
@@ -146,6 +155,11 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         self._action(v, "Remove selected layer", self.layer_panel.remove_selected, QKeySequence.StandardKey.Delete)
         self._action(v, "Toggle selected layer", self._toggle_selected, "V")
+        seg = self.segmentation_dock.toggleViewAction()
+        seg.setText("&Segmentation panel")
+        seg.setShortcut(QKeySequence("Ctrl+G"))
+        seg.setStatusTip("Train a segmenter on the loaded volumes, run it, save its masks")
+        v.addAction(seg)
 
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Mouse and keys", self._show_help, "Shift+F1")
@@ -423,7 +437,9 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(busy)
         self.cancel_btn.setVisible(busy)
         if busy:
-            self.progress.setRange(0, 0)  # busy indicator until a job reports a total
+            # not Qt's busy mode: it animates (and repaints the window) ~16 times a second
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(0)
             self.job_label.setText(self.jobs.jobs[-1].label)
         else:
             self.job_label.setText("")
