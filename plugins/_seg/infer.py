@@ -24,8 +24,13 @@ FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))  # none, then each s
 
 def predict_probabilities(net: torch.nn.Module, image: torch.Tensor, roi: tuple[int, int, int],
                           overlap: float, sw_batch_size: int, flips=((),), device: str = "cpu",
-                          amp: bool = False, on_window: Callable[[], None] | None = None) -> torch.Tensor:
-    """Mean softmax over ``flips`` of the network on ``image``.
+                          amp: bool = False, on_window: Callable[[], None] | None = None,
+                          softmax: bool = True) -> torch.Tensor:
+    """Mean softmax over ``flips`` of the network on ``image`` (or, with ``softmax=False`` and no
+    flips, the blended logits themselves: argmax needs nothing more).
+
+    The windows' logits are blended by MONAI and the softmax taken once per voxel afterwards:
+    taking it per window would compute it again on every overlap (~2× the voxels at 0.25).
 
     Parameters
     ----------
@@ -35,7 +40,7 @@ def predict_probabilities(net: torch.nn.Module, image: torch.Tensor, roi: tuple[
 
     Returns
     -------
-    (1, C, I, J, K) float32 probabilities on the CPU.
+    (1, C, I, J, K) float32 probabilities (or logits) on the CPU.
     """
     total = None
 
@@ -43,7 +48,7 @@ def predict_probabilities(net: torch.nn.Module, image: torch.Tensor, roi: tuple[
         if on_window is not None:
             on_window()
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp and device.startswith("cuda")):
-            return torch.softmax(net(x.to(device)).float(), dim=1)
+            return net(x.to(device)).float()
 
     with torch.inference_mode():
         for axes in flips:
@@ -51,8 +56,10 @@ def predict_probabilities(net: torch.nn.Module, image: torch.Tensor, roi: tuple[
             p = sliding_window_inference(x, roi, sw_batch_size, predictor, overlap=overlap,
                                          mode="gaussian", sw_device=device, device="cpu")
             p = torch.flip(p, axes) if axes else p
+            if softmax or len(flips) > 1:
+                p = torch.softmax(p, dim=1)
             total = p if total is None else total.add_(p)
-    return total / len(flips)
+    return total / len(flips) if len(flips) > 1 else total
 
 
 def entropy(prob: torch.Tensor) -> torch.Tensor:
@@ -102,13 +109,26 @@ def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
 
     for lo, hi, c0, c1 in slabs:
         x = torch.from_numpy(np.ascontiguousarray(image[:, :, lo:hi], dtype=np.float32))[None, None]
-        prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick)
+        prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick,
+                                     softmax=tta)
         keep = slice(c0 - lo, c1 - lo)
-        labels[:, :, c0:c1] = prob[0].argmax(0)[:, :, keep].numpy().astype(label_dtype)
+        labels[:, :, c0:c1] = _argmax_classes(prob[0][:, :, :, keep]).numpy().astype(label_dtype)
         if unc is not None:
             unc[:, :, c0:c1] = entropy(prob)[:, :, keep].numpy()
         del prob
     return labels, (unc.astype(np.float32) if unc is not None else None)
+
+
+def _argmax_classes(scores: torch.Tensor) -> torch.Tensor:
+    """argmax over the class axis of (C, ...) by a running max: one pass per class over
+    contiguous memory, ~10× faster on the CPU than torch.argmax(dim=0)'s strided reduction."""
+    best = scores[0].clone()
+    idx = torch.zeros(best.shape, dtype=torch.int16)
+    for c in range(1, scores.shape[0]):
+        better = scores[c] > best
+        torch.maximum(best, scores[c], out=best)
+        idx.masked_fill_(better, c)
+    return idx
 
 
 def _count_windows(shape, roi, overlap, slabs) -> int:

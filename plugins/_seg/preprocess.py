@@ -84,11 +84,14 @@ class Normalisation:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """(…) intensities -> float32 network input."""
-        x = np.asarray(image, dtype=np.float32)
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        x = np.array(image, dtype=np.float32)  # one copy; everything after works in place
+        if np.asarray(image).dtype.kind == "f":
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         if self.mode == "ct":
-            x = np.clip(x, self.clip_low, self.clip_high)
-            return (x - self.mean) / max(self.std, 1e-6)
+            np.clip(x, self.clip_low, self.clip_high, out=x)
+            x -= self.mean
+            x /= max(self.std, 1e-6)
+            return x
         nz = x[x > 0] if np.any(x > 0) else x.ravel()
         fg = x > np.percentile(nz, 10) if nz.size else np.ones(x.shape, bool)
         vals = x[fg] if fg.any() else x.ravel()
