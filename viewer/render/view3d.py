@@ -313,8 +313,8 @@ class View3D:
         actor.SetMapper(mapper)
         texture = None
         if mesh.texture is not None and mesh.uv is not None:
-            # model textures are row 0 at the top; VTK's images are row 0 at the bottom
-            texture = pv.Texture(np.ascontiguousarray(mesh.texture[::-1]))
+            # model textures are row 0 at the top; pv.Texture turns them the VTK way up itself
+            texture = pv.Texture(np.ascontiguousarray(mesh.texture))
             texture.SetInterpolate(True)
             texture.SetMipmap(True)
 
