@@ -385,7 +385,7 @@ class View3D:
         direction = np.array([0.35, 1.0, 0.25])  # from the front (anterior = +y), a little left/up
         direction /= np.linalg.norm(direction)
         cam.SetFocalPoint(*center)
-        cam.SetPosition(*(center + direction * radius * 3.2))
+        cam.SetPosition(*(center + direction * radius * 3.9))
         cam.SetViewUp(0, 0, 1)
         cam.SetViewAngle(30)
         self.renderer.ResetCameraClippingRange()
