@@ -145,6 +145,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                  sources=sources)
         finally:
             progress.close()
+            from plugins._seg.train import finish_distributed
+
+            finish_distributed()
     if rank == 0:
         m = model.metrics
         summary = {k: m.get(k) for k in ("best_val_dice", "best_val_dice_per_label", "best_epoch", "epochs",

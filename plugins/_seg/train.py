@@ -24,7 +24,7 @@ from .data import label_table, patch_sampler, prepare_case, target_spacing
 from .infer import segment_array
 from .preprocess import fit_normalisation
 
-__all__ = ["train_segmenter", "dice_scores", "distributed"]
+__all__ = ["train_segmenter", "dice_scores", "distributed", "finish_distributed"]
 
 
 class _Stop(Exception):
@@ -40,6 +40,14 @@ def distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("LUCID3D_DEVICE", "cpu").startswith("cuda") else "gloo"
         dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def finish_distributed() -> None:
+    """Leave the process group together: a rank that exits while another still talks to it makes
+    gloo abort the other (SIGABRT). Call once, at the end of a process that trained."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def dice_scores(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
