@@ -102,7 +102,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _cmd_screenshot(args: argparse.Namespace) -> int:
     from .io import atomic_path, load_path
-    from .model import ImageLayer, LabelMap, Scene, layer_for
+    from .model import ImageLayer, Scene, layer_for
     from .resources import volume_presets, window_level_presets
 
     out = Path(args.output)

@@ -89,27 +89,15 @@ class _CtrlC:
 
 def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
     """Image/label pairs -> plugin Cases (+ file hashes); one-line LoadErrors for bad pairs."""
-    import numpy as np
 
-    from .io import load_path
-    from .model import Volume
-    from .plugins import Case
+    from .plugins import load_case
     from plugins._seg.checkpoint import sha256_file
 
     if len(images) != len(labels):
         raise LoadError("--label", f"{len(images)} --image but {len(labels)} --label: give them in pairs")
     cases, sources = [], []
     for img_path, lab_path in zip(images, labels):
-        img = load_path(img_path)
-        if not isinstance(img, Volume):
-            raise LoadError(img_path, "not a volume")
-        lab = load_path(lab_path, as_labels=True)
-        if not np.any(np.asarray(lab.array)):
-            raise LoadError(lab_path, "the label volume is empty (all background)")
-        try:
-            cases.append(Case(img, lab, name=Path(img_path).name))
-        except ValueError as exc:
-            raise LoadError(lab_path, f"does not match {Path(img_path).name}: {exc}") from None
+        cases.append(load_case(img_path, lab_path))
         sources.append({"image": str(Path(img_path).resolve()), "image_sha256": sha256_file(img_path),
                         "label": str(Path(lab_path).resolve()), "label_sha256": sha256_file(lab_path)})
     return cases, sources

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from .jobs.progress import Progress
 from .model import LabelMap, Volume
 
-__all__ = ["Case", "SegmenterPlugin", "RendererPlugin", "discover", "get_plugin", "config_help",
+__all__ = ["Case", "load_case", "SegmenterPlugin", "RendererPlugin", "discover", "get_plugin", "config_help",
            "PluginError"]
 
 ENTRY_POINT_GROUP = "lucid3d.plugins"
@@ -62,6 +62,26 @@ class Case:
             raise ValueError(f"image {self.image.shape} and labels {self.labels.shape} differ in shape")
         if not np.allclose(self.image.affine, self.labels.affine, atol=1e-3):
             raise ValueError("image and labels lie on different grids (their affines differ)")
+
+
+def load_case(image_path: str | Path, label_path: str | Path, name: str | None = None) -> Case:
+    """An image file and its label file as a training Case; one-line LoadErrors for bad pairs
+    (not a volume, empty labels, a label file that is not integer, grids that differ)."""
+    import numpy as np
+
+    from .io import load_path
+    from .model.errors import LoadError
+
+    img = load_path(image_path)
+    if not isinstance(img, Volume):
+        raise LoadError(image_path, "not a volume")
+    lab = load_path(label_path, as_labels=True)
+    if not np.any(np.asarray(lab.array)):
+        raise LoadError(label_path, "the label volume is empty (all background)")
+    try:
+        return Case(img, lab, name=name if name is not None else Path(image_path).name)
+    except ValueError as exc:
+        raise LoadError(label_path, f"does not match {Path(image_path).name}: {exc}") from None
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from monai.losses import DiceCELoss
 from viewer.jobs.progress import Cancelled, Progress
 from viewer.plugins import Case
 
-from .checkpoint import SegModel, save_checkpoint, sha256_file
+from .checkpoint import SegModel, save_checkpoint
 from .data import label_table, patch_sampler, prepare_case, target_spacing
 from .infer import segment_array
 from .preprocess import fit_normalisation

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from viewer.jobs.progress import Progress
 from viewer.model import LabelMap, Volume

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ..model.errors import LoadError
 from ..model.labels import LabelMap
 from ..model.volume import Volume
-from .common import atomic_path, check_fits_in_memory, require_file
+from .common import atomic_path, require_file
 
 __all__ = ["load", "load_path", "kind_of", "VOLUME_SUFFIXES", "MESH_SUFFIXES", "POINT_SUFFIXES",
            "save_nifti", "atomic_path", "FILE_FILTER"]

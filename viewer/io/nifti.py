@@ -70,7 +70,6 @@ def load_nifti(path: Path) -> Volume:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
-    intent = str(img.header.get_intent()[0]) if hasattr(img.header, "get_intent") else ""
     modality = "CT" if _looks_like_ct(img, data) else ""
     try:
         return Volume(data, affine, modality=modality, name=name, source=str(path), meta=meta)

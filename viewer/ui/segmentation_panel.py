@@ -38,10 +38,10 @@ from PySide6.QtWidgets import (
     QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..io import VOLUME_SUFFIXES, load_path, save_nifti
-from ..model import ImageLayer, LabelLayer, LabelMap, Scene, Volume
+from ..io import VOLUME_SUFFIXES, save_nifti
+from ..model import ImageLayer, LabelLayer, LabelMap, Scene
 from ..model.errors import LoadError
-from ..plugins import Case, PluginError, discover, get_plugin
+from ..plugins import Case, PluginError, discover, get_plugin, load_case
 from .plugin_form import PluginForm
 
 __all__ = ["SegmentationPanel", "pairs_in_folder", "copy_checkpoint", "same_grid", "format_left",
@@ -890,16 +890,7 @@ class SegmentationPanel(QWidget):
             for i, (img_path, lab_path) in enumerate(pairs):
                 progress.update(i, len(pairs), f"loading {img_path.name}")
                 try:
-                    img = load_path(img_path)
-                    if not isinstance(img, Volume):
-                        raise LoadError(img_path, "not a volume")
-                    lab = load_path(lab_path, as_labels=True)
-                    if not np.any(np.asarray(lab.array)):
-                        raise LoadError(lab_path, "the label volume is empty (all background)")
-                    try:
-                        case = Case(img, lab, name=_stem(img_path)[0])
-                    except ValueError as exc:
-                        raise LoadError(lab_path, f"does not match {img_path.name}: {exc}") from None
+                    case = load_case(img_path, lab_path, name=_stem(img_path)[0])
                     loaded.append({"case": case, "image": str(img_path), "label": str(lab_path), "on": True})
                 except LoadError as exc:
                     skipped.append(str(exc))
