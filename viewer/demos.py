@@ -27,7 +27,6 @@ def _build(name: str) -> list[tuple[Any, dict]]:
 
         out: list[tuple[Any, dict]] = []
         for case in phantom_cases(2, first_seed=0):
-            case.image.name = f"phantom {case.name}" if case.name else case.image.name
             out += [(case.image, {"visible": not out}), (case.labels, {"visible": not out})]
         return out
     if name == "brain":

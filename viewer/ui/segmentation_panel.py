@@ -529,10 +529,11 @@ class SegmentationPanel(QWidget):
                 item.setToolTip(f"scene layer: {img.source or 'generated'}")
                 item.setCheckState(Qt.CheckState.Unchecked if img in self._unticked else Qt.CheckState.Checked)
                 self.pairs.setItem(r, 0, item)
+                # only the user's own choice is remembered: an automatic one made before the
+                # image's own labels arrived must give way to them
                 chosen = self._label_choice.get(img)
                 if chosen not in row["labels"]:
                     chosen = row["labels"][0]
-                    self._label_choice[img] = chosen
                 if len(row["labels"]) == 1:
                     lab = QTableWidgetItem(chosen.name)
                     lab.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
@@ -586,7 +587,8 @@ class SegmentationPanel(QWidget):
         out = []
         for row in self._rows:
             if row["kind"] == "scene" and row["image"] not in self._unticked:
-                img, lab = row["image"], self._label_choice.get(row["image"], row["labels"][0])
+                lab = self._label_choice.get(row["image"])
+                img, lab = row["image"], lab if lab in row["labels"] else row["labels"][0]
                 src = [s if s and Path(s).exists() else None for s in (img.source, lab.source)]
                 out.append({"case": Case(img.data, lab.data, name=img.name), "image": src[0], "label": src[1]})
             elif row["kind"] == "folder" and row.get("on", True):
