@@ -147,10 +147,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def label_summary(labels) -> dict[str, dict[str, Any]]:
     """Per label value: name, voxels, volume in mL (what `segment` prints)."""
-    counts = labels.voxel_counts()
-    ml = labels.voxel_ml if hasattr(labels, "voxel_ml") else None
     from .model import voxel_volume_ml
 
+    counts = labels.voxel_counts()
     ml = voxel_volume_ml(labels.affine)
     return {str(lab.value): {"name": lab.name, "voxels": counts.get(lab.value, 0),
                              "volume_ml": counts.get(lab.value, 0) * ml} for lab in labels.table}
@@ -160,21 +159,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .io import load_path, save_nifti
     from .jobs.progress import TerminalProgress
     from .model import Volume
-    from .plugins import PluginError, get_plugin
+    from .plugins import plugin_for_checkpoint
 
     out = _nifti_out(args.output)
     unc_out = _nifti_out(args.uncertainty) if args.uncertainty else None
     _check_device(args.device)
     ckpt = Path(args.checkpoint)
-    cfg_file = ckpt / "config.json"
-    try:
-        plugin_name = json.loads(cfg_file.read_text()).get("plugin", "")
-    except (OSError, ValueError, AttributeError):
-        raise LoadError(ckpt, "not a Lucid3D checkpoint (config.json missing or unreadable)") from None
-    try:
-        plugin = get_plugin(plugin_name, "segmenter")
-    except PluginError as exc:
-        raise LoadError(ckpt, str(exc)) from None
+    plugin = plugin_for_checkpoint(ckpt, "segmenter")
     model = plugin.load(ckpt, device=args.device)
     volume = load_path(args.input)
     if not isinstance(volume, Volume):

@@ -35,7 +35,7 @@ from .jobs.progress import Progress
 from .model import LabelMap, Volume
 
 __all__ = ["Case", "load_case", "SegmenterPlugin", "RendererPlugin", "discover", "get_plugin", "config_help",
-           "PluginError"]
+           "PluginError", "plugin_for_checkpoint"]
 
 ENTRY_POINT_GROUP = "lucid3d.plugins"
 
@@ -150,6 +150,25 @@ def get_plugin(name: str, kind: str | None = None) -> Any:
         names = sorted(n for n, p in plugins.items() if not kind or p.kind == kind)
         raise PluginError(f"no {kind or 'plugin'} named {name!r}; available: {', '.join(names) or 'none'}")
     return plugins[name]
+
+
+def plugin_for_checkpoint(folder: str | Path, kind: str | None = None) -> Any:
+    """The plugin that wrote the checkpoint ``folder`` (its config.json names it).
+
+    Raises LoadError for a folder without a readable config or naming no known plugin.
+    """
+    import json
+
+    from .model.errors import LoadError
+
+    try:
+        name = json.loads((Path(folder) / "config.json").read_text()).get("plugin", "")
+    except (OSError, ValueError, AttributeError):
+        raise LoadError(folder, "not a Lucid3D checkpoint (config.json missing or unreadable)") from None
+    try:
+        return get_plugin(name, kind)
+    except PluginError as exc:
+        raise LoadError(folder, str(exc)) from None
 
 
 def config_help(config_cls: type) -> dict[str, str]:

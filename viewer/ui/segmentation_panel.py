@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import gc
 import importlib
-import json
 import os
 import shutil
 import sys
@@ -41,7 +40,7 @@ from PySide6.QtWidgets import (
 from ..io import VOLUME_SUFFIXES, save_nifti
 from ..model import ImageLayer, LabelLayer, LabelMap, Scene
 from ..model.errors import LoadError
-from ..plugins import Case, PluginError, discover, get_plugin, load_case
+from ..plugins import Case, PluginError, discover, get_plugin, load_case, plugin_for_checkpoint
 from .plugin_form import PluginForm
 
 __all__ = ["SegmentationPanel", "pairs_in_folder", "copy_checkpoint", "same_grid", "format_left",
@@ -921,15 +920,8 @@ class SegmentationPanel(QWidget):
         def work(progress):
             progress.update(0, 0, f"loading {Path(folder).name}")
             warm_up()
-            try:
-                name = json.loads((Path(folder) / "config.json").read_text()).get("plugin", "")
-            except (OSError, ValueError, AttributeError):
-                raise LoadError(folder, "not a Lucid3D checkpoint (config.json missing or unreadable)") from None
-            try:
-                plugin = get_plugin(name, "segmenter")
-            except PluginError as exc:
-                raise LoadError(folder, str(exc)) from None
-            return name, plugin.load(folder, device="cpu")
+            plugin = plugin_for_checkpoint(folder, "segmenter")
+            return plugin.name, plugin.load(folder, device="cpu")
 
         def done(result) -> None:
             name, model = result
