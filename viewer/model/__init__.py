@@ -1,14 +1,16 @@
 """Plain data and events: no Qt, no VTK, no torch here (tests/test_layering.py checks)."""
 
+from .camera import Camera
 from .errors import LoadError
 from .geometry import Mesh, PointCloud
 from .labels import Label, LabelMap, LabelTable, default_color
 from .layer import COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, layer_for
 from .scene import Scene
+from .viewset import Frame, ViewSet
 from .volume import Volume, axcodes, voxel_volume_ml
 
 __all__ = [
-    "LoadError", "Mesh", "PointCloud", "Label", "LabelMap", "LabelTable", "default_color",
+    "Camera", "Frame", "ViewSet", "LoadError", "Mesh", "PointCloud", "Label", "LabelMap", "LabelTable", "default_color",
     "COLORMAPS", "RENDER_MODES", "ImageLayer", "LabelLayer", "Layer", "MeshLayer", "PointsLayer",
     "layer_for", "Scene", "Volume", "axcodes", "voxel_volume_ml",
 ]
