@@ -97,8 +97,6 @@ def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
         core = max(1, slab - 2 * margin)
         slabs = [(max(0, s - margin), min(k_total, s + core + margin), s, min(k_total, s + core))
                  for s in range(0, k_total, core)]
-    labels = np.empty(shape, label_dtype)
-    unc = np.empty(shape, np.float16 if len(slabs) > 1 else np.float32) if tta else None
     done = [0]
     n_windows = _count_windows(shape, roi, overlap, slabs) * len(flips)
 
@@ -107,6 +105,18 @@ def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
         if progress is not None:
             progress(min(done[0] * sw_batch_size, n_windows), n_windows)
 
+    if len(slabs) == 1:
+        # one MONAI call over the whole volume: hand it the array as it is (a Fortran-ordered
+        # float32 array becomes a strided tensor, no copy; MONAI crops its windows either way)
+        x = torch.from_numpy(image if image.dtype == np.float32 else image.astype(np.float32))[None, None]
+        prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick, softmax=tta)
+        labels = _argmax_classes(prob[0]).numpy()
+        if labels.dtype != label_dtype:
+            labels = labels.astype(label_dtype)
+        unc1 = entropy(prob).numpy() if tta else None
+        return labels, unc1
+    labels = np.empty(shape, label_dtype)
+    unc = np.empty(shape, np.float16) if tta else None
     for lo, hi, c0, c1 in slabs:
         x = torch.from_numpy(np.ascontiguousarray(image[:, :, lo:hi], dtype=np.float32))[None, None]
         prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick,
@@ -119,16 +129,28 @@ def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
     return labels, (unc.astype(np.float32) if unc is not None else None)
 
 
-def _argmax_classes(scores: torch.Tensor) -> torch.Tensor:
-    """argmax over the class axis of (C, ...) by a running max: one pass per class over
-    contiguous memory, ~10× faster on the CPU than torch.argmax(dim=0)'s strided reduction."""
-    best = scores[0].clone()
-    idx = torch.zeros(best.shape, dtype=torch.int16)
-    for c in range(1, scores.shape[0]):
-        better = scores[c] > best
-        torch.maximum(best, scores[c], out=best)
-        idx.masked_fill_(better, c)
-    return idx
+def _argmax_classes(scores: torch.Tensor, chunk: int = 1 << 19) -> torch.Tensor:
+    """argmax over the class axis of (C, ...) by a running max, chunk by chunk so each chunk's
+    classes stay in cache: ~10× faster on the CPU than torch.argmax(dim=0)'s strided reduction.
+
+    Returns uint8 indices for up to 256 classes, int16 beyond.
+    """
+    c_total = scores.shape[0]
+    flat = scores.reshape(c_total, -1)
+    n = flat.shape[1]
+    idx = torch.zeros(n, dtype=torch.uint8 if c_total <= 256 else torch.int16)
+    best = torch.empty(min(chunk, n), dtype=scores.dtype)
+    better = torch.empty(min(chunk, n), dtype=torch.bool)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        b, m, out = best[: hi - lo], better[: hi - lo], idx[lo:hi]
+        b.copy_(flat[0, lo:hi])
+        for c in range(1, c_total):
+            s = flat[c, lo:hi]
+            torch.gt(s, b, out=m)
+            torch.maximum(b, s, out=b)
+            out.masked_fill_(m, c)
+    return idx.reshape(scores.shape[1:])
 
 
 def _count_windows(shape, roi, overlap, slabs) -> int:

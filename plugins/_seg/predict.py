@@ -48,8 +48,13 @@ def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: boo
     classes = resample_to(classes[core], model.spacing, src_spacing, order=0, shape=canon_shape)
     values = np.array([0] + [int(row["value"]) for row in model.labels])
     out_dtype = np.uint8 if values.max() < 256 else np.uint16 if values.max() < 65536 else np.int32
-    lab = values.astype(out_dtype)[classes]
-    lab = np.asfortranarray(can.undo(lab))
+    if np.array_equal(values, np.arange(len(values))) and classes.dtype == out_dtype:
+        lab = classes  # class index == label value: nothing to map
+    else:
+        lab = values.astype(out_dtype)[classes]
+    lab = can.undo(lab)
+    if not (lab.flags.c_contiguous or lab.flags.f_contiguous):
+        lab = np.asfortranarray(lab)
     table = LabelTable([Label(int(r["value"]), str(r["name"]), tuple(r["color"])) for r in model.labels])
     name = f"{volume.name or 'scan'} · {model.plugin}"
     labels = LabelMap(lab, volume.affine.copy(), table, name=name,
