@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--patch", type=int)
     ap.add_argument("--out", help="keep the checkpoint here")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a Config field, e.g. --set sampling=classes --set affine_prob=0.3")
     args = ap.parse_args()
 
     import numpy as np
@@ -45,6 +47,10 @@ def main() -> None:
 
     plugin = get_plugin("unet3d", "segmenter")
     cfg = plugin.Config(minutes=args.minutes, device=args.device)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        kind = type(getattr(cfg, key))
+        setattr(cfg, key, (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value))
     if args.patch:
         cfg.patch_size = args.patch
     if args.task == "phantom":

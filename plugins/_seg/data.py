@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from monai.transforms import (Compose, RandCropByPosNegLabeld, RandFlipd, RandScaleIntensityd,
-                              RandShiftIntensityd)
-from monai.transforms.utils import map_binary_to_indices
+from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, RandCropByPosNegLabeld, RandFlipd,
+                              RandScaleIntensityd, RandShiftIntensityd)
+from monai.transforms.utils import map_binary_to_indices, map_classes_to_indices
 
 from viewer.plugins import Case
 
@@ -28,6 +28,13 @@ class Prepared:
     label: np.ndarray
     fg: np.ndarray
     bg: np.ndarray
+    classes: list | None = None  # voxel indices of each class 0..C-1 (class-balanced sampling)
+
+    def sample_input(self) -> dict:
+        d = {"image": self.image, "label": self.label, "fg": self.fg, "bg": self.bg}
+        if self.classes is not None:
+            d["classes"] = self.classes
+        return d
 
 
 def target_spacing(cases: list[Case]) -> tuple[float, float, float]:
@@ -54,7 +61,7 @@ def label_table(cases: list[Case]) -> tuple[list[dict], dict[int, int]]:
 
 
 def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, int],
-                 patch: tuple[int, int, int]) -> Prepared:
+                 patch: tuple[int, int, int], balanced: bool = False) -> Prepared:
     img, aff, _ = to_canonical(np.asarray(case.image.array), case.image.affine)
     lab, _, _ = to_canonical(np.asarray(case.labels.array), case.labels.affine)
     src = tuple(np.linalg.norm(aff[:3, :3], axis=0))
@@ -72,20 +79,43 @@ def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, i
         lab = np.pad(lab, pad)
     x, y = x[None], lab[None]
     fg, bg = map_binary_to_indices(y[0] > 0)
-    return Prepared(case.name, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y), np.asarray(fg), np.asarray(bg))
+    classes = None
+    if balanced:
+        n = len(to_class) + 1
+        classes = [np.asarray(i) for i in map_classes_to_indices(y, n)]
+    return Prepared(case.name, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y), np.asarray(fg),
+                    np.asarray(bg), classes)
 
 
-def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int) -> Compose:
-    """Half foreground, half background patches (class imbalance), flips, small intensity jitter."""
+def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int, n_classes: int = 2,
+                  sampling: str = "posneg", affine_prob: float = 0.0) -> Compose:
+    """Patches for training, then augmentation.
+
+    sampling : "posneg": half foreground, half background patches (class imbalance);
+        "classes": patch centres drawn evenly over every class, background included, so a
+        small organ is seen as often as a big one (needs ``Prepared.classes``).
+    affine_prob : chance of a small random rotation (±0.2 rad) and scaling (±10 %) of a patch.
+    """
     keys = ["image", "label"]
-    t = Compose([
-        RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=1.0, neg=1.0,
-                               num_samples=samples, fg_indices_key="fg", bg_indices_key="bg"),
+    if sampling == "classes":
+        crop = RandCropByLabelClassesd(keys, label_key="label", spatial_size=patch, num_classes=n_classes,
+                                       num_samples=samples, indices_key="classes")
+    elif sampling == "posneg":
+        crop = RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=1.0, neg=1.0,
+                                      num_samples=samples, fg_indices_key="fg", bg_indices_key="bg")
+    else:
+        raise ValueError(f"sampling must be 'posneg' or 'classes', not {sampling!r}")
+    steps = [crop]
+    if affine_prob > 0:
+        steps.append(RandAffined(keys, prob=affine_prob, rotate_range=(0.2, 0.2, 0.2), scale_range=(0.1, 0.1, 0.1),
+                                 mode=("bilinear", "nearest"), padding_mode="border"))
+    steps += [
         RandFlipd(keys, prob=0.5, spatial_axis=0),
         RandFlipd(keys, prob=0.5, spatial_axis=1),
         RandFlipd(keys, prob=0.5, spatial_axis=2),
         RandScaleIntensityd("image", factors=0.1, prob=0.5),
         RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-    ])
+    ]
+    t = Compose(steps)
     t.set_random_state(seed=seed)
     return t

@@ -102,10 +102,12 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     train_idx, val_idx = _split(cases, cfg.val_fraction, cfg.seed)
     norm = fit_normalisation([cases[i].image.array for i in train_idx],
                              [cases[i].labels.array for i in train_idx], modality)
-    prepared = [prepare_case(c, spacing, norm, to_class, patch) for c in cases]
+    sampling = str(getattr(cfg, "sampling", "posneg"))
+    prepared = [prepare_case(c, spacing, norm, to_class, patch, balanced=sampling == "classes") for c in cases]
     train_set = [prepared[i] for i in train_idx]
     val_set = [prepared[i] for i in val_idx]
-    sampler = patch_sampler(patch, 2, cfg.seed + rank)  # one foreground + one background patch per draw
+    sampler = patch_sampler(patch, 2, cfg.seed + rank, n_classes=len(to_class) + 1, sampling=sampling,
+                            affine_prob=float(getattr(cfg, "affine_prob", 0.0)))
 
     net = build(1, n_classes, cfg).to(device)
     model_net: torch.nn.Module = net
@@ -174,7 +176,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 batch_x, batch_y = [], []
                 while len(batch_x) < cfg.batch_size:
                     p = train_set[int(rng.integers(len(train_set)))]
-                    for d in sampler({"image": p.image, "label": p.label, "fg": p.fg, "bg": p.bg}):
+                    for d in sampler(p.sample_input()):
                         batch_x.append(torch.as_tensor(np.asarray(d["image"])))
                         batch_y.append(torch.as_tensor(np.asarray(d["label"])))
                 x = torch.stack(batch_x[: cfg.batch_size]).float().to(device)

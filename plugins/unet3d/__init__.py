@@ -21,6 +21,8 @@ class Config:
     base_channels: int = field(default=16, metadata={"help": "feature maps at the first level (doubled per level)"})
     levels: int = field(default=4, metadata={"help": "resolution levels of the U-Net"})
     res_units: int = field(default=2, metadata={"help": "residual units per level"})
+    sampling: str = field(default="posneg", metadata={"help": "patch centres: posneg (half foreground, half background) or classes (evenly over every label)"})
+    affine_prob: float = field(default=0.0, metadata={"help": "chance of a small random rotation/scaling of a training patch"})
     batch_size: int = field(default=2, metadata={"help": "patches per step"})
     learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate (poly decay)"})
     max_epochs: int = field(default=400, metadata={"help": "epochs at most"})

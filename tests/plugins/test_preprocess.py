@@ -266,3 +266,25 @@ def test_slabs_equal_single_pass_for_an_untrained_unet():
     assert float(np.mean(single == slabs)) > 0.9999  # argmax ties aside
     # a slab shifted by one slice would not pass: the test can see misplaced cores
     assert float(np.mean(single[..., 33:64] == slabs[..., 32:63])) < 0.99
+
+
+def test_class_balanced_sampling_finds_small_labels_more_often():
+    """'classes' sampling centres patches on every label evenly: a tiny label shows up in far
+    more patches than with half-foreground/half-background sampling."""
+    import numpy as np
+
+    from plugins._seg.data import Prepared, patch_sampler
+    from monai.transforms.utils import map_binary_to_indices, map_classes_to_indices
+
+    lab = np.zeros((1, 48, 48, 48), np.uint8)
+    lab[0, 5:35, 5:35, 5:35] = 1          # a big organ
+    lab[0, 40:43, 40:43, 40:43] = 2       # a tiny one
+    img = lab.astype(np.float32)
+    fg, bg = map_binary_to_indices(lab[0] > 0)
+    p = Prepared("x", img, lab, np.asarray(fg), np.asarray(bg),
+                 [np.asarray(i) for i in map_classes_to_indices(lab, 3)])
+    counts = {}
+    for mode in ("posneg", "classes"):
+        s = patch_sampler((8, 8, 8), 2, seed=0, n_classes=3, sampling=mode, affine_prob=0.5)
+        counts[mode] = sum(int((np.asarray(d["label"]) == 2).any()) for _ in range(60) for d in s(p.sample_input()))
+    assert counts["classes"] > 25 and counts["classes"] > 3 * max(counts["posneg"], 1), counts
