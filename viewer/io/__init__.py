@@ -44,15 +44,22 @@ def _is_dicom_file(path: Path) -> bool:
 
 
 def kind_of(path: str | Path) -> str:
-    """'volume', 'mesh', 'points', 'mesh-or-points' (PLY), 'dicom' or 'scene' by name/content."""
+    """'volume', 'mesh', 'points', 'mesh-or-points' (PLY), 'dicom', 'viewset' or 'scene'.
+
+    'viewset' (posed photos, :mod:`viewer.io.scenes`): a ``transforms*.json`` file, or a folder
+    holding one or a COLMAP model (``cameras.txt``/``images.txt`` there, in ``sparse/0/`` or in
+    ``sparse/``). Other folders are 'dicom'; other ``.json`` files are Lucid3D scene files.
+    """
     path = Path(path)
     if path.is_dir():
-        return "dicom"
+        from .scenes import is_viewset_path
+        return "viewset" if is_viewset_path(path) else "dicom"
     suf = _suffix(path)
     if suf == ".ply":
         return "mesh-or-points"
     if suf == ".json":
-        return "scene"
+        from .scenes import is_viewset_path
+        return "viewset" if is_viewset_path(path) else "scene"
     if suf == ".dcm" or (suf not in VOLUME_SUFFIXES + MESH_SUFFIXES + POINT_SUFFIXES and _is_dicom_file(path)):
         return "dicom"
     if suf in VOLUME_SUFFIXES:
@@ -88,20 +95,26 @@ def _readers() -> dict[str, Callable[..., Any]]:
         from .points import load_points
         return load_points(path)
 
+    def viewset(path: Path, **kw: Any):
+        from .scenes import load_viewset
+        return load_viewset(path)
+
     return {
         ".nii": nifti.load_nifti, ".nii.gz": nifti.load_nifti, ".hdr": nifti.load_nifti,
         ".img": nifti.load_nifti, ".nrrd": nrrd, ".nhdr": nrrd, ".mha": itk, ".mhd": itk,
         ".obj": mesh, ".stl": mesh, ".vtk": mesh, ".vtp": mesh, ".ply": mesh,
         ".xyz": points, ".pts": points, ".las": points, ".laz": points, "dicom": dicom,
+        "viewset": viewset,
     }
 
 
 def load_path(path: str | Path, *, as_labels: bool = False, series: str | None = None) -> Any:
-    """Load one file or folder into a Volume, LabelMap, Mesh or PointCloud.
+    """Load one file or folder into a Volume, LabelMap, Mesh, PointCloud or ViewSet.
 
     Parameters
     ----------
-    path : a file, or a folder holding a DICOM series.
+    path : a file, or a folder holding a DICOM series; a ``transforms*.json`` or a folder with
+        transforms files or a COLMAP model gives a :class:`~viewer.model.viewset.ViewSet`.
     as_labels : read an integer volume as a ``LabelMap`` (refused for non-integer data).
     series : for DICOM folders, the SeriesInstanceUID to load; default: the largest series
         (``volume.meta['note']`` then says which one was taken and what else was there).
@@ -117,7 +130,7 @@ def load_path(path: str | Path, *, as_labels: bool = False, series: str | None =
         raise LoadError(path, "this is a scene file: open it with File > Open scene or `main.py PATH`")
     if kind == "unknown":
         raise LoadError(path, f"unsupported format {path.suffix or '(no extension)'}")
-    reader = _readers()["dicom" if kind == "dicom" else _suffix(path)]
+    reader = _readers()[kind if kind in ("dicom", "viewset") else _suffix(path)]
     try:
         data = reader(path, series=series) if kind == "dicom" else reader(path)
     except LoadError:

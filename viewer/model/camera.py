@@ -123,6 +123,9 @@ class Camera:
 
         Exact for any fx, fy, cx, cy, so a VTK camera given it as an explicit projection
         (``SetExplicitProjectionTransformMatrix``) draws pixel for pixel what :meth:`project` says.
+        Hand it to ``vtkMatrix4x4`` element by element as it is (row-major, column vectors; no
+        transpose); VTK multiplies it onto its own view transform (position, focal point, view up
+        from :meth:`vtk_params`), and ignores view angle, window centre and clipping range.
         """
         w, h = self.width, self.height
         m = np.zeros((4, 4))
@@ -167,8 +170,10 @@ class Camera:
                  window_center: tuple[float, float] = (0.0, 0.0), name: str = "") -> "Camera":
         """From a VTK camera: position, focal point, view up, vertical view angle (degrees).
 
-        ``window_center`` is VTK's ``GetWindowCenter()`` (a shift of the principal point in
-        normalised device coordinates, -1..1).
+        ``window_center`` is VTK's ``GetWindowCenter()``: VTK shifts its frustum by it, which puts
+        the principal point at NDC ``-window_center``, so ``cx = W (1 - wc_x) / 2`` and
+        ``cy = H (1 + wc_y) / 2`` (rows from the top). Checked against VTK's renderer in
+        ``tests/model/test_camera.py``.
         """
         pos, fp, up = (np.asarray(v, float) for v in (position, focal_point, view_up))
         z = fp - pos
@@ -188,6 +193,8 @@ class Camera:
         (vertical, degrees, from fy) and window_center (principal point offset).
 
         VTK's camera has one focal length; when fx != fy use :meth:`projection_matrix`.
+        ``window_center = (1 - 2 cx / W, 2 cy / H - 1)``; a renderer given these draws a world
+        point at :meth:`project`'s pixel (verified with VTK's renderer to within a pixel).
         """
         pos = self.center
         return {
@@ -241,13 +248,17 @@ def rotmat_to_qvec(r: np.ndarray) -> np.ndarray:
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """(4, 4) camera-to-world (OpenCV axes) for a camera at ``eye`` looking at ``target``."""
+    """(4, 4) camera-to-world (OpenCV axes) for a camera at ``eye`` looking at ``target``.
+
+    World ``up`` appears up in the image: the camera's +y (down the image) is ``-up`` made
+    perpendicular to the viewing direction, so there is no roll.
+    """
     eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
     z = target - eye
     z /= np.linalg.norm(z)
     if abs(np.dot(z, up / np.linalg.norm(up))) > 0.999:  # looking along "up": pick another
         up = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(z, -up)
+    x = np.cross(z, up)  # OpenCV: +y (down the image) is -up, so x = y cross z = z cross up
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     c2w = np.eye(4)
