@@ -5,6 +5,9 @@ restore it.
 - ``default``: a CT phantom with organ labels, volume-rendered, and a textured globe.
 - ``segmentation``: two generated CT phantom cases with labels, ready for the Segmentation panel.
 - ``brain``: the MNI152 T1 that nilearn ships, with grey/white-matter labels from its maps.
+- ``rendering``: a specular capture of pyvista's textured globe (100 training, 20 held-out
+  views), generated once and cached, with the mesh it was rendered from: ready for the Neural
+  Rendering panel.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 __all__ = ["DEMOS", "demo_objects", "demo_source"]
 
-DEMOS = ("default", "segmentation", "brain")
+DEMOS = ("default", "segmentation", "brain", "rendering")
 
 
 def _build(name: str) -> list[tuple[Any, dict]]:
@@ -34,6 +37,12 @@ def _build(name: str) -> list[tuple[Any, dict]]:
 
         case = mni152_case()
         return [(case.image, {}), (case.labels, {"opacity": 0.35})]
+    if name == "rendering":
+        from .datasets import rendering_capture
+        from .io import load_path
+
+        folder = rendering_capture()
+        return [(load_path(folder / "mesh.obj"), {}), (load_path(folder), {})]
     raise KeyError(f"no demo named {name!r}; choose from {', '.join(DEMOS)}")
 
 

@@ -1,0 +1,217 @@
+"""``capture``: a synthetic posed-photo data set of a textured mesh, in the Blender/nerfstudio
+layout, for training and testing neural renderers.
+
+    python main.py capture MESH --out DIR [--views N] [--size S] [--test-fraction F]
+                           [--texture IMG] [--specular K] [--seed N]
+
+``N`` cameras spread over a sphere around the mesh (all framing its bounding sphere, 40 degree
+field of view, world +z up) are split at random (by ``--seed``) into ``round(N * F)`` test views
+and the rest for training: ``--views 120 --test-fraction 0.1667`` gives 100 / 20; with ``F = 0``
+every view is a training view and no test file is written. A mesh without uv gets an xatlas
+atlas; a mesh without a texture, or any mesh with ``--texture``, gets the procedural texture
+(1024 px, from ``--seed``) or the given image. Lights are fixed in the world (key, fill, rim).
+
+DIR must be new or empty (never overwritten); it is written under a temporary name and renamed
+at the end, so a failure leaves nothing behind. It receives ``train/r_000.png`` ...,
+``test/r_000.png`` ... (RGBA, alpha = coverage, colour over white where uncovered),
+``transforms_train.json`` / ``transforms_test.json`` (``camera_angle_x``, ``fl_x``, ``fl_y``,
+``cx``, ``cy``, ``w``, ``h``, ``background``; frames with ``file_path`` like ``./train/r_000``
+and the OpenGL-axes camera-to-world ``transform_matrix``), and ``mesh.obj`` + ``mesh.mtl`` +
+``mesh.png`` (the mesh as rendered: uv, normals, texture). A one-line JSON summary is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .model.errors import LoadError
+
+__all__ = ["add_parsers", "HANDLERS", "capture_dataset", "TEXTURE_SIZE", "VIEW_ANGLE"]
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+TEXTURE_SIZE = 1024  # procedural texture edge (pixels); xatlas packs its charts for this size
+VIEW_ANGLE = 40.0  # degrees, horizontal = vertical (square images)
+
+
+def add_parsers(sub) -> None:
+    c = sub.add_parser("capture", help="render a posed RGBA data set of a textured mesh (Blender layout)")
+    c.add_argument("mesh", metavar="MESH", help="a .obj/.ply/.stl/.vtk/.vtp mesh")
+    c.add_argument("--out", required=True, metavar="DIR", help="new or empty folder to write")
+    c.add_argument("--views", type=int, default=100, help="number of views, train + test (default 100)")
+    c.add_argument("--size", type=int, default=256, help="image edge in pixels (default 256)")
+    c.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of the views held out for testing, rounded (default 0.2)")
+    c.add_argument("--texture", metavar="IMG", help="texture image to use (else the mesh's own, or procedural)")
+    c.add_argument("--specular", type=float, default=0.5, help="specular coefficient, 0 = matte (default 0.5)")
+    c.add_argument("--seed", type=int, default=0, help="cameras, split and procedural texture (default 0)")
+    HANDLERS["capture"] = _cmd_capture
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    summary = capture_dataset(args.mesh, args.out, views=args.views, size=args.size,
+                              test_fraction=args.test_fraction, texture=args.texture,
+                              specular=args.specular, seed=args.seed)
+    print(json.dumps(summary))
+    return 0
+
+
+def _check_args(views: int, size: int, test_fraction: float, specular: float) -> tuple[int, int]:
+    """(n_train, n_test) or a LoadError naming the bad option."""
+    if not 1 <= views <= 100_000:
+        raise LoadError("--views", f"must be between 1 and 100000, got {views}")
+    if not 16 <= size <= 4096:
+        raise LoadError("--size", f"must be between 16 and 4096 pixels, got {size}")
+    if not (math.isfinite(test_fraction) and 0.0 <= test_fraction < 1.0):
+        raise LoadError("--test-fraction", f"must be in [0, 1), got {test_fraction}")
+    if not (math.isfinite(specular) and 0.0 <= specular <= 10.0):
+        raise LoadError("--specular", f"must be between 0 and 10, got {specular}")
+    n_test = int(round(views * test_fraction))
+    if test_fraction > 0 and n_test == 0:
+        raise LoadError("--test-fraction", f"{test_fraction} of {views} views is no test view; "
+                                           "use more views, a larger fraction, or 0")
+    if views - n_test < 1:
+        raise LoadError("--test-fraction", "leaves no training view")
+    return views - n_test, n_test
+
+
+def _check_out(out: Path) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise LoadError(out, "exists and is not a folder")
+        if any(out.iterdir()):
+            raise LoadError(out, "exists and is not empty: refusing to overwrite; choose a new folder")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise LoadError(out, f"the folder {parent} does not exist")
+
+
+def _load_texture(path: str) -> np.ndarray:
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_file():
+        raise LoadError(p, "no such texture image")
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("RGB"), np.uint8).copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise LoadError(p, f"not a readable image ({exc})") from None
+
+
+def _prepare_mesh(path: str, texture: str | None, seed: int):
+    """The mesh to render: loaded, with uv (its own or xatlas), a texture and normals.
+    Returns (mesh, uv source, texture source)."""
+    from .io import load_path
+    from .model.geometry import Mesh
+    from .render.capture import split_creases
+    from .render.uvatlas import parametrize, procedural_texture
+
+    mesh = load_path(path)
+    if not isinstance(mesh, Mesh):
+        raise LoadError(path, f"not a triangle mesh (it holds a {type(mesh).__name__})")
+    if mesh.n_faces == 0:
+        raise LoadError(path, "the mesh has no triangles")
+    b = np.asarray(mesh.bounds()).reshape(3, 2)
+    if not np.all(np.isfinite(mesh.points)) or np.ptp(b, axis=1).max() <= 0:
+        raise LoadError(path, "the mesh has non-finite or coincident points")
+    uv_from = "mesh"
+    if mesh.uv is None:
+        mesh = parametrize(mesh, resolution=TEXTURE_SIZE)
+        uv_from = "xatlas"
+    if texture is not None:
+        mesh.texture, tex_from = _load_texture(texture), str(Path(texture))
+    elif mesh.texture is None:
+        mesh.texture, tex_from = procedural_texture(TEXTURE_SIZE, seed), "procedural"
+    else:
+        mesh.texture, tex_from = np.ascontiguousarray(mesh.texture[..., :3]), "mesh"
+    if mesh.normals is None:  # sharp at creases (> 40 degrees), smooth elsewhere and across seams
+        mesh = split_creases(mesh)
+    mesh.colors = None
+    return mesh, uv_from, tex_from
+
+
+def _save_and_reload(mesh, folder: Path):
+    """Write mesh.obj (+ .mtl, .png) and read it back with our own loader; the reloaded mesh is
+    what gets rendered, so the data set's images match the file exactly."""
+    from .io import load_path
+    from .io.meshes import save_mesh
+
+    path = save_mesh(mesh, folder / "mesh.obj")
+    for f in folder.iterdir():  # written through mkstemp (0600): give them the folder's umask
+        f.chmod(folder.stat().st_mode & 0o666)
+    back = load_path(path)
+    ok = (back.n_faces == mesh.n_faces and back.uv is not None and back.texture is not None
+          and back.uv.shape == mesh.uv.shape and np.abs(back.uv - mesh.uv).max() < 1e-4
+          and np.array_equal(back.texture[..., :3], mesh.texture[..., :3]))
+    if not ok:
+        raise LoadError(path, "the written OBJ does not read back with the same uv and texture")
+    return back
+
+
+def _transforms(cams, names: list[str], split: str, background) -> dict:
+    c = cams[0]
+    return {"camera_angle_x": 2.0 * math.atan(0.5 * c.width / c.fx),
+            "camera_angle_y": 2.0 * math.atan(0.5 * c.height / c.fy),
+            "fl_x": c.fx, "fl_y": c.fy, "cx": c.cx, "cy": c.cy, "w": c.width, "h": c.height,
+            "background": [float(v) for v in background],
+            "frames": [{"file_path": f"./{split}/{n}", "transform_matrix": cam.opengl_c2w().tolist()}
+                       for cam, n in zip(cams, names)]}
+
+
+def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 256,
+                    test_fraction: float = 0.2, texture: str | None = None, specular: float = 0.5,
+                    seed: int = 0, background=(1.0, 1.0, 1.0)) -> dict:
+    """Render the data set described in this module's docstring; returns the summary dict.
+
+    Raises
+    ------
+    LoadError : a bad option, an unreadable mesh or texture, an output folder that exists and
+        is not empty.
+    """
+    from PIL import Image
+
+    from .render.capture import frame_cameras, render_views
+
+    t0 = time.perf_counter()
+    n_train, n_test = _check_args(views, size, test_fraction, specular)
+    out_dir = Path(out)
+    _check_out(out_dir)
+    mesh, uv_from, tex_from = _prepare_mesh(mesh_path, texture, seed)
+    cams = frame_cameras(mesh, views, size, VIEW_ANGLE, seed=seed)
+    order = np.random.default_rng(seed).permutation(views)
+    splits = {"train": sorted(order[n_test:].tolist()), "test": sorted(order[:n_test].tolist())}
+    parent = out_dir.resolve().parent
+    tmp = parent / f".{out_dir.name}.{os.getpid()}.{secrets.token_hex(4)}.partial"
+    tmp.mkdir()  # beside DIR (same file system, for the rename); the user's umask applies
+    try:
+        rendered = _save_and_reload(mesh, tmp)
+        for split, idx in splits.items():
+            if not idx:
+                continue
+            (tmp / split).mkdir()
+            split_cams = [cams[i] for i in idx]
+            names = [f"r_{k:03d}" for k in range(len(idx))]
+            images = render_views(rendered, split_cams, specular=specular, background=background)
+            for name, img in zip(names, images):
+                Image.fromarray(img, "RGBA").save(tmp / split / f"{name}.png", format="PNG")
+            (tmp / f"transforms_{split}.json").write_text(
+                json.dumps(_transforms(split_cams, names, split, background), indent=1), encoding="utf-8")
+        _check_out(out_dir)  # nobody wrote there meanwhile
+        tmp.replace(out_dir)  # an empty folder is replaced atomically
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"out": str(out_dir), "train": n_train, "test": n_test, "size": size,
+            "n_points": rendered.n_points, "n_faces": rendered.n_faces, "uv": uv_from,
+            "texture": tex_from, "specular": specular, "seed": seed,
+            "seconds": round(time.perf_counter() - t0, 2)}

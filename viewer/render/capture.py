@@ -1,0 +1,286 @@
+"""Photographs of a textured mesh for neural-rendering data sets: VTK offscreen (EGL), Phong
+shading with white specular highlights under lights fixed in the world, alpha = coverage.
+
+Every view is drawn with the exact camera of :mod:`viewer.model.camera` (explicit projection,
+OpenCV pixel convention) and no anti-aliasing, so its alpha > 0.5 mask is pixel for pixel the
+mask of :class:`viewer.render.raster.UVRasterizer` (``supersample=1``).
+
+Shading, per pixel, with T the texture colour (bilinear, mipmapped), n the normal, L_k the world
+directions towards the lights with intensities I_k, h_k the half-way vectors:
+
+    rgb = T * (ka + kd * sum_k I_k max(n . L_k, 0)) + specular * sum_k I_k max(n . h_k, 0) ** power
+
+VTK multiplies its specular term by the texture; the two terms are therefore drawn in two passes
+(textured diffuse, then a white specular-only material) and added here, so highlights are
+white, as on a glossy dielectric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from vtk.util.numpy_support import numpy_to_vtk
+
+from ..model.camera import Camera, sphere_cameras
+from ..model.geometry import Mesh
+from .raster import OffscreenWindow, mesh_polydata, near_far, set_vtk_camera
+from .vtkutil import vtk
+
+__all__ = ["Light", "default_lights", "render_views", "frame_cameras", "bounding_sphere", "smooth_normals",
+           "split_creases"]
+
+
+@dataclass(frozen=True)
+class Light:
+    """A directional light fixed in the world.
+
+    direction : (3,) world vector pointing FROM the surface TOWARDS the light.
+    intensity : scale of its diffuse and specular contribution (0..1).
+    """
+
+    direction: tuple[float, float, float]
+    intensity: float
+
+
+def default_lights(up=(0.0, 0.0, 1.0)) -> list[Light]:
+    """A key light from above front-left, a fill light from the other side, a rim light from below
+    (directions in the world frame, ``up`` the scene's up vector)."""
+    u = np.asarray(up, float) / np.linalg.norm(up)
+    a = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(u, a)
+    key, fill, rim = u * 1.0 + a * 0.8 + b * 0.6, -a * 0.7 - b * 0.5 + u * 0.2, -u * 0.8 + b * 0.6 - a * 0.3
+    return [Light(tuple(v / np.linalg.norm(v)), i) for v, i in ((key, 1.0), (fill, 0.6), (rim, 0.4))]
+
+
+def bounding_sphere(mesh: Mesh) -> tuple[np.ndarray, float]:
+    """Centre of the bounding box and the largest distance of a vertex from it (world units)."""
+    b = np.asarray(mesh.bounds(), float).reshape(3, 2)
+    center = b.mean(1)
+    pts = np.asarray(mesh.points, float)
+    pts = pts[np.all(np.isfinite(pts), 1)]
+    radius = float(np.sqrt(((pts - center) ** 2).sum(1).max())) if len(pts) else 1.0
+    return center, max(radius, 1e-9)
+
+
+def frame_cameras(mesh: Mesh, n: int, size: int, view_angle: float = 40.0, seed: int | None = 0,
+                  up=(0.0, 0.0, 1.0), margin: float = 1.05) -> list[Camera]:
+    """``n`` cameras spread over a sphere around the mesh (:func:`sphere_cameras`), all looking
+    at its bounding-sphere centre from the distance at which the whole bounding sphere (times
+    ``margin``) fits the vertical and horizontal ``view_angle`` (degrees) of a square image."""
+    center, radius = bounding_sphere(mesh)
+    dist = radius * margin / np.sin(np.radians(view_angle) / 2.0)
+    return sphere_cameras(n, center, dist, size, view_angle, seed=seed, up=up)
+
+
+def _around(weld: np.ndarray, faces: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, face) pair with ``face`` touching position ``query[i]``: indices into
+    ``query`` and into ``faces`` (``weld`` maps vertices to positions)."""
+    cw = weld[faces].reshape(-1)
+    order = np.argsort(cw, kind="stable")
+    cw_sorted, cf_sorted = cw[order], np.repeat(np.arange(len(faces)), 3)[order]
+    start = np.searchsorted(cw_sorted, query, "left")
+    count = np.searchsorted(cw_sorted, query, "right") - start
+    qi = np.repeat(np.arange(len(query)), count)
+    return qi, cf_sorted[start[qi] + np.arange(len(qi)) - np.repeat(np.cumsum(count) - count, count)]
+
+
+def _weld_and_face_normals(points, faces):
+    pts = np.asarray(points, float)
+    faces = np.asarray(faces, np.int64)
+    _, weld = np.unique(pts, axis=0, return_inverse=True)
+    fn = np.cross(pts[faces[:, 1]] - pts[faces[:, 0]], pts[faces[:, 2]] - pts[faces[:, 0]])
+    fu = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-300)
+    return pts, faces, weld.reshape(-1), fn, fu
+
+
+def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.where(norm > 0, v / np.where(norm > 0, norm, 1.0), fallback)
+
+
+def smooth_normals(points: np.ndarray, faces: np.ndarray, crease_angle: float = 40.0) -> np.ndarray:
+    """(N, 3) unit vertex normals, smooth across uv seams.
+
+    Each vertex averages (area-weighted) the normals of all faces around its POSITION (so the
+    copies of a vertex split along a uv seam agree) that lie within ``crease_angle`` degrees of
+    the mean normal of its own faces (a vertex already split along a sharp edge keeps the normal
+    of its side). See :func:`split_creases` to split vertices at sharp edges first.
+    """
+    pts, faces, weld, fn, fu = _weld_and_face_normals(points, faces)
+    own = np.zeros((len(pts), 3))
+    for k in range(3):
+        np.add.at(own, faces[:, k], fn)
+    own_len = np.linalg.norm(own, axis=1)
+    own = _unit(own, np.zeros(3))
+    vi, g = _around(weld, faces, weld)
+    keep = np.einsum("ij,ij->i", fu[g], own[vi]) >= np.cos(np.radians(crease_angle))
+    keep |= own_len[vi] == 0  # a vertex of degenerate triangles only: all faces around it
+    acc = np.zeros((len(pts), 3))
+    np.add.at(acc, vi[keep], fn[g[keep]])
+    return _unit(acc, np.array([0.0, 0.0, 1.0]))
+
+
+def split_creases(mesh: Mesh, crease_angle: float = 40.0) -> Mesh:
+    """A copy of ``mesh`` with normals that are sharp at creases and smooth elsewhere.
+
+    Every face corner gets the area-weighted mean normal of the faces around its position
+    whose normal is within ``crease_angle`` degrees of its own face's; a vertex whose corners
+    end up with different normals is split into one vertex per normal (uv, colours copied).
+    Faces keep their order and winding.
+    """
+    pts, faces, weld, fn, fu = _weld_and_face_normals(mesh.points, mesh.faces)
+    corner_pos = weld[faces].reshape(-1)
+    ci, g = _around(weld, faces, corner_pos)
+    own_face = ci // 3
+    degenerate = np.linalg.norm(fn, axis=1) == 0
+    keep = (np.einsum("ij,ij->i", fu[g], fu[own_face]) >= np.cos(np.radians(crease_angle)))
+    keep |= degenerate[own_face]
+    acc = np.zeros((3 * len(faces), 3))
+    np.add.at(acc, ci[keep], fn[g[keep]])
+    normals = _unit(acc, np.array([0.0, 0.0, 1.0]))
+    src = faces.reshape(-1)
+    key = np.concatenate([src[:, None].astype(float), np.round(normals, 6)], 1)
+    _, first, new_index = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    keep_src = src[first]
+
+    def take(a):
+        return None if a is None else np.asarray(a)[keep_src]
+
+    return Mesh(pts[keep_src], new_index.reshape(-1, 3), uv=take(mesh.uv), texture=mesh.texture,
+                colors=take(mesh.colors), normals=normals[first], name=mesh.name, source=mesh.source,
+                meta={k: v for k, v in mesh.meta.items() if k != "vmapping"})
+
+
+def _vtk_texture(texture: np.ndarray) -> vtk.vtkTexture:
+    """A bilinear, mipmapped, edge-clamped vtkTexture of an (H, W, 3|4) uint8 image (row 0 at
+    the top; VTK's rows run bottom-up, matching uv with the origin bottom-left). RGB only."""
+    rgb = np.ascontiguousarray(np.asarray(texture, np.uint8)[::-1, :, :3])
+    h, w = rgb.shape[:2]
+    img = vtk.vtkImageData()
+    img.SetDimensions(w, h, 1)
+    img.GetPointData().SetScalars(numpy_to_vtk(rgb.reshape(-1, 3), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+    tex = vtk.vtkTexture()
+    tex.SetInputData(img)
+    tex.InterpolateOn()
+    tex.MipmapOn()
+    tex.RepeatOff()
+    tex.EdgeClampOn()
+    return tex
+
+
+def render_views(mesh: Mesh, cameras: list[Camera], specular: float = 0.5,
+                 background=(1.0, 1.0, 1.0), *, specular_power: float = 30.0, ambient: float = 0.2,
+                 diffuse: float = 0.8, lights: list[Light] | None = None, up=(0.0, 0.0, 1.0),
+                 supersample: int = 1) -> list[np.ndarray]:
+    """Render ``mesh`` from each camera.
+
+    Parameters
+    ----------
+    mesh : triangle mesh; with ``uv`` and ``texture`` it is textured, else it takes its vertex
+        colours or a light grey. Normals: ``mesh.normals`` if set, else :func:`smooth_normals`.
+    cameras : OpenCV-axes pinhole cameras; each image has that camera's width and height.
+    specular : specular coefficient (white highlights); 0 = matte.
+    background : RGB in 0..1 given to pixels the mesh does not cover (their alpha is 0).
+    specular_power, ambient, diffuse : Phong constants.
+    lights : lights fixed in the world; default :func:`default_lights` for ``up``.
+    supersample : s > 1 renders s x s samples a pixel and averages them (anti-aliased colour,
+        fractional alpha at the silhouette); 1 = one sample at the pixel centre.
+
+    Returns
+    -------
+    list of (H, W, 4) uint8 RGBA, row 0 at the top; straight (not premultiplied) alpha, so
+    ``rgb * a + background * (1 - a)`` is the picture on the background.
+    """
+    if not cameras:
+        return []
+    s = int(supersample)
+    if s < 1:
+        raise ValueError("supersample must be >= 1")
+    lights = default_lights(up) if lights is None else lights
+    bg = np.clip(np.asarray(background, float).reshape(3), 0.0, 1.0)
+    win = OffscreenWindow(alpha=True)
+    try:
+        actor, texture = _build_actor(mesh)
+        win.renderer.AddActor(actor)
+        win.renderer.TwoSidedLightingOn()
+        center, radius = bounding_sphere(mesh)
+        for light in lights:
+            vl = vtk.vtkLight()
+            vl.SetLightTypeToSceneLight()
+            vl.SetPositional(False)
+            d = np.asarray(light.direction, float) / np.linalg.norm(light.direction)
+            vl.SetPosition(*(center + 10.0 * radius * d))
+            vl.SetFocalPoint(*center)
+            vl.SetIntensity(float(light.intensity))
+            vl.SetColor(1.0, 1.0, 1.0)
+            win.renderer.AddLight(vl)
+        prop = actor.GetProperty()
+        out = []
+        bounds = mesh.bounds()
+        for cam in cameras:
+            big = cam.scaled(cam.width * s, cam.height * s) if s > 1 else cam
+            set_vtk_camera(win.renderer.GetActiveCamera(), big, *near_far(big, bounds))
+            # pass 1: texture x (ambient + diffuse)
+            actor.SetTexture(texture)
+            prop.SetAmbient(ambient)
+            prop.SetDiffuse(diffuse)
+            prop.SetSpecular(0.0)
+            base = win.render(big.width, big.height, rgba=True).astype(np.float32) / 255.0
+            rgb = base[..., :3]
+            alpha = base[..., 3:4]
+            if specular > 0:
+                # pass 2: white specular highlights only
+                actor.SetTexture(None)
+                prop.SetAmbient(0.0)
+                prop.SetDiffuse(0.0)
+                prop.SetSpecular(float(specular))
+                prop.SetSpecularColor(1.0, 1.0, 1.0)
+                prop.SetSpecularPower(float(specular_power))
+                spec = win.render(big.width, big.height, rgba=True)[..., :3].astype(np.float32) / 255.0
+                rgb = np.minimum(rgb + spec, 1.0)
+            alpha = (alpha > 0.5).astype(np.float32)
+            if s > 1:
+                h, w = cam.height, cam.width
+                rgb_a = (rgb * alpha).reshape(h, s, w, s, 3).mean((1, 3))
+                alpha = alpha.reshape(h, s, w, s, 1).mean((1, 3))
+                rgb = np.where(alpha > 0, rgb_a / np.maximum(alpha, 1e-6), 0.0)
+            rgb = np.where(alpha > 0, rgb, bg)
+            img = np.concatenate([rgb, alpha], -1)
+            out.append(np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8))
+        return out
+    finally:
+        win.close()
+
+
+def _build_actor(mesh: Mesh) -> tuple[vtk.vtkActor, vtk.vtkTexture | None]:
+    """The mesh as a Phong-shaded actor with normals and tcoords, and its texture (not set)."""
+    if mesh.n_faces == 0:
+        raise ValueError("the mesh has no triangles to render")
+    pd = mesh_polydata(mesh.points, mesh.faces)
+    pdata = pd.GetPointData()
+    normals = mesh.normals if mesh.normals is not None else smooth_normals(mesh.points, mesh.faces)
+    pdata.SetNormals(numpy_to_vtk(np.ascontiguousarray(normals, np.float32), deep=True))
+    texture = None
+    mapper = vtk.vtkPolyDataMapper()
+    mapper.SetInputData(pd)
+    mapper.ScalarVisibilityOff()
+    if mesh.uv is not None and mesh.texture is not None:
+        pdata.SetTCoords(numpy_to_vtk(np.ascontiguousarray(mesh.uv, np.float32), deep=True))
+        texture = _vtk_texture(mesh.texture)
+    elif mesh.colors is not None:
+        cols = numpy_to_vtk(np.ascontiguousarray(mesh.colors, np.uint8), deep=True,
+                            array_type=vtk.VTK_UNSIGNED_CHAR)
+        pdata.SetScalars(cols)
+        mapper.ScalarVisibilityOn()
+        mapper.SetColorModeToDirectScalars()
+        mapper.SetScalarModeToUsePointData()
+    actor = vtk.vtkActor()
+    actor.SetMapper(mapper)
+    prop = actor.GetProperty()
+    prop.SetInterpolationToPhong()
+    grey = texture is None and mesh.colors is None
+    prop.SetColor(*((0.8, 0.8, 0.8) if grey else (1.0, 1.0, 1.0)))
+    prop.BackfaceCullingOff()
+    return actor, texture
