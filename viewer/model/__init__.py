@@ -4,13 +4,13 @@ from .camera import Camera
 from .errors import LoadError
 from .geometry import Mesh, PointCloud
 from .labels import Label, LabelMap, LabelTable, default_color
-from .layer import COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, layer_for
+from .layer import COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, ViewSetLayer, layer_for
 from .scene import Scene
 from .viewset import Frame, ViewSet
 from .volume import Volume, axcodes, voxel_volume_ml
 
 __all__ = [
     "Camera", "Frame", "ViewSet", "LoadError", "Mesh", "PointCloud", "Label", "LabelMap", "LabelTable", "default_color",
-    "COLORMAPS", "RENDER_MODES", "ImageLayer", "LabelLayer", "Layer", "MeshLayer", "PointsLayer",
+    "COLORMAPS", "RENDER_MODES", "ImageLayer", "LabelLayer", "Layer", "MeshLayer", "PointsLayer", "ViewSetLayer",
     "layer_for", "Scene", "Volume", "axcodes", "voxel_volume_ml",
 ]

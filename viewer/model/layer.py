@@ -14,10 +14,11 @@ from psygnal import Signal, SignalGroup
 
 from .geometry import Mesh, PointCloud
 from .labels import LabelMap
+from .viewset import ViewSet
 from .volume import Volume
 
 __all__ = [
-    "Layer", "ImageLayer", "LabelLayer", "MeshLayer", "PointsLayer", "layer_for",
+    "Layer", "ImageLayer", "LabelLayer", "MeshLayer", "PointsLayer", "ViewSetLayer", "layer_for",
     "COLORMAPS", "RENDER_MODES",
 ]
 
@@ -113,6 +114,10 @@ class LayerEvents(SignalGroup):
     color = Signal(object)
     show_texture = Signal(bool)
     point_size = Signal(float)
+    # view sets (posed photos)
+    frustum_scale = Signal(float)
+    show_thumbnails = Signal(bool)
+    selected_frame = Signal(int)
     # the data itself was replaced (e.g. a label map edited or a prediction refined)
     data = Signal()
 
@@ -216,8 +221,71 @@ class PointsLayer(Layer):
     data: PointCloud
 
 
+class _FrameIndex(Prop):
+    """A frame of the layer's view set by index, or -1 for none."""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        v = int(value)
+        n = len(obj.data.frames)
+        if v != value or not -1 <= v < n:
+            raise ValueError(f"frame index must be -1 (none) or within 0..{n - 1}, got {value!r}")
+        super().__set__(obj, v)
+
+
+class ViewSetLayer(Layer):
+    """Posed photos (a :class:`ViewSet`): each camera drawn as a frustum, its photo on the far face.
+
+    ``frustum_scale`` is the depth of the drawn image plane in world units (default:
+    :func:`default_frustum_scale`); ``color`` colours the training cameras' frusta (held-out ones use a fixed
+    blue); ``selected_frame`` is the frame the 3D view looks through (-1: none).
+    """
+
+    kind = "viewset"
+    color = Prop((1.0, 0.62, 0.15), _color)
+    frustum_scale = Prop(1.0, _positive)
+    show_thumbnails = Prop(True, bool)
+    selected_frame = _FrameIndex(-1)
+    data: ViewSet
+
+    def __init__(self, data: ViewSet, name: str = "", **display: Any) -> None:
+        display.setdefault("frustum_scale", default_frustum_scale(data))
+        super().__init__(data, name, **display)
+
+    @property
+    def frame(self):
+        """The selected :class:`Frame`, or None."""
+        i = self.selected_frame
+        return self.data.frames[i] if 0 <= i < len(self.data.frames) else None
+
+
+def default_frustum_scale(views: ViewSet) -> float:
+    """A frustum depth that reads well: 1/20 of the extent of the cameras and points, and at most
+    0.6 of the median distance between neighbouring cameras (so that dense rigs do not turn into
+    a wall of photos); for a scene with one camera position, a tenth of its distance from the
+    origin (else 1)."""
+    b = np.asarray(views.bounds(), float).reshape(3, 2)
+    extent = float(np.linalg.norm(b[:, 1] - b[:, 0]))
+    if extent > 1e-9 and np.isfinite(extent):
+        scale = extent / 20.0
+        c = np.array([f.camera.center for f in views.frames[:: max(1, len(views.frames) // 1000)]])
+        if len(c) > 1:
+            d = np.linalg.norm(c[:, None] - c[None], axis=-1)
+            np.fill_diagonal(d, np.inf)
+            nearest = np.min(d, axis=1)
+            nearest = nearest[np.isfinite(nearest) & (nearest > 1e-9 * extent)]
+            if len(nearest):
+                scale = min(scale, 0.6 * float(np.median(nearest)))
+        return scale
+    if views.frames:
+        d = float(np.linalg.norm(views.frames[0].camera.center))
+        if d > 1e-9:
+            return d / 10.0
+    return 1.0
+
+
 _LAYER_FOR: dict[type, type[Layer]] = {
     Volume: ImageLayer, LabelMap: LabelLayer, Mesh: MeshLayer, PointCloud: PointsLayer,
+    ViewSet: ViewSetLayer,
 }
 
 

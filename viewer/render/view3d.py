@@ -1,4 +1,5 @@
-"""The 3D view: volume rendering, label surfaces, textured meshes, point clouds, slice planes.
+"""The 3D view: volume rendering, label surfaces, textured meshes, point clouds, slice planes,
+and the cameras of view sets (frusta with their photos; :mod:`viewer.render.frusta`).
 
 Like the slice views, :class:`View3D` subscribes to the scene and its layers' events. Work that
 can take seconds (label surfaces of a big map) goes through ``run_async(work, done)``, which the
@@ -11,8 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..model import ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene
+from ..model import Camera, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene, ViewSetLayer
 from ..resources import volume_presets
+from .frusta import FrustaVisual, pick_frame
 from .slicing import plane_axes
 from .slice_view import VIEW_COLORS
 from .vtkutil import vtk
@@ -111,6 +113,7 @@ class View3D:
         self._async = run_async or _inline
         self.props: dict[int, list] = {}
         self._slots: dict[int, list] = {}
+        self.frusta: dict[int, FrustaVisual] = {}  # view-set layers' cameras by id(layer)
         renderer.SetBackground(0.09, 0.1, 0.13)
         renderer.SetBackground2(0.24, 0.26, 0.32)
         renderer.GradientBackgroundOn()
@@ -179,6 +182,8 @@ class View3D:
             self._add_mesh(layer)
         elif isinstance(layer, PointsLayer):
             self._add_points(layer)
+        elif isinstance(layer, ViewSetLayer):
+            self._add_viewset(layer)
         self._connect(layer, "visible", lambda *_: self._sync_visibility(layer))
         first = len(self.scene) == 1
         self._update_planes()
@@ -187,6 +192,9 @@ class View3D:
         self._render()
 
     def _on_removed(self, index: int, layer: Layer) -> None:
+        visual = self.frusta.pop(id(layer), None)
+        if visual is not None:
+            visual.close()
         for prop in self.props.pop(id(layer), []):
             self.renderer.RemoveViewProp(prop)
         for name, slot in self._slots.pop(id(layer), []):
@@ -201,6 +209,8 @@ class View3D:
                 on = on and layer.render_mode != "off"
             if isinstance(layer, LabelLayer):
                 on = on and layer.show_3d and getattr(prop, "_label_visible", True)
+            if isinstance(layer, ViewSetLayer):
+                on = on and getattr(prop, "_shown", True)
             prop.SetVisibility(bool(on))
         self._render()
 
@@ -373,6 +383,115 @@ class View3D:
         self.renderer.AddActor(actor)
         self.props[id(layer)].append(actor)
 
+    # view sets: cameras as frusta --------------------------------------------------------------
+    def _add_viewset(self, layer: ViewSetLayer) -> None:
+        visual = FrustaVisual(self.renderer, layer, self._render, self._async)
+        self.frusta[id(layer)] = visual
+        self.props[id(layer)] = visual.props
+
+        def rebuild(*_: object) -> None:
+            visual.rebuild()
+            self._sync_visibility(layer)
+
+        def restyle(*_: object) -> None:
+            visual.restyle()
+            self._sync_visibility(layer)
+
+        def selected(index: int) -> None:
+            visual.selection_changed()
+            self._sync_visibility(layer)
+            if index >= 0:
+                self.look_through(layer.data.frames[index].camera)
+
+        self._connect(layer, "frustum_scale", rebuild)
+        self._connect(layer, "color", restyle)
+        self._connect(layer, "opacity", restyle)
+        self._connect(layer, "show_thumbnails", restyle)
+        self._connect(layer, "selected_frame", selected)
+        self._sync_visibility(layer)
+
+    def frustum_actors(self, layer: ViewSetLayer) -> list:
+        """The line actors of a view-set layer's frusta, one per frame, in frame order."""
+        visual = self.frusta.get(id(layer))
+        return list(visual.frustum_actors) if visual else []
+
+    def pick_frame(self, x: float, y: float) -> tuple[ViewSetLayer, int] | None:
+        """The (layer, frame index) whose frustum is under display position (x, y) (VTK's
+        display coordinates: pixels, origin at the bottom-left), or None.
+
+        Picked in numpy with the view's own camera (:func:`~viewer.render.frusta.pick_frame`):
+        inside a frustum's far face or within a few pixels of its edges; the nearest wins.
+        """
+        view = self.current_camera()
+        if view is None:
+            return None
+        best = None
+        for layer in reversed(list(self.scene)):
+            visual = self.frusta.get(id(layer))
+            if visual is None or not layer.visible:
+                continue
+            i = pick_frame(visual.frusta, view, x, view.height - y)
+            if i is not None:
+                _, z = view.project(visual.frusta[i][1:5])
+                depth = float(z.mean())
+                if best is None or depth < best[2]:
+                    best = (layer, i, depth)
+        return (best[0], best[1]) if best else None
+
+    def look_through(self, camera: Camera, target=None) -> None:
+        """Set the 3D camera to ``camera``: its centre, orientation, vertical view angle and
+        principal point (VTK's window centre), from :meth:`Camera.vtk_params`.
+
+        The focal point sits ahead at the depth of ``target`` (default: the scene's centre), so
+        rotating afterwards turns about what the photo shows. The vertical field of view matches
+        the photo exactly; a view wider or narrower than the photo shows more or less at the sides.
+        """
+        if target is None:
+            b = self.scene.bounds_world()
+            target = (b[0] + b[1]) / 2 if b is not None else camera.center + camera.forward
+        depth = float(np.dot(np.asarray(target, float) - camera.center, camera.forward))
+        p = camera.vtk_params(distance=depth if depth > 1e-6 else 1.0)
+        cam = self.renderer.GetActiveCamera()
+        cam.SetPosition(*p["position"])
+        cam.SetFocalPoint(*p["focal_point"])
+        cam.SetViewUp(*p["view_up"])
+        cam.SetViewAngle(p["view_angle"])
+        cam.SetWindowCenter(*p["window_center"])
+        self.renderer.ResetCameraClippingRange()
+        if hasattr(self.renderer, "camera_set"):
+            self.renderer.camera_set = True
+        self._render()
+
+    def current_camera(self, width: int | None = None, height: int | None = None) -> Camera | None:
+        """The 3D view's camera as a :class:`Camera` at the view's pixel size (or the size given)."""
+        w, h = self.renderer.GetSize()
+        if w <= 0 or h <= 0:
+            return None
+        cam = self.renderer.GetActiveCamera()
+        view = Camera.from_vtk(cam.GetPosition(), cam.GetFocalPoint(), cam.GetViewUp(), cam.GetViewAngle(),
+                               int(w), int(h), cam.GetWindowCenter())
+        return view.scaled(width, height) if width or height else view
+
+    def camera_key(self) -> tuple:
+        """Everything that decides the view's image: compare two keys to see if it changed."""
+        cam = self.renderer.GetActiveCamera()
+        return (cam.GetPosition(), cam.GetFocalPoint(), cam.GetViewUp(), cam.GetViewAngle(),
+                cam.GetWindowCenter(), tuple(self.renderer.GetSize()))
+
+    def watch_camera(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` whenever a frame is drawn with another camera or size than the
+        last; returns the function that stops watching."""
+        last = {"key": self.camera_key()}
+
+        def check(*_: object) -> None:
+            key = self.camera_key()
+            if key != last["key"]:
+                last["key"] = key
+                callback()
+
+        tag = self.renderer.AddObserver("StartEvent", check)
+        return lambda: self.renderer.RemoveObserver(tag)
+
     # camera -----------------------------------------------------------------------------------
     def reset_camera(self) -> None:
         """Look at everything from the patient's front-left, head up (a familiar 3D start)."""
@@ -388,6 +507,7 @@ class View3D:
         cam.SetPosition(*(center + direction * radius * 3.9))
         cam.SetViewUp(0, 0, 1)
         cam.SetViewAngle(30)
+        cam.SetWindowCenter(0.0, 0.0)
         self.renderer.ResetCameraClippingRange()
         if hasattr(self.renderer, "camera_set"):
             self.renderer.camera_set = True
@@ -395,7 +515,8 @@ class View3D:
     def camera_state(self) -> dict:
         cam = self.renderer.GetActiveCamera()
         return {"position": list(cam.GetPosition()), "focal": list(cam.GetFocalPoint()),
-                "up": list(cam.GetViewUp()), "angle": cam.GetViewAngle()}
+                "up": list(cam.GetViewUp()), "angle": cam.GetViewAngle(),
+                "center": list(cam.GetWindowCenter())}
 
     def set_camera_state(self, state: dict) -> None:
         cam = self.renderer.GetActiveCamera()
@@ -403,6 +524,7 @@ class View3D:
         cam.SetFocalPoint(*state["focal"])
         cam.SetViewUp(*state["up"])
         cam.SetViewAngle(float(state.get("angle", 30)))
+        cam.SetWindowCenter(*(float(c) for c in state.get("center", (0.0, 0.0))))
         self.renderer.ResetCameraClippingRange()
         if hasattr(self.renderer, "camera_set"):
             self.renderer.camera_set = True
@@ -412,6 +534,9 @@ class View3D:
         self.scene.layer_inserted.disconnect(self._on_inserted)
         self.scene.layer_removed.disconnect(self._on_removed)
         self.scene.cursor_changed.disconnect(self._update_planes)
+        for visual in self.frusta.values():
+            visual.close()
+        self.frusta.clear()
         for layer in self.scene:
             for name, slot in self._slots.pop(id(layer), []):
                 getattr(layer.events, name).disconnect(slot)

@@ -25,6 +25,8 @@ def make_window(paths=(), labels=(), demo: bool | str = False):
         win.scene.selected = win.scene[0]
         if name == "segmentation" and hasattr(win, "segmentation_dock"):
             win.segmentation_dock.show()
+        if name == "rendering" and hasattr(win, "render_dock"):
+            win.render_dock.show()
     if paths:
         win.open_paths(paths)
     if labels:

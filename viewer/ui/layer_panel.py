@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
@@ -12,12 +13,12 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from ..model import (COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer,
-                     PointsLayer, Scene)
+                     PointsLayer, Scene, ViewSetLayer)
 from ..resources import volume_presets, window_level_presets
 
 __all__ = ["LayerPanel"]
 
-_KIND_ICON = {"image": "▦", "labels": "◩", "mesh": "◭", "points": "⁘"}
+_KIND_ICON = {"image": "▦", "labels": "◩", "mesh": "◭", "points": "⁘", "viewset": "◫"}
 
 
 def _swatch(rgb) -> QIcon:
@@ -124,11 +125,25 @@ class LayerPanel(QWidget):
         row2 = QHBoxLayout()
         row2.addWidget(self.color_btn)
         row2.addWidget(self.show_texture)
-        form.addRow("Surface", row2)
+        self._surface_label = QLabel("Surface")
+        form.addRow(self._surface_label, row2)
         self.point_size = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.point_size.setRange(1.0, 20.0)
         self.point_size.valueChanged.connect(lambda v: self._set("point_size", v))
         form.addRow("Point size", self.point_size)
+        # view sets: frustum size (world units) and photos on the frusta
+        self.frustum_scale = QDoubleSpinBox()
+        self.frustum_scale.setRange(0.0, 1e18)  # world units: scenes come in mm, m or km
+        self.frustum_scale.setKeyboardTracking(False)
+        self.frustum_scale.setToolTip("Depth of each camera's drawn image plane, in world units")
+        self.frustum_scale.valueChanged.connect(lambda v: self._set("frustum_scale", v))
+        self.show_thumbnails = QCheckBox("Photos")
+        self.show_thumbnails.setToolTip("Each photo (shrunk) on its camera's frustum")
+        self.show_thumbnails.toggled.connect(lambda b: self._set("show_thumbnails", b))
+        row3 = QHBoxLayout()
+        row3.addWidget(self.frustum_scale, 1)
+        row3.addWidget(self.show_thumbnails)
+        form.addRow("Frustum size", row3)
         self.form = form
         lay.addWidget(self.form_host, 2)
 
@@ -212,7 +227,9 @@ class LayerPanel(QWidget):
             self.form.setRowVisible(3, is_img)  # the W/L row
             self._show_row(self.labels, is_lab)
             self.form.setRowVisible(5, is_lab)
-            self.form.setRowVisible(7, is_mesh or is_pts)
+            is_vs = isinstance(layer, ViewSetLayer)
+            self.form.setRowVisible(7, is_mesh or is_pts or is_vs)
+            self.form.setRowVisible(9, is_vs)
             self._show_row(self.point_size, is_pts)
             self.show_texture.setVisible(is_mesh)
             if layer is None:
@@ -231,6 +248,13 @@ class LayerPanel(QWidget):
                 self.show_texture.setEnabled(layer.data.texture is not None)
             if is_pts:
                 self.point_size.setValue(layer.point_size)
+            self._surface_label.setText("Frusta" if is_vs else "Surface")
+            if is_vs:
+                digits = int(np.floor(np.log10(layer.frustum_scale)))
+                self.frustum_scale.setDecimals(int(np.clip(3 - digits, 0, 9)))
+                self.frustum_scale.setSingleStep(0.5 * 10.0 ** digits)
+                self.frustum_scale.setValue(layer.frustum_scale)
+                self.show_thumbnails.setChecked(layer.show_thumbnails)
             item = self.list.currentItem()
             if item is not None:
                 item.setCheckState(Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked)
@@ -254,7 +278,7 @@ class LayerPanel(QWidget):
 
     def _pick_color(self) -> None:
         layer = self._bound
-        if not isinstance(layer, (MeshLayer, PointsLayer)):
+        if not isinstance(layer, (MeshLayer, PointsLayer, ViewSetLayer)):
             return
         c = QColorDialog.getColor(QColor.fromRgbF(*layer.color), self, "Layer colour")
         if c.isValid():

@@ -1,4 +1,5 @@
-"""The main window: four linked views, the layer panel, menus, drag-and-drop, status bar."""
+"""The main window: four linked views, the layer panel, the Segmentation and Neural Rendering
+docks, the photo of the selected camera, menus, drag-and-drop, status bar."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from PySide6.QtWidgets import (
 from ..io import FILE_FILTER, kind_of, load_path
 from ..io.scene_file import read_scene, restore_layers, save_scene
 from ..jobs.runner import JobRunner
-from ..model import ImageLayer, LabelLayer, LabelMap, Scene, Volume, layer_for
+from ..model import ImageLayer, LabelLayer, LabelMap, Scene, ViewSet, ViewSetLayer, Volume, layer_for
 from ..model.errors import LoadError
+from ..render.frusta import attach_frame_picking
 from .dialogs import pick_series
 from .layer_panel import LayerPanel
+from .photo_view import PhotoView
 from .views import ViewPanel
 
 __all__ = ["MainWindow"]
@@ -102,6 +105,7 @@ class MainWindow(QMainWindow):
         self.segmentation_dock.setMinimumWidth(360)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.segmentation_dock)
         self.segmentation_dock.hide()  # View > Segmentation panel (Ctrl+G) opens it
+        self._build_rendering_docks()
 
         self.position_label = QLabel("")
         self.position_label.setMinimumWidth(420)
@@ -122,6 +126,57 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.scene.cursor_changed.connect(lambda *_: self._show_cursor_value())
 
+    def _build_rendering_docks(self) -> None:
+        """The Neural Rendering panel (View menu, Ctrl+R), the selected camera's photo, and
+        frustum picking in the 3D view."""
+        from .render_panel import RenderPanel
+
+        view3d = self.views["3d"]
+        self.render_panel = RenderPanel(self.scene, self.jobs, view3d=view3d.view, host=view3d.plotter.interactor)
+        self.render_dock = QDockWidget("Neural Rendering", self)
+        self.render_dock.setObjectName("neural_rendering")
+        self.render_dock.setWidget(self.render_panel)
+        self.render_dock.setMinimumWidth(360)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.render_dock)
+        self.render_dock.hide()
+        self.photo_view = PhotoView()
+        self.photo_dock = QDockWidget("Camera photo", self)
+        self.photo_dock.setObjectName("camera_photo")
+        self.photo_dock.setWidget(self.photo_view)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.photo_dock)
+        self.photo_dock.hide()
+        self._frame_slots: dict[int, object] = {}
+        self.scene.layer_inserted.connect(self._viewset_added)
+        self.scene.layer_removed.connect(self._viewset_removed)
+        attach_frame_picking(view3d.view, view3d.plotter.iren.interactor, self._frame_picked)
+
+    def _viewset_added(self, index: int, layer) -> None:
+        if isinstance(layer, ViewSetLayer):
+            slot = lambda i, l=layer: self._show_frame(l, i)  # noqa: E731
+            layer.events.selected_frame.connect(slot)
+            self._frame_slots[id(layer)] = slot
+            if layer.selected_frame >= 0:
+                self._show_frame(layer, layer.selected_frame)
+
+    def _viewset_removed(self, index: int, layer) -> None:
+        slot = self._frame_slots.pop(id(layer), None)
+        if slot is not None:
+            layer.events.selected_frame.disconnect(slot)
+            if self.photo_view.frame is not None and self.photo_view.frame in layer.data.frames:
+                self.photo_view.show_frame(None)
+
+    def _frame_picked(self, layer: ViewSetLayer, index: int) -> None:
+        """A click on a frustum: select its frame (the 3D view then looks through it)."""
+        layer.selected_frame = index
+        self.scene.selected = layer
+
+    def _show_frame(self, layer: ViewSetLayer, index: int) -> None:
+        if 0 <= index < len(layer.data.frames):
+            self.photo_view.show_frame(layer.data.frames[index], layer.data.background)
+            self.photo_dock.show()
+        elif self.photo_view.frame is not None and self.photo_view.frame in layer.data.frames:
+            self.photo_view.show_frame(None)
+
     # menus ---------------------------------------------------------------------------------
     def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         act = QAction(text, self)
@@ -136,6 +191,8 @@ class MainWindow(QMainWindow):
         m = self.menuBar().addMenu("&File")
         self._action(m, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "Open volumes, meshes, point clouds or a scene")
         self._action(m, "Open &DICOM folder…", self.open_folder_dialog, "Ctrl+Shift+O")
+        self._action(m, "Open &photo set…", self.open_photos_dialog, "Ctrl+Shift+P",
+                     "Posed photos: a transforms.json (NeRF/Blender) folder or a COLMAP model")
         self._action(m, "Open as &labels…", lambda: self.open_dialog(as_labels=True), "Ctrl+L",
                      "Open an integer volume as a label overlay")
         self.recent_menu = m.addMenu("Open &recent")
@@ -160,6 +217,14 @@ class MainWindow(QMainWindow):
         seg.setShortcut(QKeySequence("Ctrl+G"))
         seg.setStatusTip("Train a segmenter on the loaded volumes, run it, save its masks")
         v.addAction(seg)
+        nr = self.render_dock.toggleViewAction()
+        nr.setText("&Neural rendering panel")
+        nr.setShortcut(QKeySequence("Ctrl+R"))
+        nr.setStatusTip("Fit a neural renderer to posed photos and a mesh; learned view; comparison")
+        v.addAction(nr)
+        photo = self.photo_dock.toggleViewAction()
+        photo.setText("Camera &photo")
+        v.addAction(photo)
 
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Mouse and keys", self._show_help, "Shift+F1")
@@ -193,6 +258,16 @@ class MainWindow(QMainWindow):
     def open_folder_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open DICOM folder", self._last_dir())
         if path:
+            self.open_paths([path])
+
+    def open_photos_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open photo set (transforms.json or COLMAP folder)",
+                                                self._last_dir())
+        if path:
+            if kind_of(path) != "viewset":
+                self._error(str(LoadError(path, "no transforms*.json or COLMAP model (cameras.txt, "
+                                                "images.txt) in this folder")))
+                return
             self.open_paths([path])
 
     def _last_dir(self) -> str:
@@ -259,6 +334,11 @@ class MainWindow(QMainWindow):
             # volume rendering on by default where it stays interactive on a CPU renderer
             layer.render_mode = "ct_bone" if layer.data.modality == "CT" else "off"
         self.scene.add(layer)
+        if isinstance(data, ViewSet):
+            counts = ", ".join(f"{len(data.split(s))} {s}" for s in data.splits)
+            self.statusBar().showMessage(f"{Path(path).name}: {len(data.frames)} photos ({counts}); "
+                                         "click a camera to look through it", 10000)
+            self.render_dock.show()
         note = getattr(data, "meta", {}).get("note")
         if note:
             self.statusBar().showMessage(f"{Path(path).name}: {note}", 10000)
@@ -445,6 +525,7 @@ class MainWindow(QMainWindow):
             self.job_label.setText("")
 
     def closeEvent(self, event) -> None:
+        self.render_panel.shutdown()
         self.jobs.shutdown()
         for panel in self.views.values():
             panel.close_view()

@@ -1,0 +1,579 @@
+"""The Neural Rendering panel: fit a renderer plugin to posed photos and a mesh, look at it.
+
+Everything heavy runs in workers: training and checkpoints as jobs of the window's
+:class:`~viewer.jobs.runner.JobRunner`; the learned view and the comparison through
+:class:`~viewer.ui.photo_view.LatestOnly` (its own worker; the newest request wins). The UI
+thread builds widgets, draws curves and shows images.
+
+Renderer contract (:mod:`viewer.plugins`): ``fit(views, geometry, config, progress)``,
+``render(model, camera) -> (H, W, 3)`` in 0..1, ``save(model, folder)``, ``load(folder)``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+    QMessageBox, QProgressBar, QPushButton, QScrollArea, QTabWidget, QVBoxLayout, QWidget,
+)
+
+from ..model import MeshLayer, Scene, ViewSetLayer
+from ..model.errors import LoadError
+from ..plugins import discover, plugin_for_checkpoint
+from .photo_view import CompareView, LatestOnly, LearnedView, compare_images
+from .plugin_form import PluginForm
+from .training_widgets import CurvePlot, ProgressClock, side_by_side, to_pixmap, warm_torch
+
+__all__ = ["RenderPanel", "held_out_frames"]
+
+
+def held_out_frames(views) -> list:
+    """The frames to score a renderer on: "test", else "val", else (none held out) "train"."""
+    for split in ("test", "val", "train"):
+        frames = views.split(split)
+        if frames:
+            return frames
+    return []
+
+
+def _first(d: dict, keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None
+
+
+class RenderPanel(QWidget):
+    """Train / load / save / view neural renderers. Lives in the window's right dock."""
+
+    def __init__(self, scene: Scene, jobs, view3d=None, host: QWidget | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.scene, self.jobs = scene, jobs
+        self.last_error: str | None = None
+        try:
+            found = discover()
+        except Exception as exc:  # a broken plugin package must not take the window down
+            found, self.last_error = {}, f"plugins: {exc}"
+        self.plugins = {n: p for n, p in found.items() if getattr(p, "kind", "") == "renderer"}
+        self.model: Any = None
+        self.model_plugin: Any = None
+        self.job = None
+        self.clock = ProgressClock()
+        self._message = ""
+        self._pending_preview: Any = None
+        self._preview_target: dict = {}
+        self._show_pending = False
+        self._switch = sys.getswitchinterval()
+        self._bound: ViewSetLayer | None = None
+        self._updating = False
+        self.learned = LearnedView(view3d, host, parent=self) if view3d is not None and host is not None else None
+        if self.learned is not None:
+            self.learned.failed.connect(self._learned_failed)
+        self.compare_jobs = LatestOnly("compare", self)
+        self.compare_view: CompareView | None = None
+        self.compare_frames: list = []
+        self.compare_index = 0
+        self._build()
+        scene.layer_inserted.connect(lambda *_: self._scene_changed())
+        scene.layer_removed.connect(lambda *_: self._scene_changed())
+        self._scene_changed()
+        self._plugin_changed()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(390, 760)
+
+    # layout ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        head = QFormLayout()
+        self.viewset_box = QComboBox()
+        self.viewset_box.setToolTip("Posed photos (File > Open photo set…): the training data")
+        self.viewset_box.currentIndexChanged.connect(lambda *_: self._viewset_changed())
+        head.addRow("Photos", self.viewset_box)
+        self.mesh_box = QComboBox()
+        self.mesh_box.setToolTip("The mesh the renderer draws its texture on (same world frame as the photos)")
+        head.addRow("Geometry", self.mesh_box)
+        self.plugin_box = QComboBox()
+        for name, plugin in sorted(self.plugins.items()):
+            self._add_plugin_item(name, plugin)
+        self.plugin_box.currentIndexChanged.connect(self._plugin_changed)
+        head.addRow("Method", self.plugin_box)
+        self.description = QLabel("")
+        self.description.setWordWrap(True)
+        self.description.setStyleSheet("color: palette(mid);")
+        head.addRow(self.description)
+        self.model_label = QLabel("none: train one or load a checkpoint")
+        self.model_label.setObjectName("model_label")
+        self.model_label.setWordWrap(True)
+        head.addRow("Model", self.model_label)
+        row = QHBoxLayout()
+        self.load_btn = QPushButton("Load checkpoint…")
+        self.save_btn = QPushButton("Save checkpoint…")
+        self.load_btn.clicked.connect(self._load_dialog)
+        self.save_btn.clicked.connect(self._save_dialog)
+        row.addWidget(self.load_btn)
+        row.addWidget(self.save_btn)
+        head.addRow(row)
+        row = QHBoxLayout()
+        self.learned_box = QCheckBox("Learned view")
+        self.learned_box.setObjectName("learned_view")
+        self.learned_box.setToolTip("Show the model's image for the 3D view's camera over the 3D view")
+        self.learned_box.toggled.connect(self.set_learned_view)
+        self.compare_btn = QPushButton("Compare held-out…")
+        self.compare_btn.setToolTip("Ground truth | learned | error of the test frames, with PSNR")
+        self.compare_btn.clicked.connect(self.open_compare)
+        row.addWidget(self.learned_box)
+        row.addWidget(self.compare_btn)
+        head.addRow(row)
+        lay.addLayout(head)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._build_train(), "Train")
+        self.settings_scroll = QScrollArea()
+        self.settings_scroll.setWidgetResizable(True)
+        self.tabs.addTab(self.settings_scroll, "Settings")
+        self.frame_list = QListWidget()
+        self.frame_list.setObjectName("frame_list")
+        self.frame_list.currentRowChanged.connect(self._frame_row_changed)
+        self.tabs.addTab(self.frame_list, "Frames")
+        lay.addWidget(self.tabs, 1)
+
+        bar = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop training; the plugin keeps what it learned so far if it can")
+        self.cancel_btn.clicked.connect(self.cancel)
+        bar.addWidget(self.progress, 1)
+        bar.addWidget(self.cancel_btn)
+        lay.addLayout(bar)
+        self.status = QLabel("")
+        self.status.setObjectName("render_status")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+
+    def _build_train(self) -> QWidget:
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(4, 6, 4, 4)
+        self.train_btn = QPushButton("Train")
+        self.train_btn.setObjectName("train_button")
+        self.train_btn.setToolTip("Fit the method to the training photos with the Settings tab's values")
+        self.train_btn.clicked.connect(self.train)
+        lay.addWidget(self.train_btn)
+        self.loss_plot = CurvePlot("loss", lambda k: "loss" in k)
+        self.psnr_plot = CurvePlot("PSNR (dB)", lambda k: "psnr" in k.lower())
+        lay.addWidget(self.loss_plot, 1)
+        lay.addWidget(self.psnr_plot, 1)
+        self.preview = QLabel("A held-out view appears here while training runs.")
+        self.preview.setObjectName("render_preview")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setWordWrap(True)
+        self.preview.setFixedHeight(160)
+        self.preview.setStyleSheet("color: palette(mid);")
+        lay.addWidget(self.preview)
+        self.preview_caption = QLabel("")
+        self.preview_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview_caption.setWordWrap(True)
+        lay.addWidget(self.preview_caption)
+        return w
+
+    def _add_plugin_item(self, name: str, plugin: Any) -> None:
+        self.plugin_box.addItem(name, name)
+        self.plugin_box.setItemData(self.plugin_box.count() - 1, getattr(plugin, "description", ""),
+                                    Qt.ItemDataRole.ToolTipRole)
+
+    def set_plugins(self, plugins: dict[str, Any]) -> None:
+        """Offer these renderer plugins (by name) instead of the discovered ones."""
+        self.plugins = dict(plugins)
+        self.plugin_box.blockSignals(True)
+        self.plugin_box.clear()
+        for name, plugin in sorted(self.plugins.items()):
+            self._add_plugin_item(name, plugin)
+        self.plugin_box.blockSignals(False)
+        self._plugin_changed()
+
+    # plugin, scene -------------------------------------------------------------------------------
+    def plugin(self):
+        name = self.plugin_box.currentData()
+        return self.plugins.get(name) if name else None
+
+    def _plugin_changed(self, *_: object) -> None:
+        plugin = self.plugin()
+        self.form = None
+        if plugin is None:
+            self.description.setText("No renderer plugin found in plugins/.")
+            self.settings_scroll.setWidget(QLabel("No settings."))
+        else:
+            self.description.setText(getattr(plugin, "description", ""))
+            host = QWidget()
+            v = QVBoxLayout(host)
+            try:
+                self.form = PluginForm(plugin.Config)
+                v.addWidget(self.form)
+                reset = QPushButton("Reset to defaults")
+                reset.clicked.connect(lambda: self.form.set_config(plugin.Config()))
+                v.addWidget(reset, 0, Qt.AlignmentFlag.AlignRight)
+            except (TypeError, ValueError) as exc:
+                v.addWidget(QLabel(f"This plugin's settings cannot be shown: {exc}"))
+            v.addStretch(1)
+            self.settings_scroll.setWidget(host)
+        self._update()
+
+    @staticmethod
+    def _fill(box: QComboBox, layers: list, none_text: str) -> None:
+        """List ``layers`` (item data: their ids), keeping the current one if it is still there,
+        else choosing the newest."""
+        current = box.currentData()
+        box.blockSignals(True)
+        box.clear()
+        for layer in layers:
+            box.addItem(layer.name, id(layer))
+        if not layers:
+            box.addItem(none_text, 0)
+        idx = box.findData(current) if current else -1
+        box.setCurrentIndex(idx if idx >= 0 else box.count() - 1)
+        box.blockSignals(False)
+
+    def _layer(self, box: QComboBox):
+        key = box.currentData()
+        return next((l for l in self.scene if id(l) == key), None) if key else None
+
+    def _scene_changed(self) -> None:
+        self._fill(self.viewset_box, self.scene.of_kind(ViewSetLayer), "(no photo set loaded)")
+        self._fill(self.mesh_box, self.scene.of_kind(MeshLayer), "(no mesh loaded)")
+        self._viewset_changed()
+
+    def viewset(self) -> ViewSetLayer | None:
+        return self._layer(self.viewset_box)
+
+    def mesh(self) -> MeshLayer | None:
+        return self._layer(self.mesh_box)
+
+    def _viewset_changed(self) -> None:
+        layer = self.viewset()
+        if layer is not self._bound:
+            if self._bound is not None:
+                self._bound.events.selected_frame.disconnect(self._sync_frame)
+            self._bound = layer
+            if layer is not None:
+                layer.events.selected_frame.connect(self._sync_frame)
+            self._updating = True
+            self.frame_list.clear()
+            for f in (layer.data.frames if layer is not None else []):
+                item = QListWidgetItem(f"{f.name or f.camera.name}   ({f.split})")
+                item.setToolTip(f"{f.camera.width}×{f.camera.height}, fx {f.camera.fx:.1f}")
+                self.frame_list.addItem(item)
+            self._updating = False
+            self._sync_frame()
+            if self.compare_view is not None and self.compare_view.isVisible() and layer is None:
+                self.compare_view.hide()
+        self._update()
+
+    def _sync_frame(self, *_: object) -> None:
+        self._updating = True
+        self.frame_list.setCurrentRow(self._bound.selected_frame if self._bound is not None else -1)
+        self._updating = False
+
+    def _frame_row_changed(self, row: int) -> None:
+        if not self._updating and self._bound is not None and row >= 0:
+            self._bound.selected_frame = row
+            self.scene.selected = self._bound
+
+    def _update(self) -> None:
+        busy = self.job is not None
+        has_model = self.model is not None
+        self.train_btn.setEnabled(not busy and self.plugin() is not None)
+        self.cancel_btn.setEnabled(busy)
+        self.load_btn.setEnabled(not busy)
+        self.save_btn.setEnabled(not busy and has_model)
+        self.learned_box.setEnabled(has_model and self.learned is not None)
+        self.compare_btn.setEnabled(has_model and self.viewset() is not None)
+        self.plugin_box.setEnabled(not busy)
+
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        box = QMessageBox(QMessageBox.Icon.Warning, "Neural rendering", message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("error_dialog")
+        box.setModal(False)
+        box.show()
+
+    # training -------------------------------------------------------------------------------------
+    def train(self) -> None:
+        plugin, vs, mesh = self.plugin(), self.viewset(), self.mesh()
+        if self.job is not None or plugin is None:
+            return
+        if vs is None:
+            self._error("No photos: open a photo set first (File > Open photo set…: a transforms.json "
+                        "folder, a Blender-style folder or a COLMAP model).")
+            return
+        if not vs.data.split("train"):
+            self._error(f"{vs.name} has no training frames.")
+            return
+        if mesh is None:
+            self._error("No geometry: open the mesh the photos show (File > Open…).")
+            return
+        try:
+            config = self.form.config() if self.form is not None else plugin.Config()
+        except (TypeError, ValueError) as exc:
+            self._error(f"Cannot train: {exc}")
+            return
+        views, geometry = vs.data, mesh.data
+        # the plugins preview their first held-out view ("val", else "test"); its photo beside it
+        held = views.split("val") or views.split("test")
+        self._preview_target = {"frame": held[0] if held else None, "image": None}
+        info = self._preview_target
+        for plot in (self.loss_plot, self.psnr_plot):
+            plot.clear_data()
+        self.preview.clear()
+        self.preview.setText("A held-out view appears here when the method shows one.")
+        self.preview_caption.setText("")
+        ready = threading.Event()
+
+        def work(progress):
+            ready.wait(10)
+            progress.update(1, 1000, "preparing")
+            if info["frame"] is not None:
+                info["image"] = info["frame"].rgb(views.background)
+            warm_torch()
+            return plugin.fit(views, geometry, config, progress)
+
+        self.clock.reset()
+        self._message = f"Training {plugin.name}…"
+        self.status.setText(self._message)
+        self.progress.setValue(0)
+        sys.setswitchinterval(0.001)  # keeps the UI thread's turn short while torch holds the GIL
+        job = self.jobs.submit(work, f"Training {plugin.name}", on_done=lambda m: self._trained(plugin, m),
+                               on_error=self._failed)
+        job.progress.connect(self._on_progress)
+        job.metrics.connect(self._on_metrics)
+        job.preview.connect(self._on_preview)
+        job.cancelled.connect(self._cancelled)
+        self.job = job
+        ready.set()
+        self.tabs.setCurrentIndex(0)
+        self._update()
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.setText("Cancelling…")
+
+    def _end(self) -> None:
+        self.job = None
+        sys.setswitchinterval(self._switch)
+        gc.freeze()  # training made many long-lived objects: keep them out of full collections
+        self._update()
+
+    def _failed(self, message: str) -> None:
+        self._end()
+        self.status.setText(f"Failed: {message}")
+        self._error(message)
+
+    def _cancelled(self) -> None:
+        self._end()
+        self.status.setText("Cancelled.")
+
+    def _on_progress(self, step: float, total: float, message: str) -> None:
+        if total > 0:
+            self.clock.report(step / total)
+        if message:
+            self._message = message
+        self._schedule()
+
+    def _on_metrics(self, step: float, values: dict) -> None:
+        self.loss_plot.add(step, values)
+        self.psnr_plot.add(step, values)
+        self._schedule()
+
+    def _on_preview(self, obj: Any) -> None:
+        self._pending_preview = obj
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Show what the job reported at most 4 times a second, in one repaint."""
+        if not self._show_pending:
+            self._show_pending = True
+            QTimer.singleShot(250, self._flush_ui)
+
+    def _flush_ui(self) -> None:
+        self._show_pending = False
+        for plot in (self.loss_plot, self.psnr_plot):
+            if plot.dirty:
+                plot.redraw()
+        if self._pending_preview is not None:
+            self._draw_preview(self._pending_preview)
+        if self.job is None:
+            return
+        self.progress.setValue(int(round(1000 * self.clock.frac)))
+        self.status.setText(" · ".join(x for x in (self._message, self.clock.elapsed(), self.clock.left()) if x))
+
+    def _draw_preview(self, obj: Any) -> None:
+        """A plugin's preview: an image, or {"image"|"render", "target"|"truth", "name", "psnr"}."""
+        self._pending_preview = None
+        info = self._preview_target
+        d = obj if isinstance(obj, dict) else {"image": obj, "target": info.get("image"),
+                                               "name": getattr(info.get("frame"), "name", None)}
+        image = _first(d, ("image", "render", "learned", "prediction"))
+        target = _first(d, ("target", "truth", "gt"))
+        if image is None or np.ndim(image) != 3:
+            return
+        images = [target, image] if target is not None and np.ndim(target) == 3 else [image]
+        self.preview.setPixmap(to_pixmap(side_by_side(images, height=150)))
+        text = "ground truth | learned" if len(images) == 2 else "learned"
+        name = d.get("name")
+        p = d.get("psnr")
+        self.preview_caption.setText(f"{'held-out view ' + str(name) + ': ' if name else ''}{text}"
+                                     + (f", PSNR {float(p):.2f} dB" if isinstance(p, (int, float)) else ""))
+
+    def _trained(self, plugin, model) -> None:
+        self._flush_ui()
+        self._end()
+        self._set_model(plugin, model, "trained here")
+        self.progress.setValue(1000)
+        self.status.setText(f"Done: {self.model_label.text()}")
+
+    def _set_model(self, plugin, model, where: str) -> None:
+        self.model, self.model_plugin = model, plugin
+        metrics = getattr(model, "metrics", None) or {}
+        extra = []
+        for key, fmt in (("heldout_psnr", "held-out PSNR {:.2f} dB"), ("steps", "{:.0f} steps"),
+                         ("seconds", "{:.0f} s"), ("stopped_by", "stopped by {}")):
+            v = metrics.get(key)
+            if isinstance(v, str) or (isinstance(v, (int, float)) and np.isfinite(v)):
+                extra.append(fmt.format(v))
+        self.model_label.setText(f"{plugin.name}, {where}" + (f" ({', '.join(extra)})" if extra else ""))
+        self._update()
+        if self.learned is not None and self.learned_box.isChecked():
+            self.set_learned_view(True)
+        if self.compare_view is not None and self.compare_view.isVisible():
+            self.compare_step(0)
+
+    # checkpoints ----------------------------------------------------------------------------------
+    def _load_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Load renderer checkpoint (folder)", str(Path.home()))
+        if folder:
+            self.load_checkpoint(folder)
+
+    def _plugin_for(self, folder: str):
+        try:
+            name = json.loads((Path(folder) / "config.json").read_text()).get("plugin", "")
+        except (OSError, ValueError, AttributeError):
+            name = ""
+        if name in self.plugins:
+            return self.plugins[name]
+        return plugin_for_checkpoint(folder, "renderer")
+
+    def load_checkpoint(self, folder: str) -> None:
+        """Load a checkpoint folder in a job with the plugin that wrote it."""
+        def work(progress):
+            progress.update(0, 0, f"loading {Path(folder).name}")
+            warm_torch()
+            plugin = self._plugin_for(folder)
+            return plugin, plugin.load(folder, device="cpu")
+
+        def done(result) -> None:
+            plugin, model = result
+            idx = self.plugin_box.findData(plugin.name)
+            if idx >= 0:
+                self.plugin_box.setCurrentIndex(idx)
+            self._set_model(plugin, model, f"loaded from {Path(folder).name}")
+            self.status.setText(f"Loaded checkpoint {folder}.")
+
+        self.jobs.submit(work, f"Loading {Path(folder).name}", on_done=done, on_error=self._error)
+
+    def _save_dialog(self) -> None:
+        if self.model is None:
+            return
+        default = str(Path.home() / f"{self.model_plugin.name}-checkpoint")
+        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint as a folder", default, "Checkpoint folder (*)")
+        if path:
+            self.save_checkpoint(path)
+
+    def save_checkpoint(self, folder: str) -> None:
+        """Write the model's checkpoint folder (the plugin writes it atomically) in a job."""
+        if self.model is None:
+            self._error("No model to save: train one or load a checkpoint first.")
+            return
+        target = Path(folder)
+        if target.exists() and (not target.is_dir() or (any(target.iterdir())
+                                                        and not (target / "config.json").is_file())):
+            self._error(str(LoadError(target, "not an empty folder or a checkpoint: choose a new folder")))
+            return
+        plugin, model = self.model_plugin, self.model
+        self.jobs.submit(lambda _p: plugin.save(model, target), "Saving checkpoint",
+                         on_done=lambda p: self.status.setText(f"Saved checkpoint to {p}."), on_error=self._error)
+
+    # learned view and comparison ------------------------------------------------------------------
+    def _render_fn(self):
+        plugin, model = self.model_plugin, self.model
+        return lambda camera: plugin.render(model, camera)
+
+    def set_learned_view(self, on: bool) -> None:
+        """Show (or stop showing) the model's image for the 3D camera over the 3D view."""
+        if self.learned_box.isChecked() != on:
+            self.learned_box.setChecked(on)  # comes back here through toggled
+            return
+        if self.learned is None:
+            return
+        if on and self.model is not None:
+            self.learned.start(self._render_fn())
+        else:
+            self.learned.stop()
+
+    def _learned_failed(self, message: str) -> None:
+        self.learned_box.setChecked(False)
+        self._error(f"Learned view: {message}")
+
+    def open_compare(self) -> None:
+        vs = self.viewset()
+        if self.model is None or vs is None:
+            self._error("Train a model or load a checkpoint, and open its photo set, to compare.")
+            return
+        self.compare_frames = held_out_frames(vs.data)
+        if not self.compare_frames:
+            self._error(f"{vs.name} has no frames.")
+            return
+        self._compare_background = vs.data.background
+        if self.compare_view is None:
+            self.compare_view = CompareView(self)
+            self.compare_view.step.connect(self.compare_step)
+        self.compare_index = 0
+        self.compare_view.show()
+        self.compare_view.raise_()
+        self.compare_step(0)
+
+    def compare_step(self, delta: int) -> None:
+        """Show held-out frame ``index + delta`` (wrapping): rendered in a worker."""
+        if not self.compare_frames or self.model is None or self.compare_view is None:
+            return
+        n = len(self.compare_frames)
+        self.compare_index = (self.compare_index + delta) % n
+        frame = self.compare_frames[self.compare_index]
+        bg, fn = self._compare_background, self._render_fn()
+        caption = f"{frame.name or frame.camera.name} ({frame.split}, {self.compare_index + 1}/{n})"
+        self.compare_view.show_busy(f"{caption}: rendering…")
+
+        def work():
+            return compare_images(frame.rgb(bg), fn(frame.camera))
+
+        self.compare_jobs.submit(work, lambda r: self.compare_view.show_result(r, caption),
+                                 lambda m: (self.compare_view.show_busy(f"{caption}: failed"), self._error(m)))
+
+    def shutdown(self) -> None:
+        """Stop the learned view and the comparison's worker (window closing)."""
+        if self.learned is not None:
+            self.learned.stop()
+            self.learned.scheduler.shutdown()
+        self.compare_jobs.shutdown()
