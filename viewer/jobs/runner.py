@@ -93,7 +93,7 @@ class JobRunner(QObject):
 
     def run_async(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
         """Adapter for the render room: ``work()`` in a worker, ``done(result)`` on the UI thread."""
-        self.submit(lambda _p: work(), "building surfaces", on_done=done)
+        self.submit(lambda _p: work(), "preparing the 3D view", on_done=done)
 
     def _ended(self, job: Job) -> None:
         if job in self.jobs:

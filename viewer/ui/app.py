@@ -27,6 +27,7 @@ def make_window(paths=(), labels=(), demo: bool | str = False):
             win.segmentation_dock.show()
         if name == "rendering" and hasattr(win, "render_dock"):
             win.render_dock.show()
+            win.maximize("3d")  # no volume: the slice views would stay black
     if paths:
         win.open_paths(paths)
     if labels:
