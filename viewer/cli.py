@@ -19,7 +19,8 @@ from .model.errors import LoadError
 
 __all__ = ["main", "info_dict"]
 
-COMMANDS = ("info", "convert", "screenshot", "demo", "gui", "train-segmenter", "segment", "stats")
+COMMANDS = ("info", "convert", "screenshot", "demo", "gui", "train-segmenter", "segment", "stats",
+            "capture", "fit", "render", "evaluate")
 
 
 class CliError(Exception):
@@ -32,8 +33,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def info_dict(data: Any) -> dict[str, Any]:
-    """What ``main.py info`` prints for a loaded Volume, LabelMap, Mesh or PointCloud."""
-    from .model import LabelMap, Mesh, PointCloud, Volume
+    """What ``main.py info`` prints for a loaded Volume, LabelMap, Mesh, PointCloud or ViewSet."""
+    from .model import LabelMap, Mesh, PointCloud, ViewSet, Volume
+
+    if isinstance(data, ViewSet):
+        splits = {name: len(data.split(name)) for name in data.splits}
+        sizes = sorted({(f.camera.width, f.camera.height) for f in data.frames})
+        return {"kind": "viewset", "frames": len(data.frames), "splits": splits,
+                "image_sizes": [list(s) for s in sizes], "background": list(data.background),
+                "n_points": data.points.n_points if data.points is not None else 0,
+                "camera_bounds": data.bounds()}
 
     if isinstance(data, (Volume, LabelMap)):
         vol = data if isinstance(data, Volume) else Volume(data.array, data.affine)
@@ -159,9 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("paths", nargs="*", help="files or DICOM folders to open")
     g.add_argument("--labels", action="append", metavar="PATH", help="open a volume as a label layer")
     d = sub.add_parser("demo", help="open the window on a built-in demo scene")
-    d.add_argument("name", nargs="?", default="default", choices=("default", "segmentation", "brain"),
+    d.add_argument("name", nargs="?", default="default", choices=("default", "segmentation", "brain", "rendering"),
                    help="default: CT phantom + labels + textured globe; segmentation: two phantom "
-                        "cases for training; brain: MNI152 T1 with grey/white matter")
+                        "cases for training; brain: MNI152 T1 with grey/white matter; rendering: a "
+                        "specular capture of a textured globe with its mesh, for neural rendering")
     d.add_argument("--labels", action="append", help=argparse.SUPPRESS)
 
     i = sub.add_parser("info", help="print what a file holds, as JSON")
@@ -191,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from . import cli_seg, cli_train
+    from . import cli_capture, cli_fit, cli_seg, cli_train
 
-    return (cli_seg, cli_train)
+    return (cli_seg, cli_train, cli_capture, cli_fit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

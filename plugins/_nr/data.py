@@ -1,0 +1,207 @@
+"""Training data of the neural renderers: per frame, the mesh's uv map at the training size, the
+photo composited over the scene's background, the coverage mask, and the camera to compute
+per-pixel view directions; random crops of a few frames per step.
+
+Frames: cameras are :class:`~viewer.model.camera.Camera` (OpenCV axes, camera-to-world); every
+image array has row 0 at the TOP; uv has its origin at the texture's bottom-left (``Mesh.uv``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from viewer.model.camera import Camera
+from viewer.model.geometry import Mesh
+from viewer.model.viewset import Frame
+
+__all__ = ["ViewData", "PixelBatch", "training_size", "make_rasterizer", "prepare_views",
+           "prepare_view", "full_batch", "random_batch", "camera_batch"]
+
+
+def make_rasterizer(mesh: Mesh):
+    """A :class:`viewer.render.raster.UVRasterizer` for ``mesh`` (VTK offscreen; use it in the
+    thread that made it). Tests replace this function to run without VTK."""
+    from viewer.render.raster import UVRasterizer
+
+    return UVRasterizer(mesh)
+
+
+@dataclass(eq=False)
+class ViewData:
+    """One frame at the training size.
+
+    Attributes
+    ----------
+    name : the frame's name.
+    camera : its camera scaled to the training size.
+    uv : (H, W, 2) float32 texture coordinates (origin bottom-left), 0 where not covered.
+    mask : (H, W) bool, the mesh covers the pixel centre.
+    target : (H, W, 3) float32 photo in 0..1 composited over the background (area-resampled).
+    """
+
+    name: str
+    camera: Camera
+    uv: torch.Tensor
+    mask: torch.Tensor
+    target: torch.Tensor
+    _covered: torch.Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.mask.shape[0]), int(self.mask.shape[1])
+
+    @property
+    def covered(self) -> torch.Tensor:
+        """(N,) int64 flat indices of the covered pixels (computed once)."""
+        if self._covered is None:
+            self._covered = torch.nonzero(self.mask.reshape(-1)).squeeze(1)
+        return self._covered
+
+
+@dataclass(eq=False)
+class PixelBatch:
+    """What a renderer network sees: B images of H x W, of which the N covered pixels carry uv and
+    a view direction.
+
+    Attributes
+    ----------
+    shape : (B, H, W).
+    pix : (N,) int64 flat indices of the covered pixels into B x H x W.
+    uv : (N, 2) float texture coordinates of those pixels (origin bottom-left).
+    dirs : (N, 3) float unit ray directions, camera -> surface, world frame.
+    mask : (B, 1, H, W) float coverage (1 covered, 0 not).
+    """
+
+    shape: tuple[int, int, int]
+    pix: torch.Tensor
+    uv: torch.Tensor
+    dirs: torch.Tensor
+    mask: torch.Tensor
+
+
+def training_size(camera: Camera, size: int) -> tuple[int, int]:
+    """(width, height) with the longer side at most ``size``, the camera's aspect kept: frames
+    larger than ``size`` are scaled down, smaller ones keep their size (as does every frame if 0)."""
+    if not size or size <= 0 or max(camera.width, camera.height) <= size:
+        return camera.width, camera.height
+    s = size / max(camera.width, camera.height)
+    return max(1, round(camera.width * s)), max(1, round(camera.height * s))
+
+
+def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(H, W, C) float32 -> (h, w, C), antialiased bilinear (area-like when shrinking)."""
+    if img.shape[:2] == (h, w):
+        return np.ascontiguousarray(img, np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None]
+    out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return out[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+
+
+def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float]) -> ViewData:
+    """One frame's :class:`ViewData` at the training size (longer side ``size``)."""
+    w, h = training_size(frame.camera, size)
+    cam = frame.camera.scaled(w, h) if (w, h) != (frame.camera.width, frame.camera.height) else frame.camera
+    m = rasterizer.rasterize(cam)
+    target = _resize(frame.rgb(background), w, h)
+    return ViewData(name=frame.name or frame.camera.name, camera=cam,
+                    uv=torch.from_numpy(np.ascontiguousarray(m.uv, np.float32)),
+                    mask=torch.from_numpy(np.ascontiguousarray(m.mask, bool)), target=torch.from_numpy(target))
+
+
+def prepare_views(frames: Sequence[Frame], mesh: Mesh, size: int, background: Sequence[float],
+                  report: Callable[[int, int], None] | None = None) -> list[ViewData]:
+    """Rasterize every frame once (the uv maps are cached for the whole fit), in this thread."""
+    rast = make_rasterizer(mesh)
+    try:
+        out = []
+        for i, f in enumerate(frames):
+            out.append(prepare_view(f, rast, size, background))
+            if report is not None:
+                report(i + 1, len(frames))
+        return out
+    finally:
+        rast.close()
+
+
+def _cam_params(cams: Sequence[Camera], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 4) fx, fy, cx, cy and (B, 3, 3) camera-to-world rotations, float32."""
+    k = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cams], dtype=torch.float32, device=device)
+    r = torch.tensor(np.stack([c.c2w[:3, :3] for c in cams]), dtype=torch.float32, device=device)
+    return k, r
+
+
+def _dirs(k: torch.Tensor, r: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unit world directions (N, 3) through pixel centres (x + 0.5, y + 0.5) of cameras ``b``."""
+    kb = k[b]
+    d = torch.stack([(x + 0.5 - kb[:, 2]) / kb[:, 0], (y + 0.5 - kb[:, 3]) / kb[:, 1], torch.ones_like(kb[:, 0])], 1)
+    d = torch.einsum("nij,nj->ni", r[b], d)
+    return F.normalize(d, dim=1)
+
+
+def _batch(uv: torch.Tensor, mask: torch.Tensor, cams: Sequence[Camera], x0: torch.Tensor,
+           y0: torch.Tensor, device) -> PixelBatch:
+    """A PixelBatch from stacked crops uv (B, H, W, 2), mask (B, H, W) whose top-left corners
+    are (x0, y0) (B,) in their frames' pixel grids."""
+    b, h, w = mask.shape
+    mask = mask.to(device)
+    flat = mask.reshape(-1)
+    pix = torch.nonzero(flat).squeeze(1)
+    bi = torch.div(pix, h * w, rounding_mode="floor")
+    rem = pix - bi * h * w
+    yy = torch.div(rem, w, rounding_mode="floor")
+    xx = rem - yy * w
+    k, r = _cam_params(cams, device)
+    dirs = _dirs(k, r, bi, (xx + x0.to(device)[bi]).float(), (yy + y0.to(device)[bi]).float())
+    return PixelBatch(shape=(b, h, w), pix=pix, uv=uv.to(device).reshape(-1, 2)[pix], dirs=dirs,
+                      mask=mask[:, None].float())
+
+
+def full_batch(view: ViewData, device="cpu") -> PixelBatch:
+    """The whole frame as a batch of one."""
+    z = torch.zeros(1, dtype=torch.long)
+    return _batch(view.uv[None], view.mask[None], [view.camera], z, z, device)
+
+
+def camera_batch(camera: Camera, uv: np.ndarray, mask: np.ndarray, device="cpu") -> PixelBatch:
+    """A batch of one from a rasterizer's uv (H, W, 2) and mask (H, W) for ``camera``."""
+    z = torch.zeros(1, dtype=torch.long)
+    return _batch(torch.from_numpy(np.ascontiguousarray(uv, np.float32))[None],
+                  torch.from_numpy(np.ascontiguousarray(mask, bool))[None], [camera], z, z, device)
+
+
+def random_batch(views: Sequence[ViewData], n: int, crop: int, rng: np.random.Generator,
+                 device="cpu") -> tuple[PixelBatch, torch.Tensor]:
+    """``n`` random crops of ``crop`` x ``crop`` pixels (smaller if a frame is), each centred on a
+    random covered pixel 90 % of the time (anywhere otherwise).
+
+    Returns
+    -------
+    the PixelBatch and the targets (B, 3, crop, crop) float32.
+    """
+    picks = [views[int(i)] for i in rng.integers(0, len(views), size=n)]
+    ch = min([crop] + [v.shape[0] for v in picks]) if crop else min(v.shape[0] for v in picks)
+    cw = min([crop] + [v.shape[1] for v in picks]) if crop else min(v.shape[1] for v in picks)
+    uvs, masks, targets, xs, ys = [], [], [], [], []
+    for v in picks:
+        h, w = v.shape
+        cov = v.covered
+        if len(cov) and rng.random() < 0.9:
+            yc, xc = divmod(int(cov[int(rng.integers(0, len(cov)))]), w)
+            y0 = int(np.clip(yc - ch // 2, 0, h - ch))
+            x0 = int(np.clip(xc - cw // 2, 0, w - cw))
+        else:
+            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        uvs.append(v.uv[y0:y0 + ch, x0:x0 + cw])
+        masks.append(v.mask[y0:y0 + ch, x0:x0 + cw])
+        targets.append(v.target[y0:y0 + ch, x0:x0 + cw])
+        xs.append(x0)
+        ys.append(y0)
+    batch = _batch(torch.stack(uvs), torch.stack(masks), [v.camera for v in picks],
+                   torch.tensor(xs), torch.tensor(ys), device)
+    target = torch.stack(targets).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
+    return batch, target

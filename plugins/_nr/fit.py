@@ -1,0 +1,333 @@
+"""The fitting loop every neural renderer shares: Adam on L1 between the composited render and
+the photo over the scene's background, a few random crops per step, a wall-clock budget and an
+iteration cap, held-out PSNR every ``val_every`` steps, the best checkpoint (by held-out PSNR) on
+disk while fitting, cancel and Ctrl-C honoured, DistributedDataParallel under torchrun (gloo on
+CPU, NCCL on GPUs; rank 0 validates and decides when all ranks stop).
+
+Held-out frames: the scene's val split if it has one, else its test split, else up to
+``val_views`` training frames (said so in the metrics). During fitting at most ``val_views`` of
+them, evenly spaced, are scored; at the end the kept weights are scored on all of them. Only a
+val split chooses the checkpoint (the best by its PSNR): a test split is watched, for the curves
+and the preview, but the checkpoint kept is then the latest one, so ``evaluate --split test``
+scores weights the test views never chose.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import asdict, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from viewer.jobs.progress import Cancelled, Progress
+from viewer.model.camera import Camera
+from viewer.model.geometry import Mesh
+from viewer.model.viewset import Frame, ViewSet
+
+from .checkpoint import mesh_digest, save_checkpoint
+from .data import ViewData, full_batch, prepare_views, random_batch
+from .metrics import psnr
+from .model import NRModel, composite
+
+__all__ = ["fit_renderer", "split_views", "distributed", "finish_distributed", "orbit_defaults", "ensure_uv"]
+
+
+class _Stop(Exception):
+    """Leave the loop: time budget, iterations or cancel."""
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); starts the process group when torchrun set the environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and os.environ.get("LUCID3D_DEVICE", "cpu").startswith("cuda")
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def finish_distributed() -> None:
+    """Leave the process group together (a rank leaving early makes gloo abort the others)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def split_views(views: ViewSet | Sequence[Frame], val_views: int) -> tuple[list[Frame], list[Frame], str]:
+    """(training frames, held-out frames, where the held-out frames come from).
+
+    A ViewSet trains on its "train" split (all frames if it has no split called so) and holds out
+    "val", else "test"; a plain list of frames trains on all and holds out a few of them.
+    """
+    if isinstance(views, ViewSet):
+        train = views.split("train") or ([] if views.split("val") or views.split("test") else list(views.frames))
+        for name in ("val", "test"):
+            held = views.split(name)
+            if held:
+                return train, held, name
+        frames = train
+    else:
+        frames = train = list(views)
+    if not frames:
+        return [], [], "none"
+    n = max(1, min(len(frames), int(val_views) or 4))
+    idx = np.unique(np.linspace(0, len(frames) - 1, n).round().astype(int))
+    return train, [frames[i] for i in idx], "train (no held-out split: scored on training frames)"
+
+
+def ensure_uv(mesh: Mesh) -> Mesh:
+    """The mesh itself if it has uv, else an xatlas parametrisation of it.
+
+    Zero-area triangles are dropped first: they cover no pixel, and xatlas has crashed (SIGSEGV)
+    on them in a mesh with large coordinates (pyvista's globe, in metres).
+    """
+    if mesh.uv is not None:
+        return mesh
+    from viewer.render.uvatlas import parametrize
+
+    p = np.asarray(mesh.points, float)
+    a, b, c = (p[mesh.faces[:, i]] for i in range(3))
+    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    keep = area > 1e-12 * max(float(area.max(initial=0.0)), 1e-300)
+    if not keep.all():
+        mesh = replace(mesh, faces=mesh.faces[keep], uv=None)
+    return parametrize(mesh)
+
+
+def orbit_defaults(mesh: Mesh, cameras: Sequence[Camera]) -> dict[str, Any]:
+    """Where an orbit around the mesh should fly, from the training cameras: centre (bounding-box
+    centre, world), radius (median camera distance), up (mean of the cameras' up vectors, i.e.
+    -y in OpenCV axes), vertical view angle (degrees) and elevation (median, degrees)."""
+    b = np.asarray(mesh.bounds(), float).reshape(3, 2)
+    center = b.mean(1)
+    if not cameras:
+        return {"center": center.tolist(), "radius": float(2.5 * np.linalg.norm(b[:, 1] - b[:, 0]) / 2 + 1e-9),
+                "up": [0.0, 0.0, 1.0], "view_angle": 40.0, "elevation": 20.0}
+    up = np.mean([-c.c2w[:3, 1] for c in cameras], axis=0)
+    up = up / np.linalg.norm(up) if np.linalg.norm(up) > 1e-6 else np.array([0.0, 0.0, 1.0])
+    offs = np.array([c.center - center for c in cameras])
+    dist_ = np.linalg.norm(offs, axis=1)
+    elev = np.degrees(np.arcsin(np.clip((offs @ up) / np.maximum(dist_, 1e-12), -1, 1)))
+    fov = [np.degrees(2 * np.arctan(c.height / 2 / c.fy)) for c in cameras]
+    return {"center": center.tolist(), "radius": float(np.median(dist_)), "up": up.tolist(),
+            "view_angle": float(np.median(fov)), "elevation": float(np.clip(np.median(elev), -80, 80))}
+
+
+def _score(net: torch.nn.Module, views: Sequence[ViewData], background, device: str,
+           preview: bool = False) -> tuple[list[float], np.ndarray | None]:
+    """PSNR of each held-out view at the training size; the first view's render as uint8."""
+    net.eval()
+    scores, first = [], None
+    with torch.inference_mode():
+        for v in views:
+            rgb, alpha, _ = net(full_batch(v, device))
+            img = composite(rgb, alpha, background)[0].permute(1, 2, 0).clamp(0, 1).cpu()
+            scores.append(psnr(img, v.target))
+            if preview and first is None:
+                first = (img.numpy() * 255.0 + 0.5).astype(np.uint8)
+    net.train()
+    return scores, first
+
+
+def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progress: Progress, *,
+                 plugin: str, build: Callable[[dict, dict], torch.nn.Module],
+                 checkpoint_path: str | os.PathLike | None = None,
+                 mesh_source: str | None = None, mesh_source_sha256: str | None = None,
+                 scene: str | None = None) -> NRModel:
+    """Fit ``build(config_dict, init)`` (a :class:`~plugins._nr.model.RendererNet`) to the photos.
+
+    Parameters
+    ----------
+    views : a ViewSet (train split fitted, val/test held out) or a list of frames.
+    mesh : the scene's mesh (world frame of the cameras); parametrized with xatlas if it has no uv.
+    cfg : the plugin's Config; fields used: size, minutes, iters, batch, crop, lr, lr_texture,
+        lr_decay, val_every, val_views, seed, device.
+    progress : reports (update, metrics with loss and psnr, a held-out preview) and cancel.
+    plugin : the plugin's name (stored in the checkpoint).
+    build : makes the network from the config dict and ``init`` ({"mean_rgb": (3,)}).
+    checkpoint_path : folder the best checkpoint is kept in while fitting (rank 0 only).
+
+    Returns
+    -------
+    NRModel with the best weights by held-out PSNR and metrics.
+    """
+    rank, world = distributed()
+    device = str(cfg.device)
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    t0 = time.monotonic()
+    deadline = t0 + cfg.minutes * 60 if cfg.minutes and cfg.minutes > 0 else float("inf")
+    iters = int(cfg.iters) if cfg.iters and cfg.iters > 0 else 10**9
+    if not np.isfinite(deadline) and iters >= 10**9:
+        raise ValueError("give a time budget (minutes) or a number of iterations")
+
+    train_frames, held_frames, held_from = split_views(views, cfg.val_views)
+    if not train_frames:
+        raise ValueError("no training frames")
+    background = tuple(float(c) for c in (views.background if isinstance(views, ViewSet) else (1.0, 1.0, 1.0)))
+    progress.update(0, 0, "parametrizing the mesh" if mesh.uv is None else "rasterizing the views")
+    mesh = ensure_uv(mesh)
+    n_all = len(train_frames) + len(held_frames)
+    train = prepare_views(train_frames, mesh, cfg.size, background,
+                          lambda i, n: progress.update(i, n_all, "rasterizing the views"))
+    held = prepare_views(held_frames, mesh, cfg.size, background,
+                         lambda i, n: progress.update(len(train) + i, n_all, "rasterizing the views"))
+    n_val = max(1, min(len(held), int(cfg.val_views) or len(held)))
+    val = [held[i] for i in np.unique(np.linspace(0, len(held) - 1, n_val).round().astype(int))]
+    covered = torch.cat([v.target.reshape(-1, 3)[v.covered] for v in train])
+    if len(covered) == 0:
+        raise ValueError("the mesh covers no pixel of any training view: is it in the cameras' world "
+                         "frame and units?")
+    mean_rgb = covered.mean(0)
+
+    config = asdict(cfg)
+    net = build(config, {"mean_rgb": mean_rgb, "covered_pixels": int(len(covered))}).to(device)
+    if device == "cpu":
+        net = net.to(memory_format=torch.channels_last)
+    run_net: torch.nn.Module = net
+    if world > 1:
+        run_net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device] if device.startswith("cuda") else None)
+    tex = [p for n, p in net.named_parameters() if n.startswith("texture.")]
+    rest = [p for n, p in net.named_parameters() if not n.startswith("texture.")]
+    groups = [{"params": tex, "lr": cfg.lr_texture, "base_lr": cfg.lr_texture}]
+    if rest:
+        groups.append({"params": rest, "lr": cfg.lr, "base_lr": cfg.lr})
+    opt = torch.optim.Adam(groups, fused=device == "cpu" or device.startswith("cuda"))
+    aux_weight = float(config.get("aux_weight", 0.0))
+
+    meta = {"mesh_source": mesh_source, "mesh_source_sha256": mesh_source_sha256,
+            "mesh_sha256": mesh_digest(mesh), "orbit": orbit_defaults(mesh, [f.camera for f in train_frames]),
+            "scene": scene}
+    model = NRModel(net=net, plugin=plugin, config=config, mesh=mesh, background=background,
+                    train_size=(train[0].shape[1], train[0].shape[0]), meta=meta, device=device)
+    best: dict[str, Any] = {"psnr": -float("inf"), "state": None, "step": 0}
+    history: list[dict[str, float]] = []
+    step, last_val_s, running, n_running, last_report = 0, 0.0, 0.0, 0, 0.0
+    stop_reason = "iterations"
+    gc.freeze()  # long-lived tensors out of full collections (stalls of the window's event loop)
+
+    def fraction() -> float:
+        f = step / iters
+        if np.isfinite(deadline):
+            f = max(f, (time.monotonic() - t0) / (deadline - t0))
+        return min(1.0, f)
+
+    def report(call, *args, **kwargs) -> None:
+        """Reports never raise Cancelled inside the loop: it is acted on at the next stop check."""
+        try:
+            call(*args, **kwargs)
+        except Cancelled:
+            pass
+
+    def stop_now(code: int) -> int:
+        """0 go on, 1 budget, 2 cancelled, 3 iterations: rank 0's decision, on every rank."""
+        if world == 1:
+            return code
+        flag = torch.tensor([float(code)], device=device if device.startswith("cuda") else "cpu")
+        dist.broadcast(flag, 0)
+        return int(flag.item())
+
+    def validate() -> None:
+        nonlocal last_val_s
+        tv = time.monotonic()
+        scores, preview = _score(net, val, background, device, preview=True)
+        last_val_s = time.monotonic() - tv
+        mean = float(np.mean(scores))
+        entry = {"step": step, "seconds": round(time.monotonic() - t0, 2), "psnr": mean,
+                 "loss": running / max(1, n_running)}
+        history.append(entry)
+        if preview is not None:
+            progress.preview(preview)
+        report(progress.metrics, step, loss=entry["loss"], psnr=mean)
+        # only a val split may choose among checkpoints; a watched test split must not
+        if mean > best["psnr"] or held_from != "val":
+            best.update(psnr=mean, state={k: v.detach().clone() for k, v in net.state_dict().items()}, step=step)
+            if checkpoint_path:
+                model.metrics = _metrics(best, history, step, t0, "in progress", held_from, val, None)
+                save_checkpoint(model, checkpoint_path, state=best["state"])
+
+    net.train()
+    try:
+        while True:
+            want = 0
+            if rank == 0:
+                want = (2 if progress.cancelled else 3 if step >= iters
+                        else 1 if time.monotonic() + last_val_s >= deadline else 0)
+            code = stop_now(want)
+            if code:
+                stop_reason = {1: "time budget", 2: "cancelled", 3: "iterations"}[code]
+                raise _Stop
+            lr_scale = float(cfg.lr_decay) ** fraction()
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * lr_scale
+            batch, target = random_batch(train, int(cfg.batch), int(cfg.crop), rng, device)
+            rgb, alpha, feats = run_net(batch)
+            loss = (composite(rgb, alpha, background) - target).abs().mean()
+            if aux_weight > 0 and feats is not None:
+                tpix = target.permute(0, 2, 3, 1).reshape(-1, 3)[batch.pix]
+                loss = loss + aux_weight * (feats - tpix).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            running += float(loss.detach())
+            n_running += 1
+            if rank == 0:
+                if time.monotonic() - last_report >= 0.25:  # a bar, not a flood of redraws
+                    last_report = time.monotonic()
+                    report(progress.update, fraction() * 1000, 1000, f"step {step}")
+                if step % max(1, int(cfg.val_every)) == 0:
+                    validate()
+                    running, n_running = 0.0, 0
+    except (_Stop, Cancelled):
+        if progress.cancelled and world == 1:
+            stop_reason = "cancelled"
+    if rank == 0 and (best["state"] is None or (history and history[-1]["step"] != step)):
+        try:
+            validate()  # the weights since the last validation may be the best
+        except Cancelled:
+            pass
+    if rank == 0 and best["state"] is not None:
+        net.load_state_dict(best["state"])
+    ddp = None
+    if world > 1:
+        for t in net.state_dict().values():
+            dist.broadcast(t, 0)  # every rank leaves with rank 0's best weights
+        sums = torch.stack([t.detach().double().sum() for t in net.state_dict().values()]).to(
+            device if device.startswith("cuda") else "cpu")
+        gathered = [torch.zeros_like(sums) for _ in range(world)]
+        dist.all_gather(gathered, sums)
+        ddp = {"world_size": world, "backend": dist.get_backend(),
+               "weights_identical": all(torch.equal(g, gathered[0]) for g in gathered)}
+    all_scores = _score(net, held, background, device)[0] if rank == 0 else []
+    model.metrics = _metrics(best, history, step, t0, stop_reason, held_from, val, (held, all_scores))
+    if ddp is not None:
+        model.metrics["ddp"] = ddp
+    if rank == 0 and checkpoint_path:
+        save_checkpoint(model, checkpoint_path)
+    net.eval()
+    return model
+
+
+def _metrics(best, history, step, t0, stop_reason, held_from, val, final) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "best_heldout_psnr": best["psnr"], "best_step": best["step"], "steps": step,
+        "seconds": round(time.monotonic() - t0, 1), "stopped_by": stop_reason,
+        "heldout_from": held_from, "validation_views": [v.name for v in val], "history": history,
+        "kept": "best by val PSNR" if held_from == "val" else "latest (held-out views watched, not used to choose)",
+    }
+    if final is not None:
+        held, scores = final
+        out["heldout_psnr"] = float(np.mean(scores)) if scores else None
+        out["heldout_views"] = [{"name": v.name, "psnr": s} for v, s in zip(held, scores)]
+    return out

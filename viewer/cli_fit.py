@@ -1,0 +1,313 @@
+"""``fit``, ``render`` and ``evaluate``: the neural renderers (``plugins/texture``, ``plugins/dnr``,
+any renderer plugin) from a terminal, with the same plugin calls the window makes.
+
+    python main.py fit METHOD --scene DIR --mesh MESH --out CKPT [--minutes M] [--iters N]
+                              [--size S] [--device cpu|cuda]
+    python main.py render --checkpoint CKPT --scene DIR [--split test] --out OUTDIR
+    python main.py render --checkpoint CKPT --orbit N [--size S] --out OUTDIR_OR.mp4
+    python main.py evaluate --checkpoint CKPT --scene DIR [--split test]
+
+``fit`` trains on the scene's train split and scores its val (else test) split while fitting,
+keeping the best checkpoint on disk (Ctrl-C or the time budget keep it too); a mesh without uv is
+parametrized with xatlas, and the result is cached in the checkpoint (``CKPT/mesh.npz``): a refit
+into the same folder from the same mesh file reuses it. ``render`` writes one PNG per frame, named
+by the frame (``r_000.png``), at the frame's size, or an orbit around the mesh. ``evaluate`` prints
+``{"psnr", "ssim", "views": [{"name", "psnr", "ssim"}]}`` of the 8-bit renders (what ``render``
+writes) against the photos, both composited over the scene's background colour.
+
+Every failure is one line ``error: PATH: reason`` and exit status 2, with nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from .model.errors import LoadError
+
+__all__ = ["add_parsers", "HANDLERS", "evaluate_views"]
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return v
+
+    return parse
+
+
+def add_parsers(sub) -> None:
+    f = sub.add_parser("fit", help="fit a neural renderer (texture, dnr, ...) to a posed-photo scene and its mesh")
+    f.add_argument("method", metavar="METHOD", help="renderer plugin: texture, dnr, ...")
+    f.add_argument("--scene", required=True, metavar="DIR", help="transforms.json / Blender / COLMAP scene")
+    f.add_argument("--mesh", required=True, metavar="MESH",
+                   help="the scene's mesh (.obj/.ply/...), in its world frame")
+    f.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder")
+    f.add_argument("--minutes", type=float, help="wall-clock budget (default: the plugin's)")
+    f.add_argument("--iters", type=int, help="optimisation steps at most")
+    f.add_argument("--size", type=_positive(int), help="training image size: longer side at most S pixels")
+    f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    f.add_argument("--seed", type=int)
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    HANDLERS["fit"] = _cmd_fit
+
+    r = sub.add_parser("render", help="render a scene's views or an orbit with a renderer checkpoint")
+    r.add_argument("--checkpoint", required=True, metavar="CKPT")
+    r.add_argument("--scene", metavar="DIR", help="render the cameras of this scene's --split")
+    r.add_argument("--split", default="test", help="train, val or test (default test)")
+    r.add_argument("--orbit", type=_positive(int), metavar="N", help="render N views on a circle around the mesh")
+    r.add_argument("--size", type=_positive(int), default=256, help="orbit image size in pixels (default 256)")
+    r.add_argument("--fps", type=_positive(float), default=30.0, help="frames per second of an .mp4 (default 30)")
+    r.add_argument("--out", required=True, metavar="OUTDIR_OR.mp4")
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    HANDLERS["render"] = _cmd_render
+
+    e = sub.add_parser("evaluate", help="PSNR and SSIM of a renderer checkpoint on a scene's split, as JSON")
+    e.add_argument("--checkpoint", required=True, metavar="CKPT")
+    e.add_argument("--scene", required=True, metavar="DIR")
+    e.add_argument("--split", default="test", help="train, val or test (default test)")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    HANDLERS["evaluate"] = _cmd_evaluate
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LoadError("--device cuda", "CUDA is not available on this machine")
+
+
+def _load_scene(path: str):
+    from .io.scenes import load_viewset
+
+    try:
+        return load_viewset(path)
+    except (ValueError, OSError) as exc:
+        raise LoadError(path, " ".join(str(exc).split())) from None
+
+
+def _frames(scene, path: str, split: str) -> list:
+    frames = scene.split(split)
+    if not frames:
+        have = ", ".join(f"{s} ({len(scene.split(s))})" for s in scene.splits) or "none"
+        raise LoadError(path, f"the {split} split is empty (splits: {have})")
+    return frames
+
+
+def _load_mesh(path: str):
+    from .io import load_path
+    from .model import Mesh
+
+    mesh = load_path(path)
+    if not isinstance(mesh, Mesh) or mesh.n_faces == 0:
+        raise LoadError(path, "not a triangle mesh")
+    return mesh
+
+
+def _load_model(path: str, device: str):
+    from plugins._nr.checkpoint import read_config
+
+    from .plugins import plugin_for_checkpoint
+
+    _check_device(device)
+    p = Path(path)
+    if not p.is_dir():
+        raise LoadError(p, "no such checkpoint folder" if not p.exists() else "a renderer checkpoint is a folder")
+    read_config(p)  # a renderer checkpoint, not a segmenter's
+    plugin = plugin_for_checkpoint(p, "renderer")
+    return plugin, plugin.load(p, device=device)
+
+
+def _cached_uv_mesh(out: Path, mesh_sha: str):
+    """The parametrized mesh a previous fit into ``out`` stored, if it came from the same file."""
+    import numpy as np
+
+    from plugins._nr.checkpoint import read_config
+
+    from .model import Mesh
+
+    cfg = read_config(out, quiet=True) if out.is_dir() else None
+    if not cfg or not isinstance(cfg.get("mesh"), dict) or cfg["mesh"].get("source_sha256") != mesh_sha:
+        return None
+    try:
+        with np.load(out / "mesh.npz", allow_pickle=False) as z:
+            return Mesh(z["points"], z["faces"], uv=z["uv"])
+    except Exception:  # an unreadable cache is just computed again
+        return None
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from plugins._nr.checkpoint import read_config, sha256_file
+
+    from .cli_train import _CtrlC
+    from .jobs.progress import Cancelled, TerminalProgress
+    from .plugins import PluginError, get_plugin
+
+    try:
+        plugin = get_plugin(args.method, "renderer")
+    except PluginError as exc:
+        raise LoadError(args.method, str(exc)) from None
+    _check_device(args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LoadError(out, "exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and read_config(out, quiet=True) is None:
+        raise LoadError(out, "is a folder that holds something other than a renderer checkpoint; "
+                             "give a new or empty folder")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise LoadError(out, f"the folder {out.parent} does not exist")
+    for inp in (Path(args.scene), Path(args.mesh)):
+        if out.resolve() == inp.resolve() or inp.resolve().is_relative_to(out.resolve()) \
+                or (inp.is_dir() and out.resolve().is_relative_to(inp.resolve())):
+            raise LoadError(out, "refusing to write the checkpoint into an input")
+    scene = _load_scene(args.scene)
+    _frames(scene, args.scene, "train")
+    mesh = _load_mesh(args.mesh)
+    mesh_sha = sha256_file(args.mesh)
+    if mesh.uv is None:
+        mesh = _cached_uv_mesh(out, mesh_sha) or mesh  # else fit parametrizes it
+    cfg = plugin.Config(device=args.device)
+    for arg, name in (("minutes", "minutes"), ("iters", "iters"), ("size", "size"), ("seed", "seed")):
+        if getattr(args, arg) is not None:
+            setattr(cfg, name, getattr(args, arg))
+    os.environ["LUCID3D_DEVICE"] = args.device
+    rank = int(os.environ.get("RANK", "0"))
+    progress = TerminalProgress(f"fitting {plugin.name}", disable=args.quiet or rank != 0)
+    with _CtrlC(progress):
+        try:
+            model = plugin.fit(scene, mesh, cfg, progress, checkpoint_path=str(out) if rank == 0 else None,
+                               mesh_source=str(Path(args.mesh).resolve()), mesh_source_sha256=mesh_sha,
+                               scene=str(Path(args.scene).resolve()))
+        except ValueError as exc:
+            raise LoadError(args.scene, " ".join(str(exc).split())) from None
+        except Cancelled:
+            raise LoadError(out, "cancelled before the first checkpoint; nothing written") from None
+        finally:
+            progress.close()
+            from plugins._nr.fit import finish_distributed
+
+            finish_distributed()
+    if rank == 0:
+        m = model.metrics
+        keys = ("heldout_psnr", "best_heldout_psnr", "best_step", "steps", "seconds", "stopped_by", "heldout_from",
+                "ddp")
+        summary = {"plugin": plugin.name, **{k: m[k] for k in keys if k in m}, "checkpoint": str(out)}
+        print(json.dumps(summary))
+    return 0
+
+
+def _png_names(frames, path: str) -> list[str]:
+    names = [Path(f.name or f.camera.name or f"frame_{i:04d}").stem + ".png" for i, f in enumerate(frames)]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise LoadError(path, f"several frames would be written as {dup[0]}")
+    return names
+
+
+def _out_folder(out: Path, protect: list[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise LoadError(out, "exists and is not a folder")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise LoadError(out, f"the folder {out.parent} does not exist")
+    for p in protect:
+        if out.resolve() == p.resolve() or out.resolve().is_relative_to(p.resolve()):
+            raise LoadError(out, "refusing to write into an input folder")
+
+
+def _write_png(img, path: Path, protect: list[Path]) -> None:
+    from PIL import Image
+
+    from .io.common import atomic_path
+
+    with atomic_path(path, protect=protect) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from plugins._nr.metrics import to_uint8
+
+    from .model.camera import orbit_cameras
+
+    if (args.scene is None) == (args.orbit is None):
+        raise LoadError("--scene/--orbit", "give exactly one of --scene DIR or --orbit N")
+    out, ckpt = Path(args.out), Path(args.checkpoint)
+    mp4 = out.suffix.lower() == ".mp4"
+    if args.scene is not None:
+        if mp4:
+            raise LoadError(out, "scene views are written as PNGs into a folder, not a video")
+        scene = _load_scene(args.scene)
+        frames = _frames(scene, args.scene, args.split)
+        names = _png_names(frames, args.scene)
+        _out_folder(out, [Path(args.scene), ckpt])
+        plugin, model = _load_model(args.checkpoint, args.device)
+        jobs = [(f.camera, n) for f, n in zip(frames, names)]
+        background = scene.background
+    else:
+        if mp4:
+            if not (out.parent if str(out.parent) else Path(".")).is_dir():
+                raise LoadError(out, f"the folder {out.parent} does not exist")
+            if out.resolve().is_relative_to(ckpt.resolve()):
+                raise LoadError(out, "refusing to write into the checkpoint")
+        else:
+            _out_folder(out, [ckpt])
+        plugin, model = _load_model(args.checkpoint, args.device)
+        o = model.meta.get("orbit") or {}
+        b = np.asarray(model.mesh.bounds(), float).reshape(3, 2)
+        cams = orbit_cameras(args.orbit, o.get("center", b.mean(1)),
+                             float(o.get("radius", 1.5 * np.linalg.norm(b[:, 1] - b[:, 0]))), args.size,
+                             elevation=float(o.get("elevation", 20.0)), view_angle=float(o.get("view_angle", 40.0)),
+                             up=o.get("up", (0.0, 0.0, 1.0)))
+        jobs = [(c, f"{c.name}.png") for c in cams]
+        background = None
+    if mp4:
+        import imageio.v3 as iio
+
+        from .io.common import atomic_path
+
+        images = [to_uint8(plugin.render(model, cam)) for cam, _ in jobs]
+        with atomic_path(out, protect=[ckpt]) as tmp:
+            iio.imwrite(tmp, np.stack(images), extension=".mp4", fps=args.fps, macro_block_size=1)
+        print(json.dumps({"out": str(out), "frames": len(images), "size": args.size}))
+        return 0
+    out.mkdir(exist_ok=True)
+    for cam, name in jobs:
+        _write_png(to_uint8(plugin.render(model, cam, background)), out / name, [ckpt])
+    print(json.dumps({"out": str(out), "frames": len(jobs)}))
+    return 0
+
+
+def evaluate_views(plugin, model, frames, background) -> dict[str, Any]:
+    """PSNR and SSIM per frame of the 8-bit render against the photo, both over ``background``."""
+    import numpy as np
+
+    from plugins._nr.metrics import psnr, ssim, to_uint8
+
+    views = []
+    for f in frames:
+        pred = to_uint8(plugin.render(model, f.camera, background)).astype(np.float64) / 255.0
+        gt = f.rgb(background)
+        views.append({"name": f.name, "psnr": psnr(pred, gt), "ssim": ssim(pred, gt)})
+    return {"psnr": float(np.mean([v["psnr"] for v in views])), "ssim": float(np.mean([v["ssim"] for v in views])),
+            "views": views}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    scene = _load_scene(args.scene)
+    frames = _frames(scene, args.scene, args.split)
+    plugin, model = _load_model(args.checkpoint, args.device)
+    result = evaluate_views(plugin, model, frames, scene.background)
+    print(json.dumps({**result, "split": args.split, "plugin": plugin.name}))
+    return 0
