@@ -55,6 +55,7 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(args.work or tempfile.mkdtemp(prefix="lucid3d-nr-"))
+    work.mkdir(parents=True, exist_ok=True)
     scene = work / "scene"
     res: dict = {"mesh": args.mesh, "views": args.views, "test_views": args.test, "size": args.size,
                  "minutes_budget": args.minutes, "device": args.device,

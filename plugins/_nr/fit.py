@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,6 +29,8 @@ from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame, ViewSet
 
+from plugins._dist import distributed, finish_distributed
+
 from .checkpoint import mesh_digest, save_checkpoint
 from .data import ViewData, full_batch, prepare_views, random_batch
 from .metrics import psnr
@@ -39,24 +41,6 @@ __all__ = ["fit_renderer", "split_views", "distributed", "finish_distributed", "
 
 class _Stop(Exception):
     """Leave the loop: time budget, iterations or cancel."""
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group when torchrun set the environment."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        cuda = torch.cuda.is_available() and os.environ.get("LUCID3D_DEVICE", "cpu").startswith("cuda")
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def finish_distributed() -> None:
-    """Leave the process group together (a rank leaving early makes gloo abort the others)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def split_views(views: ViewSet | Sequence[Frame], val_views: int) -> tuple[list[Frame], list[Frame], str]:
@@ -82,21 +66,11 @@ def split_views(views: ViewSet | Sequence[Frame], val_views: int) -> tuple[list[
 
 
 def ensure_uv(mesh: Mesh) -> Mesh:
-    """The mesh itself if it has uv, else an xatlas parametrisation of it.
-
-    Zero-area triangles are dropped first: they cover no pixel, and xatlas has crashed (SIGSEGV)
-    on them in a mesh with large coordinates (pyvista's globe, in metres).
-    """
+    """The mesh itself if it has uv, else an xatlas parametrisation of it."""
     if mesh.uv is not None:
         return mesh
     from viewer.render.uvatlas import parametrize
 
-    p = np.asarray(mesh.points, float)
-    a, b, c = (p[mesh.faces[:, i]] for i in range(3))
-    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
-    keep = area > 1e-12 * max(float(area.max(initial=0.0)), 1e-300)
-    if not keep.all():
-        mesh = replace(mesh, faces=mesh.faces[keep], uv=None)
     return parametrize(mesh)
 
 

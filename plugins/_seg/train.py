@@ -19,6 +19,8 @@ from monai.losses import DiceCELoss
 from viewer.jobs.progress import Cancelled, Progress
 from viewer.plugins import Case
 
+from plugins._dist import distributed, finish_distributed
+
 from .checkpoint import SegModel, save_checkpoint
 from .data import label_table, patch_sampler, prepare_case, target_spacing
 from .infer import segment_array
@@ -29,25 +31,6 @@ __all__ = ["train_segmenter", "dice_scores", "distributed", "finish_distributed"
 
 class _Stop(Exception):
     """Leave the training loop: time budget reached or cancelled."""
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group when torchrun set the environment."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("LUCID3D_DEVICE", "cpu").startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def finish_distributed() -> None:
-    """Leave the process group together: a rank that exits while another still talks to it makes
-    gloo abort the other (SIGABRT). Call once, at the end of a process that trained."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def dice_scores(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:

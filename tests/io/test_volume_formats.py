@@ -205,3 +205,16 @@ def test_nan_and_inf_voxels_load(tmp_path: Path, filename, writer) -> None:
     stats = vol.stats()
     assert np.isfinite(list(stats.values())).all()
     assert stats["max"] == 3000.0 and stats["min"] >= -1000.0
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """Files written through a temporary name get 0666 less the umask, not mkstemp's 0600."""
+    import os
+
+    from viewer.io.common import atomic_path
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~mask

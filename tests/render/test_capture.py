@@ -240,3 +240,21 @@ def test_split_creases_makes_cube_sides_flat():
     np.testing.assert_allclose(out.uv[out.faces], cube.uv[cube.faces])
     smooth = split_creases(uv_sphere(12, 24))  # a smooth ball: nothing to split but the seam copies
     assert smooth.n_points == uv_sphere(12, 24).n_points
+
+
+def test_parametrize_survives_large_coordinates_and_degenerate_triangles():
+    """pyvista's globe (metres, 6e9, with zero-area triangles at the poles) crashed xatlas
+    (SIGSEGV) until the mesh was handed over centred and scaled; run it in a child process so a
+    regression fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+
+    from viewer.datasets import globe_mesh_path
+
+    code = ("import dataclasses, numpy as np; from viewer.io import load_path; "
+            "from viewer.render.uvatlas import parametrize; "
+            f"m = dataclasses.replace(load_path({str(globe_mesh_path())!r}), uv=None); p = parametrize(m); "
+            "assert p.n_faces == m.n_faces and 0 <= p.uv.min() and p.uv.max() <= 1; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-500:])

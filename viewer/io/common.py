@@ -70,6 +70,15 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, while no thread writes files
+    return _UMASK
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, protect: list[str | os.PathLike] = ()) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
@@ -91,6 +100,12 @@ def atomic_path(target: str | os.PathLike, protect: list[str | os.PathLike] = ()
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; the result should have the mode any new file gets
+        # (0666 less the umask), as if it had been written directly
+        try:
+            os.chmod(tmp_path, 0o666 & ~_umask())
+        except OSError:
+            pass
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -45,8 +45,14 @@ def parametrize(mesh: Mesh, resolution: int = 1024, padding: int = 2) -> Mesh:
 
     if mesh.n_faces == 0:
         raise ValueError("the mesh has no triangles to parametrize")
+    # xatlas works in float32 and crashes (SIGSEGV) on large coordinates with degenerate
+    # triangles (pyvista's globe, in metres, 6e9): give it the mesh centred and scaled to a unit
+    # box; the atlas does not depend on position or scale
+    pts = np.asarray(mesh.points, np.float64)
+    lo, hi = pts.min(0), pts.max(0)
+    scale = float(np.max(hi - lo)) or 1.0
     atlas = xatlas.Atlas()
-    atlas.add_mesh(np.ascontiguousarray(mesh.points, np.float32),
+    atlas.add_mesh(np.ascontiguousarray((pts - (lo + hi) / 2) / scale, np.float32),
                    np.ascontiguousarray(mesh.faces, np.uint32))
     chart = xatlas.ChartOptions()
     pack = xatlas.PackOptions()

@@ -1,0 +1,75 @@
+"""Benchmark: interactive rendering speed of a fitted renderer (rasterize + sample + network).
+
+    .venv/bin/python bench/nr_render.py CKPT [CKPT ...] [--size 256] [--frames 60] [--device cpu|cuda]
+
+Each checkpoint renders ``frames`` cameras of an orbit around its mesh (the same orbit
+``main.py render --orbit`` uses) after 5 warm-up frames, one frame at a time as the learned view
+does; reports the median and p90 milliseconds per frame, frames per second and the share spent
+rasterizing. Results go to bench/results/nr_render.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    from viewer.model.camera import orbit_cameras
+    from viewer.plugins import plugin_for_checkpoint
+
+    if args.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 2)
+    results = []
+    for ck in args.checkpoints:
+        plugin = plugin_for_checkpoint(ck, "renderer")
+        model = plugin.load(ck, device=args.device)
+        o = model.meta["orbit"]
+        cams = orbit_cameras(args.frames, o["center"], o["radius"], args.size, elevation=o["elevation"],
+                             view_angle=o["view_angle"], up=o["up"])
+        for c in cams[:5]:
+            plugin.render(model, c)
+        ras = model.rasterizer()
+        total, raster = [], []
+        for c in cams:
+            t = time.perf_counter()
+            plugin.render(model, c)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            total.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ras.rasterize(c)
+            raster.append(time.perf_counter() - t)
+        med = float(np.median(total))
+        res = {"plugin": plugin.name, "checkpoint": str(ck), "size": args.size, "device": args.device,
+               "median_ms": round(med * 1000, 1), "p90_ms": round(float(np.percentile(total, 90)) * 1000, 1),
+               "fps": round(1.0 / med, 1), "rasterize_ms": round(float(np.median(raster)) * 1000, 1),
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
+        results.append(res)
+        print(json.dumps(res), flush=True)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "nr_render.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
