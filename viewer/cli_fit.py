@@ -8,7 +8,8 @@ any renderer plugin) from a terminal, with the same plugin calls the window make
     python main.py evaluate --checkpoint CKPT --scene DIR [--split test]
 
 ``fit`` trains on the scene's train split and scores its val (else test) split while fitting,
-keeping the best checkpoint on disk (Ctrl-C or the time budget keep it too); a mesh without uv is
+keeping a checkpoint on disk (the best by val PSNR; with only a test split, the latest, so the
+test views never choose it; Ctrl-C or the time budget keep it too); a mesh without uv is
 parametrized with xatlas, and the result is cached in the checkpoint (``CKPT/mesh.npz``): a refit
 into the same folder from the same mesh file reuses it. ``render`` writes one PNG per frame, named
 by the frame (``r_000.png``), at the frame's size, or an orbit around the mesh. ``evaluate`` prints
