@@ -10,6 +10,8 @@ UI thread never waits on a job.
 
 from __future__ import annotations
 
+import os
+import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -20,6 +22,24 @@ from ..model.errors import LoadError
 from .progress import Cancelled, Progress, TerminalProgress
 
 __all__ = ["Cancelled", "Progress", "TerminalProgress", "Job", "JobRunner"]
+
+
+BACKGROUND_NICE = 10
+
+
+def background_priority(nice: int = BACKGROUND_NICE) -> None:
+    """Give the calling (worker) thread a lower CPU priority than the UI thread.
+
+    On Linux ``nice`` is per thread and inherited by the threads it creates, so torch's
+    intra-op (OpenMP) threads started from a worker run at the same low priority: when training
+    holds both cores, the scheduler still hands the UI thread the CPU the moment it has an
+    event to handle. Elsewhere, or where it is not allowed, this does nothing.
+    """
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
+    except (AttributeError, OSError):
+        pass
 
 
 class Job(QObject):
@@ -73,7 +93,8 @@ class JobRunner(QObject):
 
     def __init__(self, workers: int = 2) -> None:
         super().__init__()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lucid3d-job")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lucid3d-job",
+                                        initializer=background_priority)
         self.jobs: list[Job] = []
 
     def submit(self, fn: Callable[[Progress], Any], label: str = "",
