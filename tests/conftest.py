@@ -13,6 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# generated demo data (the rendering demo's capture) goes to a throw-away cache, never the user's
+if "LUCID3D_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["LUCID3D_CACHE"] = tempfile.mkdtemp(prefix="lucid3d-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LUCID3D_CACHE"], True)
+
 # the phantom: body ellipse, a bright sphere in the patient's left-anterior-superior corner
 PHANTOM_SHAPE = (64, 56, 40)
 PHANTOM_AFFINE = np.array([[-2.0, 0, 0, 60.0], [0, -2.0, 0, 50.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])

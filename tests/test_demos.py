@@ -15,8 +15,26 @@ def test_demo_objects_have_restorable_sources(name):
     assert objs
     for i, (obj, display) in enumerate(objs):
         assert obj.source == f"demo:{name}/{i}"
-    again = demo_source(objs[0][0].source)
-    np.testing.assert_array_equal(np.asarray(again.array), np.asarray(objs[0][0].array))
+    for i in range(len(objs)):
+        again, first = demo_source(objs[i][0].source), objs[i][0]
+        assert type(again) is type(first)
+        if hasattr(first, "array"):
+            np.testing.assert_array_equal(np.asarray(again.array), np.asarray(first.array))
+        elif hasattr(first, "frames"):  # a view set: same cameras, same photos
+            assert [f.name for f in again.frames] == [f.name for f in first.frames]
+            np.testing.assert_allclose(again.frames[0].camera.c2w, first.frames[0].camera.c2w)
+            np.testing.assert_array_equal(again.frames[-1].rgba, first.frames[-1].rgba)
+        else:  # a mesh or a point cloud
+            np.testing.assert_array_equal(again.points, first.points)
+
+
+def test_rendering_demo_is_a_specular_capture_with_its_mesh():
+    from viewer.model import Mesh, ViewSet
+
+    (mesh, _), (views, _) = demo_objects("rendering")
+    assert isinstance(mesh, Mesh) and mesh.uv is not None and mesh.texture is not None
+    assert isinstance(views, ViewSet) and len(views.split("train")) == 100 and len(views.split("test")) == 20
+    assert views.frames[0].rgba.shape == (256, 256, 4)
 
 
 def test_unknown_demo_source():

@@ -39,6 +39,9 @@ from .model import NRModel, composite
 __all__ = ["fit_renderer", "split_views", "distributed", "finish_distributed", "orbit_defaults", "ensure_uv"]
 
 
+LOSS_EVERY = 25  # steps between points of the training-loss curve (held-out PSNR: val_every)
+
+
 class _Stop(Exception):
     """Leave the loop: time budget, iterations or cancel."""
 
@@ -187,6 +190,7 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     best: dict[str, Any] = {"psnr": -float("inf"), "state": None, "step": 0}
     history: list[dict[str, float]] = []
     step, last_val_s, running, n_running, last_report = 0, 0.0, 0.0, 0, 0.0
+    window_loss, window_n = 0.0, 0  # the loss curve gets a point every LOSS_EVERY steps
     stop_reason = "iterations"
     gc.freeze()  # long-lived tensors out of full collections (stalls of the window's event loop)
 
@@ -254,9 +258,15 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
             loss.backward()
             opt.step()
             step += 1
-            running += float(loss.detach())
+            loss_value = float(loss.detach())
+            running += loss_value
             n_running += 1
+            window_loss += loss_value
+            window_n += 1
             if rank == 0:
+                if window_n >= LOSS_EVERY:
+                    report(progress.metrics, step, loss=window_loss / window_n)
+                    window_loss, window_n = 0.0, 0
                 if time.monotonic() - last_report >= 0.25:  # a bar, not a flood of redraws
                     last_report = time.monotonic()
                     report(progress.update, fraction() * 1000, 1000, f"step {step}")
