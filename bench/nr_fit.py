@@ -4,7 +4,8 @@
 
 Drives the same commands a user types (``capture``, ``fit``, ``evaluate``) as subprocesses, one
 after another so neither competes with the other for the 2 cores: a specular capture of a mesh
-pyvista ships (default: its textured globe), 100 training and 20 held-out views at 256², then
+pyvista ships (default: its globe, which has UVs but no texture file, so ``capture`` paints its
+seeded procedural texture), 100 training and 20 held-out views at 256², then
 ``fit texture`` and ``fit dnr`` with the same wall-clock budget, then ``evaluate`` of each on the
 held-out split. Results go to bench/results/nr_fit.json and are printed.
 """

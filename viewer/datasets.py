@@ -386,7 +386,8 @@ def rendering_capture(views: int = 120, test: int = 20, size: int = 256, specula
                       seed: int = 0) -> Path:
     """The neural-rendering demo scene: a specular capture of pyvista's textured globe
     (``views - test`` training and ``test`` held-out views, Blender layout), rendered once with
-    ``capture`` and cached; the same scene ``bench/nr_fit.py`` measures on."""
+    ``capture`` and cached. ``bench/nr_fit.py`` measures on the same mesh and cameras with
+    ``capture``'s procedural texture instead of the Earth image."""
     from .cli_capture import capture_dataset
 
     folder = cache_dir() / f"capture-globe-{views}-{test}-{size}-{specular:g}-{seed}"
