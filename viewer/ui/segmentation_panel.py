@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import importlib
 import os
 import shutil
 import sys
@@ -42,6 +41,7 @@ from ..model import ImageLayer, LabelLayer, LabelMap, Scene
 from ..model.errors import LoadError
 from ..plugins import Case, PluginError, discover, get_plugin, load_case, plugin_for_checkpoint
 from .plugin_form import PluginForm
+from .training_widgets import format_left, warm_imports
 
 __all__ = ["SegmentationPanel", "pairs_in_folder", "copy_checkpoint", "same_grid", "format_left",
            "warm_up"]
@@ -109,16 +109,6 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def format_left(seconds: float) -> str:
-    """``125`` -> "about 2 min 5 s left"."""
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"about {s} s left"
-    if s < 3600:
-        return f"about {s // 60} min {s % 60:02d} s left"
-    return f"about {s // 3600} h {(s % 3600) // 60:02d} min left"
-
-
 def _dice(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
     try:
         from ..metrics import dice_per_label
@@ -138,7 +128,6 @@ def _canonical_spacing(affine: np.ndarray) -> np.ndarray:
     return np.array([np.linalg.norm(m[:, int(np.argmax(np.abs(m[w])))]) for w in range(3)])
 
 
-_WARM_LOCK = threading.Lock()
 _WARM = {"done": False}
 #: what a segmenter imports on its first call (torch's optimizers pull in torch.distributed)
 WARM_MODULES = ("torch", "monai.losses", "monai.transforms", "monai.inferers", "monai.networks.nets",
@@ -146,37 +135,10 @@ WARM_MODULES = ("torch", "monai.losses", "monai.transforms", "monai.inferers", "
 
 
 def warm_up() -> None:
-    """Import torch, MONAI and the segmenters' code in a worker thread, then freeze them out of
-    the garbage collector. Idempotent and thread-safe.
-
-    The UI's long stalls while a model trains are Python's full collections over the ~500k
-    objects these imports create (ENVIRONMENT.md). Here the collector is paused during the
-    imports and everything is then frozen (``gc.freeze``, O(1), no collection), so later
-    collections, automatic or the training loop's own, only scan what training creates.
-    """
-    with _WARM_LOCK:
-        if _WARM["done"]:
-            return
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for name in WARM_MODULES:
-                try:
-                    importlib.import_module(name)
-                except ImportError:
-                    pass
-            import torch
-
-            p = torch.zeros(1, requires_grad=True)  # an optimizer's first step imports more
-            opt = torch.optim.AdamW([p], lr=1e-3)
-            (2 * p).sum().backward()
-            opt.step()
-            del opt, p
-        finally:
-            gc.freeze()
-            if was_enabled:
-                gc.enable()
-            _WARM["done"] = True
+    """Import torch, MONAI and the segmenters' code (:func:`warm_imports`: in a worker thread,
+    the collector paused, then everything frozen out of it). Idempotent and thread-safe."""
+    warm_imports(WARM_MODULES)
+    _WARM["done"] = True
 
 
 def _preview_reference(cases: list) -> dict:

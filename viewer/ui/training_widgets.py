@@ -6,6 +6,7 @@ Images here are numpy arrays with row 0 at the top: (H, W, 3) RGB, uint8 or floa
 from __future__ import annotations
 
 import gc
+import importlib
 import threading
 import time
 from typing import Callable
@@ -14,10 +15,18 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QImage, QPixmap
 
-from .segmentation_panel import format_left
-
 __all__ = ["format_left", "ProgressClock", "CurvePlot", "to_uint8", "to_pixmap", "heat_colors", "psnr",
-           "side_by_side", "warm_torch"]
+           "side_by_side", "warm_imports", "warm_torch"]
+
+
+def format_left(seconds: float) -> str:
+    """``125`` -> "about 2 min 5 s left"."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"about {s} s left"
+    if s < 3600:
+        return f"about {s // 60} min {s % 60:02d} s left"
+    return f"about {s // 3600} h {(s % 3600) // 60:02d} min left"
 
 
 class ProgressClock:
@@ -156,29 +165,46 @@ def side_by_side(images: list[np.ndarray], height: int = 150, gap: int = 6) -> n
     return out
 
 
-_WARM = {"done": False}
+_WARMED: set[str] = set()
 _WARM_LOCK = threading.Lock()
 
 
-def warm_torch() -> None:
-    """Import torch and take one optimizer step (in a worker), then freeze those objects out of
-    the garbage collector, whose full passes over them are the UI's long stalls
-    (ENVIRONMENT.md). Idempotent and thread-safe."""
+def warm_imports(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` (in a worker) with the garbage collector paused, take one optimizer
+    step when torch is among them (its first step imports more), then freeze everything out of
+    the collector. Idempotent per module and thread-safe.
+
+    The UI's long stalls while a model trains are Python's full collections over the ~500k
+    objects these imports create (ENVIRONMENT.md). ``gc.freeze`` (O(1), no collection) makes
+    later collections, automatic or a training loop's own, scan only what training creates.
+    """
     with _WARM_LOCK:
-        if _WARM["done"]:
+        todo = [m for m in modules if m not in _WARMED]
+        if not todo:
             return
-        was = gc.isenabled()
+        was_enabled = gc.isenabled()
         gc.disable()
         try:
-            import torch
+            for name in todo:
+                try:
+                    importlib.import_module(name)
+                except ImportError:
+                    pass
+            if "torch" in todo:
+                import torch
 
-            p = torch.zeros(1, requires_grad=True)
-            opt = torch.optim.Adam([p], lr=1e-3)
-            (2 * p).sum().backward()
-            opt.step()
-            del opt, p
+                p = torch.zeros(1, requires_grad=True)
+                opt = torch.optim.AdamW([p], lr=1e-3)
+                (2 * p).sum().backward()
+                opt.step()
+                del opt, p
         finally:
             gc.freeze()
-            if was:
+            if was_enabled:
                 gc.enable()
-            _WARM["done"] = True
+            _WARMED.update(todo)
+
+
+def warm_torch() -> None:
+    """:func:`warm_imports` of torch: what every renderer needs first."""
+    warm_imports(("torch",))
