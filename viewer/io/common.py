@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +13,13 @@ import numpy as np
 
 from ..model.errors import LoadError
 
-__all__ = ["available_memory", "check_fits_in_memory", "atomic_path", "require_file", "same_file"]
+__all__ = ["available_memory", "check_fits_in_memory", "atomic_path", "require_file", "same_file",
+           "require_regular_file", "check_claim_fits_file", "note_outside_file", "MAX_DEFLATE_RATIO"]
+
+# zlib/gzip cannot expand data by more than about 1032:1 (RFC 1951 worst case for long runs);
+# bzip2 reaches higher ratios on runs, so it gets a looser bound
+MAX_DEFLATE_RATIO = 1100
+MAX_BZIP2_RATIO = 50_000
 
 
 def available_memory() -> int:
@@ -55,12 +62,100 @@ def check_fits_in_memory(path: object, shape, dtype, factor: float = 1.0) -> Non
 
 
 def require_file(path: Path) -> None:
-    if not path.exists():
-        raise LoadError(path, "no such file or folder")
-    if path.is_file() and path.stat().st_size == 0:
+    """Refuse what cannot be opened as input: missing, empty, unreadable, or a device/FIFO/socket.
+
+    Folders pass (a DICOM series or a photo set); anything else must be a regular file,
+    because opening a FIFO or a character device blocks for ever or yields endless bytes.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise LoadError(path, "no such file or folder") from None
+    except OSError as exc:
+        raise LoadError(path, f"cannot open it ({exc.strerror or exc})") from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise LoadError(path, f"not a regular file ({_kind_of_mode(st.st_mode)}): refusing to read it")
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise LoadError(path, "the file is empty")
     if not os.access(path, os.R_OK):
         raise LoadError(path, "permission denied")
+
+
+def _kind_of_mode(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def require_regular_file(path: str | os.PathLike, owner: object = None, what: str = "file") -> int:
+    """Check that ``path`` is a readable regular file and return its size in bytes.
+
+    For files a header refers to (a detached data file, a texture, a photo): ``owner`` is the
+    file the user opened, named in the error so the message points at what they chose, and
+    ``what`` says what the referenced file is for ("data file", "texture", ...).
+    """
+    path = Path(path)
+    shown = owner if owner is not None else path
+    prefix = "" if owner is None else f"its {what} {path}: "
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise LoadError(shown, f"{prefix}no such file" if owner is not None else "no such file") from None
+    except OSError as exc:
+        raise LoadError(shown, f"{prefix}cannot open it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LoadError(shown, f"{prefix}not a regular file ({_kind_of_mode(st.st_mode)}): refusing to read it")
+    if not os.access(path, os.R_OK):
+        raise LoadError(shown, f"{prefix}permission denied")
+    return int(st.st_size)
+
+
+def check_claim_fits_file(path: object, need_bytes: int, file_bytes: int, *,
+                          compression: str | None = None, what: str = "header") -> None:
+    """Refuse a header whose array needs more bytes than the file behind it can hold.
+
+    ``need_bytes`` is what the declared shape and type take; ``file_bytes`` the size of the
+    file (or the bytes left after the header). Uncompressed data must be there byte for byte;
+    compressed data can expand only so far (deflate ~1032:1), so a 400-byte file that claims
+    gigabytes is refused before anything is allocated.
+    """
+    if compression is None:
+        limit = file_bytes
+    else:
+        ratio = MAX_BZIP2_RATIO if compression == "bzip2" else MAX_DEFLATE_RATIO
+        limit = file_bytes * ratio + 1024
+    if need_bytes > limit:
+        held = f"{file_bytes} bytes" + (f" of {compression} data" if compression else "")
+        raise LoadError(path, f"{what} claims {_human(need_bytes)} of data but the file holds only {held}")
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def note_outside_file(meta: dict, opened: Path, referenced: Path) -> None:
+    """Record in ``meta['outside_files']`` a file a header pulled in from outside its folder.
+
+    Headers (detached NRRD/MHD data, OBJ materials and textures, photo paths) may name any
+    file; the layer's info lists those that are not in or under the opened file's folder, so
+    a user sees what was read on their behalf.
+    """
+    try:
+        base = Path(opened).resolve().parent
+        ref = Path(referenced).resolve()
+    except OSError:
+        return
+    if base == ref.parent or base in ref.parents:
+        return
+    files = meta.setdefault("outside_files", [])
+    if str(ref) not in files:
+        files.append(str(ref))
 
 
 def same_file(a: Path, b: Path) -> bool:
