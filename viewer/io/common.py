@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -14,7 +15,8 @@ import numpy as np
 from ..model.errors import LoadError
 
 __all__ = ["available_memory", "check_fits_in_memory", "atomic_path", "require_file", "same_file",
-           "require_regular_file", "check_claim_fits_file", "note_outside_file", "MAX_DEFLATE_RATIO"]
+           "require_regular_file", "check_claim_fits_file", "note_outside_file", "MAX_DEFLATE_RATIO",
+           "open_image_header"]
 
 # zlib/gzip cannot expand data by more than about 1032:1 (RFC 1951 worst case for long runs);
 # bzip2 reaches higher ratios on runs, so it gets a looser bound
@@ -156,6 +158,38 @@ def note_outside_file(meta: dict, opened: Path, referenced: Path) -> None:
     files = meta.setdefault("outside_files", [])
     if str(ref) not in files:
         files.append(str(ref))
+
+
+def open_image_header(path: str | os.PathLike, owner: object = None, what: str = "image"):
+    """Open an image with Pillow reading only its header (``.size`` and ``.mode``, no pixels).
+
+    The file must be a regular file (a FIFO would block for ever). An image above Pillow's
+    ``MAX_IMAGE_PIXELS`` (~89 M pixels) is refused with a LoadError instead of Pillow's
+    DecompressionBombWarning on stderr (or its error above twice that). ``owner`` and ``what``
+    are as for :func:`require_regular_file`. The caller closes the image (``with``).
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    require_regular_file(path, owner, what)
+    shown = owner if owner is not None else path
+    prefix = "" if owner is None else f"its {what} {path}: "
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        px = f"{int(size.group(1)):,} pixels" if size else "too many pixels"
+        raise LoadError(shown, f"{prefix}the image has {px}, more than the {Image.MAX_IMAGE_PIXELS:,} "
+                               "allowed (possible decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise LoadError(shown, f"{prefix}cannot read the {what} (not an image format Pillow knows)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise LoadError(shown, f"{prefix}cannot read the {what} ({type(exc).__name__}: {exc})") from None
+    return im
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -32,9 +32,9 @@ from ..model.camera import Camera
 from ..model.errors import LoadError
 from ..model.geometry import PointCloud
 from ..model.viewset import Frame, ViewSet
-from .common import atomic_path
+from .common import atomic_path, available_memory, note_outside_file, open_image_header, require_regular_file
 
-__all__ = ["load_viewset", "save_transforms", "is_viewset_path", "read_rgba", "LLFF_HOLD"]
+__all__ = ["load_viewset", "save_transforms", "is_viewset_path", "read_rgba", "pixel_budget", "LLFF_HOLD"]
 
 SPLITS = ("train", "val", "test")
 LLFF_HOLD = 8
@@ -45,6 +45,8 @@ _COLMAP_MODELS = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4}
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _PINHOLE_NAMES = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "PERSPECTIVE")
 _BLENDER_FILE = re.compile(r"^transforms_(train|val|test)\.json$", re.IGNORECASE)
+PIXEL_BUDGET_CAP = 16 << 30
+"""Most bytes a scene's decoded photos may take (RGBA, 4 bytes a pixel, + 1 a mask pixel)."""
 
 
 # -- what is a view set -------------------------------------------------------------------------
@@ -90,25 +92,23 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
-def _pil_array(path: Path, what: str, grey: bool = False) -> np.ndarray:
-    """The image's samples as Pillow gives them (palette and odd modes -> RGB(A); ``grey``: L)."""
-    from PIL import Image, UnidentifiedImageError
-
+def _pil_array(path: Path, what: str, grey: bool = False, owner: object = None) -> np.ndarray:
+    """The image's samples as Pillow gives them (palette and odd modes -> RGB(A); ``grey``: L).
+    Only a regular file under Pillow's pixel limit is decoded (see ``open_image_header``)."""
+    shown, prefix = (path, "") if owner is None else (owner, f"its {what} {path}: ")
     try:
-        with Image.open(path) as im:
+        with open_image_header(path, owner, what) as im:
             im.load()
             if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "1") and not im.mode.startswith("I;16"):
                 im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
             if grey and im.mode in ("LA", "RGB", "RGBA"):
                 im = im.convert("L")
             return np.asarray(im)
-    except UnidentifiedImageError:
-        raise LoadError(path, f"cannot read the {what} (not an image format Pillow knows)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise LoadError(path, f"cannot read the {what} ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # a truncated or corrupt pixel stream
+        raise LoadError(shown, f"{prefix}cannot read the {what} ({type(exc).__name__}: {exc})") from None
 
 
-def read_rgba(path: str | Path) -> np.ndarray:
+def read_rgba(path: str | Path, owner: object = None) -> np.ndarray:
     """Read an image as (H, W, 4) uint8 RGBA, row 0 at the top.
 
     Grey and RGB get alpha 255; 16-bit grey is scaled by 1/257; 16-bit RGB(A) PNGs go through
@@ -116,9 +116,10 @@ def read_rgba(path: str | Path) -> np.ndarray:
 
     Raises
     ------
-    LoadError : the file is missing or not an image.
+    LoadError : the file is missing, not a regular file or not an image; with ``owner`` (the
+        file the user opened) the message names ``owner`` first.
     """
-    a = _to_uint8(_pil_array(Path(path), "image"))
+    a = _to_uint8(_pil_array(Path(path), "image", owner=owner))
     a = a[..., None] if a.ndim == 2 else a
     c = a.shape[2]
     out = np.empty(a.shape[:2] + (4,), np.uint8)
@@ -127,9 +128,9 @@ def read_rgba(path: str | Path) -> np.ndarray:
     return out
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def _read_mask(path: Path, owner: object) -> np.ndarray:
     """(H, W) bool: True where the mask is at least half on (8-bit, 16-bit or 0/1 masks)."""
-    a = _pil_array(path, "mask", grey=True)
+    a = _pil_array(path, "mask", grey=True, owner=owner)
     if a.dtype == np.bool_:
         return a.copy()
     a = a.astype(np.float64)
@@ -137,15 +138,38 @@ def _read_mask(path: Path) -> np.ndarray:
     return a >= 0.5 if top <= 1.0 else a >= (127.5 if top <= 255 else 32767.5)
 
 
-def _find_image(base: Path, file_path: str) -> Path | None:
+def _find_image(base: Path, file_path: str, owner: Path, what: str = "image") -> Path | None:
+    """``file_path`` under ``base``, as given or with an image extension added; a name that
+    exists but is no regular file (a FIFO, a device) is refused rather than opened."""
     p = base / file_path
-    if p.is_file():
-        return p
-    for ext in _IMAGE_EXTS:
-        q = p.with_name(p.name + ext)
-        if q.is_file():
+    for q in [p] + [p.with_name(p.name + ext) for ext in _IMAGE_EXTS]:
+        if q.exists() or q.is_symlink():
+            require_regular_file(q, owner, what)
             return q
     return None
+
+
+def pixel_budget() -> int:
+    """Bytes the decoded photos of one scene may take: a quarter of the memory available now,
+    at most :data:`PIXEL_BUDGET_CAP`. Training then scales, composites and caches the frames
+    (several more copies at the training size), so the photos themselves get a quarter."""
+    return int(min(available_memory() / 4, PIXEL_BUDGET_CAP))
+
+
+def _image_size(path: Path, owner: Path, what: str = "image") -> tuple[int, int]:
+    """(width, height) from the image's header: no pixel is decoded."""
+    with open_image_header(path, owner, what) as im:
+        return im.size
+
+
+def _check_pixel_budget(opened: Path, sizes: list[tuple[int, int, int]]) -> None:
+    """Refuse, before any photo is decoded, a scene whose photos (w, h, bytes a pixel) would
+    take more than :func:`pixel_budget` once decoded."""
+    total, limit = sum(w * h * b for w, h, b in sizes), pixel_budget()
+    if total > limit:
+        raise LoadError(opened, f"its {len(sizes)} images need {total / 2**30:.1f} GiB decoded, more "
+                                f"than the {limit / 2**30:.1f} GiB allowed (a quarter of the available "
+                                "memory, at most 16 GiB): use downscaled images (e.g. images_4)")
 
 
 # -- transforms.json --------------------------------------------------------------------------
@@ -256,8 +280,9 @@ def _background(top: dict, src: Path) -> tuple[float, float, float] | None:
     return None
 
 
-def _load_transforms(src: Path, file_split: str | None) -> tuple[list[Frame], dict]:
-    """Frames of one transforms file (``file_split``: the split its name gives, if any)."""
+def _transforms_entries(src: Path, file_split: str | None, meta: dict) -> tuple[list[dict], dict]:
+    """Check one transforms file and find its photos without decoding them: (entries, top)
+    with one dict per frame (``file_split``: the split the file's name gives, if any)."""
     top = _read_json(src)
     if not isinstance(top, dict) or not isinstance(top.get("frames"), list):
         raise LoadError(src, "not a transforms file: no 'frames' list")
@@ -267,31 +292,22 @@ def _load_transforms(src: Path, file_split: str | None) -> tuple[list[Frame], di
     for s in SPLITS:
         for p in top.get(f"{s}_filenames") or []:
             listed[_norm_rel(p)] = s
-    base = src.parent
-    frames = []
+    entries = []
     for i, fr in enumerate(top["frames"]):
         where = f"frame {i}"
         if not isinstance(fr, dict) or "file_path" not in fr or "transform_matrix" not in fr:
             raise LoadError(src, f"{where}: needs file_path and transform_matrix")
         rel = str(fr["file_path"])
         where = f"frame {i} ({rel})"
-        img_path = _find_image(base, rel)
+        img_path = _find_image(src.parent, rel, src)
         if img_path is None:
             raise LoadError(src, f"{where}: image {rel} not found (tried it as given and with "
                                  f"{', '.join(e for e in _IMAGE_EXTS if e.islower())})")
-        rgba = read_rgba(img_path)
-        h, w = rgba.shape[:2]
-        fx, fy, cx, cy = _intrinsics({**top, **fr}, w, h, where, src, img_path.name)
-        c2w_gl = _pose(fr["transform_matrix"], where, src)
-        mask = None
+        mask_path = None
         if fr.get("mask_path"):
-            mpath = _find_image(base, str(fr["mask_path"]))
-            if mpath is None:
+            mask_path = _find_image(src.parent, str(fr["mask_path"]), src, "mask")
+            if mask_path is None:
                 raise LoadError(src, f"{where}: mask {fr['mask_path']} not found")
-            mask = _read_mask(mpath)
-            if mask.shape != (h, w):
-                raise LoadError(src, f"{where}: mask {mpath.name} is {mask.shape[1]}x{mask.shape[0]} "
-                                     f"but the image is {w}x{h}")
         if "split" in fr:
             split = _SPLIT_ALIASES.get(str(fr["split"]).lower())
             if split is None:
@@ -299,9 +315,29 @@ def _load_transforms(src: Path, file_split: str | None) -> tuple[list[Frame], di
         else:  # nerfstudio's *_filenames lists name the file with or without its extension
             r = _norm_rel(rel)
             split = listed.get(r) or listed.get(r + img_path.suffix) or file_split or "train"
-        cam = Camera.from_opengl_c2w(c2w_gl, fx, fy, cx, cy, w, h, name=img_path.name)
-        frames.append(Frame(cam, rgba, name=img_path.name, split=split, mask=mask))
-    return frames, top
+        for p in (img_path, mask_path):
+            if p is not None:
+                note_outside_file(meta, src, p)
+        entries.append({"src": src, "top": top, "frame": fr, "where": where, "image": img_path,
+                        "mask": mask_path, "split": split})
+    return entries, top
+
+
+def _transforms_frame(e: dict) -> Frame:
+    """Decode one entry of :func:`_transforms_entries` into a Frame."""
+    src, fr, where, img_path = e["src"], e["frame"], e["where"], e["image"]
+    rgba = read_rgba(img_path, owner=src)
+    h, w = rgba.shape[:2]
+    fx, fy, cx, cy = _intrinsics({**e["top"], **fr}, w, h, where, src, img_path.name)
+    c2w_gl = _pose(fr["transform_matrix"], where, src)
+    mask = None
+    if e["mask"] is not None:
+        mask = _read_mask(e["mask"], src)
+        if mask.shape != (h, w):
+            raise LoadError(src, f"{where}: mask {e['mask'].name} is {mask.shape[1]}x{mask.shape[0]} "
+                                 f"but the image is {w}x{h}")
+    cam = Camera.from_opengl_c2w(c2w_gl, fx, fy, cx, cy, w, h, name=img_path.name)
+    return Frame(cam, rgba, name=img_path.name, split=e["split"], mask=mask)
 
 
 def _load_transforms_set(path: Path) -> ViewSet:
@@ -322,15 +358,21 @@ def _load_transforms_set(path: Path) -> ViewSet:
     else:
         m = _BLENDER_FILE.match(path.name)
         files = [(path, m.group(1).lower() if m else None)]
-    frames: list[Frame] = []
     background = None
     meta: dict = {"format": "blender" if files[0][1] else "transforms",
                   "files": [str(p) for p, _ in files]}
+    entries: list[dict] = []
     for src, split in files:
-        fs, top = _load_transforms(src, split)
-        frames.extend(fs)
+        es, top = _transforms_entries(src, split, meta)
+        entries.extend(es)
         background = background or _background(top, src)
         meta.setdefault("transforms", {k: v for k, v in top.items() if k != "frames" and "_filenames" not in k})
+    # every photo's size from its header first: a scene too large to hold is refused before
+    # a single photo is decoded
+    sizes = [(*_image_size(e["image"], e["src"]), 4) for e in entries]
+    sizes += [(*_image_size(e["mask"], e["src"], "mask"), 1) for e in entries if e["mask"] is not None]
+    _check_pixel_budget(path, sizes)
+    frames = [_transforms_frame(e) for e in entries]
     return ViewSet(frames, background=background or (1.0, 1.0, 1.0), name=folder.name,
                    source=str(path), meta=meta)
 
@@ -433,18 +475,28 @@ def _load_colmap(folder: Path, model: Path) -> ViewSet:
     elif model == folder and folder.parent.name == "sparse":  # opened SCENE/sparse/0 itself
         root = folder.parent.parent
     dirs = [d for d in (root / "images", model / "images", root) if d.is_dir()]
-    frames = []
-    for i, (q, t, cid, name) in enumerate(images):
+    meta: dict = {"format": "colmap", "model": str(model),
+                  "split_rule": f"every {LLFF_HOLD}th image by name is test"}
+    found = []  # (image path, width, height) from the headers: nothing decoded yet
+    for q, t, cid, name in images:
         if cid not in cams:
             raise LoadError(model / "images.txt", f"image {name} uses camera {cid}, which cameras.txt lacks")
-        img_path = next((d / name for d in dirs if (d / name).is_file()), None)
+        img_path = next((d / name for d in dirs if (d / name).exists() or (d / name).is_symlink()), None)
         if img_path is None:
             raise LoadError(folder, f"image {name} not found in {root / 'images'}")
-        rgba = read_rgba(img_path)
-        h, w = rgba.shape[:2]
-        kind, cw, ch, p = cams[cid]
+        w, h = _image_size(img_path, folder)
+        _, cw, ch, _ = cams[cid]
         if (cw, ch) != (w, h):
             raise LoadError(folder, f"image {name} is {w}x{h} but camera {cid} says {cw}x{ch}")
+        note_outside_file(meta, root / "images.txt", img_path)  # outside the scene's folder?
+        found.append((img_path, w, h))
+    _check_pixel_budget(folder, [(w, h, 4) for _, w, h in found])
+    frames = []
+    for i, ((q, t, cid, name), (img_path, w, h)) in enumerate(zip(images, found)):
+        rgba = read_rgba(img_path, owner=folder)
+        if rgba.shape[:2] != (h, w):  # the header and the pixels disagree: a corrupt file
+            raise LoadError(folder, f"image {name}: its pixels are not the {w}x{h} its header says")
+        kind, _, _, p = cams[cid]
         fx, fy, cx, cy = (p[0], p[0], p[1], p[2]) if kind == "SIMPLE_PINHOLE" else tuple(p)
         try:
             cam = Camera.from_colmap(q, t, fx, fy, cx, cy, w, h, name=Path(name).name)
@@ -452,7 +504,6 @@ def _load_colmap(folder: Path, model: Path) -> ViewSet:
             raise LoadError(folder, f"image {name}: {exc}") from None
         split = "test" if i % LLFF_HOLD == 0 else "train"
         frames.append(Frame(cam, rgba, name=Path(name).name, split=split))
-    meta = {"format": "colmap", "model": str(model), "split_rule": f"every {LLFF_HOLD}th image by name is test"}
     return ViewSet(frames, points=points, name=root.name, source=str(folder), meta=meta)
 
 
