@@ -131,3 +131,34 @@ def test_layer_panel_edits_the_model(window, qtbot, phantom_files):
     z0 = window.scene.cursor[2]
     window.views["axial"].view.step(1)
     assert window.scene.cursor[2] == pytest.approx(z0 - 2.5)  # axial looks from the feet: +1 = inferior
+
+
+@pytest.mark.parametrize("field,value", [
+    ("cursor", "middle"),                       # refused when the file is read
+    ("selected", "first"),
+    ("display", {"visible": "no"}),             # refused by the layer's own check, still before replacing
+    ("display", {"opacity": 5}),
+], ids=["cursor-text", "selected-text", "visible-no", "opacity-five"])
+def test_bad_scene_keeps_the_old_scene_and_says_why(window, qtbot, phantom_files, tmp_path, field, value):
+    img, lab = phantom_files
+    drop(window, [img])
+    qtbot.waitUntil(lambda: len(window.scene) == 1, timeout=20000)
+    before = list(window.scene)
+    doc = {"format": "lucid3d-scene", "version": 1,
+           "layers": [{"source": str(lab), "kind": "labels", "as_labels": True, "display": {}}],
+           "cursor": [0.0, 0.0, 0.0], "selected": 0, "cameras": {}}
+    if field == "display":
+        doc["layers"][0]["display"] = value
+    else:
+        doc[field] = value
+    path = tmp_path / "bad.lucid3d.json"
+    path.write_text(json.dumps(doc))
+    window.last_error = None
+    window.open_scene(str(path))
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=20000)
+    assert "bad.lucid3d.json" in window.last_error and "\n" not in window.last_error
+    assert list(window.scene) == before  # nothing replaced
+    boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+    assert boxes and "bad.lucid3d.json" in boxes[-1].text()
+    for b in boxes:
+        b.close()

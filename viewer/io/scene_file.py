@@ -16,16 +16,20 @@ Sources are absolute paths, or ``demo:NAME`` for the built-in demo data.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
 from ..model import LabelLayer, LabelTable, Layer, Scene, layer_for
 from ..model.errors import LoadError
-from .common import atomic_path
+from .common import atomic_path, require_regular_file
 
-__all__ = ["scene_to_dict", "save_scene", "read_scene", "restore_layers"]
+__all__ = ["scene_to_dict", "save_scene", "read_scene", "validate_scene", "restore_layers"]
 
 FORMAT = "lucid3d-scene"
+MAX_SCENE_BYTES = 16 << 20  # a scene lists files and settings: kilobytes; refuse a runaway file
+MAX_LAYERS = 1000
+_LAYER_KINDS = ("image", "labels", "mesh", "points", "viewset")
 
 
 def scene_to_dict(scene: Scene, cameras: dict[str, dict] | None = None) -> dict[str, Any]:
@@ -61,16 +65,103 @@ def save_scene(scene: Scene, path: str | Path, cameras: dict[str, dict] | None =
 
 
 def read_scene(path: str | Path) -> dict[str, Any]:
+    """Read and fully validate a scene file (see :func:`validate_scene`); LoadError otherwise."""
     path = Path(path)
+    size = require_regular_file(path)
+    if size > MAX_SCENE_BYTES:
+        raise LoadError(path, f"{size} bytes is too large for a scene file (at most {MAX_SCENE_BYTES})")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise LoadError(path, f"not a readable scene file ({exc})") from None
+    validate_scene(data, path)
+    return data
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_is_number(x) for x in v)
+
+
+def validate_scene(data: Any, path: str | Path) -> None:
+    """Check a whole scene document before anything is built from it.
+
+    Every field is checked for type and range (display values later again by the layers' own
+    checks, which :func:`restore_layers` runs before the window replaces anything), so a bad
+    file is refused with one line naming the field, and the scene on screen stays as it was.
+    """
+    def bad(where: str, what: str) -> LoadError:
+        return LoadError(path, f"{where}: {what}")
+
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LoadError(path, "not a Lucid3D scene file")
-    if int(data.get("version", 0)) > 1:
-        raise LoadError(path, f"scene file version {data['version']} is newer than this app")
-    return data
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise bad("version", f"must be an integer, got {version!r}")
+    if version > 1:
+        raise LoadError(path, f"scene file version {version} is newer than this app")
+    layers = data.get("layers", [])
+    if not isinstance(layers, list):
+        raise bad("layers", "must be a list")
+    if len(layers) > MAX_LAYERS:
+        raise bad("layers", f"{len(layers)} layers; at most {MAX_LAYERS}")
+    for i, entry in enumerate(layers):
+        where = f"layers[{i}]"
+        if not isinstance(entry, dict):
+            raise bad(where, "must be an object")
+        src = entry.get("source")
+        if not isinstance(src, str) or not src.strip():
+            raise bad(f"{where}.source", "must be a file path or demo:NAME")
+        if "kind" in entry and entry["kind"] not in _LAYER_KINDS:
+            raise bad(f"{where}.kind", f"must be one of {', '.join(_LAYER_KINDS)}; got {entry['kind']!r}")
+        if not isinstance(entry.get("as_labels", False), bool):
+            raise bad(f"{where}.as_labels", "must be true or false")
+        if entry.get("series") is not None and not isinstance(entry["series"], str):
+            raise bad(f"{where}.series", "must be a series UID (text) or null")
+        if not isinstance(entry.get("display", {}), dict):
+            raise bad(f"{where}.display", "must be an object")
+        if "labels" in entry:
+            try:
+                LabelTable.from_list(entry["labels"])
+            except ValueError as exc:
+                raise bad(f"{where}.labels", str(exc)) from None
+    if "cursor" in data and not _numbers(data["cursor"], 3):
+        raise bad("cursor", f"must be 3 finite numbers (RAS mm), got {data['cursor']!r}")
+    sel = data.get("selected")
+    if sel is not None and (isinstance(sel, bool) or not isinstance(sel, int) or not 0 <= sel < len(layers)):
+        raise bad("selected", f"must be a layer index below {len(layers)} or null, got {sel!r}")
+    cams = data.get("cameras", {})
+    if not isinstance(cams, dict):
+        raise bad("cameras", "must be an object")
+    for name, state in cams.items():
+        _check_camera(state, f"cameras.{name}", bad)
+
+
+def _check_camera(state: Any, where: str, bad: Callable[[str, str], LoadError]) -> None:
+    """A slice view's ``{focal, scale}`` or a 3D view's ``{position, focal, up, angle, center}``."""
+    if not isinstance(state, dict):
+        raise bad(where, "must be an object")
+    if "position" in state:  # 3D view
+        for key in ("position", "focal", "up"):
+            if not _numbers(state.get(key), 3):
+                raise bad(f"{where}.{key}", "must be 3 finite numbers")
+        if not any(state["up"]):
+            raise bad(f"{where}.up", "must not be the zero vector")
+        angle = state.get("angle", 30.0)
+        if not _is_number(angle) or not 0.0 < angle < 180.0:
+            raise bad(f"{where}.angle", f"must be within 0..180 degrees, got {angle!r}")
+        if "center" in state and not _numbers(state["center"], 2):
+            raise bad(f"{where}.center", "must be 2 finite numbers")
+    else:  # slice view
+        focal = state.get("focal")
+        if not (isinstance(focal, list) and len(focal) in (2, 3) and all(_is_number(x) for x in focal)):
+            raise bad(f"{where}.focal", "must be 2 or 3 finite numbers")
+        scale = state.get("scale")
+        if not _is_number(scale) or scale <= 0:
+            raise bad(f"{where}.scale", f"must be a positive number, got {scale!r}")
 
 
 def load_source(entry: dict[str, Any]) -> Any:
@@ -85,14 +176,20 @@ def load_source(entry: dict[str, Any]) -> Any:
     return load_path(src, as_labels=bool(entry.get("as_labels")), series=entry.get("series"))
 
 
-def restore_layers(data: dict[str, Any], load: Callable[[dict], Any] = load_source) -> list[Layer]:
-    """Layers of a scene file with their display state (cursor and cameras are the caller's)."""
+def restore_layers(data: dict[str, Any], load: Callable[[dict], Any] = load_source,
+                   path: str | Path = "scene") -> list[Layer]:
+    """Layers of a (validated) scene file with their display state; cursor and cameras are the
+    caller's. Any bad display value is a LoadError naming the layer and field, raised before
+    the caller has replaced anything."""
     layers = []
-    for entry in data.get("layers", []):
+    for i, entry in enumerate(data.get("layers", [])):
         obj = load(entry)
         if entry.get("labels") and hasattr(obj, "table"):
             obj.table = LabelTable.from_list(entry["labels"])
         layer = layer_for(obj)
-        layer.apply_display_state(entry.get("display", {}))
+        try:
+            layer.apply_display_state(entry.get("display", {}))
+        except ValueError as exc:
+            raise LoadError(path, f"layers[{i}].display.{exc}") from None
         layers.append(layer)
     return layers

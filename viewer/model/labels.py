@@ -30,6 +30,28 @@ class Label:
     opacity: float = 1.0
 
 
+def _label_from_dict(row: object, i: int) -> Label:
+    def bad(what: str) -> ValueError:
+        return ValueError(f"label {i}: {what}")
+
+    if not isinstance(row, dict):
+        raise bad("must be an object with value, name and color")
+    value, name, color = row.get("value"), row.get("name"), row.get("color")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise bad(f"value must be a non-negative integer, got {value!r}")
+    if not isinstance(name, str):
+        raise bad(f"name must be text, got {name!r}")
+    if (not isinstance(color, (list, tuple)) or len(color) != 3
+            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0.0 <= c <= 1.0 for c in color)):
+        raise bad(f"color must be 3 numbers within 0..1, got {color!r}")
+    visible, opacity = row.get("visible", True), row.get("opacity", 1.0)
+    if not isinstance(visible, bool):
+        raise bad(f"visible must be true or false, got {visible!r}")
+    if isinstance(opacity, bool) or not isinstance(opacity, (int, float)) or not 0.0 <= opacity <= 1.0:
+        raise bad(f"opacity must be a number within 0..1, got {opacity!r}")
+    return Label(value, name, tuple(float(c) for c in color), visible, float(opacity))  # type: ignore[arg-type]
+
+
 class LabelTable:
     """Ordered labels by value; ``changed`` fires with the value whenever one is edited."""
 
@@ -86,8 +108,10 @@ class LabelTable:
 
     @classmethod
     def from_list(cls, rows: list[dict]) -> "LabelTable":
-        return cls([Label(int(r["value"]), str(r["name"]), tuple(r["color"]),
-                          bool(r.get("visible", True)), float(r.get("opacity", 1.0))) for r in rows])
+        """The inverse of :meth:`to_list`; every field is checked (ValueError names the row)."""
+        if not isinstance(rows, list):
+            raise ValueError(f"a label table is a list of labels, got {type(rows).__name__}")
+        return cls([_label_from_dict(r, i) for i, r in enumerate(rows)])
 
 
 @dataclass(eq=False)

@@ -61,8 +61,18 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
+def _number(v: Any) -> float:
+    """A real number: not a bool, not text ("5" and True would otherwise pass float())."""
+    if isinstance(v, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"must be a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number, got {v!r}") from None
+
+
 def _unit(v: Any) -> float:
-    v = float(v)
+    v = _number(v)
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"must be within 0..1, got {v}")
     return v
@@ -77,20 +87,35 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
 
 
 def _positive(v: Any) -> float:
-    v = float(v)
+    v = _number(v)
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"must be a positive number, got {v}")
     return v
 
 
 def _finite(v: Any) -> float:
-    v = float(v)
+    v = _number(v)
     if not np.isfinite(v):
         raise ValueError(f"must be finite, got {v}")
     return v
 
 
+def _bool(v: Any) -> bool:
+    """Only a real boolean: ``bool("no")`` is True, so a scene file's "no" must not pass."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise ValueError(f"must be true or false, got {v!r}")
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"must be text, got {v!r}")
+    return v
+
+
 def _color(v: Any) -> tuple[float, float, float]:
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__len__"):
+        raise ValueError(f"colour must be 3 values within 0..1, got {v!r}")
     c = tuple(float(x) for x in v)
     if len(c) != 3 or not all(0.0 <= x <= 1.0 for x in c):
         raise ValueError(f"colour must be 3 values within 0..1, got {v}")
@@ -126,8 +151,8 @@ class Layer:
     """Base of all layers: a name, visibility and opacity, and ``events``."""
 
     kind = "layer"
-    name = Prop("", str)
-    visible = Prop(True, bool)
+    name = Prop("", _text)
+    visible = Prop(True, _bool)
     opacity = Prop(1.0, _unit)
 
     def __init__(self, data: Any, name: str = "", **display: Any) -> None:
@@ -154,9 +179,16 @@ class Layer:
         return out
 
     def apply_display_state(self, state: dict[str, Any]) -> None:
+        """Set each display property ``state`` names (unknown keys are ignored).
+
+        Raises ValueError naming the first property whose value does not pass its check.
+        """
         for key, value in state.items():
             if isinstance(getattr(type(self), key, None), Prop):
-                setattr(self, key, value)
+                try:
+                    setattr(self, key, value)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{key}: {exc}") from None
 
     def bounds_world(self) -> np.ndarray:
         """(2, 3) min/max world corner."""
@@ -194,8 +226,8 @@ class LabelLayer(Layer):
     """A ``LabelMap`` drawn over the slices (filled or outline) and as 3D surfaces."""
 
     kind = "labels"
-    outline = Prop(False, bool)
-    show_3d = Prop(True, bool)
+    outline = Prop(False, _bool)
+    show_3d = Prop(True, _bool)
     data: LabelMap
 
     def __init__(self, data: LabelMap, name: str = "", **display: Any) -> None:
@@ -210,7 +242,7 @@ class LabelLayer(Layer):
 class MeshLayer(Layer):
     kind = "mesh"
     color = Prop((0.85, 0.85, 0.85), _color)
-    show_texture = Prop(True, bool)
+    show_texture = Prop(True, _bool)
     data: Mesh
 
 
@@ -243,7 +275,7 @@ class ViewSetLayer(Layer):
     kind = "viewset"
     color = Prop((1.0, 0.62, 0.15), _color)
     frustum_scale = Prop(1.0, _positive)
-    show_thumbnails = Prop(True, bool)
+    show_thumbnails = Prop(True, _bool)
     selected_frame = _FrameIndex(-1)
     data: ViewSet
 

@@ -409,9 +409,11 @@ class MainWindow(QMainWindow):
 
     def open_scene(self, path: str) -> None:
         """Replace the scene's layers with a scene file's, restoring display, cursor and cameras."""
+        # everything is read, checked and built in the worker; the scene on screen is replaced
+        # only when all of it succeeded, so a bad file leaves it as it was and a dialog says why
         def work(progress):
             data = read_scene(path)
-            return data, restore_layers(data)
+            return data, restore_layers(data, path=path)
 
         def done(result):
             data, layers = result
