@@ -46,6 +46,11 @@ def run_app(paths=(), labels=(), demo: bool | str = False) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Lucid3D")
     app.setStyle("Fusion")
+    from PySide6.QtGui import QIcon
+
+    from ..resources import icon_path
+
+    app.setWindowIcon(QIcon(str(icon_path())))
     win = make_window(paths, labels, demo)
     win.show()
     # the big UI stalls are full garbage collections over the many long-lived objects that VTK
