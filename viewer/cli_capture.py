@@ -34,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from .cli import number_in, prepare_out_folder
 from .model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS", "capture_dataset", "TEXTURE_SIZE", "VIEW_ANGLE"]
@@ -53,7 +54,7 @@ def add_parsers(sub) -> None:
                    help="share of the views held out for testing, rounded (default 0.2)")
     c.add_argument("--texture", metavar="IMG", help="texture image to use (else the mesh's own, or procedural)")
     c.add_argument("--specular", type=float, default=0.5, help="specular coefficient, 0 = matte (default 0.5)")
-    c.add_argument("--seed", type=int, default=0, help="cameras, split and procedural texture (default 0)")
+    c.add_argument("--seed", type=number_in(int, 0, 2**32 - 1), default=0, help="cameras, split and procedural texture (default 0)")
     HANDLERS["capture"] = _cmd_capture
 
 
@@ -84,15 +85,9 @@ def _check_args(views: int, size: int, test_fraction: float, specular: float) ->
     return views - n_test, n_test
 
 
-def _check_out(out: Path) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise LoadError(out, "exists and is not a folder")
-        if any(out.iterdir()):
-            raise LoadError(out, "exists and is not empty: refusing to overwrite; choose a new folder")
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise LoadError(out, f"the folder {parent} does not exist")
+def _check_out(out: Path, inputs: list[str]) -> None:
+    """New or empty (never overwritten, no --overwrite), and not an input or a folder holding one."""
+    prepare_out_folder(out, inputs=inputs, what="capture")
 
 
 def _load_texture(path: str) -> np.ndarray:
@@ -111,12 +106,12 @@ def _load_texture(path: str) -> np.ndarray:
 def _prepare_mesh(path: str, texture: str | None, seed: int):
     """The mesh to render: loaded, with uv (its own or xatlas), a texture and normals.
     Returns (mesh, uv source, texture source)."""
-    from .io import load_path
+    from .cli import load_input
     from .model.geometry import Mesh
     from .render.capture import split_creases
     from .render.uvatlas import parametrize, procedural_texture
 
-    mesh = load_path(path)
+    mesh = load_input(path)
     if not isinstance(mesh, Mesh):
         raise LoadError(path, f"not a triangle mesh (it holds a {type(mesh).__name__})")
     if mesh.n_faces == 0:
@@ -185,7 +180,10 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
     t0 = time.perf_counter()
     n_train, n_test = _check_args(views, size, test_fraction, specular)
     out_dir = Path(out)
-    _check_out(out_dir)
+    if not 0 <= seed <= 2**32 - 1:
+        raise LoadError("--seed", f"must be in [0, {2**32 - 1}], got {seed}")
+    inputs = [mesh_path] + ([texture] if texture else [])
+    _check_out(out_dir, inputs)
     mesh, uv_from, tex_from = _prepare_mesh(mesh_path, texture, seed)
     cams = frame_cameras(mesh, views, size, VIEW_ANGLE, seed=seed)
     order = np.random.default_rng(seed).permutation(views)
@@ -206,7 +204,7 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
                 Image.fromarray(img, "RGBA").save(tmp / split / f"{name}.png", format="PNG")
             (tmp / f"transforms_{split}.json").write_text(
                 json.dumps(_transforms(split_cams, names, split, background), indent=1), encoding="utf-8")
-        _check_out(out_dir)  # nobody wrote there meanwhile
+        _check_out(out_dir, inputs)  # nobody wrote there meanwhile
         tmp.replace(out_dir)  # an empty folder is replaced atomically
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -27,24 +27,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli import load_input, number_in, only_files, prepare_out_folder, reading, validate_options
 from .model.errors import LoadError
 
-__all__ = ["add_parsers", "HANDLERS", "evaluate_views"]
+__all__ = ["add_parsers", "HANDLERS", "evaluate_views", "renderer_checkpoint_of"]
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return v
-
-    return parse
+MAX_SIZE = 4096  # pixels, as capture: an orbit frame or a training frame's longer side
 
 
 def add_parsers(sub) -> None:
@@ -53,12 +42,15 @@ def add_parsers(sub) -> None:
     f.add_argument("--scene", required=True, metavar="DIR", help="transforms.json / Blender / COLMAP scene")
     f.add_argument("--mesh", required=True, metavar="MESH",
                    help="the scene's mesh (.obj/.ply/...), in its world frame")
-    f.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder")
-    f.add_argument("--minutes", type=float, help="wall-clock budget (default: the plugin's)")
-    f.add_argument("--iters", type=int, help="optimisation steps at most")
-    f.add_argument("--size", type=_positive(int), help="training image size: longer side at most S pixels")
+    f.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder: new or empty")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace a checkpoint of the same method in --out (its parametrized mesh is reused)")
+    f.add_argument("--minutes", type=number_in(float, 0, 100_000), help="wall-clock budget, 0 = none (default: the plugin's)")
+    f.add_argument("--iters", type=number_in(int, 0, 100_000_000), help="optimisation steps at most, 0 = no limit")
+    f.add_argument("--size", type=number_in(int, 16, MAX_SIZE),
+                   help=f"training image size: longer side at most S pixels (16..{MAX_SIZE})")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    f.add_argument("--seed", type=int)
+    f.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["fit"] = _cmd_fit
 
@@ -66,10 +58,14 @@ def add_parsers(sub) -> None:
     r.add_argument("--checkpoint", required=True, metavar="CKPT")
     r.add_argument("--scene", metavar="DIR", help="render the cameras of this scene's --split")
     r.add_argument("--split", default="test", help="train, val or test (default test)")
-    r.add_argument("--orbit", type=_positive(int), metavar="N", help="render N views on a circle around the mesh")
-    r.add_argument("--size", type=_positive(int), default=256, help="orbit image size in pixels (default 256)")
-    r.add_argument("--fps", type=_positive(float), default=30.0, help="frames per second of an .mp4 (default 30)")
+    r.add_argument("--orbit", type=number_in(int, 1, 100_000), metavar="N", help="render N views on a circle around the mesh")
+    r.add_argument("--size", type=number_in(int, 16, MAX_SIZE), default=256,
+                   help=f"orbit image size in pixels, 16..{MAX_SIZE} (default 256)")
+    r.add_argument("--fps", type=number_in(float, 0, 240, lo_open=True), default=30.0,
+                   help="frames per second of an .mp4 (default 30)")
     r.add_argument("--out", required=True, metavar="OUTDIR_OR.mp4")
+    r.add_argument("--overwrite", action="store_true",
+                   help="write into an OUTDIR that holds nothing but PNGs (an earlier render)")
     r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     HANDLERS["render"] = _cmd_render
 
@@ -92,10 +88,11 @@ def _check_device(device: str) -> None:
 def _load_scene(path: str):
     from .io.scenes import load_viewset
 
-    try:
-        return load_viewset(path)
-    except (ValueError, OSError) as exc:
-        raise LoadError(path, " ".join(str(exc).split())) from None
+    with reading(path):  # anything else a hostile scene makes the reader raise
+        try:
+            return load_viewset(path)
+        except (ValueError, OSError) as exc:  # the reader's own messages say what is wrong
+            raise LoadError(path, " ".join(str(exc).split())) from None
 
 
 def _frames(scene, path: str, split: str) -> list:
@@ -107,10 +104,9 @@ def _frames(scene, path: str, split: str) -> list:
 
 
 def _load_mesh(path: str):
-    from .io import load_path
     from .model import Mesh
 
-    mesh = load_path(path)
+    mesh = load_input(path)
     if not isinstance(mesh, Mesh) or mesh.n_faces == 0:
         raise LoadError(path, "not a triangle mesh")
     return mesh
@@ -149,7 +145,7 @@ def _cached_uv_mesh(out: Path, mesh_sha: str):
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from plugins._nr.checkpoint import read_config, sha256_file
+    from plugins._nr.checkpoint import sha256_file
 
     from .cli_train import _CtrlC
     from .jobs.progress import Cancelled, TerminalProgress
@@ -160,30 +156,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     except PluginError as exc:
         raise LoadError(args.method, str(exc)) from None
     _check_device(args.device)
+    rank = int(os.environ.get("RANK", "0"))
+    cfg = plugin.Config(device=args.device)
+    for arg, name in (("minutes", "minutes"), ("iters", "iters"), ("size", "size"), ("seed", "seed")):
+        if getattr(args, arg) is not None:
+            setattr(cfg, name, getattr(args, arg))
+    validate_options(cfg, {"minutes": "--minutes", "iters": "--iters", "size": "--size", "seed": "--seed"})
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise LoadError(out, "exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and read_config(out, quiet=True) is None:
-        raise LoadError(out, "is a folder that holds something other than a renderer checkpoint; "
-                             "give a new or empty folder")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise LoadError(out, f"the folder {out.parent} does not exist")
-    for inp in (Path(args.scene), Path(args.mesh)):
-        if out.resolve() == inp.resolve() or inp.resolve().is_relative_to(out.resolve()) \
-                or (inp.is_dir() and out.resolve().is_relative_to(inp.resolve())):
-            raise LoadError(out, "refusing to write the checkpoint into an input")
+    if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
+        prepare_out_folder(out, inputs=[args.scene, args.mesh], what=f"{plugin.name} checkpoint",
+                           ours=lambda d: renderer_checkpoint_of(d) == plugin.name, overwrite=args.overwrite)
     scene = _load_scene(args.scene)
     _frames(scene, args.scene, "train")
     mesh = _load_mesh(args.mesh)
     mesh_sha = sha256_file(args.mesh)
     if mesh.uv is None:
         mesh = _cached_uv_mesh(out, mesh_sha) or mesh  # else fit parametrizes it
-    cfg = plugin.Config(device=args.device)
-    for arg, name in (("minutes", "minutes"), ("iters", "iters"), ("size", "size"), ("seed", "seed")):
-        if getattr(args, arg) is not None:
-            setattr(cfg, name, getattr(args, arg))
     os.environ["LUCID3D_DEVICE"] = args.device
-    rank = int(os.environ.get("RANK", "0"))
     progress = TerminalProgress(f"fitting {plugin.name}", disable=args.quiet or rank != 0)
     with _CtrlC(progress):
         try:
@@ -216,14 +205,20 @@ def _png_names(frames, path: str) -> list[str]:
     return names
 
 
-def _out_folder(out: Path, protect: list[Path]) -> None:
-    if out.exists() and not out.is_dir():
-        raise LoadError(out, "exists and is not a folder")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise LoadError(out, f"the folder {out.parent} does not exist")
-    for p in protect:
-        if out.resolve() == p.resolve() or out.resolve().is_relative_to(p.resolve()):
-            raise LoadError(out, "refusing to write into an input folder")
+def renderer_checkpoint_of(folder: Path) -> str | None:
+    """The plugin name of the renderer checkpoint ``folder`` holds and nothing else, or None."""
+    from plugins._nr.checkpoint import read_config
+
+    if not only_files(folder, lambda n: n in ("config.json", "model.safetensors", "mesh.npz")):
+        return None
+    cfg = read_config(folder, quiet=True)
+    return cfg.get("plugin") if cfg else None
+
+
+def _out_folder(out: Path, protect: list[Path], overwrite: bool) -> None:
+    """Render's OUTDIR: new or empty; with --overwrite, one that holds nothing but PNGs."""
+    prepare_out_folder(out, inputs=protect, what="set of rendered PNGs", overwrite=overwrite,
+                       ours=lambda d: only_files(d, lambda n: n.lower().endswith(".png")))
 
 
 def _write_png(img, path: Path, protect: list[Path]) -> None:
@@ -252,7 +247,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         scene = _load_scene(args.scene)
         frames = _frames(scene, args.scene, args.split)
         names = _png_names(frames, args.scene)
-        _out_folder(out, [Path(args.scene), ckpt])
+        _out_folder(out, [Path(args.scene), ckpt], args.overwrite)
         plugin, model = _load_model(args.checkpoint, args.device)
         jobs = [(f.camera, n) for f, n in zip(frames, names)]
         background = scene.background
@@ -263,7 +258,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             if out.resolve().is_relative_to(ckpt.resolve()):
                 raise LoadError(out, "refusing to write into the checkpoint")
         else:
-            _out_folder(out, [ckpt])
+            _out_folder(out, [ckpt], args.overwrite)
         plugin, model = _load_model(args.checkpoint, args.device)
         o = model.meta.get("orbit") or {}
         b = np.asarray(model.mesh.bounds(), float).reshape(3, 2)

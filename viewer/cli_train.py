@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli import number_in, only_files, prepare_out_folder, reading, refuse_same_file, validate_options
 from .model.errors import LoadError
 
-__all__ = ["add_parsers", "HANDLERS", "label_summary"]
+__all__ = ["add_parsers", "HANDLERS", "label_summary", "segmenter_checkpoint_of"]
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -23,14 +24,18 @@ def add_parsers(sub) -> None:
     t.add_argument("--model", default="unet3d", help="segmenter plugin (default unet3d)")
     t.add_argument("--image", action="append", required=True, metavar="IMG", help="image volume (repeat)")
     t.add_argument("--label", action="append", required=True, metavar="LBL", help="its label volume (repeat, same order)")
-    t.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder (model.safetensors + config.json)")
-    t.add_argument("--minutes", type=float, help="wall-clock budget; stops cleanly and keeps the best checkpoint")
-    t.add_argument("--epochs", type=int, help="epochs at most")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="checkpoint folder (model.safetensors + config.json): new or empty")
+    t.add_argument("--overwrite", action="store_true", help="replace a checkpoint of the same method in --out")
+    t.add_argument("--minutes", type=number_in(float, 0, 100_000),
+                   help="wall-clock budget (0 = none); stops cleanly and keeps the best checkpoint")
+    t.add_argument("--epochs", type=number_in(int, 1, 1_000_000), help="epochs at most")
     t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    t.add_argument("--val-fraction", type=float, help="share of cases held out for validation")
-    t.add_argument("--patch", type=int, help="patch edge in voxels")
-    t.add_argument("--iters-per-epoch", type=int)
-    t.add_argument("--seed", type=int)
+    t.add_argument("--val-fraction", type=number_in(float, 0, 1, hi_open=True),
+                   help="share of cases held out for validation, in [0, 1)")
+    t.add_argument("--patch", type=number_in(int, 16, 256), help="patch edge in voxels (16..256)")
+    t.add_argument("--iters-per-epoch", type=number_in(int, 1, 1_000_000))
+    t.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["train-segmenter"] = _cmd_train
 
@@ -97,7 +102,8 @@ def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
         raise LoadError("--label", f"{len(images)} --image but {len(labels)} --label: give them in pairs")
     cases, sources = [], []
     for img_path, lab_path in zip(images, labels):
-        cases.append(load_case(img_path, lab_path))
+        with reading(f"{img_path} (or its label {lab_path})"):
+            cases.append(load_case(img_path, lab_path))
         sources.append({"image": str(Path(img_path).resolve()), "image_sha256": sha256_file(img_path),
                         "label": str(Path(lab_path).resolve()), "label_sha256": sha256_file(lab_path)})
     return cases, sources
@@ -112,20 +118,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except PluginError as exc:
         raise LoadError("--model", str(exc)) from None
     _check_device(args.device)
-    out = Path(args.out)
-    inputs = [Path(p).resolve() for p in args.image + args.label]
-    if out.exists() and not out.is_dir():
-        raise LoadError(out, "exists and is not a folder")
-    if any(out.resolve() == p or out.resolve() in p.parents for p in inputs):
-        raise LoadError(out, "refusing to write the checkpoint into an input")
-    cases, sources = load_cases(args.image, args.label)
+    rank = int(os.environ.get("RANK", "0"))
     cfg = plugin.Config(device=args.device)
     for arg, name in (("minutes", "minutes"), ("epochs", "max_epochs"), ("val_fraction", "val_fraction"),
                       ("patch", "patch_size"), ("iters_per_epoch", "iters_per_epoch"), ("seed", "seed")):
         if getattr(args, arg) is not None:
             setattr(cfg, name, getattr(args, arg))
+    validate_options(cfg, {"minutes": "--minutes", "max_epochs": "--epochs", "val_fraction": "--val-fraction",
+                    "patch_size": "--patch", "iters_per_epoch": "--iters-per-epoch", "seed": "--seed"})
+    out = Path(args.out)
+    if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
+        prepare_out_folder(out, inputs=args.image + args.label, what=f"{plugin.name} checkpoint",
+                           ours=lambda d: segmenter_checkpoint_of(d) == plugin.name, overwrite=args.overwrite)
+    cases, sources = load_cases(args.image, args.label)
     os.environ["LUCID3D_DEVICE"] = args.device
-    rank = int(os.environ.get("RANK", "0"))
     progress = TerminalProgress(f"training {plugin.name}", disable=args.quiet or rank != 0)
     with _CtrlC(progress):
         try:
@@ -145,6 +151,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def segmenter_checkpoint_of(folder: Path) -> str | None:
+    """The plugin name of the segmenter checkpoint ``folder`` holds and nothing else, or None."""
+    from plugins._seg.checkpoint import FORMAT
+
+    from .plugins import read_checkpoint_json
+
+    if not only_files(folder, lambda n: n in ("config.json", "model.safetensors")):
+        return None
+    try:
+        cfg = read_checkpoint_json(folder / "config.json")
+    except LoadError:
+        return None
+    return cfg.get("plugin") if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
+
+
 def label_summary(labels) -> dict[str, dict[str, Any]]:
     """Per label value: name, voxels, volume in mL (what `segment` prints)."""
     from .model import voxel_volume_ml
@@ -156,24 +177,33 @@ def label_summary(labels) -> dict[str, dict[str, Any]]:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from .io import load_path, save_nifti
+    from plugins._seg.checkpoint import check_prediction_grid
+
+    from .cli import load_input
+    from .io import save_nifti
     from .jobs.progress import TerminalProgress
     from .model import Volume
     from .plugins import plugin_for_checkpoint
 
     out = _nifti_out(args.output)
     unc_out = _nifti_out(args.uncertainty) if args.uncertainty else None
-    _check_device(args.device)
     ckpt = Path(args.checkpoint)
+    src = Path(args.input)
+    refuse_same_file(out, input=src, uncertainty=unc_out)
+    if unc_out is not None:
+        refuse_same_file(unc_out, input=src)
+    for o in filter(None, (out, unc_out)):
+        if (src.is_dir() and o.resolve().is_relative_to(src.resolve())) or o.resolve().is_relative_to(ckpt.resolve()):
+            raise LoadError(o, "refusing to write into an input folder")
+    _check_device(args.device)
     plugin = plugin_for_checkpoint(ckpt, "segmenter")
     model = plugin.load(ckpt, device=args.device)
-    volume = load_path(args.input)
+    volume = load_input(args.input)
     if not isinstance(volume, Volume):
         raise LoadError(args.input, "not a volume")
-    src = Path(args.input)
-    for o in filter(None, (out, unc_out)):
-        if src.is_dir() and o.resolve().is_relative_to(src.resolve()):
-            raise LoadError(o, "refusing to write into the input folder")
+    problem = check_prediction_grid(model, volume.shape, volume.affine)
+    if problem:
+        raise LoadError(ckpt / "config.json", f"too fine for this scan: {problem}")
     progress = TerminalProgress("segmenting", disable=args.quiet)
     with _CtrlC(progress):
         try:

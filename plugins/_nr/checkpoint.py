@@ -24,12 +24,46 @@ from safetensors.torch import load_file, save_file
 from viewer.io.common import atomic_path
 from viewer.model.errors import LoadError
 from viewer.model.geometry import Mesh
+from viewer.io.common import require_regular_file
+from viewer.plugins import (SEED_MAX, Range, check_json_object, check_weights_fit, config_from_dict, numbers, of_type,
+                            read_checkpoint_json, validate_config)
 
 from .model import NRModel
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "sha256_file"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "sha256_file",
+           "FIT_BOUNDS", "TEXTURE_BUDGET", "validate_fit_config", "check_texture", "read_checked_config"]
 
 FORMAT = "lucid3d-renderer"
+
+# Bounds of the settings every renderer shares (plugins/_nr/plugin.py FitConfig); each plugin's
+# Config.validate() adds its own. A checkpoint's config.json is checked against them before
+# anything is built from it.
+FIT_BOUNDS = {
+    "size": Range(0, 4096), "minutes": Range(0, 100_000), "iters": Range(0, 100_000_000), "batch": Range(1, 64),
+    "crop": Range(0, 4096), "lr": Range(0, 1, lo_open=True), "lr_texture": Range(0, 10, lo_open=True),
+    "lr_decay": Range(0, 1, lo_open=True), "val_every": Range(1, 100_000_000), "val_views": Range(0, 100_000),
+    "seed": Range(0, SEED_MAX),
+    "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
+}
+# Texture elements (texels of every pyramid level x channels): 2^29 float32 is 2 GB, and Adam
+# keeps two more of it while fitting. A 2048 DNR texture (16 channels) is 89 M.
+TEXTURE_BUDGET = 1 << 29
+MAX_MESH_POINTS = 50_000_000  # a checkpoint's stored mesh, before any of it is read
+
+
+def validate_fit_config(config, bounds: dict) -> None:
+    """The shared settings plus ``bounds``; a fit with no step limit and no time limit never ends."""
+    validate_config(config, {**FIT_BOUNDS, **bounds})
+    if config.iters == 0 and config.minutes == 0:
+        raise ValueError("iters: 0 (no step limit) with minutes 0 (no time limit) would never stop")
+
+
+def check_texture(size: int, levels: int, channels: int) -> None:
+    """ValueError if a Laplacian texture of this finest edge, levels and channels is over budget."""
+    texels = sum(max(2, int(size) >> i) ** 2 for i in range(int(levels)))
+    if texels * channels > TEXTURE_BUDGET:
+        raise ValueError(f"texture_size: {size} x {levels} levels x {channels} channels is "
+                         f"{texels * channels * 4 / 2**30:.1f} GB of texture (at most {TEXTURE_BUDGET * 4 / 2**30:.0f})")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -95,36 +129,135 @@ def read_config(directory: str | os.PathLike, quiet: bool = False) -> dict[str, 
     """The checkpoint's config.json; LoadError (None if ``quiet``) for a folder that is not one."""
     directory = Path(directory)
     try:
-        cfg = json.loads((directory / "config.json").read_text())
+        cfg = read_checkpoint_json(directory / "config.json")
         if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
             raise ValueError("not a renderer checkpoint")
         return cfg
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (LoadError, ValueError):
         if quiet:
             return None
         raise LoadError(directory, "not a Lucid3D renderer checkpoint (a folder with config.json, "
                                    "model.safetensors and mesh.npz)") from None
 
 
+def _plain_name(v: Any) -> str | None:
+    if not isinstance(v, str) or not v or "/" in v or "\\" in v or v in (".", ".."):
+        return f"must be a file name inside the checkpoint, got {v!r}"[:200]
+    return None
+
+
+def _orbit_problem(v: Any) -> str | None:
+    if v is None:
+        return None
+    try:
+        check_json_object(v, {"center": numbers(3, Range(-1e9, 1e9)), "radius": _number(Range(0, 1e9, lo_open=True)),
+                              "elevation": _number(Range(-90, 90)), "view_angle": _number(Range(0, 180, lo_open=True, hi_open=True)),
+                              "up": numbers(3, Range(-1e9, 1e9))}, optional=("center", "radius", "elevation",
+                                                                             "view_angle", "up"))
+    except ValueError as exc:
+        return str(exc)
+    if "up" in v and not any(v["up"]):
+        return "up: must not be zero"
+    return None
+
+
+def _number(bound: Range) -> Callable[[Any], str | None]:
+    return lambda v: of_type(int, float)(v) or bound.problem(float(v))
+
+
+_COUNT = Range(1, MAX_MESH_POINTS)
+_MESH_SCHEMA = {"file": _plain_name, "sha256": of_type(str), "n_points": lambda v: of_type(int)(v) or _COUNT.problem(v),
+                "n_faces": lambda v: of_type(int)(v) or _COUNT.problem(v), "source": of_type(str, type(None)),
+                "source_sha256": of_type(str, type(None))}
+
+
+def _mesh_problem(v: Any) -> str | None:
+    try:
+        check_json_object(v, _MESH_SCHEMA, optional=("source", "source_sha256"))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+_SCHEMA = {
+    "format": of_type(str), "version": lambda v: None if v == 1 and v is not True else f"must be 1, got {v!r}",
+    "plugin": of_type(str), "config": of_type(dict), "background": numbers(3, Range(0, 1)),
+    "train_size": numbers(2, Range(0, 65536), integer=True), "mesh": _mesh_problem, "orbit": _orbit_problem,
+    "scene": of_type(str, type(None)), "metrics": of_type(dict), "weights_sha256": of_type(str),
+}
+_OPTIONAL = ("version", "background", "train_size", "orbit", "scene", "metrics")
+
+
+def read_checked_config(directory: Path) -> dict[str, Any]:
+    """config.json of a renderer checkpoint with every field checked (its plugin's Config too);
+    LoadError naming the file."""
+    from viewer.plugins import PluginError, get_plugin
+
+    cfg = read_config(directory)
+    cfg_path = directory / "config.json"
+    try:
+        check_json_object(cfg, _SCHEMA, optional=_OPTIONAL)
+        try:
+            plugin = get_plugin(cfg["plugin"], "renderer")
+        except PluginError as exc:
+            raise ValueError(f"plugin: {exc}") from None
+        config_from_dict(plugin.Config, cfg["config"])
+    except (ValueError, TypeError) as exc:
+        raise LoadError(cfg_path, " ".join(str(exc).split())) from None
+    return cfg
+
+
+def _check_mesh_file(path: Path, n_points: int, n_faces: int) -> None:
+    """The npy headers inside mesh.npz against the config's counts, before any array is read
+    (a small deflated member can expand to gigabytes)."""
+    import zipfile
+
+    want = {"points.npy": ((n_points, 3), np.float64), "faces.npy": ((n_faces, 3), np.int64),
+            "uv.npy": ((n_points, 2), np.float32)}
+    require_regular_file(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = {i.filename: i for i in z.infolist()}
+            if set(infos) != set(want):
+                raise ValueError(f"holds {sorted(infos)}, not points, faces and uv")
+            for name, (shape, dtype) in want.items():
+                with z.open(infos[name]) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    got_shape, fortran, got_dtype = reader(fh)
+                if got_shape != shape or got_dtype != np.dtype(dtype):
+                    raise ValueError(f"{name} is {got_dtype}{list(got_shape)}, the config says {np.dtype(dtype)}{list(shape)}")
+                if infos[name].file_size > int(np.prod(shape)) * np.dtype(dtype).itemsize + 4096:
+                    raise ValueError(f"{name} is larger than its header says")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise LoadError(path, f"unreadable mesh ({' '.join(str(exc).split())[:200]})") from None
+
+
 def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.nn.Module],
                     device: str = "cpu") -> NRModel:
     """Read a checkpoint folder; ``build(config_dict)`` makes the empty network.
 
-    Raises LoadError for a folder that is not ours, a damaged or altered weights or mesh file,
-    or weights that do not fit the network the config describes.
+    Before anything is built: every field of config.json is checked (types, bounds, the plugin's
+    Config.validate()), the weights' and the mesh's SHA-256 against the config, the array headers
+    in mesh.npz against the config's counts, and the tensor names and shapes in the weights'
+    header against the network ``build`` makes on torch's 'meta' device. Raises LoadError (one
+    line, naming the file) for a folder that is not ours, an edited or damaged config, a damaged
+    or altered weights or mesh file, or weights that do not fit the network the config describes.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise LoadError(directory, "a renderer checkpoint is a folder (config.json, model.safetensors, mesh.npz)")
-    cfg = read_config(directory)
-    if not isinstance(cfg.get("mesh"), dict) or not isinstance(cfg.get("plugin"), str):
-        raise LoadError(directory / "config.json", "the config names no mesh or plugin")
-    weights, mesh_file = directory / "model.safetensors", directory / str(cfg.get("mesh", {}).get("file", "mesh.npz"))
+    cfg = read_checked_config(directory)
+    cfg_path = directory / "config.json"
+    weights, mesh_file = directory / "model.safetensors", directory / cfg["mesh"]["file"]
     for f in (weights, mesh_file):
-        if not f.is_file():
+        if not f.exists():
             raise LoadError(f, "missing: the checkpoint is incomplete")
-    if cfg.get("weights_sha256") != sha256_file(weights):
+        require_regular_file(f)
+    if cfg["weights_sha256"] != sha256_file(weights):
         raise LoadError(weights, "the weights file is truncated or does not belong to this config")
+    _check_mesh_file(mesh_file, cfg["mesh"]["n_points"], cfg["mesh"]["n_faces"])
     try:
         with np.load(mesh_file, allow_pickle=False) as z:
             mesh = Mesh(z["points"], z["faces"], uv=z["uv"])
@@ -132,6 +265,13 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
         raise LoadError(mesh_file, f"unreadable mesh ({' '.join(str(exc).split())})") from None
     if mesh_digest(mesh) != cfg["mesh"].get("sha256"):
         raise LoadError(mesh_file, "the mesh does not belong to this config")
+    faces = np.asarray(mesh.faces)
+    if faces.size and (faces.min() < 0 or faces.max() >= mesh.n_points) or not np.all(np.isfinite(mesh.points)):
+        raise LoadError(mesh_file, "the mesh has faces out of range or non-finite points")
+    try:
+        check_weights_fit(weights, lambda: build(dict(cfg.get("config", {}))))
+    except ValueError as exc:
+        raise LoadError(cfg_path, f"does not describe the weights: {exc}") from None
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for damaged files

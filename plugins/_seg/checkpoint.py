@@ -19,10 +19,13 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from viewer.io.common import atomic_path
+from viewer.io.common import atomic_path, require_regular_file
 from viewer.model.errors import LoadError
+from viewer.plugins import (Range, check_json_object, check_weights_fit, config_from_dict, numbers, of_type,
+                            read_checkpoint_json)
 
-__all__ = ["SegModel", "save_checkpoint", "load_checkpoint", "FORMAT", "sha256_file"]
+__all__ = ["SegModel", "save_checkpoint", "load_checkpoint", "read_checked_config", "check_prediction_grid",
+           "FORMAT", "sha256_file", "MAX_GRID_VOXELS"]
 
 FORMAT = "lucid3d-segmenter"
 
@@ -82,27 +85,106 @@ def save_checkpoint(model: SegModel, directory: str | os.PathLike) -> Path:
     return directory
 
 
+SPACING_RANGE = Range(0.1, 100.0)  # mm; finer than 0.1 mm is not a clinical scan
+MAX_LABEL_VALUE = 2**31 - 1
+# voxels of the scan on the network's grid: 2^29 float32 is 2 GB before MONAI's own buffers
+MAX_GRID_VOXELS = 1 << 29
+
+
+def _labels_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or not 1 <= len(value) <= 1000:
+        return "must be a list of 1 to 1000 labels"
+    seen = set()
+    for row in value:
+        if not isinstance(row, dict) or set(row) - {"value", "name", "color"} or {"value", "name"} - set(row):
+            return f"each label is {{value, name, color}}, got {row!r}"[:200]
+        v = row["value"]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LABEL_VALUE or v in seen:
+            return f"label values are distinct whole numbers from 1, got {v!r}"
+        seen.add(v)
+        if not isinstance(row["name"], str):
+            return f"label {v}: its name must be text"
+        color = row.get("color", [1.0, 0.0, 0.0])
+        if numbers(3, Range(0, 1))(color):  # RGB 0..1, as viewer.model.Label keeps it
+            return f"label {v}: color must be 3 numbers within 0..1, got {color!r}"[:200]
+    return None
+
+
+def _finite(v: Any) -> str | None:
+    return of_type(int, float)(v) or Range(-1e12, 1e12).problem(float(v))
+
+
+def _normalisation_problem(value: Any) -> str | None:
+    try:
+        check_json_object(value, {"mode": lambda v: None if v in ("ct", "mr") else f"must be ct or mr, got {v!r}",
+                                  **{k: _finite for k in ("clip_low", "clip_high", "mean", "std")}},
+                          optional=("clip_low", "clip_high", "mean", "std"))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _exactly(expected: Any) -> Callable[[Any], str | None]:
+    return lambda v: None if v == expected and type(v) is type(expected) else f"must be {expected!r}, got {v!r}"
+
+
+_SCHEMA = {
+    "format": of_type(str), "version": _exactly(1), "plugin": of_type(str), "config": of_type(dict),
+    "labels": _labels_problem, "normalisation": _normalisation_problem, "spacing": numbers(3, SPACING_RANGE),
+    "patch": numbers(3, Range(16, 256), integer=True), "in_channels": _exactly(1),
+    "n_classes": lambda v: of_type(int)(v) or Range(2, 1001).problem(v), "metrics": of_type(dict),
+    "training_data": of_type(list), "weights_sha256": of_type(str),
+}
+_OPTIONAL = ("version", "in_channels", "n_classes", "metrics", "training_data")
+
+
+def read_checked_config(directory: Path, config_cls: type | None = None) -> tuple[dict, Any]:
+    """config.json of a segmenter checkpoint, every field checked; LoadError naming the file.
+
+    Returns the JSON and the plugin's Config built from it (None without ``config_cls``).
+    """
+    cfg_path = directory / "config.json"
+    cfg = read_checkpoint_json(cfg_path)
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise LoadError(directory, "not a Lucid3D segmenter checkpoint")
+    try:
+        check_json_object(cfg, _SCHEMA, optional=_OPTIONAL)
+        if "n_classes" in cfg and cfg["n_classes"] != len(cfg["labels"]) + 1:
+            raise ValueError(f"n_classes: {cfg['n_classes']} but {len(cfg['labels'])} labels + background")
+        config = config_from_dict(config_cls, cfg["config"]) if config_cls is not None else None
+        problem = config.patch_problem(cfg["patch"]) if hasattr(config, "patch_problem") else None
+        if problem:
+            raise ValueError(f"patch: {problem}")
+    except (ValueError, TypeError) as exc:
+        raise LoadError(cfg_path, " ".join(str(exc).split())) from None
+    return cfg, config
+
+
 def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.nn.Module],
-                    device: str = "cpu") -> SegModel:
+                    device: str = "cpu", config_cls: type | None = None) -> SegModel:
     """Read a checkpoint folder; ``build(config_json)`` makes the empty network.
 
-    Raises LoadError for a folder that is not ours, a truncated or altered weights file, or
-    weights that do not fit the network the config describes.
+    Before anything is built: every field of config.json is checked (types, bounds, and with
+    ``config_cls`` the plugin's Config.validate()), the weights' SHA-256 against the config, and
+    the tensor names and shapes in the weights' header against the network ``build`` makes on
+    torch's 'meta' device. Raises LoadError (one line, naming the file) for a folder that is not
+    ours, an edited or damaged config, a truncated or altered weights file, or weights that do
+    not fit the network the config describes.
     """
     directory = Path(directory)
     cfg_path, weights = directory / "config.json", directory / "model.safetensors"
     if not directory.is_dir():
         raise LoadError(directory, "a checkpoint is a folder with model.safetensors and config.json")
-    if not cfg_path.is_file() or not weights.is_file():
+    if not cfg_path.exists() or not weights.exists():
         raise LoadError(directory, "not a Lucid3D checkpoint (model.safetensors or config.json missing)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LoadError(cfg_path, f"unreadable config ({exc})") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise LoadError(directory, "not a Lucid3D segmenter checkpoint")
-    if cfg.get("weights_sha256") and cfg["weights_sha256"] != sha256_file(weights):
+    require_regular_file(weights)
+    cfg, _ = read_checked_config(directory, config_cls)
+    if cfg["weights_sha256"] != sha256_file(weights):
         raise LoadError(weights, "the weights file is truncated or does not belong to this config")
+    try:
+        check_weights_fit(weights, lambda: build(cfg))
+    except ValueError as exc:
+        raise LoadError(cfg_path, f"does not describe the weights: {exc}") from None
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for damaged files
@@ -120,3 +202,26 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
         in_channels=int(cfg.get("in_channels", 1)), metrics=cfg.get("metrics", {}),
         data=cfg.get("training_data", []), device=device,
     )
+
+
+def check_prediction_grid(model: SegModel, shape: tuple[int, ...], affine: Any) -> str | None:
+    """Why segmenting a scan of ``shape`` with voxel->RAS ``affine`` would be too large, or None:
+    the scan resampled to the model's spacing (as predict_volume does) must stay within
+    MAX_GRID_VOXELS."""
+    import numpy as np
+
+    from .preprocess import to_canonical
+
+    aff = np.asarray(affine, float)
+    if not np.all(np.isfinite(aff)):
+        return "the scan's affine is not finite"
+    stub = np.broadcast_to(np.zeros((), np.uint8), tuple(int(n) for n in shape[:3]))  # no memory
+    canon, can_aff, _ = to_canonical(stub, aff)
+    spacing = np.linalg.norm(can_aff[:3, :3], axis=0)
+    if np.any(spacing <= 0):
+        return "the scan's voxel spacing is zero"
+    n = float(np.prod([max(1, round(k * s / t)) for k, s, t in zip(canon.shape, spacing, model.spacing)]))
+    if n > MAX_GRID_VOXELS:
+        return (f"at the model's spacing {list(model.spacing)} mm the scan would be {n:.3g} voxels "
+                f"(at most {MAX_GRID_VOXELS:.3g})")
+    return None

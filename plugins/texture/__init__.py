@@ -13,12 +13,16 @@ from typing import Any
 
 import torch
 
+from plugins._nr.checkpoint import check_texture, validate_fit_config
 from plugins._nr.data import PixelBatch
 from plugins._nr.model import RendererNet
 from plugins._nr.networks import LaplacianTexture, scatter_pixels
 from plugins._nr.plugin import FitConfig, NeuralRendererPlugin, texture_size_for
+from viewer.plugins import Range
 
-__all__ = ["Config", "TextureNet", "TexturePlugin", "PLUGIN"]
+__all__ = ["BOUNDS", "Config", "TextureNet", "TexturePlugin", "PLUGIN"]
+
+BOUNDS = {"texture_size": Range(0, 8192), "levels": Range(1, 12)}
 
 
 @dataclass
@@ -30,6 +34,11 @@ class Config(FitConfig):
     levels: int = field(default=4, metadata={"help": "Laplacian pyramid levels (1 = a plain texture)"})
     batch: int = field(default=4, metadata={"help": "random crops (of different frames) per step"})
     lr_texture: float = field(default=2e-2, metadata={"help": "Adam learning rate of the texture"})
+
+    def validate(self) -> None:
+        """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
+        validate_fit_config(self, BOUNDS)
+        check_texture(self.texture_size, self.levels, 3)
 
 
 class TextureNet(RendererNet):

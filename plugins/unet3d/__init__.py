@@ -9,8 +9,39 @@ from typing import Any
 
 from viewer.jobs.progress import Progress
 from viewer.model import LabelMap, Volume
+from viewer.plugins import SEED_MAX, Range, validate_config
 
-__all__ = ["Config", "UNet3D", "PLUGIN"]
+__all__ = ["Config", "UNet3D", "PLUGIN", "BOUNDS", "WINDOW_BUDGET"]
+
+# Feature-map elements at the first level for one network call (patch^3 x base channels x windows
+# or patches per call): 2^29 float32 is 2 GB per map, so a config someone edited (a 400^3 patch)
+# is refused before it allocates 16 GB; every default and GPU preset sits well below it.
+WINDOW_BUDGET = 1 << 29
+
+BOUNDS = {
+    "patch_size": Range(16, 256), "base_channels": Range(1, 128), "levels": Range(2, 7),
+    "res_units": Range(0, 8), "sampling": ("posneg", "classes"), "affine_prob": Range(0, 1),
+    "batch_size": Range(1, 256), "learning_rate": Range(0, 1, lo_open=True), "max_epochs": Range(1, 1_000_000),
+    "iters_per_epoch": Range(1, 1_000_000), "val_every": Range(1, 1_000_000), "minutes": Range(0, 100_000),
+    "val_fraction": Range(0, 1, hi_open=True), "overlap": Range(0, 0.95), "sw_batch_size": Range(1, 64),
+    "seed": Range(0, SEED_MAX),
+    "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
+}
+
+
+def check_patch(patch: tuple[int, ...], levels: int, base: int, per_call: int) -> str | None:
+    """Why a patch (voxels per axis) does not suit the network, or None: each edge a multiple of
+    2^(levels-1) (every level halves it), and the first-level maps within WINDOW_BUDGET."""
+    step = 2 ** (levels - 1)
+    if any(p % step for p in patch):
+        return f"{list(patch)} is not a multiple of {step} (2^(levels-1), levels={levels})"
+    elements = base * per_call
+    for p in patch:
+        elements *= p
+    if elements > WINDOW_BUDGET:
+        return (f"{list(patch)} with {base} channels and {per_call} per call needs {elements * 4 / 2**30:.0f} GB "
+                f"per feature map (at most {WINDOW_BUDGET * 4 / 2**30:.0f})")
+    return None
 
 
 @dataclass
@@ -36,6 +67,18 @@ class Config:
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA"})
+
+    def validate(self) -> None:
+        """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
+        validate_config(self, BOUNDS)
+        p = self.patch_size
+        problem = check_patch((p, p, p), self.levels, self.base_channels, max(self.batch_size, self.sw_batch_size))
+        if problem:
+            raise ValueError(f"patch_size: {problem}")
+
+    def patch_problem(self, patch: tuple[int, ...]) -> str | None:
+        """Why a stored inference patch (voxels per axis) does not suit this network, or None."""
+        return check_patch(tuple(patch), self.levels, self.base_channels, self.sw_batch_size)
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):
@@ -81,7 +124,7 @@ class UNet3D:
             c = Config(**{k: v for k, v in cfg_json.get("config", {}).items() if k in Config.__dataclass_fields__})
             return build_network(int(cfg_json.get("in_channels", 1)), int(cfg_json["n_classes"]), c)
 
-        return load_checkpoint(path, build, device)
+        return load_checkpoint(path, build, device, config_cls=Config)
 
 
 PLUGIN = UNet3D()
