@@ -7,6 +7,7 @@ readers are); every failure is a :class:`~viewer.model.LoadError` with a one-lin
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +28,11 @@ FILE_FILTER = (
     "Meshes (*.obj *.stl *.vtk *.vtp *.ply);;Point clouds (*.ply *.xyz *.pts *.las *.laz);;"
     "Scenes (*.lucid3d.json *.json);;All files (*)"
 )
+
+
+# ValueError covers UnicodeDecodeError, zlib errors are what gzip streams raise, RuntimeError
+# is how SimpleITK and VTK report a file they cannot parse
+_GARBAGE_ERRORS = (ValueError, OSError, EOFError, struct.error, zlib.error, RuntimeError)
 
 
 def _suffix(path: Path) -> str:
@@ -137,9 +143,11 @@ def load_path(path: str | Path, *, as_labels: bool = False, series: str | None =
         raise
     except MemoryError:
         raise LoadError(path, "not enough memory to load this file") from None
-    except (ValueError, OSError, EOFError, struct.error, KeyError, IndexError, TypeError,
-            RuntimeError, AttributeError, UnicodeDecodeError) as exc:
-        # the libraries' own errors for garbage bytes: keep their reason, drop the traceback
+    except _GARBAGE_ERRORS as exc:
+        # the libraries' own errors for garbage bytes: keep their reason, drop the traceback.
+        # KeyError, TypeError, AttributeError, IndexError are not here: from our code they are
+        # bugs and must show as such; a reader whose library raises them on bad bytes catches
+        # them itself (as nrrdfile and dicom do)
         raise LoadError(path, f"cannot read it as {kind} ({type(exc).__name__}: {exc})") from None
     if as_labels:
         if not isinstance(data, Volume):

@@ -239,3 +239,186 @@ def atomic_path(target: str | os.PathLike, protect: list[str | os.PathLike] = ()
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# --- bounded reading of compressed data and quiet native libraries (volume loaders) -----------
+__all__ += ["inflate_exactly", "native_stderr_captured", "skip_lines"]
+
+_CHUNK = 1 << 20
+
+
+def _decompressor(compression: str):
+    import bz2
+    import zlib
+
+    if compression == "bzip2":
+        return bz2.BZ2Decompressor()
+    # 32 + MAX_WBITS: a zlib or a gzip header, whichever the stream has (MetaIO writes zlib,
+    # NRRD and .nii.gz gzip)
+    return zlib.decompressobj(32 + zlib.MAX_WBITS)
+
+
+def inflate_exactly(fh, want: int, compression: str, path: object, *, keep: bool = True,
+                    skip: int = 0, whole: bool = True) -> bytearray | None:
+    """Decompress ``want`` bytes (after dropping ``skip`` decompressed bytes) from ``fh``.
+
+    Never produces more than ``skip + want`` bytes, whatever the stream would expand to (a
+    decompression bomb costs no memory), reads the compressed input 1 MiB at a time, follows
+    concatenated gzip members, and turns a corrupt stream or one that ends early into a
+    LoadError naming ``path``. ``keep=False`` only validates (the bytes are counted, not kept).
+    ``whole=True`` also reads the stream to its end marker, so its checksum (gzip CRC-32,
+    zlib Adler-32) is verified: a flipped byte can decode to wrong voxels without any other
+    error, and a stream holding more than the header says is refused too. ``whole=False``
+    (the first frame of a 4D file) stops after ``want`` bytes.
+
+    Parameters
+    ----------
+    fh : binary file positioned at the first compressed byte.
+    want : decompressed bytes the header says the data takes.
+    compression : "gzip" (zlib or gzip framing) or "bzip2".
+    """
+    import zlib
+
+    out = bytearray(want) if keep else None
+    got = -skip  # bytes still to drop are counted as negative
+    dec = _decompressor(compression)
+    pending = b""
+    drained = False  # the file is read to its end
+    while got < want:
+        if not pending and not drained and (compression != "bzip2" or dec.needs_input):
+            pending = fh.read(_CHUNK)
+            drained = not pending
+        try:
+            if compression == "bzip2":
+                piece = dec.decompress(pending, max_length=want - got)
+                pending = b""
+            else:
+                piece = dec.decompress(pending, want - got)
+                pending = dec.unconsumed_tail
+        except (zlib.error, OSError, EOFError, ValueError) as exc:
+            raise LoadError(path, f"the compressed data is corrupt ({exc})") from None
+        if piece:
+            start = max(got, 0)
+            got += len(piece)
+            if keep and got > 0:
+                out[start:got] = piece[len(piece) - (got - start):]
+        if dec.eof:
+            pending = dec.unused_data + pending
+            if got < want and pending:
+                dec = _decompressor(compression)  # another gzip member / bzip2 stream follows
+                continue
+            if got < want:
+                break
+        elif drained and not piece:
+            break  # input used up, stream unfinished: truncated
+    if got >= want and whole:
+        _check_stream_end(dec, fh, pending, path)
+    if got < want:
+        have = max(got, 0)
+        raise LoadError(path, f"the compressed data ends after {have} bytes, but the header needs "
+                              f"{skip + want} (truncated or corrupt)")
+    return out
+
+
+def _check_stream_end(dec, fh, pending: bytes, path: object) -> None:
+    """Decode past the last wanted byte to the end marker, where the checksum is checked."""
+    import zlib
+
+    while not dec.eof:
+        if not pending and getattr(dec, "needs_input", True):
+            pending = fh.read(_CHUNK)
+            if not pending:
+                raise LoadError(path, "the compressed data ends before its checksum (truncated)")
+        try:
+            if hasattr(dec, "unconsumed_tail"):
+                extra = dec.decompress(pending, 1)
+                pending = dec.unconsumed_tail
+            else:
+                extra = dec.decompress(pending, max_length=1)
+                pending = b""
+        except (zlib.error, OSError, EOFError, ValueError) as exc:
+            raise LoadError(path, f"the compressed data is corrupt ({exc})") from None
+        if extra:
+            raise LoadError(path, "the compressed data holds more bytes than the header says "
+                                  "(corrupt, or a wrong size or type in the header)")
+
+
+def skip_lines(fh, n: int, path: object, what: str = "line skip") -> None:
+    """Move ``fh`` past ``n`` newline-terminated lines, reading at most the file once.
+
+    Refuses (LoadError) when the file has fewer lines: a header's ``line skip: 2000000000``
+    then fails after one pass over the file instead of two billion empty reads.
+    """
+    if n < 0:
+        raise LoadError(path, f"{what} {n} is negative")
+    left = n
+    while left:
+        pos = fh.tell()
+        block = fh.read(_CHUNK)
+        if not block:
+            raise LoadError(path, f"{what} {n} passes the end of the data file ({n - left} lines there)")
+        count = block.count(b"\n")
+        if count < left:
+            left -= count
+            continue
+        idx = -1
+        for _ in range(left):
+            idx = block.index(b"\n", idx + 1)
+        fh.seek(pos + idx + 1)
+        left = 0
+
+
+_STDERR_LOCK = __import__("threading").Lock()
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Send what native code writes on file descriptor 2 to a list instead of the terminal.
+
+    ITK's MetaIO prints its reasons ("Uncompress failed", "data not read completely") with
+    ``std::cerr`` and no switch turns that off; the loaders keep it out of the CLI's one-line
+    errors and use it as the reason instead. The yielded list gets the captured lines when
+    the block ends. One capture at a time (fd 2 is process-wide).
+    """
+    import sys
+
+    lines: list[str] = []
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 at all (a detached GUI): nothing to capture
+            yield lines
+            return
+        sink = tempfile.TemporaryFile()
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                text = sink.read(64 * 1024).decode("utf-8", "replace")
+                lines.extend(line.strip() for line in text.splitlines() if line.strip())
+        finally:
+            os.close(saved)
+            sink.close()
+
+
+def check_data_fits_file(path: object, need_bytes: int, file_bytes: int, *,
+                         compression: str | None = None) -> None:
+    """:func:`check_claim_fits_file` for voxel data, saying the two likely causes.
+
+    A file too small for its header is either cut short or has a header that lies; the
+    message names both, so a user knows whether to copy the file again or distrust it.
+    """
+    try:
+        check_claim_fits_file(path, need_bytes, max(int(file_bytes), 0), compression=compression)
+    except LoadError as exc:
+        raise LoadError(path, f"{exc.reason}: the file is truncated or its header is corrupt") from None
+
+
+__all__ += ["check_data_fits_file"]

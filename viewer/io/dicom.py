@@ -10,6 +10,7 @@ Nothing patient-identifying (name, ID, birth date) is read into the results or m
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class SeriesInfo:
     _iop: tuple[float, ...] | None = field(default=None, repr=False)
     _bits: tuple[int, int] = field(default=(16, 0), repr=False)  # BitsStored, PixelRepresentation
     _syntaxes: set[str] = field(default_factory=set, repr=False)
+    _allocated: int = field(default=16, repr=False)  # BitsAllocated
 
     @property
     def n_voxels(self) -> int:
@@ -124,6 +126,7 @@ def _read_header(f: Path) -> tuple[tuple, _Slice, dict[str, Any]] | None:
                 "frames": int(_number(ds, "NumberOfFrames", 1)),
                 "samples": int(_number(ds, "SamplesPerPixel", 1)),
                 "bits": (int(_number(ds, "BitsStored", 16)), int(_number(ds, "PixelRepresentation", 0))),
+                "allocated": int(_number(ds, "BitsAllocated", 16)),
                 "syntax": str(meta.get("TransferSyntaxUID", "")) if meta is not None else "",
                 "iop": iop,
             }
@@ -142,9 +145,19 @@ def _walk(folder: Path, recursive: bool):
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
-                yield Path(root, name)
+                if _is_regular(Path(root, name)):
+                    yield Path(root, name)
     else:
-        yield from sorted(p for p in folder.iterdir() if p.is_file())
+        yield from sorted(p for p in folder.iterdir() if _is_regular(p))
+
+
+def _is_regular(path: Path) -> bool:
+    """Only regular files are opened: a FIFO in the folder would block the scan for ever,
+    a device (or a link to /dev/zero) would never end."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _normal(iop: tuple[float, ...]) -> np.ndarray:
@@ -187,7 +200,7 @@ def _scan(folder: Path, recursive: bool = True) -> list[SeriesInfo]:
             uid=uid if parts[uid] == 1 else f"{uid}#{parts[uid]}", description=first["description"],
             modality=first["modality"], n_files=len(slices), shape=(rows, cols, len(slices)),
             files=[s.path for s in slices], problem=problem, _slices=slices, _iop=first["iop"],
-            _bits=first["bits"], _syntaxes=first["syntaxes"]))
+            _bits=first["bits"], _syntaxes=first["syntaxes"], _allocated=first["allocated"]))
     out.sort(key=lambda s: (-s.n_voxels, s.description, s.uid))
     return out
 
@@ -233,7 +246,9 @@ def load_dicom(path: Path, series: str | None = None) -> Volume:
     if path.is_file():
         folder = path.parent
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="2 KB")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the pixel pass reports what matters
+                ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size="2 KB")
             has_image = "Rows" in ds and "Columns" in ds
             is_index = "DirectoryRecordSequence" in ds
             uid = str(ds.get("SeriesInstanceUID", "") or "")
@@ -287,6 +302,35 @@ def _check_decodable(path: Path, syntaxes: set[str]) -> None:
         if not decoder.is_available:
             need = "; ".join(decoder.missing_dependencies) or "an extra decoder plugin"
             raise LoadError(path, f"pixel data is compressed as '{ts.name}'; reading it needs one of: {need}")
+
+
+def _check_rescale(path: Path, slices: list[_Slice]) -> None:
+    """Refuse a NaN or infinite RescaleSlope/Intercept: it would make every voxel NaN."""
+    for s in slices:
+        if not (np.isfinite(s.slope) and np.isfinite(s.inter)):
+            raise LoadError(path, f"{s.path.name} has RescaleSlope {s.slope:g} and RescaleIntercept "
+                                  f"{s.inter:g}: not finite numbers, so no voxel value can be computed")
+
+
+def _check_pixel_bytes(path: Path, info: SeriesInfo, slices: list[_Slice]) -> None:
+    """Each uncompressed file must be big enough for the Rows x Columns x BitsAllocated it claims.
+
+    Checked on the file sizes before the volume is allocated, so a folder of tiny files that
+    claim 65535 x 65535 pixels each is refused at once instead of allocating gigabytes.
+    """
+    syntaxes = [UID(x) for x in info._syntaxes if x]
+    if any(ts.is_compressed or ts.is_deflated for ts in syntaxes if ts.is_transfer_syntax):
+        return  # compressed pixels: only the memory check applies
+    rows, cols = info.shape[0], info.shape[1]
+    need = (rows * cols * max(info._allocated, 1) + 7) // 8
+    for s in slices:
+        try:
+            size = s.path.stat().st_size
+        except OSError as exc:
+            raise LoadError(path, f"cannot read {s.path.name} ({exc.strerror or exc})") from None
+        if size < need:
+            raise LoadError(path, f"{s.path.name} holds {size} bytes, too few for the {rows}x{cols} pixels of "
+                                  f"{info._allocated} bits it claims (truncated, or a corrupt header)")
 
 
 def _start_dtype(info: SeriesInfo) -> tuple[np.dtype, np.dtype]:
@@ -352,15 +396,21 @@ def _load_series(path: Path, info: SeriesInfo) -> Volume:
             notes.append(f"warning: slice spacing is not uniform ({gaps.min():.3g} to {gaps.max():.3g} mm; "
                          "missing slices?): positions between slices are approximate")
     _check_decodable(path, info._syntaxes)
+    _check_rescale(path, slices)
+    _check_pixel_bytes(path, info, slices)
     dtype, worst = _start_dtype(info)
     check_fits_in_memory(path, (cols, rows, n), worst)
     # Fortran order: each slice is one contiguous block and i runs fastest, as VTK wants
     arr = np.empty((cols, rows, n), dtype=dtype, order="F")
     first: dict[str, Any] = {}
+    said: dict[str, None] = {}  # pydicom's warnings, once each, for the note
     for k, s in enumerate(slices):
         try:
-            ds = pydicom.dcmread(s.path)
-            pix = ds.pixel_array
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = pydicom.dcmread(s.path)
+                pix = ds.pixel_array
+            said.update(dict.fromkeys(f"pydicom: {w.message}" for w in caught))
             if k == 0:
                 first = {key: ds.get(key) for key in ("PixelSpacing", "SliceThickness",
                          "SpacingBetweenSlices", "WindowWidth", "WindowCenter", "PhotometricInterpretation")}
@@ -410,6 +460,7 @@ def _load_series(path: Path, info: SeriesInfo) -> Volume:
         notes.append("MONOCHROME1: low values are meant to be shown bright")
     if len(slices) < len(info._slices):
         notes.append(f"{len(info._slices) - len(slices)} duplicate file(s) ignored")
+    notes.extend(list(said)[:3])
     if notes:
         meta["note"] = "; ".join(notes)
     try:

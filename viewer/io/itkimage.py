@@ -7,7 +7,9 @@ axis vectors. The RAS affine is that matrix with its x and y rows negated.
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,13 @@ import SimpleITK as sitk
 
 from ..model.errors import LoadError
 from ..model.volume import Volume
-from .common import check_fits_in_memory
+from .common import (check_data_fits_file, check_fits_in_memory, inflate_exactly, native_stderr_captured,
+                     note_outside_file, require_regular_file)
 
 __all__ = ["load_itk"]
+
+# ITK's warnings go to stderr through its own channel; the CLI prints one line per failure
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _MODALITIES = {"MET_MOD_CT": "CT", "MET_MOD_MR": "MR", "MET_MOD_NM": "NM", "MET_MOD_US": "US"}
@@ -52,18 +58,137 @@ def _itk_reason(exc: Exception) -> str:
     return text[:300] or type(exc).__name__
 
 
-def _missing_data_file(path: Path) -> str | None:
-    """The detached ``ElementDataFile`` a .mhd names when it is not there, else None."""
+_HEADER_LIMIT = 1 << 20  # a MetaImage header (with a LIST of slice files) is text, well under this
+_MAX_DATA_FILES = 100_000
+
+
+@dataclass
+class _Layout:
+    """Where a MetaImage's voxel bytes are: the files, where they start, how they are stored."""
+
+    files: list[Path]
+    offset: int  # first data byte in files[0] (attached data: just after the header)
+    compressed: bool
+    binary: bool
+    header_size: int  # HeaderSize: bytes to skip in a detached file (-1: data at its end)
+
+
+def _header_fields(path: Path) -> tuple[dict[str, str], int, list[str]]:
+    """(fields by lower-case key, offset just after ElementDataFile's line, lines after it).
+
+    MetaIO headers are ``Key = Value`` lines ending with ``ElementDataFile``; a LIST of data
+    files follows that line. Only the first MiB is read (a header is never that long).
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER_LIMIT)
+    fields: dict[str, str] = {}
+    pos = 0
+    while pos < len(head):
+        end = head.find(b"\n", pos)
+        end = len(head) if end < 0 else end + 1
+        line = head[pos:end].decode("latin-1").strip()
+        pos = end
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        fields[key] = value.strip()
+        if key == "elementdatafile":
+            rest = head[pos:].decode("latin-1").splitlines()
+            return fields, pos, [r.strip() for r in rest if r.strip()]
+    return fields, -1, []
+
+
+def _int_field(path: Path, fields: dict[str, str], key: str, default: int) -> int:
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096).decode("latin-1")
-    except OSError:
-        return None
-    m = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", head, re.MULTILINE)
-    if not m or m.group(1).split()[0].upper() in ("LOCAL", "LIST") or "%" in m.group(1):
-        return None  # embedded data, or a list/pattern of files ITK resolves itself
-    name = m.group(1)
-    return None if (path.parent / name).exists() else name
+        return int(fields.get(key.lower(), default))
+    except ValueError:
+        raise LoadError(path, f"{key} = {fields[key.lower()]!r} is not a whole number") from None
+
+
+def _data_files(path: Path, value: str, rest: list[str], n_slices: int, meta: dict[str, Any]) -> list[Path]:
+    """The regular files ElementDataFile names (one, a LIST, or a printf pattern), checked."""
+    words = value.split()
+    if words[0].upper() == "LIST":
+        names = rest
+    elif "%" in words[0] and len(words) >= 4:
+        try:
+            lo, hi, step = int(words[1]), int(words[2]), int(words[3])
+        except ValueError:
+            raise LoadError(path, f"ElementDataFile pattern {value!r} has no valid range") from None
+        count = (hi - lo) // step + 1 if step > 0 and hi >= lo else 0
+        if not 0 < count <= min(n_slices, _MAX_DATA_FILES):
+            raise LoadError(path, f"ElementDataFile pattern {value!r} names {count} files for "
+                                  f"{n_slices} slices")
+        try:
+            names = [words[0] % i for i in range(lo, hi + 1, step)]
+        except (TypeError, ValueError):
+            raise LoadError(path, f"ElementDataFile pattern {value!r} is not a valid file-name pattern") from None
+    else:
+        names = [value]
+    if not names or len(names) > min(max(n_slices, 1), _MAX_DATA_FILES):
+        raise LoadError(path, f"ElementDataFile lists {len(names)} files for {n_slices} slices")
+    files = []
+    for name in names:
+        f = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not os.path.lexists(f):
+            raise LoadError(path, f"the data file it refers to is missing ({name})")
+        require_regular_file(f, owner=path, what="data file")
+        note_outside_file(meta, path, f)
+        files.append(f)
+    return files
+
+
+def _layout(path: Path, size: tuple[int, ...], meta: dict[str, Any]) -> _Layout:
+    """Read the header's data fields and check every file they name (no data is read)."""
+    fields, start, rest = _header_fields(path)
+    value = fields.get("elementdatafile", "")
+    if start < 0 or not value:
+        raise LoadError(path, "the header has no ElementDataFile")
+    compressed = fields.get("compresseddata", "false").lower() == "true"
+    binary = fields.get("binarydata", "true").lower() != "false"
+    header_size = _int_field(path, fields, "HeaderSize", 0)
+    if value.upper() == "LOCAL":
+        return _Layout([path], start, compressed, binary, 0)
+    files = _data_files(path, value, rest, size[-1] if size else 1, meta)
+    if compressed and len(files) > 1:
+        raise LoadError(path, "compressed data split over several files is not supported")
+    return _Layout(files, 0, compressed, binary, header_size)
+
+
+def _check_data(path: Path, layout: _Layout, need: int, n_values: int) -> None:
+    """Refuse data files too small for the header's claim and corrupt compressed streams.
+
+    Compressed data is inflated once here, in 1 MiB pieces with nothing kept, and must give
+    exactly ``need`` bytes with a good checksum: ITK's own reader only prints "Uncompress
+    failed" on stderr and hands back garbage voxels.
+    """
+    sizes = [f.stat().st_size for f in layout.files]
+    held = sum(sizes) - layout.offset - max(layout.header_size, 0) * len(sizes)
+    if not layout.binary:  # ASCII voxels: at least one character each
+        check_data_fits_file(path, n_values, held)
+        return
+    if not layout.compressed:
+        check_data_fits_file(path, need, held)
+        return
+    check_data_fits_file(path, need, held, compression="gzip")
+    with open(layout.files[0], "rb") as fh:
+        fh.seek(layout.offset + max(layout.header_size, 0))
+        inflate_exactly(fh, need, "gzip", path, keep=False)
+
+
+def _quiet(path: Path, action: str, call):
+    """Run an ITK call with its stderr chatter captured; a failure names what it printed."""
+    with native_stderr_captured() as said:
+        try:
+            out = call()
+            error = None
+        except RuntimeError as exc:
+            out, error = None, exc
+    if error is not None or said:
+        reason = "; ".join(said[:3]) if said else _itk_reason(error)
+        raise LoadError(path, f"{action} ({reason[:300]})")
+    return out
 
 
 def load_itk(path: Path) -> Volume:
@@ -83,22 +208,20 @@ def load_itk(path: Path) -> Volume:
     path = Path(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise LoadError(path, f"not a readable MetaImage file ({_itk_reason(exc)})") from None
+    _quiet(path, "not a readable MetaImage file", reader.ReadImageInformation)
     size = tuple(int(s) for s in reader.GetSize())
     ncomp = int(reader.GetNumberOfComponents())
     dtype = _component_dtype(reader.GetPixelID())
     if dtype is None:
         kind = sitk.GetPixelIDValueAsString(reader.GetPixelID())
         raise LoadError(path, f"unsupported voxel type ({kind})")
-    missing = _missing_data_file(path)
-    if missing:
-        raise LoadError(path, f"the data file it refers to is missing ({missing})")
     if not 2 <= len(size) <= 4:
         raise LoadError(path, f"cannot show a {len(size)}D image as a volume")
     meta: dict[str, Any] = {"format": "MetaImage"}
+    layout = _layout(path, size, meta)
+    n_values = int(np.prod(size, dtype=object)) * ncomp
+    # the file must hold every frame, even when only the first is read
+    _check_data(path, layout, n_values * dtype.itemsize, n_values)
     notes = []
     if len(size) == 4:
         # read only the first frame (ITK streams the region; size 0 drops the 4th axis)
@@ -109,15 +232,17 @@ def load_itk(path: Path) -> Volume:
             notes.append(f"4D image with {size[3]} frames: showing the first")
     # ITK's buffer and the numpy copy coexist for a moment
     check_fits_in_memory(path, (*size[:3], ncomp), dtype, factor=2.0)
-    try:
-        img = reader.Execute()
+
+    def read():
+        image = reader.Execute()
         if ncomp > 1:
-            img = sitk.VectorIndexSelectionCast(img, 0)
-            meta["components"] = ncomp
-            notes.append(f"{ncomp} components per voxel: showing the first")
-        zyx = sitk.GetArrayFromImage(img)
-    except RuntimeError as exc:
-        raise LoadError(path, f"the file is truncated or corrupt ({_itk_reason(exc)})") from None
+            image = sitk.VectorIndexSelectionCast(image, 0)
+        return image, sitk.GetArrayFromImage(image)
+
+    img, zyx = _quiet(path, "the file is truncated or corrupt", read)
+    if ncomp > 1:
+        meta["components"] = ncomp
+        notes.append(f"{ncomp} components per voxel: showing the first")
     d = img.GetDimension()
     direction = np.array(img.GetDirection(), dtype=float).reshape(d, d)
     spacing = np.array(img.GetSpacing(), dtype=float)

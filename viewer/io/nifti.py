@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import os
+import warnings
 import zlib
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 
 from ..model.errors import LoadError
 from ..model.labels import LabelMap
 from ..model.volume import Volume
-from .common import atomic_path, check_fits_in_memory
+from .common import (atomic_path, check_data_fits_file, check_fits_in_memory, note_outside_file,
+                     require_regular_file)
 
 
 def _why(exc: Exception, path: Path) -> str:
@@ -23,48 +29,109 @@ def _why(exc: Exception, path: Path) -> str:
 __all__ = ["load_nifti", "save_nifti"]
 
 
+_CHUNK = 16 << 20  # bytes read (and scaled) at a time: a few slices of a CT
+_TAIL = 1 << 20  # read past the data to a gzip stream's end (its CRC) when at most this is left
+_NIB_ERRORS = (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError,
+               nib.spatialimages.ImageDataError, EOFError, OSError, zlib.error, ValueError)
+
+
 def load_nifti(path: Path) -> Volume:
     """Read a NIfTI file into a ``Volume``; 4D files give their first frame (``meta['frames']``).
 
-    The array is nibabel's own (memory-mapped for uncompressed files, so the first slice is
-    drawn before the whole file is read); scaling (scl_slope/inter) is applied by nibabel.
+    Unscaled uncompressed files keep nibabel's memory-mapped array, so the first slice is
+    drawn before the whole file is read. Files with ``scl_slope``/``scl_inter`` give float32
+    true values (raw * slope + inter, computed in float64 and rounded once), read a few MiB at
+    a time into the result: the peak is the float32 array plus one chunk. Compressed data is
+    read to its end where possible, so a corrupt gzip stream (CRC) is an error, not voxels.
+    Before anything is allocated, the header's size is checked against the file.
     """
+    path = Path(path)
+    _check_pair(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = _load(path)
+    if caught:  # header oddities nibabel tolerates (qfac, units...): worth a line in the info
+        said = "; ".join(dict.fromkeys(f"nibabel: {w.message}" for w in caught))
+        vol.meta["note"] = "; ".join(filter(None, [vol.meta.get("note"), said]))
+    return vol
+
+
+def _check_pair(path: Path) -> None:
+    """An Analyze-style .hdr/.img pair: the other half must be a regular file too."""
+    if path.suffix.lower() not in (".hdr", ".img"):
+        return
+    for suffix, what in ((".hdr", "header"), (".img", "image file"), (".HDR", "header"),
+                         (".IMG", "image file")):
+        other = path.with_suffix(suffix)
+        if other != path and os.path.lexists(other):
+            require_regular_file(other, owner=path, what=what)
+
+
+def _compression(image_file: Path) -> str | None:
+    name = image_file.name.lower()
+    return "gzip" if name.endswith(".gz") else "bzip2" if name.endswith(".bz2") else None
+
+
+def _open_data(image_file: Path, compression: str | None) -> BinaryIO:
+    if compression == "gzip":
+        return gzip.open(image_file, "rb")
+    if compression == "bzip2":
+        return bz2.open(image_file, "rb")
+    return open(image_file, "rb")
+
+
+def _load(path: Path) -> Volume:
     try:
         img = nib.load(str(path))
-    except nib.filebasedimages.ImageFileError as exc:
+        proxy = img.dataobj
+    except _NIB_ERRORS as exc:
         raise LoadError(path, f"not a readable NIfTI file ({_why(exc, path)})") from None
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise LoadError(path, f"not a readable NIfTI file ({_why(exc, path)})") from None
-    shape = img.shape
-    if len(shape) < 3:
-        shape = tuple(shape) + (1,) * (3 - len(shape))
-    dtype = img.get_data_dtype()
-    scaled = img.dataobj.slope != 1 or img.dataobj.inter != 0  # type: ignore[attr-defined]
-    check_fits_in_memory(path, shape[:3], np.float32 if scaled else dtype,
-                         factor=2.0 if str(path).endswith(".gz") else 1.0)
-    frames = int(np.prod(shape[3:])) if len(shape) > 3 else 1
+    if not isinstance(proxy, ArrayProxy):
+        raise LoadError(path, f"not a NIfTI/Analyze image ({type(img).__name__})")
+    full = tuple(int(s) for s in img.shape)
+    shape = (full + (1, 1, 1))[:3] if len(full) < 3 else full[:3]
+    dtype = np.dtype(proxy.dtype)
+    if dtype.kind not in "biuf":
+        raise LoadError(path, f"unsupported voxel type {dtype}")
+    image_file = Path(img.file_map["image"].filename)
+    if image_file != path:  # the .img of a pair
+        require_regular_file(image_file, owner=path, what="image file")
+    compression = _compression(image_file)
+    offset = int(proxy.offset)
+    need = int(np.prod(full, dtype=object)) * dtype.itemsize
+    file_bytes = image_file.stat().st_size
+    if compression is None:
+        check_data_fits_file(path, need, file_bytes - offset)
+    else:
+        check_data_fits_file(path, offset + need, file_bytes, compression=compression)
+    frames = int(np.prod(full[3:], dtype=object)) if len(full) > 3 else 1
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    scaled = (slope, inter) != (1.0, 0.0)
+    check_fits_in_memory(path, shape, np.float32 if scaled else dtype)
     try:
-        if frames > 1:
-            data = np.asanyarray(img.dataobj[(..., *([0] * (len(shape) - 3)))])
-            data = data.reshape(shape[:3], order="F")
-        else:
-            # float32, not nibabel's default float64, when the header asks for scaling
-            raw = img.dataobj.get_scaled(np.float32) if scaled else np.asanyarray(img.dataobj)
-            data = raw.reshape(shape[:3], order="F")
+        if scaled or compression is not None:
+            data = _read_stream(path, image_file, compression, offset, dtype, shape,
+                                (slope, inter) if scaled else None, whole=frames == 1)
+        elif frames > 1:
+            data = np.asanyarray(proxy[(..., *([0] * (len(full) - 3)))]).reshape(shape, order="F")
+        else:  # nibabel's memory map: nothing is read until a slice is drawn
+            data = np.asanyarray(proxy).reshape(shape, order="F")
     except (EOFError, OSError, zlib.error, ValueError) as exc:
         raise LoadError(path, f"the file is truncated or corrupt ({_why(exc, path)})") from None
-    if data.dtype.kind not in "biuf":
-        raise LoadError(path, f"unsupported voxel type {data.dtype}")
     if data.dtype.kind == "b":
         data = data.astype(np.uint8)
     affine = img.affine
     if affine is None or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         zooms = img.header.get_zooms()[:3]
         affine = np.diag([*(z if z > 0 else 1.0 for z in zooms), 1.0])
-    meta = {"format": "NIfTI", "header": img.header}
+    meta: dict[str, Any] = {"format": "NIfTI", "header": img.header}
+    if scaled:
+        meta["scaling"] = {"slope": slope, "inter": inter, "stored": dtype.name}
     if frames > 1:
         meta["frames"] = frames
         meta["note"] = f"4D file with {frames} frames: showing the first"
+    if image_file != path:
+        note_outside_file(meta, path, image_file)
     name = path.name
     for suffix in (".nii.gz", ".nii", ".hdr", ".img"):
         if name.endswith(suffix):
@@ -75,6 +142,57 @@ def load_nifti(path: Path) -> Volume:
         return Volume(data, affine, modality=modality, name=name, source=str(path), meta=meta)
     except ValueError as exc:
         raise LoadError(path, str(exc)) from None
+
+
+def _read_stream(path: Path, image_file: Path, compression: str | None, offset: int, dtype: np.dtype,
+                 shape: tuple[int, int, int], scaling: tuple[float, float] | None, whole: bool) -> np.ndarray:
+    """The first 3D frame, read in chunks: raw into one buffer, or scaled into float32.
+
+    Parameters
+    ----------
+    scaling : (slope, inter), or None to keep the stored type.
+    whole : also read on to the end of a compressed stream (when little is left), so its
+        checksum is checked.
+
+    Returns
+    -------
+    (I, J, K) Fortran-ordered array: the file's dtype, or float32 when scaled.
+    """
+    n = int(np.prod(shape))
+    if scaling is None:
+        buf = bytearray(n * dtype.itemsize)
+        out = np.ndarray(shape, dtype, buffer=buf, order="F")
+    else:
+        out = np.empty(shape, np.float32, order="F")
+        flat = out.reshape(-1, order="F")  # a view: out is Fortran-contiguous
+        chunk = bytearray(max(1, _CHUNK // dtype.itemsize) * dtype.itemsize)
+    with _open_data(image_file, compression) as fh:
+        fh.seek(offset)
+        if scaling is None:
+            _fill(path, fh, memoryview(buf))
+        else:
+            slope, inter = scaling
+            step = len(chunk) // dtype.itemsize
+            for start in range(0, n, step):
+                count = min(step, n - start)
+                view = memoryview(chunk)[: count * dtype.itemsize]
+                _fill(path, fh, view)
+                # float64 arithmetic, one rounding to float32: raw * slope + inter exactly
+                raw = np.frombuffer(view, dtype).astype(np.float64)
+                flat[start:start + count] = raw * slope + inter
+        if whole and compression is not None:
+            fh.read(_TAIL)  # reaching the end checks the CRC (or raises)
+    return out
+
+
+def _fill(path: Path, fh: BinaryIO, view: memoryview) -> None:
+    """Fill ``view`` from ``fh`` a chunk at a time (a single huge read doubles the peak)."""
+    done = 0
+    while done < len(view):
+        got = fh.readinto(view[done:done + _CHUNK])
+        if not got:
+            raise LoadError(path, f"the file is truncated: {done} of {len(view)} bytes of voxel data")
+        done += got
 
 
 def _looks_like_ct(img, data: np.ndarray) -> bool:

@@ -9,6 +9,8 @@ vector: the world step between successive samples along that axis, in the frame 
 from __future__ import annotations
 
 import gzip
+import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ import numpy as np
 
 from ..model.errors import LoadError
 from ..model.volume import Volume
-from .common import check_fits_in_memory
+from .common import (check_data_fits_file, check_fits_in_memory, inflate_exactly, note_outside_file,
+                     require_regular_file, skip_lines)
 
 __all__ = ["load_nrrd"]
 
@@ -90,37 +93,29 @@ def load_nrrd(path: Path) -> Volume:
     direction) give their first frame, with ``meta['frames']``.
     """
     path = Path(path)
-    try:
-        header = nrrd.read_header(str(path))
-    except _READ_ERRORS as exc:
-        raise LoadError(path, f"not a readable NRRD file ({type(exc).__name__}: {exc})") from None
-    try:
-        sizes = [int(s) for s in header["sizes"]]
-        dtype = _dtype_of(str(header["type"]))
-    except _READ_ERRORS as exc:
-        raise LoadError(path, f"NRRD header is incomplete ({type(exc).__name__}: {exc})") from None
-    if not 2 <= len(sizes) <= 5:
-        raise LoadError(path, f"cannot show a {len(sizes)}D NRRD file as a volume")
-    encoding = str(header.get("encoding", "raw")).lower()
-    # pynrrd decompresses the whole file (all frames) then reshapes: ~2 copies at the peak
-    check_fits_in_memory(path, sizes, dtype, factor=1.0 if encoding == "raw" else 2.0)
-    try:
-        data, header = nrrd.read(str(path), index_order="F")
-    except FileNotFoundError as exc:
-        raise LoadError(path, f"the data file it refers to is missing ({exc.filename})") from None
-    except _READ_ERRORS as exc:
-        raise LoadError(path, f"the file is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    meta: dict[str, Any] = {"format": "NRRD"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = _volume(path, meta)
+    if caught:  # pynrrd warns about duplicate fields and the like: worth a line in the info
+        said = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+        vol.meta["note"] = "; ".join(filter(None, [vol.meta.get("note"), said]))
+    return vol
+
+
+def _volume(path: Path, meta: dict[str, Any]) -> Volume:
+    header, data = _read(path, meta)
     if data.dtype.kind not in "biuf":
         raise LoadError(path, f"unsupported voxel type {data.dtype}")
 
     axes, dirs = _spatial_axes(header, data.ndim)
     others = [a for a in range(data.ndim) if a not in axes]
-    meta: dict[str, Any] = {"format": "NRRD"}
     if others:
         frames = int(np.prod([data.shape[a] for a in others]))
         if frames > 1:
             meta["frames"] = frames
-            meta["note"] = f"{frames} frames (non-spatial axis): showing the first"
+            note = f"{frames} frames (non-spatial axis): showing the first"
+            meta["note"] = note
         index = tuple(slice(None) if a in axes else 0 for a in range(data.ndim))
         # a copy, so the other frames are freed instead of kept alive behind a view
         data = np.array(data[index], order="F")
@@ -128,7 +123,7 @@ def load_nrrd(path: Path) -> Volume:
         data = data[:, :, None]
         axes = axes + [None]  # type: ignore[list-item]
     if data.ndim != 3:
-        raise LoadError(path, f"no 3 spatial axes in this NRRD file (sizes {sizes})")
+        raise LoadError(path, f"no 3 spatial axes in this NRRD file (sizes {list(header['sizes'])})")
     if data.dtype.byteorder not in "=|":
         data = data.astype(data.dtype.newbyteorder("="))  # VTK wants native byte order
     if data.dtype.kind == "b":
@@ -170,3 +165,118 @@ def _affine(path: Path, header: dict[str, Any], axes: list[int | None], dirs: np
             s = spacings[a] if a is not None and a < spacings.size else 1.0
             affine[col, col] = s if np.isfinite(s) and s > 0 else 1.0
     return affine
+
+
+# --- reading: pynrrd parses the header; the data is read here, with every size bounded -------
+_ENCODINGS = {"raw": None, "gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2",
+              "ascii": "ascii", "text": "ascii", "txt": "ascii"}
+
+
+def _read(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+    """(header, data in the file's axis order, Fortran-ordered) for an attached or detached file.
+
+    pynrrd's own ``read_data`` trusts the header: it decompresses without limit, loops
+    ``line skip`` times even past the end of the file, and opens whatever ``data file``
+    names (a FIFO blocks for ever). Here the data file must be a regular file, skips are
+    bounded by the file, and no more than the header's claim is ever decompressed.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = nrrd.read_header(fh)
+            offset = fh.tell()
+    except _READ_ERRORS as exc:
+        raise LoadError(path, f"not a readable NRRD file ({type(exc).__name__}: {exc})") from None
+    try:
+        sizes = [int(s) for s in header["sizes"]]
+        dtype = _dtype_of(str(header["type"]))
+    except _READ_ERRORS as exc:
+        raise LoadError(path, f"NRRD header is incomplete ({type(exc).__name__}: {exc})") from None
+    if not 2 <= len(sizes) <= 5:
+        raise LoadError(path, f"cannot show a {len(sizes)}D NRRD file as a volume")
+    if int(header.get("dimension", len(sizes))) != len(sizes):
+        raise LoadError(path, f"dimension {header.get('dimension')} but {len(sizes)} sizes")
+    encoding = str(header.get("encoding", "raw")).lower()
+    if encoding not in _ENCODINGS:
+        raise LoadError(path, f"unsupported NRRD encoding '{encoding}'")
+    compression = _ENCODINGS[encoding]
+    if dtype.itemsize > 1 and compression != "ascii":
+        endian = str(header.get("endian", "")).lower()
+        if endian not in ("little", "big"):
+            raise LoadError(path, "NRRD header has no valid 'endian' field for multi-byte data")
+        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+    # the file must hold all frames; pynrrd-style reads keep all of them for a moment
+    check_fits_in_memory(path, sizes, dtype, factor=1.0)
+    n = int(np.prod(sizes, dtype=np.int64))
+    need = n * dtype.itemsize
+    data_file = _data_file(path, header, meta)
+    source = data_file or path
+    start = 0 if data_file else offset
+    line_skip = _skip_field(path, header, ("line skip", "lineskip"), lowest=0)
+    byte_skip = _skip_field(path, header, ("byte skip", "byteskip"), lowest=-1)
+    if byte_skip == -1 and compression is not None:
+        raise LoadError(path, f"'byte skip: -1' with {encoding} encoding is not supported")
+    with open(source, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(start)
+        if line_skip:
+            skip_lines(fh, line_skip, path)
+        held = size - fh.tell()
+        if compression is None:
+            if byte_skip == -1:
+                byte_skip = held - need
+            check_data_fits_file(path, need + max(byte_skip, 0), held)
+            fh.seek(byte_skip, os.SEEK_CUR)
+            flat = np.fromfile(fh, dtype, count=n)
+        elif compression == "ascii":
+            check_data_fits_file(path, n, held)  # at least one character per value
+            flat = _ascii_values(path, fh, dtype, n)
+        else:
+            check_data_fits_file(path, need + byte_skip, held, compression=compression)
+            buf = inflate_exactly(fh, need, compression, path, skip=byte_skip)
+            flat = np.frombuffer(buf, dtype)
+    if flat.size != n:
+        raise LoadError(path, f"the file is truncated: {flat.size} of the {n} values the header claims")
+    if not flat.dtype.isnative:
+        flat = flat.astype(flat.dtype.newbyteorder("="))  # VTK wants native byte order
+    return header, flat.reshape(sizes, order="F")
+
+
+def _data_file(path: Path, header: dict[str, Any], meta: dict[str, Any]) -> Path | None:
+    """The detached data file a header names (checked to be a regular file), else None."""
+    name = header.get("data file", header.get("datafile"))
+    if name is None:
+        return None
+    name = str(name).strip()
+    words = name.split()
+    if not words:
+        raise LoadError(path, "the header's 'data file' field is empty")
+    if words[0].upper() == "LIST" or (len(words) >= 4 and "%" in words[0]):
+        # pynrrd reads neither form; they are rare outside teem's own tools
+        raise LoadError(path, f"a list or pattern of data files ('data file: {name}') is not supported")
+    f = Path(name) if os.path.isabs(name) else path.parent / name
+    if not os.path.lexists(f):
+        raise LoadError(path, f"the data file it refers to is missing ({name})")
+    require_regular_file(f, owner=path, what="data file")
+    note_outside_file(meta, path, f)
+    return f
+
+
+def _skip_field(path: Path, header: dict[str, Any], keys: tuple[str, str], lowest: int) -> int:
+    value = header.get(keys[0], header.get(keys[1], 0))
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise LoadError(path, f"'{keys[0]}: {value}' is not a whole number") from None
+    if value < lowest:
+        raise LoadError(path, f"'{keys[0]}: {value}' is not allowed (at least {lowest})")
+    return value
+
+
+def _ascii_values(path: Path, fh, dtype: np.dtype, n: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        # numpy warns (DeprecationWarning) when text ends early; the count check reports it
+        warnings.simplefilter("ignore")
+        try:
+            return np.fromfile(fh, dtype.newbyteorder("="), count=n, sep=" ")
+        except ValueError as exc:
+            raise LoadError(path, f"the text data is not numbers ({exc})") from None
