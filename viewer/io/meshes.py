@@ -22,7 +22,8 @@ from vtk.util.numpy_support import vtk_to_numpy
 
 from ..model.errors import LoadError
 from ..model.geometry import Mesh, PointCloud
-from .common import atomic_path, require_file
+from .common import (atomic_path, check_claim_fits_file, check_fits_in_memory, note_outside_file,
+                     open_image_header, require_file, require_regular_file)
 
 __all__ = ["load_mesh_or_points", "save_mesh", "mesh_to_polydata", "polydata_to_mesh", "MESH_FORMATS"]
 
@@ -63,7 +64,8 @@ def load_mesh_or_points(path: Path) -> Mesh | PointCloud:
         raise LoadError(path, f"not a mesh format ({suffix or 'no extension'})")
     require_file(path)
     # VTK's readers trust their input: some damaged files crash the process, so check first
-    check = {".ply": _check_ply, ".obj": _check_obj, ".vtk": _check_vtk_header}.get(suffix)
+    check = {".ply": _check_ply, ".obj": _check_obj, ".vtk": _check_vtk_header, ".stl": _check_stl,
+             ".vtp": _check_vtp}.get(suffix)
     if check is not None:
         check(path)
     pd, notes = _read_polydata(path, suffix)
@@ -80,7 +82,7 @@ def load_mesh_or_points(path: Path) -> Mesh | PointCloud:
     texture = None
     if suffix == ".obj":
         _merge_material_uvs(pd)
-        texture, tex_file, tex_notes = _obj_texture(path)
+        texture, tex_file, tex_notes = _obj_texture(path, meta)
         notes += tex_notes
         if tex_file is not None:
             meta["texture_file"] = tex_file
@@ -149,11 +151,130 @@ def _check_cells(path: Path, data: vtk.vtkDataSet) -> None:
 
 
 def _check_vtk_header(path: Path) -> None:
-    """A garbled version line makes vtkDataSetReader misparse the cell arrays (and crash)."""
+    """A garbled version line makes vtkDataSetReader misparse the cell arrays (and crash);
+    then every count in the file must fit the file (see :func:`_vtk_claims`)."""
     with open(path, "rb") as fh:
-        if not re.match(rb"# vtk DataFile Version \d+\.\d+\s*\n[^\n]*\n\s*(ASCII|BINARY)\s",
-                        fh.read(512), re.I):
-            raise LoadError(path, "not a legacy VTK file (bad '# vtk DataFile Version' header)")
+        head = fh.read(512)
+    m = re.match(rb"# vtk DataFile Version (\d+)\.\d+\s*\n[^\n]*\n\s*(ASCII|BINARY)\s", head, re.I)
+    if not m:
+        raise LoadError(path, "not a legacy VTK file (bad '# vtk DataFile Version' header)")
+    kind = re.search(rb"DATASET\s+(\w+)", head[m.end():], re.I)
+    if kind and kind.group(1).upper() in (b"STRUCTURED_POINTS", b"RECTILINEAR_GRID"):
+        raise LoadError(path, "it holds an image grid, not a mesh or point set")
+    binary = m.group(2).upper() == b"BINARY"
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        values, nbytes, grid, n_points = _vtk_claims(buf, binary, int(m.group(1)) >= 5)
+    size = path.stat().st_size
+    # binary data is there byte for byte; an ASCII number takes at least a digit and a space
+    check_claim_fits_file(path, nbytes if binary else 2 * values, size,
+                          what=f"the header ({values:,} numbers)")
+    if grid > max(n_points, 1):
+        raise LoadError(path, f"header claims a grid of {grid} points but only {n_points} points")
+
+
+# binary item sizes of the legacy format's type names (bit: 1/8); unknown names count 1 byte
+_VTK_SIZES = {"bit": 0.125, "char": 1, "signed_char": 1, "unsigned_char": 1, "short": 2,
+              "unsigned_short": 2, "int": 4, "unsigned_int": 4, "long": 8, "unsigned_long": 8,
+              "vtkidtype": 4, "float": 4, "double": 8, "vtktypeint32": 4, "vtktypeuint32": 4,
+              "vtktypeint64": 8, "vtktypeuint64": 8}
+_VTK_WORD = re.compile(rb"[A-Za-z_][A-Za-z_0-9]{2,}")  # numbers never match: ASCII data is skipped fast
+_VTK_KEYS = ("points", "vertices", "lines", "polygons", "triangle_strips", "cells", "cell_types",
+             "point_data", "cell_data", "scalars", "color_scalars", "vectors", "normals", "tensors",
+             "tensors6", "texture_coordinates", "lookup_table", "dimensions")
+_VTK_TYPES = frozenset(_VTK_SIZES) | {"string", "utf8_string", "variant"}
+
+
+def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
+    """(numbers, bytes in binary, grid points, points) that a legacy VTK file's keywords claim.
+
+    Keywords are found anywhere, in any case, even glued to the bytes before them (VTK reads
+    words, not lines), and each one's counts read from the words after it as vtkDataReader
+    does; field arrays are ``name components tuples type``. A chance match inside binary data
+    can only add a claim, so whatever VTK will allocate is counted.
+    """
+    values = nbytes = n_points = grid = n_attr = 0
+    last_scalars = -1
+    for m in _VTK_WORD.finditer(buf):
+        word = m.group().lower().decode()
+        if word not in _VTK_TYPES and not word.endswith(_VTK_KEYS):
+            continue  # most words in binary data: decided without slicing the buffer
+        words = bytes(buf[m.end():m.end() + 400]).split(None, 5)[:5]
+        ints = [int(w) if w.isdigit() and len(w) < 20 else None for w in words]
+        types = [w.decode("latin-1").lower() for w in words]
+        if word in _VTK_TYPES:  # a field array's header: the two counts stand before the type
+            before = bytes(buf[max(0, m.start() - 60):m.start()]).split()[-2:]
+            if len(before) == 2 and all(b.isdigit() and len(b) < 20 for b in before):
+                n = int(before[0]) * int(before[1])
+                values, nbytes = values + n, nbytes + int(n * _VTK_SIZES.get(word, 1) + 0.875)
+            continue
+        key = word if word in _VTK_KEYS else next((k for k in _VTK_KEYS if word.endswith(k)), None)
+        if key is None or (len(types) > 2 and None not in ints[:2] and types[2] in _VTK_TYPES):
+            continue  # not a keyword, or a field array named like one
+        if key == "lookup_table" and 0 <= m.start() - last_scalars < 400:
+            continue  # a SCALARS block's own table name, followed by its data
+        n = size = 0
+        if key in ("point_data", "cell_data") and ints and ints[0] is not None:
+            n_attr = ints[0]
+        elif key == "points" and len(ints) > 1 and ints[0] is not None:
+            n, size, n_points = 3 * ints[0], _VTK_SIZES.get(types[1], 1), n_points + ints[0]
+        elif key in _VTK_KEYS[1:6] and len(ints) > 1 and None not in ints[:2]:
+            n, size = (ints[0] + ints[1] if v5 else ints[1]), 4
+        elif key == "cell_types" and ints and ints[0] is not None:
+            n, size = ints[0], 4
+        elif key == "dimensions" and len(ints) > 2 and None not in ints[:3]:
+            grid = max(grid, ints[0] * ints[1] * ints[2])
+        elif key == "scalars" and len(types) > 1:
+            last_scalars = m.start()
+            comps = ints[2] if len(ints) > 2 and ints[2] is not None else 1
+            n, size = n_attr * comps, _VTK_SIZES.get(types[1], 1)
+        elif key == "color_scalars" and len(ints) > 1 and ints[1] is not None:
+            n, size = n_attr * ints[1], 1
+        elif key in ("vectors", "normals", "tensors", "tensors6") and len(types) > 1:
+            n = n_attr * {"tensors": 9, "tensors6": 6}.get(key, 3)
+            size = _VTK_SIZES.get(types[1], 1)
+        elif key == "texture_coordinates" and len(ints) > 2 and ints[1] is not None:
+            n, size = n_attr * ints[1], _VTK_SIZES.get(types[2], 1)
+        elif key == "lookup_table" and len(ints) > 1 and ints[1] is not None:
+            n, size = 4 * ints[1], 1
+        values, nbytes = values + n, nbytes + int(n * size + 0.875)
+    return values, nbytes, grid, n_points
+
+
+def _check_stl(path: Path) -> None:
+    """A binary STL holds its triangle count after an 80-byte header, then 50 bytes a
+    triangle: a count the file cannot hold is refused. (VTK reads to the end of the file, so
+    the count only has to be possible; some writers leave it 0.) ASCII STL has no counts."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    looks_ascii = head.lstrip().lower().startswith(b"solid") and all(b < 128 for b in head[84:])
+    if size < 84 or (looks_ascii and size != 84 + 50 * struct.unpack_from("<I", head, 80)[0]):
+        return
+    n = struct.unpack_from("<I", head, 80)[0]
+    check_claim_fits_file(path, 84 + 50 * n, size, what=f"the STL header ({n} triangles)")
+
+
+_XML_PIECE = re.compile(rb"<Piece\b([^>]*)>")
+_XML_COUNT = re.compile(rb"NumberOf(Points|Verts|Lines|Strips|Polys|Cells)\s*=\s*[\"']\s*(\d{1,20})")
+
+
+def _check_vtp(path: Path) -> None:
+    """The Pieces' NumberOfPoints and cell counts must fit the file: every point is three
+    numbers of at least one byte each (ASCII: two), every cell at least one offset; compressed
+    data (``compressor=``) can expand only so far. vtkXMLPolyDataReader allocates from these
+    counts before reading the data, and aborts the process when that allocation fails."""
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        stop = buf.find(b"<AppendedData")  # raw appended bytes may hold anything
+        head = bytes(buf[:stop if stop >= 0 else len(buf)])
+    need = 0
+    for piece in _XML_PIECE.finditer(head):
+        for key, n in _XML_COUNT.findall(piece.group(1)):
+            need += 3 * int(n) if key == b"Points" else int(n)
+    compressor = re.search(rb"compressor\s*=\s*[\"'](\w+)", head[:4096])
+    kind = None
+    if compressor:
+        kind = "bzip2" if b"LZMA" in compressor.group(1).upper() else "gzip"  # LZMA: the loose bound
+    check_claim_fits_file(path, need, path.stat().st_size, compression=kind, what="the VTP header")
 
 
 def _check_obj(path: Path) -> None:
@@ -239,6 +360,13 @@ def _check_ply(path: Path) -> None:
     if "face" in counts and not names["face"] & set(_PLY_INDEX):  # VTK would crash on it
         raise LoadError(path, "the PLY faces have no vertex_indices property")
     n_vert = counts["vertex"]
+    # the least each element's records can take (lists empty; ASCII: a digit and a space per
+    # value), checked before any walk or allocation: the counts are the file's own claims
+    each = [sum(np.dtype(c if c is not None else t).itemsize for _, c, t in props)
+            if fmt != "ascii" else 2 * len(props) for _, _, props in elements]
+    need = sum(count * b for (_, count, _), b in zip(elements, each)) - (fmt == "ascii")
+    check_claim_fits_file(path, need, path.stat().st_size - start,
+                          what=f"the PLY header ({', '.join(f'{c:,} {n}' for n, c, _ in elements)})")
     try:
         if fmt == "ascii":
             _walk_ascii_ply(path, start, elements, n_vert)
@@ -380,18 +508,27 @@ def _merge_material_uvs(pd: pv.PolyData) -> None:
     pd.point_data.active_texture_coordinates = uv
 
 
-def _obj_texture(path: Path) -> tuple[np.ndarray | None, str | None, list[str]]:
+MAX_MTL_BYTES = 64 << 20
+"""Larger material files are not read (real ones are kilobytes; the limit stops a link to a
+huge file from being read whole just to look for ``map_Kd``)."""
+
+
+def _obj_texture(path: Path, meta: dict) -> tuple[np.ndarray | None, str | None, list[str]]:
     """(texture (H, W, 3|4) uint8 row 0 at top | None, its path | None, notes): the first
-    ``map_Kd`` of the OBJ's MTL files. A missing MTL or image only adds a note."""
+    ``map_Kd`` of the OBJ's MTL files. A missing, irregular (FIFO, device) or unreadable MTL
+    or image only adds a note; only regular files are opened, and those outside the OBJ's
+    folder are listed in ``meta["outside_files"]``."""
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         libs = [m.group(1).decode("utf-8", "replace").strip()
                 for m in re.finditer(rb"^[ \t]*mtllib[ \t]+([^\r\n]+)", buf, re.M)]
     images, notes = [], []
     for lib in dict.fromkeys(libs):
         mtl = _find_beside(path.parent, lib)
-        if mtl is None:
-            notes.append(f"material file {lib} not found: shown without texture")
+        why = _unusable(mtl, MAX_MTL_BYTES)
+        if why:
+            notes.append(f"material file {lib} {why}: shown without texture")
             continue
+        note_outside_file(meta, path, mtl)
         for line in mtl.read_text("utf-8", "replace").splitlines():
             tok = line.split()
             if len(tok) >= 2 and tok[0].lower() == "map_kd":
@@ -402,15 +539,34 @@ def _obj_texture(path: Path) -> tuple[np.ndarray | None, str | None, list[str]]:
         return None, None, notes
     if len(images) > 1:
         notes.append(f"{len(images)} textures named: only {images[0].name} is shown")
+    tex = images[0]
+    why = _unusable(tex)
+    if why:
+        return None, str(tex), notes + [f"texture image {tex.name} {why}: shown without texture"]
+    note_outside_file(meta, path, tex)
     try:
-        with Image.open(images[0]) as im:
+        with open_image_header(tex, what="texture") as im:  # header only: size checked first
+            check_fits_in_memory(path, (im.size[1], im.size[0], 4), np.uint8, factor=3.0)
             im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
             texture = np.asarray(im, dtype=np.uint8).copy()  # PIL rows run top to bottom
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        why = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({exc})"
-        return None, str(images[0]), notes + [f"texture image {images[0].name} {why}: "
-                                              "shown without texture"]
-    return texture, str(images[0]), notes
+    except (LoadError, OSError, ValueError, SyntaxError) as exc:
+        why = exc.reason if isinstance(exc, LoadError) else f"unreadable ({exc})"
+        return None, str(tex), notes + [f"texture image {tex.name}: {why}: shown without texture"]
+    return texture, str(tex), notes
+
+
+def _unusable(ref: Path | None, max_bytes: int | None = None) -> str | None:
+    """Why a file an OBJ refers to cannot be read (missing, not a regular file, too large),
+    or None when it can."""
+    if ref is None or not (ref.exists() or ref.is_symlink()):
+        return "not found"
+    try:
+        size = require_regular_file(ref)
+    except LoadError as exc:
+        return exc.reason
+    if max_bytes is not None and size > max_bytes:
+        return f"is too large ({size} bytes)"
+    return None
 
 
 def _strip_map_options(tokens: list[str]) -> str:
@@ -427,10 +583,12 @@ def _strip_map_options(tokens: list[str]) -> str:
 def _find_beside(folder: Path, name: str) -> Path | None:
     """``name`` in ``folder``, else its bare name there (exporters write other machines' paths)."""
     name = name.strip().strip('"')
-    for cand in (folder / name, folder / name.replace("\\", "/").rsplit("/", 1)[-1]):
+    cands = (folder / name, folder / name.replace("\\", "/").rsplit("/", 1)[-1])
+    for cand in cands:
         if cand.is_file():
             return cand
-    return None
+    # a FIFO or a device is returned too, so that the caller says why it is not read
+    return next((c for c in cands if c.exists() or c.is_symlink()), None)
 
 
 # --- conversion ----------------------------------------------------------------------------
