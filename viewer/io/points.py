@@ -65,7 +65,11 @@ def load_text_points(path: Path) -> PointCloud:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:  # an accented comment from an old exporter, or binary junk
         text = raw.decode("latin-1")
-    text = _COUNT_LINE.sub("", text.replace(",", " ").replace(";", " "))
+    text = text.replace(",", " ").replace(";", " ")
+    # point counts (PTS: one before each scan) are only compared with the rows read, never
+    # used to allocate: a count the file does not hold means it was cut short
+    claimed = sum(max(int(c), 0) for c in _COUNT_LINE.findall(text) if len(c.strip()) < 19)
+    text = _COUNT_LINE.sub("", text)
     text = _HEADER_LINE.sub("", text, count=1)
     if not re.search(r"^[ \t]*[^\s#/]", text, re.M):  # (loadtxt would warn, then return nothing)
         raise LoadError(path, "no points in the file")
@@ -78,6 +82,9 @@ def load_text_points(path: Path) -> PointCloud:
     if data.size == 0 or data.shape[0] == 0:
         raise LoadError(path, "no points in the file")
     n_cols = data.shape[1]
+    if claimed > data.shape[0]:
+        raise LoadError(path, f"the file is truncated (its count lines say {claimed} points; "
+                              f"{data.shape[0]} follow)")
     if n_cols < 3:
         raise LoadError(path, f"each line needs at least x y z, found {n_cols} column(s)")
     if not np.all(np.isfinite(data[:, :3])):
@@ -169,10 +176,16 @@ def _check_las_header(path: Path) -> None:
     header_size, data_offset, n_vlr = struct.unpack_from("<HII", head, 94)
     point_size = struct.unpack_from("<H", head, 105)[0]
     n_points = struct.unpack_from("<I", head, 107)[0]
-    if header_size >= 375 and len(head) >= 375:  # LAS 1.4: 64-bit count, extended VLRs
-        n_points = n_points or struct.unpack_from("<Q", head, 247)[0]
     size = path.stat().st_size
+    evlr_ok = True
+    if header_size >= 375 and len(head) >= 375:  # LAS 1.4: 64-bit count, extended VLRs
+        # readers take one count or the other: the larger one must fit
+        n_points = max(n_points, struct.unpack_from("<Q", head, 247)[0])
+        evlr_start, n_evlr = struct.unpack_from("<QI", head, 235)
+        # each EVLR has a 60-byte header; a lying count made laspy loop for ever at the end
+        evlr_ok = n_evlr == 0 or (data_offset <= evlr_start <= size and n_evlr * 60 <= size - evlr_start)
     ok = 227 <= header_size <= data_offset <= size and n_vlr * 54 <= data_offset - header_size
+    ok = ok and evlr_ok
     data = size - data_offset
     if path.suffix.lower() == ".laz":  # identical points compress ~2400:1; allow 10000:1
         ok = ok and n_points * point_size <= 10000 * max(data, 1)
