@@ -162,3 +162,22 @@ def test_bad_scene_keeps_the_old_scene_and_says_why(window, qtbot, phantom_files
     assert boxes and "bad.lucid3d.json" in boxes[-1].text()
     for b in boxes:
         b.close()
+
+
+def test_staged_start_draws_the_window_before_the_views(qtbot, phantom_files):
+    """What `main.py` does: a light window at once, VTK views built when their imports arrive;
+    a file opened meanwhile is drawn once they exist."""
+    from viewer.ui.app import make_window
+
+    img, _ = phantom_files
+    win = make_window(paths=[str(img)], staged=True)
+    qtbot.addWidget(win)
+    assert not win.is_ready and win.views == {}  # nothing heavy built in the constructor
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: win.is_ready and len(win.scene) == 1, timeout=60000)
+    assert set(win.views) == {"axial", "coronal", "sagittal", "3d"}
+    qtbot.wait(300)
+    shot = np.asarray(win.views["axial"].screenshot())[..., :3]
+    assert shot.max() > 50  # the phantom drawn, not a black view
+    win.close()

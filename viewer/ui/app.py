@@ -1,20 +1,47 @@
-"""Starting the application: QApplication, the main window, what to open first."""
+"""Starting the application: QApplication, the main window, what to open first.
+
+Start-up is staged so the window is drawn within a few seconds on a laptop: the light window
+(Qt widgets only) is shown first, VTK and the training panels are imported in a thread and
+built when they arrive (``MainWindow(staged=True)``). ``LUCID3D_STARTUP_LOG=FILE`` appends one
+JSON line per milestone (seconds since ``LUCID3D_T0``, else since this module was imported):
+what ``bench/startup.py`` reads.
+"""
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import sys
+import time
 
 __all__ = ["run_app", "make_window"]
 
+_T_IMPORT = time.time()
 
-def make_window(paths=(), labels=(), demo: bool | str = False):
-    from ..render.vtkutil import quiet_vtk
+
+def _milestone(name: str) -> None:
+    log = os.environ.get("LUCID3D_STARTUP_LOG")
+    if not log:
+        return
+    t0 = float(os.environ.get("LUCID3D_T0", _T_IMPORT))
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"event": name, "t": round(time.time() - t0, 4)}) + "\n")
+
+
+def make_window(paths=(), labels=(), demo: bool | str = False, staged: bool = False):
     from .main_window import MainWindow
 
-    quiet_vtk()
-    win = MainWindow()
+    def quiet() -> None:
+        from ..render.vtkutil import quiet_vtk  # imports VTK: only once the views are built
+
+        quiet_vtk()
+
+    if not staged:
+        quiet()
+    win = MainWindow(staged=staged)
+    if staged:
+        win.when_ready(quiet)
     if demo:
         from ..demos import demo_objects
         from ..model import layer_for
@@ -23,16 +50,33 @@ def make_window(paths=(), labels=(), demo: bool | str = False):
         for obj, display in demo_objects(name):
             win.scene.add(layer_for(obj, **display))
         win.scene.selected = win.scene[0]
-        if name == "segmentation" and hasattr(win, "segmentation_dock"):
+        if name == "segmentation":
             win.segmentation_dock.show()
-        if name == "rendering" and hasattr(win, "render_dock"):
+        if name == "rendering":
             win.render_dock.show()
-            win.maximize("3d")  # no volume: the slice views would stay black
+            win.when_ready(lambda: win.maximize("3d"))  # no volume: the slice views would stay black
     if paths:
         win.open_paths(paths)
     if labels:
         win.open_paths(labels, as_labels=True)
     return win
+
+
+class _FirstPaint:
+    """Notes the window's first paint (the moment a user sees it) in the start-up log."""
+
+    def __init__(self, win) -> None:
+        from PySide6.QtCore import QEvent, QObject
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+                if event.type() == QEvent.Type.Paint:
+                    _milestone("window_drawn")
+                    obj.removeEventFilter(self)
+                return False
+
+        self.filter = Filter()
+        win.installEventFilter(self.filter)
 
 
 def run_app(paths=(), labels=(), demo: bool | str = False) -> int:
@@ -43,6 +87,7 @@ def run_app(paths=(), labels=(), demo: bool | str = False) -> int:
         print("error: no display: the window needs an X server (try xvfb-run, or the headless "
               "commands: main.py info | convert | screenshot)", file=sys.stderr)
         return 2
+    _milestone("qt_imported")
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Lucid3D")
     app.setStyle("Fusion")
@@ -51,10 +96,19 @@ def run_app(paths=(), labels=(), demo: bool | str = False) -> int:
     from ..resources import icon_path
 
     app.setWindowIcon(QIcon(str(icon_path())))
-    win = make_window(paths, labels, demo)
+    win = make_window(paths, labels, demo, staged=True)
+    probe = _FirstPaint(win)
     win.show()
-    # the big UI stalls are full garbage collections over the many long-lived objects that VTK
-    # and Qt create at start-up: freeze them out of the collector (ENVIRONMENT.md)
-    gc.collect()
-    gc.freeze()
+    _milestone("window_shown")
+
+    def ready() -> None:
+        _milestone("torch_at_ready" if "torch" in sys.modules else "no_torch_at_ready")
+        _milestone("views_ready")
+        # the big UI stalls are full garbage collections over the many long-lived objects that
+        # VTK and Qt create at start-up: freeze them out of the collector (ENVIRONMENT.md)
+        gc.collect()
+        gc.freeze()
+
+    win.when_ready(ready)
+    win._startup_probe = probe
     return app.exec()

@@ -3,10 +3,12 @@ docks, the photo of the selected camera, menus, drag-and-drop, status bar."""
 
 from __future__ import annotations
 
+import importlib
+import threading
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
@@ -18,11 +20,8 @@ from ..io.scene_file import read_scene, restore_layers, save_scene
 from ..jobs.runner import JobRunner
 from ..model import ImageLayer, LabelLayer, LabelMap, Scene, ViewSet, ViewSetLayer, Volume, layer_for
 from ..model.errors import LoadError
-from ..render.frusta import attach_frame_picking
 from .dialogs import pick_series
 from .layer_panel import LayerPanel
-from .photo_view import PhotoView
-from .views import ViewPanel
 
 __all__ = ["MainWindow"]
 
@@ -67,8 +66,40 @@ class _Batch:
             self.window._add_loaded(path, data, has_image)
 
 
+class _Prefetch(QObject):
+    """Imports the heavy modules (VTK, pyvista, the training panels) in a thread, so the window
+    is drawn and answers while they load; ``done`` arrives in the UI thread."""
+
+    done = Signal()
+
+    MODULES = ("vtk", "pyvista", "pyvistaqt", "viewer.ui.views", "viewer.ui.segmentation_panel",
+               "viewer.ui.render_panel")
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="lucid3d-prefetch", daemon=True).start()
+
+    def _run(self) -> None:
+        for name in self.MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the UI thread imports it again and reports the real error
+                break
+        self.done.emit()
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, scene: Scene | None = None) -> None:
+    """The application window.
+
+    ``staged=True`` (what ``main.py`` uses) draws a light window at once: menus, the layer
+    panel, the status bar and a placeholder where the views go; VTK, pyvista and the training
+    panels are imported in a thread and built when they arrive (``views_ready``). Files opened
+    meanwhile load as usual and appear when the views exist. ``staged=False`` builds everything
+    before returning (tests, scripts).
+    """
+
+    views_ready = Signal()
+
+    def __init__(self, scene: Scene | None = None, staged: bool = False) -> None:
         super().__init__()
         self.setWindowTitle("Lucid3D")
         self.resize(1400, 900)
@@ -76,18 +107,9 @@ class MainWindow(QMainWindow):
         self.scene = scene or Scene()
         self.jobs = JobRunner()
         self.settings = QSettings("Lucid3D", "Lucid3D")
-
-        grid_host = QWidget()
-        self.grid = QGridLayout(grid_host)
-        self.grid.setContentsMargins(0, 0, 0, 0)
-        self.grid.setSpacing(2)
-        self.views: dict[str, ViewPanel] = {}
-        for kind, (r, c) in (("axial", (0, 0)), ("3d", (0, 1)), ("coronal", (1, 0)), ("sagittal", (1, 1))):
-            panel = ViewPanel(self.scene, kind, run_async=self.jobs.run_async)
-            panel.hovered.connect(self._on_hover)
-            self.grid.addWidget(panel, r, c)
-            self.views[kind] = panel
-        self.setCentralWidget(grid_host)
+        self.views: dict = {}
+        self.is_ready = False
+        self._after_ready: list = []
 
         self.layer_panel = LayerPanel(self.scene)
         dock = QDockWidget("Layers", self)
@@ -96,16 +118,9 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         dock.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        from .segmentation_panel import SegmentationPanel
-
-        self.segmentation_panel = SegmentationPanel(self.scene, self.jobs)
-        self.segmentation_dock = QDockWidget("Segmentation", self)
-        self.segmentation_dock.setObjectName("segmentation")
-        self.segmentation_dock.setWidget(self.segmentation_panel)
-        self.segmentation_dock.setMinimumWidth(360)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.segmentation_dock)
-        self.segmentation_dock.hide()  # View > Segmentation panel (Ctrl+G) opens it
-        self._build_rendering_docks()
+        self.segmentation_dock = self._dock("Segmentation", "segmentation", Qt.DockWidgetArea.RightDockWidgetArea, 360)
+        self.render_dock = self._dock("Neural Rendering", "neural_rendering", Qt.DockWidgetArea.RightDockWidgetArea, 360)
+        self.photo_dock = self._dock("Camera photo", "camera_photo", Qt.DockWidgetArea.LeftDockWidgetArea, 0)
 
         self.position_label = QLabel("")
         self.position_label.setMinimumWidth(420)
@@ -125,29 +140,77 @@ class MainWindow(QMainWindow):
         self.jobs.job_ended.connect(self._job_ended)
         self._build_menus()
         self.scene.cursor_changed.connect(lambda *_: self._show_cursor_value())
+        if staged:
+            waiting = QLabel("Preparing the views…")
+            waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            waiting.setStyleSheet("background: black; color: #9aa4ad; font-size: 15px;")
+            self.setCentralWidget(waiting)
+            self._prefetch = _Prefetch()
+            self._prefetch.done.connect(self._build_heavy)
+            QTimer.singleShot(0, self._prefetch.start)
+        else:
+            self._build_heavy()
+
+    def _dock(self, title: str, name: str, area, min_width: int) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        placeholder = QLabel("Loading…")
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        dock.setWidget(placeholder)
+        if min_width:
+            dock.setMinimumWidth(min_width)
+        self.addDockWidget(area, dock)
+        dock.hide()  # the View menu opens it (Ctrl+G segmentation, Ctrl+R rendering)
+        return dock
+
+    def when_ready(self, fn) -> None:
+        """Call ``fn()`` once the views exist (now, when they already do)."""
+        if self.is_ready:
+            fn()
+        else:
+            self._after_ready.append(fn)
+
+    def _build_heavy(self) -> None:
+        """The four VTK views and the training panels (the part of start-up that takes seconds)."""
+        from .segmentation_panel import SegmentationPanel
+        from .views import ViewPanel
+
+        grid_host = QWidget()
+        self.grid = QGridLayout(grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        for kind, (r, c) in (("axial", (0, 0)), ("3d", (0, 1)), ("coronal", (1, 0)), ("sagittal", (1, 1))):
+            panel = ViewPanel(self.scene, kind, run_async=self.jobs.run_async)
+            panel.hovered.connect(self._on_hover)
+            self.grid.addWidget(panel, r, c)
+            self.views[kind] = panel
+        self.setCentralWidget(grid_host)
+        self.segmentation_panel = SegmentationPanel(self.scene, self.jobs)
+        self.segmentation_dock.setWidget(self.segmentation_panel)
+        self._build_rendering_docks()
+        self.is_ready = True
+        pending, self._after_ready = self._after_ready, []
+        for fn in pending:
+            fn()
+        self.views_ready.emit()
 
     def _build_rendering_docks(self) -> None:
         """The Neural Rendering panel (View menu, Ctrl+R), the selected camera's photo, and
         frustum picking in the 3D view."""
+        from ..render.frusta import attach_frame_picking
+        from .photo_view import PhotoView
         from .render_panel import RenderPanel
 
         view3d = self.views["3d"]
         self.render_panel = RenderPanel(self.scene, self.jobs, view3d=view3d.view, host=view3d.plotter.interactor)
-        self.render_dock = QDockWidget("Neural Rendering", self)
-        self.render_dock.setObjectName("neural_rendering")
         self.render_dock.setWidget(self.render_panel)
-        self.render_dock.setMinimumWidth(360)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.render_dock)
-        self.render_dock.hide()
         self.photo_view = PhotoView()
-        self.photo_dock = QDockWidget("Camera photo", self)
-        self.photo_dock.setObjectName("camera_photo")
         self.photo_dock.setWidget(self.photo_view)
-        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.photo_dock)
-        self.photo_dock.hide()
         self._frame_slots: dict[int, object] = {}
         self.scene.layer_inserted.connect(self._viewset_added)
         self.scene.layer_removed.connect(self._viewset_removed)
+        for i, layer in enumerate(self.scene):  # photo sets opened before the views existed
+            self._viewset_added(i, layer)
         attach_frame_picking(view3d.view, view3d.plotter.iren.interactor, self._frame_picked)
 
     def _viewset_added(self, index: int, layer) -> None:
@@ -425,7 +488,7 @@ class MainWindow(QMainWindow):
                 self.scene.selected = layers[sel]
             self.scene.cursor = data.get("cursor", self.scene.cursor)
             # cameras after the views have reacted to the new layers
-            QTimer.singleShot(0, lambda: self._restore_cameras(data.get("cameras", {})))
+            QTimer.singleShot(0, lambda: self.when_ready(lambda: self._restore_cameras(data.get("cameras", {}))))
             self._add_recent(path)
 
         self.jobs.submit(work, f"Opening scene {Path(path).name}", on_done=done, on_error=self._error)
@@ -527,7 +590,8 @@ class MainWindow(QMainWindow):
             self.job_label.setText("")
 
     def closeEvent(self, event) -> None:
-        self.render_panel.shutdown()
+        if self.is_ready:
+            self.render_panel.shutdown()
         self.jobs.shutdown()
         for panel in self.views.values():
             panel.close_view()
