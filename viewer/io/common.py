@@ -289,11 +289,13 @@ def inflate_exactly(fh, want: int, compression: str, path: object, *, keep: bool
             pending = fh.read(_CHUNK)
             drained = not pending
         try:
+            # at most 4 MiB out per call: 1 MiB of zeros in could be a GiB out
+            limit = min(want - got, 4 * _CHUNK)
             if compression == "bzip2":
-                piece = dec.decompress(pending, max_length=want - got)
+                piece = dec.decompress(pending, max_length=limit)
                 pending = b""
             else:
-                piece = dec.decompress(pending, want - got)
+                piece = dec.decompress(pending, limit)
                 pending = dec.unconsumed_tail
         except (zlib.error, OSError, EOFError, ValueError) as exc:
             raise LoadError(path, f"the compressed data is corrupt ({exc})") from None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
+import logging
 import os
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import nibabel as nib
 import numpy as np
@@ -29,7 +31,8 @@ def _why(exc: Exception, path: Path) -> str:
 __all__ = ["load_nifti", "save_nifti"]
 
 
-_CHUNK = 16 << 20  # bytes read (and scaled) at a time: a few slices of a CT
+_CHUNK = 4 << 20  # bytes per read (gzip makes a temporary copy of each read)
+_SCALE_ITEMS = 1 << 20  # voxels scaled at a time: an 8 MiB float64 temporary
 _TAIL = 1 << 20  # read past the data to a gzip stream's end (its CRC) when at most this is left
 _NIB_ERRORS = (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError,
                nib.spatialimages.ImageDataError, EOFError, OSError, zlib.error, ValueError)
@@ -47,13 +50,40 @@ def load_nifti(path: Path) -> Volume:
     """
     path = Path(path)
     _check_pair(path)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _nibabel_log() as logged:
         warnings.simplefilter("always")
         vol = _load(path)
-    if caught:  # header oddities nibabel tolerates (qfac, units...): worth a line in the info
-        said = "; ".join(dict.fromkeys(f"nibabel: {w.message}" for w in caught))
-        vol.meta["note"] = "; ".join(filter(None, [vol.meta.get("note"), said]))
+    said = [str(w.message) for w in caught] + logged
+    if said:  # header oddities nibabel tolerates (extensions, offsets...): worth a line in the info
+        said_once = "; ".join(dict.fromkeys(f"nibabel: {m}" for m in said))
+        vol.meta["note"] = "; ".join(filter(None, [vol.meta.get("note"), said_once]))
     return vol
+
+
+@contextlib.contextmanager
+def _nibabel_log() -> Iterator[list[str]]:
+    """nibabel reports header checks through its own logger, which prints on stderr: keep
+    those messages for the note instead, for the duration of one load."""
+    logger = nib.imageglobals.logger
+    said: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handlers, propagate = list(logger.handlers), logger.propagate
+    keep = _Keep(logging.WARNING)
+    for handler in handlers:
+        logger.removeHandler(handler)
+    logger.addHandler(keep)
+    logger.propagate = False
+    try:
+        yield said
+    finally:
+        logger.removeHandler(keep)
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.propagate = propagate
 
 
 def _check_pair(path: Path) -> None:
@@ -165,7 +195,7 @@ def _read_stream(path: Path, image_file: Path, compression: str | None, offset: 
     else:
         out = np.empty(shape, np.float32, order="F")
         flat = out.reshape(-1, order="F")  # a view: out is Fortran-contiguous
-        chunk = bytearray(max(1, _CHUNK // dtype.itemsize) * dtype.itemsize)
+        chunk = bytearray(_SCALE_ITEMS * dtype.itemsize)
     with _open_data(image_file, compression) as fh:
         fh.seek(offset)
         if scaling is None:
@@ -178,8 +208,10 @@ def _read_stream(path: Path, image_file: Path, compression: str | None, offset: 
                 view = memoryview(chunk)[: count * dtype.itemsize]
                 _fill(path, fh, view)
                 # float64 arithmetic, one rounding to float32: raw * slope + inter exactly
-                raw = np.frombuffer(view, dtype).astype(np.float64)
-                flat[start:start + count] = raw * slope + inter
+                value = np.frombuffer(view, dtype).astype(np.float64)
+                value *= slope
+                value += inter
+                flat[start:start + count] = value
         if whole and compression is not None:
             fh.read(_TAIL)  # reaching the end checks the CRC (or raises)
     return out

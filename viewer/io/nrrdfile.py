@@ -204,9 +204,9 @@ def _read(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]
         if endian not in ("little", "big"):
             raise LoadError(path, "NRRD header has no valid 'endian' field for multi-byte data")
         dtype = dtype.newbyteorder("<" if endian == "little" else ">")
-    # the file must hold all frames; pynrrd-style reads keep all of them for a moment
-    check_fits_in_memory(path, sizes, dtype, factor=1.0)
-    n = int(np.prod(sizes, dtype=np.int64))
+    if min(sizes) <= 0:
+        raise LoadError(path, f"the image is empty or has a negative size (sizes {sizes})")
+    n = int(np.prod(sizes, dtype=object))
     need = n * dtype.itemsize
     data_file = _data_file(path, header, meta)
     source = data_file or path
@@ -221,24 +221,34 @@ def _read(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]
         if line_skip:
             skip_lines(fh, line_skip, path)
         held = size - fh.tell()
+        _check_claim(path, n, dtype.itemsize, byte_skip, held, compression)
+        # all frames are read, then the first is copied out: the whole array is the peak
+        check_fits_in_memory(path, sizes, dtype, factor=1.0)
         if compression is None:
             if byte_skip == -1:
                 byte_skip = held - need
-            check_data_fits_file(path, need + max(byte_skip, 0), held)
             fh.seek(byte_skip, os.SEEK_CUR)
             flat = np.fromfile(fh, dtype, count=n)
         elif compression == "ascii":
-            check_data_fits_file(path, n, held)  # at least one character per value
             flat = _ascii_values(path, fh, dtype, n)
         else:
-            check_data_fits_file(path, need + byte_skip, held, compression=compression)
             buf = inflate_exactly(fh, need, compression, path, skip=byte_skip)
             flat = np.frombuffer(buf, dtype)
     if flat.size != n:
         raise LoadError(path, f"the file is truncated: {flat.size} of the {n} values the header claims")
-    if not flat.dtype.isnative:
-        flat = flat.astype(flat.dtype.newbyteorder("="))  # VTK wants native byte order
+    if not flat.dtype.isnative:  # VTK wants native byte order: swapped in place, no copy
+        flat = flat.byteswap(inplace=True).view(flat.dtype.newbyteorder("="))
     return header, flat.reshape(sizes, order="F")
+
+
+def _check_claim(path: Path, n: int, itemsize: int, byte_skip: int, held: int, compression: str | None) -> None:
+    """The ``held`` bytes after the header (and its skips) must be able to hold ``n`` values."""
+    if compression is None:
+        check_data_fits_file(path, n * itemsize + max(byte_skip, 0), held)
+    elif compression == "ascii":
+        check_data_fits_file(path, n, held)  # text: at least one character per value
+    else:
+        check_data_fits_file(path, n * itemsize + byte_skip, held, compression=compression)
 
 
 def _data_file(path: Path, header: dict[str, Any], meta: dict[str, Any]) -> Path | None:
