@@ -193,7 +193,7 @@ def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
     can only add a claim, so whatever VTK will allocate is counted.
     """
     values = nbytes = n_points = grid = n_attr = 0
-    last_scalars = -1
+    scalars_table = False  # a SCALARS header's own LOOKUP_TABLE line is still to come
     for m in _VTK_WORD.finditer(buf):
         word = m.group().lower().decode()
         if word not in _VTK_TYPES and not word.endswith(_VTK_KEYS):
@@ -210,8 +210,9 @@ def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
         key = word if word in _VTK_KEYS else next((k for k in _VTK_KEYS if word.endswith(k)), None)
         if key is None or (len(types) > 2 and None not in ints[:2] and types[2] in _VTK_TYPES):
             continue  # not a keyword, or a field array named like one
-        if key == "lookup_table" and 0 <= m.start() - last_scalars < 400:
-            continue  # a SCALARS block's own table name, followed by its data
+        if key == "lookup_table" and scalars_table:
+            scalars_table = False  # SCALARS' own "LOOKUP_TABLE name", followed by its data
+            continue
         n = size = 0
         if key in ("point_data", "cell_data") and ints and ints[0] is not None:
             n_attr = ints[0]
@@ -224,7 +225,7 @@ def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
         elif key == "dimensions" and len(ints) > 2 and None not in ints[:3]:
             grid = max(grid, ints[0] * ints[1] * ints[2])
         elif key == "scalars" and len(types) > 1:
-            last_scalars = m.start()
+            scalars_table = True
             comps = ints[2] if len(ints) > 2 and ints[2] is not None else 1
             n, size = n_attr * comps, _VTK_SIZES.get(types[1], 1)
         elif key == "color_scalars" and len(ints) > 1 and ints[1] is not None:
