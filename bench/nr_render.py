@@ -1,11 +1,13 @@
 """Benchmark: interactive rendering speed of a fitted renderer (rasterize + sample + network).
 
-    .venv/bin/python bench/nr_render.py CKPT [CKPT ...] [--size 256] [--frames 60] [--device cpu|cuda]
+    .venv/bin/python bench/nr_render.py CKPT [CKPT ...] [--size 256] [--frames 60] [--runs 5]
+                                        [--threads 2] [--device cpu|cuda]
 
 Each checkpoint renders ``frames`` cameras of an orbit around its mesh (the same orbit
 ``main.py render --orbit`` uses) after 5 warm-up frames, one frame at a time as the learned view
-does; reports the median and p90 milliseconds per frame, frames per second and the share spent
-rasterizing. Results go to bench/results/nr_render.json.
+does, ``runs`` times; reports the median over runs of each run's median milliseconds per frame
+with the runs' spread (min..max), p90, frames per second, the share spent rasterizing and the
+load average. Results go to bench/results/nr_render.json.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     from viewer.model.camera import orbit_cameras
     from viewer.plugins import plugin_for_checkpoint
 
     if args.device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 2)
+        torch.set_num_threads(args.threads)
     results = []
     for ck in args.checkpoints:
         plugin = plugin_for_checkpoint(ck, "renderer")
@@ -49,20 +53,30 @@ def main() -> None:
         for c in cams[:5]:
             plugin.render(model, c)
         ras = model.rasterizer()
-        total, raster = [], []
-        for c in cams:
-            t = time.perf_counter()
-            plugin.render(model, c)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            total.append(time.perf_counter() - t)
+        run_meds, p90s, raster, load0 = [], [], [], os.getloadavg()[0]
+        for _ in range(args.runs):
+            total = []
+            for c in cams:
+                t = time.perf_counter()
+                plugin.render(model, c)
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                total.append(time.perf_counter() - t)
+            run_meds.append(float(np.median(total)))
+            p90s.append(float(np.percentile(total, 90)))
+        for c in cams[:20]:
             t = time.perf_counter()
             ras.rasterize(c)
             raster.append(time.perf_counter() - t)
-        med = float(np.median(total))
+        med = float(np.median(run_meds))
         res = {"plugin": plugin.name, "checkpoint": str(ck), "size": args.size, "device": args.device,
-               "median_ms": round(med * 1000, 1), "p90_ms": round(float(np.percentile(total, 90)) * 1000, 1),
-               "fps": round(1.0 / med, 1), "rasterize_ms": round(float(np.median(raster)) * 1000, 1),
+               "threads": args.threads, "runs": args.runs, "frames": args.frames,
+               "median_ms": round(med * 1000, 1), "run_medians_ms": [round(x * 1000, 1) for x in run_meds],
+               "spread_ms": [round(min(run_meds) * 1000, 1), round(max(run_meds) * 1000, 1)],
+               "p90_ms": round(float(np.median(p90s)) * 1000, 1), "fps": round(1.0 / med, 1),
+               "fps_spread": [round(1.0 / max(run_meds), 1), round(1.0 / min(run_meds), 1)],
+               "rasterize_ms": round(float(np.median(raster)) * 1000, 1),
+               "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"}
         results.append(res)
         print(json.dumps(res), flush=True)

@@ -19,8 +19,10 @@ from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame
 
+from .shading import MeshShading, mesh_shading
+
 __all__ = ["ViewData", "PixelBatch", "training_size", "make_rasterizer", "prepare_views",
-           "prepare_view", "full_batch", "random_batch", "camera_batch"]
+           "prepare_view", "full_batch", "random_batch", "camera_batch", "cover_box"]
 
 
 def make_rasterizer(mesh: Mesh):
@@ -42,6 +44,7 @@ class ViewData:
     uv : (H, W, 2) float32 texture coordinates (origin bottom-left), 0 where not covered.
     mask : (H, W) bool, the mesh covers the pixel centre.
     target : (H, W, 3) float32 photo in 0..1 composited over the background (area-resampled).
+    normal : (H, W, 3) float32 unit world normals (:mod:`.shading`), 0 where not covered.
     """
 
     name: str
@@ -49,6 +52,7 @@ class ViewData:
     uv: torch.Tensor
     mask: torch.Tensor
     target: torch.Tensor
+    normal: torch.Tensor | None = None
     _covered: torch.Tensor | None = None
 
     @property
@@ -75,6 +79,7 @@ class PixelBatch:
     uv : (N, 2) float texture coordinates of those pixels (origin bottom-left).
     dirs : (N, 3) float unit ray directions, camera -> surface, world frame.
     mask : (B, 1, H, W) float coverage (1 covered, 0 not).
+    normals : (N, 3) float unit world normals of those pixels (None if not computed).
     """
 
     shape: tuple[int, int, int]
@@ -82,6 +87,7 @@ class PixelBatch:
     uv: torch.Tensor
     dirs: torch.Tensor
     mask: torch.Tensor
+    normals: torch.Tensor | None = None
 
 
 def training_size(camera: Camera, size: int) -> tuple[int, int]:
@@ -102,25 +108,30 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return out[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
 
 
-def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float]) -> ViewData:
-    """One frame's :class:`ViewData` at the training size (longer side ``size``)."""
+def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float],
+                 shading: MeshShading | None = None) -> ViewData:
+    """One frame's :class:`ViewData` at the training size (longer side ``size``); per-pixel
+    normals too if ``shading`` is given."""
     w, h = training_size(frame.camera, size)
     cam = frame.camera.scaled(w, h) if (w, h) != (frame.camera.width, frame.camera.height) else frame.camera
     m = rasterizer.rasterize(cam)
     target = _resize(frame.rgb(background), w, h)
+    normal = None if shading is None else torch.from_numpy(shading.normals(m.face, m.uv))
     return ViewData(name=frame.name or frame.camera.name, camera=cam,
                     uv=torch.from_numpy(np.ascontiguousarray(m.uv, np.float32)),
-                    mask=torch.from_numpy(np.ascontiguousarray(m.mask, bool)), target=torch.from_numpy(target))
+                    mask=torch.from_numpy(np.ascontiguousarray(m.mask, bool)), target=torch.from_numpy(target),
+                    normal=normal)
 
 
 def prepare_views(frames: Sequence[Frame], mesh: Mesh, size: int, background: Sequence[float],
                   report: Callable[[int, int], None] | None = None) -> list[ViewData]:
     """Rasterize every frame once (the uv maps are cached for the whole fit), in this thread."""
     rast = make_rasterizer(mesh)
+    shading = mesh_shading(mesh)
     try:
         out = []
         for i, f in enumerate(frames):
-            out.append(prepare_view(f, rast, size, background))
+            out.append(prepare_view(f, rast, size, background, shading))
             if report is not None:
                 report(i + 1, len(frames))
         return out
@@ -144,9 +155,9 @@ def _dirs(k: torch.Tensor, r: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y:
 
 
 def _batch(uv: torch.Tensor, mask: torch.Tensor, cams: Sequence[Camera], x0: torch.Tensor,
-           y0: torch.Tensor, device) -> PixelBatch:
-    """A PixelBatch from stacked crops uv (B, H, W, 2), mask (B, H, W) whose top-left corners
-    are (x0, y0) (B,) in their frames' pixel grids."""
+           y0: torch.Tensor, device, normal: torch.Tensor | None = None) -> PixelBatch:
+    """A PixelBatch from stacked crops uv (B, H, W, 2), mask (B, H, W) (and normals (B, H, W, 3))
+    whose top-left corners are (x0, y0) (B,) in their frames' pixel grids."""
     b, h, w = mask.shape
     mask = mask.to(device)
     flat = mask.reshape(-1)
@@ -157,21 +168,46 @@ def _batch(uv: torch.Tensor, mask: torch.Tensor, cams: Sequence[Camera], x0: tor
     xx = rem - yy * w
     k, r = _cam_params(cams, device)
     dirs = _dirs(k, r, bi, (xx + x0.to(device)[bi]).float(), (yy + y0.to(device)[bi]).float())
+    normals = None if normal is None else normal.reshape(-1, 3)[pix.to(normal.device)].to(device)
     return PixelBatch(shape=(b, h, w), pix=pix, uv=uv.to(device).reshape(-1, 2)[pix], dirs=dirs,
-                      mask=mask[:, None].float())
+                      mask=mask[:, None].float(), normals=normals)
 
 
 def full_batch(view: ViewData, device="cpu") -> PixelBatch:
     """The whole frame as a batch of one."""
     z = torch.zeros(1, dtype=torch.long)
-    return _batch(view.uv[None], view.mask[None], [view.camera], z, z, device)
+    return _batch(view.uv[None], view.mask[None], [view.camera], z, z, device,
+                  None if view.normal is None else view.normal[None])
 
 
-def camera_batch(camera: Camera, uv: np.ndarray, mask: np.ndarray, device="cpu") -> PixelBatch:
-    """A batch of one from a rasterizer's uv (H, W, 2) and mask (H, W) for ``camera``."""
-    z = torch.zeros(1, dtype=torch.long)
+def camera_batch(camera: Camera, uv: np.ndarray, mask: np.ndarray, device="cpu",
+                 normal: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> PixelBatch:
+    """A batch of one from a rasterizer's uv (H, W, 2) and mask (H, W) (and the normals (H, W, 3)
+    of :meth:`MeshShading.normals`) for ``camera``; ``origin`` (x0, y0) is the arrays' top-left
+    pixel in the camera's image when they are a crop of it."""
+    x0, y0 = torch.tensor([int(origin[0])]), torch.tensor([int(origin[1])])
     return _batch(torch.from_numpy(np.ascontiguousarray(uv, np.float32))[None],
-                  torch.from_numpy(np.ascontiguousarray(mask, bool))[None], [camera], z, z, device)
+                  torch.from_numpy(np.ascontiguousarray(mask, bool))[None], [camera], x0, y0, device,
+                  None if normal is None else torch.from_numpy(np.ascontiguousarray(normal, np.float32))[None])
+
+
+def cover_box(mask: np.ndarray, margin: int = 16, multiple: int = 16) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the pixels the mesh covers, ``margin`` pixels more on every side, the
+    size rounded up to a multiple of ``multiple`` where the image allows, clipped to the image;
+    None if nothing is covered. Outside it a renderer's output is exactly the background."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    h, w = mask.shape
+
+    def span(lo: int, hi: int, n: int) -> tuple[int, int]:
+        lo, hi = max(0, lo - margin), min(n, hi + 1 + margin)
+        hi = min(n, lo + -(-(hi - lo) // multiple) * multiple)
+        return max(0, min(lo, hi - -(-(hi - lo) // multiple) * multiple)), hi
+
+    x0, x1 = span(int(cols[0]), int(cols[-1]), w)
+    y0, y1 = span(int(rows[0]), int(rows[-1]), h)
+    return x0, y0, x1, y1
 
 
 def random_batch(views: Sequence[ViewData], n: int, crop: int, rng: np.random.Generator,
@@ -186,7 +222,7 @@ def random_batch(views: Sequence[ViewData], n: int, crop: int, rng: np.random.Ge
     picks = [views[int(i)] for i in rng.integers(0, len(views), size=n)]
     ch = min([crop] + [v.shape[0] for v in picks]) if crop else min(v.shape[0] for v in picks)
     cw = min([crop] + [v.shape[1] for v in picks]) if crop else min(v.shape[1] for v in picks)
-    uvs, masks, targets, xs, ys = [], [], [], [], []
+    uvs, masks, targets, normals, xs, ys = [], [], [], [], [], []
     for v in picks:
         h, w = v.shape
         cov = v.covered
@@ -199,9 +235,12 @@ def random_batch(views: Sequence[ViewData], n: int, crop: int, rng: np.random.Ge
         uvs.append(v.uv[y0:y0 + ch, x0:x0 + cw])
         masks.append(v.mask[y0:y0 + ch, x0:x0 + cw])
         targets.append(v.target[y0:y0 + ch, x0:x0 + cw])
+        if v.normal is not None:
+            normals.append(v.normal[y0:y0 + ch, x0:x0 + cw])
         xs.append(x0)
         ys.append(y0)
     batch = _batch(torch.stack(uvs), torch.stack(masks), [v.camera for v in picks],
-                   torch.tensor(xs), torch.tensor(ys), device)
+                   torch.tensor(xs), torch.tensor(ys), device,
+                   torch.stack(normals) if len(normals) == len(picks) else None)
     target = torch.stack(targets).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
     return batch, target

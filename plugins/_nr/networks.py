@@ -194,14 +194,22 @@ class UNet2D(nn.Module):
     torch.Size([1, 4, 70, 50])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...]) -> None:
+    def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...], convs: int = 1) -> None:
         super().__init__()
         ch = [int(c) for c in channels]
         if len(ch) < 2:
             raise ValueError("the U-Net needs at least 2 levels")
-        self.down = nn.ModuleList([_conv(in_channels, ch[0])] + [_conv(ch[i - 1], ch[i]) for i in range(1, len(ch))])
+        if convs < 1:
+            raise ValueError("the U-Net needs at least 1 convolution per level")
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            if convs == 1:  # the state-dict keys of checkpoints from before ``convs`` existed
+                return _conv(cin, cout)
+            return nn.Sequential(_conv(cin, cout), *[_conv(cout, cout) for _ in range(convs - 1)])
+
+        self.down = nn.ModuleList([block(in_channels, ch[0])] + [block(ch[i - 1], ch[i]) for i in range(1, len(ch))])
         self.bottom = _conv(ch[-1], ch[-1])
-        self.up = nn.ModuleList([_conv(ch[i + 1] + ch[i], ch[i]) for i in range(len(ch) - 1)])
+        self.up = nn.ModuleList([block(ch[i + 1] + ch[i], ch[i]) for i in range(len(ch) - 1)])
         self.head = nn.Conv2d(ch[0], out_channels, 1)
         self.multiple = 2 ** (len(ch) - 1)
 

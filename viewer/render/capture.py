@@ -28,7 +28,7 @@ from .raster import OffscreenWindow, mesh_polydata, near_far, set_vtk_camera
 from .vtkutil import vtk
 
 __all__ = ["Light", "default_lights", "render_views", "frame_cameras", "bounding_sphere", "smooth_normals",
-           "split_creases"]
+           "split_creases", "scan_colours"]
 
 
 @dataclass(frozen=True)
@@ -284,3 +284,35 @@ def _build_actor(mesh: Mesh) -> tuple[vtk.vtkActor, vtk.vtkTexture | None]:
     prop.SetColor(*((0.8, 0.8, 0.8) if grey else (1.0, 1.0, 1.0)))
     prop.BackfaceCullingOff()
     return actor, texture
+
+
+def scan_colours(mesh: Mesh, seed: int = 0, min_faces: int = 50_000, texture_size: int = 1024) -> Mesh:
+    """A copy of ``mesh`` that looks like a colour scan: per-vertex colours, no uv, no texture.
+
+    The mesh is split into four at edge midpoints until it has at least ``min_faces`` triangles
+    (a scan's colour detail is as fine as its vertices), given normals sharp at creases
+    (:func:`split_creases`, as the textured capture does), and each vertex takes the colour of
+    the seeded procedural texture (:func:`viewer.render.uvatlas.procedural_texture`) at its
+    direction from the bounding-sphere centre (longitude, latitude): detail at several scales that
+    no uv atlas of ours was made for, so a renderer has to find its own.
+    """
+    from .uvatlas import procedural_texture, subdivide
+
+    if mesh.n_faces == 0:
+        raise ValueError("the mesh has no triangles")
+    levels = 0
+    while mesh.n_faces * 4 ** levels < min_faces and levels < 8:
+        levels += 1
+    base = Mesh(mesh.points, mesh.faces, name=mesh.name, source=mesh.source)
+    fine = split_creases(subdivide(base, levels) if levels else base)
+    center, _ = bounding_sphere(fine)
+    d = np.asarray(fine.points, float) - center
+    r = np.maximum(np.linalg.norm(d, axis=1), 1e-300)
+    u = (np.arctan2(d[:, 1], d[:, 0]) / (2 * np.pi)) % 1.0
+    v = np.arccos(np.clip(d[:, 2] / r, -1.0, 1.0)) / np.pi  # 0 at +z (row 0 = top of the image)
+    tex = procedural_texture(texture_size, seed)
+    rows = np.clip((v * texture_size).astype(int), 0, texture_size - 1)
+    cols = np.clip((u * texture_size).astype(int), 0, texture_size - 1)
+    fine.colors = np.ascontiguousarray(tex[rows, cols, :3])
+    fine.uv, fine.texture = None, None
+    return fine
