@@ -70,9 +70,13 @@ def nifti_claiming(name: str, shape=(2000, 2000, 1000)) -> Callable[[Path], Path
 
 
 def analyze_pair(img_kind: str) -> Callable[[Path], Path]:
-    """A .hdr/.img pair whose .img is a FIFO, or too small for the header."""
+    """A .hdr/.img pair whose .img is a FIFO or too small for the header, or whose .hdr is a FIFO."""
     def make(tmp: Path) -> Path:
         nib.save(nib.Nifti1Pair(np.zeros((64, 64, 64), np.int16), np.eye(4)), str(tmp / "p.hdr"))
+        if img_kind == "hdr-fifo":  # the user opens the .img; its header is a FIFO
+            (tmp / "p.hdr").unlink()
+            os.mkfifo(tmp / "p.hdr")
+            return tmp / "p.img"
         (tmp / "p.img").unlink()
         if img_kind == "fifo":
             os.mkfifo(tmp / "p.img")
@@ -241,6 +245,7 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "nii-claims-100k-cubed": (nifti_claiming("cube.nii", (30000, 30000, 30000)), r"GiB"),
     "hdr-img-pair-img-too-small": (analyze_pair("small"), r"claims .* holds only 100 bytes"),
     "hdr-img-pair-img-is-fifo": (analyze_pair("fifo"), r"image file .*p\.img: not a regular file \(a FIFO\)"),
+    "img-opened-hdr-is-fifo": (analyze_pair("hdr-fifo"), r"header .*p\.hdr: not a regular file \(a FIFO\)"),
     "fifo-named-nii": (fifo("f.nii"), r"not a regular file \(a FIFO\)"),
     "fifo-named-nii-gz": (fifo("f.nii.gz"), r"not a regular file \(a FIFO\)"),
     "fifo-named-nrrd": (fifo("f.nrrd"), r"not a regular file \(a FIFO\)"),
@@ -253,6 +258,9 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "mhd-data-is-fifo": (mhd("d.raw", make_data=fifo_at("d.raw")), r"d\.raw: not a regular file \(a FIFO\)"),
     "mhd-data-too-small": (mhd("d.raw", (2000, 2000, 1000), make_data=lambda t: (t / "d.raw").write_bytes(b"\0" * 64)),
                            r"claims 7\.5 GiB .* holds only 64 bytes"),
+    "mhd-data-is-a-folder": (mhd("sub", make_data=lambda t: (t / "sub").mkdir()), r"not a regular file \(a folder\)"),
+    "mhd-negative-dim-read-as-huge": (mhd("d.raw", (4, -4, 4), make_data=lambda t: (t / "d.raw").write_bytes(b"\0" * 128)),
+                                      r"claims .* GiB .* holds only 128 bytes"),
     "mhd-data-missing": (mhd("gone.raw"), r"data file .* missing \(gone\.raw\)"),
     "mhd-list-with-fifo": (mhd("LIST", (8, 8, 2), make_data=list_with_fifo, files=("s0.raw", "s1.raw")),
                            r"s1\.raw: not a regular file \(a FIFO\)"),
@@ -275,6 +283,8 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
                           r"not a regular file \(a FIFO\)"),
     "nhdr-data-too-small": (nrrd_file("h.nhdr", with_(data_file="d.raw", sizes="2000 2000 1000"),
                                       data=("d.raw", b"\0" * 64)), r"claims 7\.5 GiB .* holds only 64 bytes"),
+    "nrrd-kinds-fewer-than-axes": (nrrd_file("k.nrrd", with_(sizes="2 2 2", kinds="domain"), b"\0" * 16),
+                                   r"'kinds' has 1 entries for 3 axes"),
     "nhdr-data-list": (nrrd_file("h.nhdr", with_(data_file="LIST")), r"list or pattern of data files"),
     "nhdr-data-pattern": (nrrd_file("h.nhdr", with_(data_file="s%03d.raw 1 2000000000 1")),
                           r"list or pattern of data files"),

@@ -53,9 +53,10 @@ def load_nifti(path: Path) -> Volume:
     with warnings.catch_warnings(record=True) as caught, _nibabel_log() as logged:
         warnings.simplefilter("always")
         vol = _load(path)
-    said = [str(w.message) for w in caught] + logged
+    said = [f"{'nibabel' if 'nibabel' in w.filename else 'numpy'}: {w.message}" for w in caught]
+    said += [f"nibabel: {m}" for m in logged]
     if said:  # header oddities nibabel tolerates (extensions, offsets...): worth a line in the info
-        said_once = "; ".join(dict.fromkeys(f"nibabel: {m}" for m in said))
+        said_once = "; ".join(dict.fromkeys(said))
         vol.meta["note"] = "; ".join(filter(None, [vol.meta.get("note"), said_once]))
     return vol
 

@@ -105,6 +105,9 @@ def load_nrrd(path: Path) -> Volume:
 
 def _volume(path: Path, meta: dict[str, Any]) -> Volume:
     header, data = _read(path, meta)
+    for key in ("kinds", "space directions"):
+        if key in header and len(header[key]) != data.ndim:
+            raise LoadError(path, f"'{key}' has {len(header[key])} entries for {data.ndim} axes")
     if data.dtype.kind not in "biuf":
         raise LoadError(path, f"unsupported voxel type {data.dtype}")
 
