@@ -12,6 +12,7 @@ listed in ``meta["outside_files"]``.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -262,6 +263,19 @@ REFUSED = {
                                                 '<DataArray type="Float32" NumberOfComponents="3" '
                                                 'format="ascii">0 0 0 1 0 0 0 1 0</DataArray>',
                                                 attrs=' compressor="vtkZLibDataCompressor"')), "claims"),
+    "vtp_huge_components": (write("n.vtp", vtp('NumberOfPoints="3"', f'<DataArray type="Float32" '
+                                               f'NumberOfComponents="{BIG}" format="ascii">0 0 0</DataArray>')),
+                            "claims"),  # VTK aborted the process (std::bad_alloc)
+    "vtp_negative_count": (write("m.vtp", vtp('NumberOfPoints="-5"', '<DataArray type="Float32" '
+                                              'NumberOfComponents="3" format="ascii">0 0 0</DataArray>')),
+                           "negative"),
+    "vtp_compressed_block_count": (write("z.vtp", vtp('NumberOfPoints="3"', '<DataArray type="Float32" '
+                                                      'NumberOfComponents="3" format="binary">'
+                                                      + base64.b64encode(struct.pack("<III", 4_000_000_000,
+                                                                                     65536, 10)).decode()
+                                                      + "</DataArray>",
+                                                      attrs=' compressor="vtkZLibDataCompressor"')),
+                                   "compressed data header"),  # VTK aborted the process
     # OBJ: no counts; an index past the vertices is caught before VTK reads it
     "obj_huge_index": (write("i.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4000000000\n"), "corrupt"),
     # LAS / LAZ: header counts and offsets against the file
@@ -386,3 +400,29 @@ def test_scene_under_the_budget_loads(tmp_path):
     scene = photo_set(lambda p: Image.new("RGBA", (16, 12), (5, 6, 7, 255)).save(p), 3)(tmp_path)
     vs = load(scene)
     assert len(vs.frames) == 3 and vs.frames[2].rgba[5, 5].tolist() == [5, 6, 7, 255]
+
+
+@pytest.mark.parametrize("mode", ["ascii", "binary", "appended_raw", "appended_base64"])
+@pytest.mark.parametrize("compressor", [None, "ZLib", "LZ4", "LZMA"])
+@pytest.mark.parametrize("header", ["UInt32", "UInt64"])
+def test_honest_vtp_variants_pass_the_checks(tmp_path, mode, compressor, header):
+    """Every way vtkXMLPolyDataWriter lays data out (and 2 blocks of compressed data) loads."""
+    import vtk
+
+    src = pv.Sphere(theta_resolution=120, phi_resolution=120)
+    src.point_data["n"] = np.arange(src.n_points, dtype=np.float64)  # > one 32 KiB block
+    writer = vtk.vtkXMLPolyDataWriter()
+    writer.SetInputData(src)
+    writer.SetFileName(str(tmp_path / "s.vtp"))
+    writer.SetBlockSize(32768)
+    getattr(writer, f"SetHeaderTypeTo{header}")()
+    if compressor is None:
+        writer.SetCompressorTypeToNone()
+    else:
+        getattr(writer, f"SetCompressorTypeTo{compressor}")()
+    kind, _, enc = mode.partition("_")
+    getattr(writer, f"SetDataModeTo{kind.capitalize()}")()
+    writer.SetEncodeAppendedData(enc == "base64")
+    assert writer.Write() == 1
+    mesh = load(tmp_path / "s.vtp")
+    assert mesh.n_faces == src.n_cells and mesh.n_points == src.n_points
