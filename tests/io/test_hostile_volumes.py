@@ -566,3 +566,13 @@ def test_decompression_is_bounded_by_the_claim_not_the_stream(keep: bool) -> Non
         tracemalloc.stop()
     assert peak < want + (16 << 20) if keep else peak < 32 << 20, peak
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.skipif(not Path("/etc/passwd").is_file(), reason="needs /etc/passwd")
+def test_nhdr_pulling_in_etc_passwd_says_so(tmp_path: Path) -> None:
+    """The issue's case: a detached header may name any regular file; it is read (it is a
+    valid NRRD), but the volume's meta names it, so `info` and the layer can show it."""
+    header = nrrd_file("p.nhdr", with_(type="uchar", sizes="4 4 1", data_file="/etc/passwd"))(tmp_path)
+    vol = load(header)
+    assert vol.meta["outside_files"] == [str(Path("/etc/passwd").resolve())]
+    assert bytes(vol.array.ravel(order="F")) == Path("/etc/passwd").read_bytes()[:16]

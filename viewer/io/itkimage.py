@@ -204,6 +204,12 @@ def load_itk(path: Path) -> Volume:
     view of the ``(z, y, x)`` array SimpleITK hands out, not a second copy. 4D images give
     their first frame (only that frame is read) and
     vector images their first component (``meta['frames']`` / ``meta['components']``).
+
+    Before ITK reads a voxel: every data file the header names (one, a LIST, a pattern) must
+    be a regular file (no FIFO, no /dev/zero) and is listed in ``meta['outside_files']`` when
+    it lies outside the header's folder; the files must be able to hold the declared size;
+    compressed data is inflated once to check its stream and checksum. ITK's own stderr
+    messages are captured and become the error's reason.
     """
     path = Path(path)
     reader = sitk.ImageFileReader()

@@ -124,17 +124,7 @@ def _load(path: Path) -> Volume:
     dtype = np.dtype(proxy.dtype)
     if dtype.kind not in "biuf":
         raise LoadError(path, f"unsupported voxel type {dtype}")
-    image_file = Path(img.file_map["image"].filename)
-    if image_file != path:  # the .img of a pair
-        require_regular_file(image_file, owner=path, what="image file")
-    compression = _compression(image_file)
-    offset = int(proxy.offset)
-    need = int(np.prod(full, dtype=object)) * dtype.itemsize
-    file_bytes = image_file.stat().st_size
-    if compression is None:
-        check_data_fits_file(path, need, file_bytes - offset)
-    else:
-        check_data_fits_file(path, offset + need, file_bytes, compression=compression)
+    image_file, compression, offset = _check_data_file(path, img, full, dtype)
     frames = int(np.prod(full[3:], dtype=object)) if len(full) > 3 else 1
     slope, inter = float(proxy.slope), float(proxy.inter)
     scaled = (slope, inter) != (1.0, 0.0)
@@ -173,6 +163,22 @@ def _load(path: Path) -> Volume:
         return Volume(data, affine, modality=modality, name=name, source=str(path), meta=meta)
     except ValueError as exc:
         raise LoadError(path, str(exc)) from None
+
+
+def _check_data_file(path: Path, img, full: tuple[int, ...], dtype: np.dtype) -> tuple[Path, str | None, int]:
+    """(file holding the voxels, its compression, data offset), after checking that the file
+    can hold every voxel the header claims: byte for byte when uncompressed, within the
+    deflate bound when compressed. Nothing has been allocated yet."""
+    image_file = Path(img.file_map["image"].filename)
+    size = require_regular_file(image_file, owner=path, what="image file")
+    compression = _compression(image_file)
+    offset = int(img.dataobj.offset)
+    need = int(np.prod(full, dtype=object)) * dtype.itemsize
+    if compression is None:
+        check_data_fits_file(path, need, size - offset)
+    else:
+        check_data_fits_file(path, offset + need, size, compression=compression)
+    return image_file, compression, offset
 
 
 def _read_stream(path: Path, image_file: Path, compression: str | None, offset: int, dtype: np.dtype,

@@ -91,6 +91,11 @@ def load_nrrd(path: Path) -> Volume:
     an affine from ``space directions`` / ``space origin`` converted to RAS; a file with only
     ``spacings`` gets a diagonal affine. 4D files (a list/vector axis, or a 4th axis with no
     direction) give their first frame, with ``meta['frames']``.
+
+    Only pynrrd's header parser is used; the data is read here (see :func:`_read`): a
+    detached ``data file`` must be a regular file and is listed in ``meta['outside_files']``
+    when outside the header's folder, ``line skip``/``byte skip`` and the declared size are
+    checked against the file, and decompression stops at the declared size.
     """
     path = Path(path)
     meta: dict[str, Any] = {"format": "NRRD"}
