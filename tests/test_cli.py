@@ -107,3 +107,30 @@ def test_bad_input_one_line_exit_2(tmp_path, make, reason, command):
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), r.stderr
     assert "Traceback" not in r.stderr and reason.lower() in lines[0].lower()
     assert not (tmp_path / "o.png").exists()
+
+
+def _with_outside(kind: str, outside: list[str]):
+    from viewer.model import LabelMap, Mesh, PointCloud, ViewSet, Volume
+
+    meta = {"outside_files": outside} if outside else {}
+    if kind == "volume":
+        return Volume(np.zeros((2, 2, 2), np.float32), np.eye(4), meta=meta)
+    if kind == "labels":
+        return LabelMap(np.zeros((2, 2, 2), np.uint8), np.eye(4), meta=meta)
+    if kind == "mesh":
+        return Mesh(np.eye(3), [[0, 1, 2]], meta=meta)
+    if kind == "points":
+        return PointCloud(np.eye(3), meta=meta)
+    return ViewSet([], meta=meta)
+
+
+@pytest.mark.parametrize("kind", ["volume", "labels", "mesh", "points", "viewset"])
+@pytest.mark.parametrize("outside", [[], ["/etc/passwd", "/data/other/tex.png"]], ids=["none", "two"])
+def test_info_lists_files_pulled_in_from_outside(kind, outside):
+    from viewer.cli import info_dict
+
+    out = info_dict(_with_outside(kind, outside))
+    if outside:
+        assert out["outside_files"] == outside
+    else:
+        assert "outside_files" not in out

@@ -125,7 +125,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if getattr(args, arg) is not None:
             setattr(cfg, name, getattr(args, arg))
     validate_options(cfg, {"minutes": "--minutes", "max_epochs": "--epochs", "val_fraction": "--val-fraction",
-                    "patch_size": "--patch", "iters_per_epoch": "--iters-per-epoch", "seed": "--seed"})
+                           "patch_size": "--patch", "iters_per_epoch": "--iters-per-epoch", "seed": "--seed"})
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
         prepare_out_folder(out, inputs=args.image + args.label, what=f"{plugin.name} checkpoint",

@@ -36,7 +36,7 @@ from .model import LabelMap, Volume
 
 __all__ = ["Case", "load_case", "SegmenterPlugin", "RendererPlugin", "discover", "get_plugin", "config_help",
            "PluginError", "plugin_for_checkpoint", "Range", "SEED_MAX", "validate_config", "config_from_dict",
-           "numbers", "of_type", "check_json_object", "read_checkpoint_json", "check_weights_fit"]
+           "numbers", "of_type", "check_json_object", "nested", "read_checkpoint_json", "check_weights_fit"]
 
 ENTRY_POINT_GROUP = "lucid3d.plugins"
 
@@ -253,17 +253,25 @@ def validate_config(config: Any, bounds: dict[str, Any]) -> None:
 def config_from_dict(config_cls: type, values: Any) -> Any:
     """A validated ``config_cls`` from a dict (a checkpoint's stored config).
 
-    Unknown keys, wrong types and out-of-range values raise ValueError naming the field. A key
+    Unknown keys, wrong types and out-of-range values raise ValueError naming the field; keys
+    the Config lists in its ``STORED_EXTRA`` (key -> checker) are derived values training stored
+    beside the settings. A key
     the dict lacks takes the field's default (checkpoints written before the field existed);
     settings that shape the network are then still checked against the weights themselves.
     """
     if not isinstance(values, dict):
         raise ValueError(f"config: must be an object, got {type(values).__name__}")
     names = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(values) - names)
+    # values training derives and stores beside the settings (unet3d: mirror_axes), each checked
+    stored = getattr(config_cls, "STORED_EXTRA", {})
+    unknown = sorted(set(values) - names - set(stored))
     if unknown:
         raise ValueError(f"config: unknown setting {unknown[0]!r}")
-    cfg = config_cls(**values)
+    for key, check in stored.items():
+        problem = check(values[key]) if key in values else None
+        if problem:
+            raise ValueError(f"{key}: {problem}")
+    cfg = config_cls(**{k: v for k, v in values.items() if k in names})
     check = getattr(cfg, "validate", None)
     if check is not None:
         check()
@@ -315,8 +323,20 @@ def check_json_object(obj: Any, schema: dict[str, Any], optional: tuple[str, ...
                 continue
             raise ValueError(f"{prefix}{key}: missing")
         problem = check(obj[key])
-        if problem:
-            raise ValueError(f"{prefix}{key}: {problem}")
+        if problem:  # a nested object's problem starts ".FIELD: ": KEY.FIELD
+            raise ValueError(f"{prefix}{key}{problem}" if problem.startswith(".") else f"{prefix}{key}: {problem}")
+
+
+def nested(schema: dict[str, Any], optional: tuple[str, ...] = ()) -> Any:
+    """A checker for a JSON object inside another (its problems read ``OUTER.INNER: ...``)."""
+    def check(value: Any) -> str | None:
+        try:
+            check_json_object(value, schema, optional)
+        except ValueError as exc:
+            return "." + str(exc) if isinstance(value, dict) else str(exc).partition(": ")[2]
+        return None
+
+    return check
 
 
 MAX_CONFIG_BYTES = 64 << 20  # a checkpoint's config.json (metrics included) is kilobytes

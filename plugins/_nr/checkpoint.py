@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from viewer.io.common import atomic_path
+from viewer.io.common import atomic_path, require_regular_file
 from viewer.model.errors import LoadError
 from viewer.model.geometry import Mesh
-from viewer.io.common import require_regular_file
-from viewer.plugins import (SEED_MAX, Range, check_json_object, check_weights_fit, config_from_dict, numbers, of_type,
+from viewer.plugins import (SEED_MAX, Range, check_json_object, check_weights_fit, config_from_dict, nested,
+                            numbers, of_type,
                             read_checkpoint_json, validate_config)
 
 from .model import NRModel
@@ -149,16 +149,10 @@ def _plain_name(v: Any) -> str | None:
 def _orbit_problem(v: Any) -> str | None:
     if v is None:
         return None
-    try:
-        check_json_object(v, {"center": numbers(3, Range(-1e9, 1e9)), "radius": _number(Range(0, 1e9, lo_open=True)),
-                              "elevation": _number(Range(-90, 90)), "view_angle": _number(Range(0, 180, lo_open=True, hi_open=True)),
-                              "up": numbers(3, Range(-1e9, 1e9))}, optional=("center", "radius", "elevation",
-                                                                             "view_angle", "up"))
-    except ValueError as exc:
-        return str(exc)
-    if "up" in v and not any(v["up"]):
-        return "up: must not be zero"
-    return None
+    problem = _ORBIT(v)
+    if problem is None and "up" in v and not any(v["up"]):
+        return ".up: must not be zero"
+    return problem
 
 
 def _number(bound: Range) -> Callable[[Any], str | None]:
@@ -166,23 +160,18 @@ def _number(bound: Range) -> Callable[[Any], str | None]:
 
 
 _COUNT = Range(1, MAX_MESH_POINTS)
-_MESH_SCHEMA = {"file": _plain_name, "sha256": of_type(str), "n_points": lambda v: of_type(int)(v) or _COUNT.problem(v),
+_MESH = nested({"file": _plain_name, "sha256": of_type(str), "n_points": lambda v: of_type(int)(v) or _COUNT.problem(v),
                 "n_faces": lambda v: of_type(int)(v) or _COUNT.problem(v), "source": of_type(str, type(None)),
-                "source_sha256": of_type(str, type(None))}
-
-
-def _mesh_problem(v: Any) -> str | None:
-    try:
-        check_json_object(v, _MESH_SCHEMA, optional=("source", "source_sha256"))
-    except ValueError as exc:
-        return str(exc)
-    return None
+                "source_sha256": of_type(str, type(None))}, optional=("source", "source_sha256"))
+_ORBIT = nested({"center": numbers(3, Range(-1e9, 1e9)), "radius": _number(Range(0, 1e9, lo_open=True)),
+                 "elevation": _number(Range(-90, 90)), "view_angle": _number(Range(0, 180, lo_open=True, hi_open=True)),
+                 "up": numbers(3, Range(-1e9, 1e9))}, optional=("center", "radius", "elevation", "view_angle", "up"))
 
 
 _SCHEMA = {
     "format": of_type(str), "version": lambda v: None if v == 1 and v is not True else f"must be 1, got {v!r}",
     "plugin": of_type(str), "config": of_type(dict), "background": numbers(3, Range(0, 1)),
-    "train_size": numbers(2, Range(0, 65536), integer=True), "mesh": _mesh_problem, "orbit": _orbit_problem,
+    "train_size": numbers(2, Range(0, 65536), integer=True), "mesh": _MESH, "orbit": _orbit_problem,
     "scene": of_type(str, type(None)), "metrics": of_type(dict), "weights_sha256": of_type(str),
 }
 _OPTIONAL = ("version", "background", "train_size", "orbit", "scene", "metrics")
@@ -271,7 +260,7 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
     try:
         check_weights_fit(weights, lambda: build(dict(cfg.get("config", {}))))
     except ValueError as exc:
-        raise LoadError(cfg_path, f"does not describe the weights: {exc}") from None
+        raise LoadError(cfg_path, f"the weights do not fit the network it describes: {exc}") from None
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for damaged files

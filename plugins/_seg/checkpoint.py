@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from viewer.io.common import atomic_path, require_regular_file
 from viewer.model.errors import LoadError
-from viewer.plugins import (Range, check_json_object, check_weights_fit, config_from_dict, numbers, of_type,
+from viewer.plugins import (Range, check_json_object, check_weights_fit, config_from_dict, nested, numbers, of_type,
                             read_checkpoint_json)
 
 __all__ = ["SegModel", "save_checkpoint", "load_checkpoint", "read_checked_config", "check_prediction_grid",
@@ -89,6 +89,10 @@ SPACING_RANGE = Range(0.1, 100.0)  # mm; finer than 0.1 mm is not a clinical sca
 MAX_LABEL_VALUE = 2**31 - 1
 # voxels of the scan on the network's grid: 2^29 float32 is 2 GB before MONAI's own buffers
 MAX_GRID_VOXELS = 1 << 29
+# ... and an edited spacing must not turn a small scan into minutes of sliding windows: beyond
+# 16 M voxels (about a minute on 2 CPU cores), at most 5x finer per axis than the scan itself
+FREE_GRID_VOXELS = 1 << 24
+MAX_UPSAMPLING = 125
 
 
 def _labels_problem(value: Any) -> str | None:
@@ -114,14 +118,10 @@ def _finite(v: Any) -> str | None:
     return of_type(int, float)(v) or Range(-1e12, 1e12).problem(float(v))
 
 
-def _normalisation_problem(value: Any) -> str | None:
-    try:
-        check_json_object(value, {"mode": lambda v: None if v in ("ct", "mr") else f"must be ct or mr, got {v!r}",
-                                  **{k: _finite for k in ("clip_low", "clip_high", "mean", "std")}},
-                          optional=("clip_low", "clip_high", "mean", "std"))
-    except ValueError as exc:
-        return str(exc)
-    return None
+_normalisation_problem = nested(
+    {"mode": lambda v: None if v in ("ct", "mr") else f"must be ct or mr, got {v!r}",
+     **{k: _finite for k in ("clip_low", "clip_high", "mean", "std")}},
+    optional=("clip_low", "clip_high", "mean", "std"))
 
 
 def _exactly(expected: Any) -> Callable[[Any], str | None]:
@@ -131,7 +131,7 @@ def _exactly(expected: Any) -> Callable[[Any], str | None]:
 _SCHEMA = {
     "format": of_type(str), "version": _exactly(1), "plugin": of_type(str), "config": of_type(dict),
     "labels": _labels_problem, "normalisation": _normalisation_problem, "spacing": numbers(3, SPACING_RANGE),
-    "patch": numbers(3, Range(16, 256), integer=True), "in_channels": _exactly(1),
+    "patch": numbers(3, Range(16, 256), integer=True), "in_channels": lambda v: of_type(int)(v) or Range(1, 16).problem(v),
     "n_classes": lambda v: of_type(int)(v) or Range(2, 1001).problem(v), "metrics": of_type(dict),
     "training_data": of_type(list), "weights_sha256": of_type(str),
 }
@@ -184,7 +184,7 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
     try:
         check_weights_fit(weights, lambda: build(cfg))
     except ValueError as exc:
-        raise LoadError(cfg_path, f"does not describe the weights: {exc}") from None
+        raise LoadError(cfg_path, f"the weights do not fit the network it describes: {exc}") from None
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for damaged files
@@ -221,7 +221,8 @@ def check_prediction_grid(model: SegModel, shape: tuple[int, ...], affine: Any) 
     if np.any(spacing <= 0):
         return "the scan's voxel spacing is zero"
     n = float(np.prod([max(1, round(k * s / t)) for k, s, t in zip(canon.shape, spacing, model.spacing)]))
-    if n > MAX_GRID_VOXELS:
-        return (f"at the model's spacing {list(model.spacing)} mm the scan would be {n:.3g} voxels "
-                f"(at most {MAX_GRID_VOXELS:.3g})")
+    have = float(np.prod(canon.shape))
+    if n > MAX_GRID_VOXELS or (n > FREE_GRID_VOXELS and n > MAX_UPSAMPLING * have):
+        return (f"at the model's spacing {list(model.spacing)} mm the scan's {have:.3g} voxels would become "
+                f"{n:.3g} (at most {MAX_GRID_VOXELS:.3g}, or {MAX_UPSAMPLING}x the scan above {FREE_GRID_VOXELS:.3g})")
     return None

@@ -136,7 +136,9 @@ def test_mesh_without_uv_is_parametrized_once(scene, tmp_path, capsys, monkeypat
     import viewer.render.uvatlas
 
     monkeypatch.setattr(viewer.render.uvatlas, "parametrize", refuse)
-    rc, out, err = _run(capsys, *args)
+    rc, out, err = _run(capsys, *args)  # the folder holds a checkpoint now: refused without --overwrite
+    assert rc == 2 and "--overwrite" in err, err
+    rc, out, err = _run(capsys, *args, "--overwrite")
     assert rc == 0, err
 
 
