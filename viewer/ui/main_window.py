@@ -130,7 +130,8 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setVisible(False)
-        self.cancel_btn.clicked.connect(self.jobs.cancel_all)
+        # stops loads and scans only: trainings have their own Cancel in their panels
+        self.cancel_btn.clicked.connect(lambda: self.jobs.cancel_lane("io"))
         sb = self.statusBar()
         sb.addWidget(self.position_label, 1)
         sb.addPermanentWidget(self.job_label)
@@ -564,7 +565,8 @@ class MainWindow(QMainWindow):
 
     # jobs ------------------------------------------------------------------------------------
     def _job_started(self, job) -> None:
-        job.progress.connect(self._job_progress)
+        if job.lane == "io":  # trainings and view work report in their own panels
+            job.progress.connect(self._job_progress)
         self._refresh_jobs()
 
     def _job_ended(self, job) -> None:
@@ -578,14 +580,14 @@ class MainWindow(QMainWindow):
             self.job_label.setText(message)
 
     def _refresh_jobs(self) -> None:
-        busy = self.jobs.busy()
+        busy = self.jobs.busy("io")
         self.progress.setVisible(busy)
         self.cancel_btn.setVisible(busy)
         if busy:
             # not Qt's busy mode: it animates (and repaints the window) ~16 times a second
             self.progress.setRange(0, 1000)
             self.progress.setValue(0)
-            self.job_label.setText(self.jobs.jobs[-1].label)
+            self.job_label.setText(self.jobs.running("io")[-1].label)
         else:
             self.job_label.setText("")
 

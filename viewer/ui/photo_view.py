@@ -131,7 +131,7 @@ class LatestOnly(QObject):
     def __init__(self, label: str = "rendering", parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.label = label
-        self.runner = JobRunner(workers=1)  # private: these jobs do not show in the status bar
+        self.runner = JobRunner(lanes={"view": 1})  # private: these jobs do not show in the status bar
         self.running = None
         self.pending: tuple | None = None
         self.started = 0
@@ -150,7 +150,7 @@ class LatestOnly(QObject):
         self.started += 1
         self.running = self.runner.submit(lambda _p: work(), self.label,
                                           on_done=lambda r: self._ended(done, r),
-                                          on_error=lambda m: self._ended(failed, m))
+                                          on_error=lambda m: self._ended(failed, m), lane="view")
 
     def _ended(self, callback, value) -> None:
         self.running = None

@@ -11,10 +11,7 @@ Renderer contract (:mod:`viewer.plugins`): ``fit(views, geometry, config, progre
 
 from __future__ import annotations
 
-import gc
 import json
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +69,6 @@ class RenderPanel(QWidget):
         self._pending_preview: Any = None
         self._preview_target: dict = {}
         self._show_pending = False
-        self._switch = sys.getswitchinterval()
         self._bound: ViewSetLayer | None = None
         self._updating = False
         self.learned = LearnedView(view3d, host, parent=self) if view3d is not None and host is not None else None
@@ -339,10 +335,7 @@ class RenderPanel(QWidget):
         self.preview.clear()
         self.preview.setText("A held-out view appears here when the method shows one.")
         self.preview_caption.setText("")
-        ready = threading.Event()
-
         def work(progress):
-            ready.wait(10)
             progress.update(1, 1000, "preparing")
             if info["frame"] is not None:
                 info["image"] = info["frame"].rgb(views.background)
@@ -353,15 +346,16 @@ class RenderPanel(QWidget):
         self._message = f"Training {plugin.name}…"
         self.status.setText(self._message)
         self.progress.setValue(0)
-        sys.setswitchinterval(0.001)  # keeps the UI thread's turn short while torch holds the GIL
-        job = self.jobs.submit(work, f"Training {plugin.name}", on_done=lambda m: self._trained(plugin, m),
-                               on_error=self._failed)
+        # created, wired, then started; the runner applies the heavy-job policy while it runs
+        job = self.jobs.create(work, f"Training {plugin.name}", lane="train", heavy=True)
+        job.finished.connect(lambda m: self._trained(plugin, m))
+        job.failed.connect(self._failed)
         job.progress.connect(self._on_progress)
         job.metrics.connect(self._on_metrics)
         job.preview.connect(self._on_preview)
         job.cancelled.connect(self._cancelled)
         self.job = job
-        ready.set()
+        self.jobs.start(job)
         self.tabs.setCurrentIndex(0)
         self._update()
 
@@ -372,8 +366,6 @@ class RenderPanel(QWidget):
 
     def _end(self) -> None:
         self.job = None
-        sys.setswitchinterval(self._switch)
-        gc.freeze()  # training made many long-lived objects: keep them out of full collections
         self._update()
 
     def _failed(self, message: str) -> None:

@@ -15,10 +15,8 @@ folder where the user wants it.
 from __future__ import annotations
 
 import atexit
-import gc
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -230,7 +228,6 @@ class SegmentationPanel(QWidget):
         self._curves_dirty = False
         self._pending_preview: Any = None
         self._started = time.monotonic()
-        self._switch = sys.getswitchinterval()
         self._trained_dir: str | None = None  # checkpoint folder of the latest finished training
         self._rows: list[dict] = []
         self._updating = False
@@ -617,11 +614,9 @@ class SegmentationPanel(QWidget):
 
     # jobs -------------------------------------------------------------------------------------------
     def _start(self, kind: str, fn, label: str, done, extra=()) -> Any:
-        """Submit ``fn`` as the panel's job, its signals wired before it runs."""
-        ready = threading.Event()
-
+        """Run ``fn`` as the panel's job in the training lane: created, wired, then started
+        (the runner applies the heavy-job policy while it runs)."""
         def work(progress):
-            ready.wait(10)
             # a known total and a non-zero value from the start: Fusion keeps animating a bar
             # that was busy until its value moves, and every frame repaints the whole window
             progress.update(1, 1000, "")
@@ -635,20 +630,21 @@ class SegmentationPanel(QWidget):
         self._started = time.monotonic()
         self._set_bar(0.0)  # no busy animation: each frame of it would repaint the window
         self.status.setText(label + "…")
-        job = self.jobs.submit(work, label, on_done=done, on_error=self._failed)
-        self.job = job
+        job = self.jobs.create(work, label, lane="train", heavy=True)
+        job.finished.connect(done)
+        job.failed.connect(self._failed)
         job.progress.connect(self._on_progress)
         job.cancelled.connect(self._cancelled)
         for name, slot in extra:  # e.g. ("metrics", self._on_metrics)
             getattr(job, name).connect(slot)
-        ready.set()
+        self.job = job
+        self.jobs.start(job)
         self._update()
         return job
 
     def _end(self) -> None:
         self.job = None
         self.job_kind = ""
-        sys.setswitchinterval(self._switch)
         self._update()
 
     def cancel(self) -> None:
@@ -657,10 +653,7 @@ class SegmentationPanel(QWidget):
             self.status.setText("Cancelling…")
 
     def _failed(self, message: str) -> None:
-        kind = self.job_kind
         self._end()
-        if kind == "train":
-            gc.freeze()
         self.status.setText(f"Failed: {message}")
         self._error(message)
 
@@ -668,8 +661,6 @@ class SegmentationPanel(QWidget):
         kind = self.job_kind
         self._end()
         self.status.setText("Cancelled before any weights were kept." if kind == "train" else "Cancelled.")
-        if kind == "train":
-            gc.freeze()
 
     def _on_progress(self, step: float, total: float, message: str) -> None:
         """Note the job's progress; the panel shows it at most 4 times a second (each repaint of
@@ -766,7 +757,6 @@ class SegmentationPanel(QWidget):
                 pass
             return plugin.train(cases, config, progress, checkpoint_dir=ckpt, sources=sources)
 
-        sys.setswitchinterval(0.001)  # keeps the UI thread's turn short while torch holds the GIL
         self._start("train", work, f"Training {plugin.name}", self._trained,
                     extra=(("metrics", self._on_metrics), ("preview", self._on_preview)))
         self.tabs.setCurrentIndex(0)
@@ -820,7 +810,6 @@ class SegmentationPanel(QWidget):
     def _trained(self, model) -> None:
         self._flush_ui()  # the last curve points and preview
         self._end()
-        gc.freeze()  # training unfreezes the collector's permanent set: freeze the window's objects again
         old = self.model_dir if self.model_dir == self._trained_dir else None
         self.model, self.model_dir = model, self.train_dir
         self._trained_dir = self.train_dir
