@@ -56,8 +56,9 @@ def run_info(path: Path, timeout: float = TIME_CAP) -> tuple[subprocess.Complete
 
 
 # --- file makers --------------------------------------------------------------------------------
-def nifti_claiming(name: str, shape=(2000, 2000, 1000)) -> Callable[[Path], Path]:
-    """A ~400-byte NIfTI whose header claims ``shape`` int16 voxels (7.5 GiB by default)."""
+def nifti_claiming(name: str, shape=(1024, 1024, 512)) -> Callable[[Path], Path]:
+    """A ~400-byte NIfTI whose header claims ``shape`` int16 voxels (1 GiB by default: within
+    the memory of any test machine, so only the file-size check can refuse it)."""
     def make(tmp: Path) -> Path:
         img = nib.Nifti1Image(np.zeros((4, 4, 2), np.int16), np.eye(4))
         img.header.set_data_shape(shape)
@@ -240,9 +241,9 @@ def list_with_fifo(tmp: Path) -> None:
 # name -> (maker, words the one-line message must contain)
 REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
     # NIfTI: size claims, pairs, FIFOs, corrupt streams, bad scaling
-    "nii-400-bytes-claims-7GiB": (nifti_claiming("claims.nii"), r"claims 7\.5 GiB .* holds only"),
-    "nii-gz-claims-7GiB": (nifti_claiming("claims.nii.gz"), r"claims 7\.5 GiB .* gzip data"),
-    "nii-claims-100k-cubed": (nifti_claiming("cube.nii", (30000, 30000, 30000)), r"GiB"),
+    "nii-400-bytes-claims-1GiB": (nifti_claiming("claims.nii"), r"claims 1\.0 GiB .* holds only"),
+    "nii-gz-claims-1GiB": (nifti_claiming("claims.nii.gz"), r"claims 1\.0 GiB .* gzip data"),
+    "nii-claims-30000-cubed": (nifti_claiming("cube.nii", (30000, 30000, 30000)), r"GiB"),
     "hdr-img-pair-img-too-small": (analyze_pair("small"), r"claims .* holds only 100 bytes"),
     "hdr-img-pair-img-is-fifo": (analyze_pair("fifo"), r"image file .*p\.img: not a regular file \(a FIFO\)"),
     "img-opened-hdr-is-fifo": (analyze_pair("hdr-fifo"), r"header .*p\.hdr: not a regular file \(a FIFO\)"),
@@ -256,11 +257,11 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
     # MetaImage: detached data that is a device, a FIFO, too small; lying attached data
     "mhd-data-is-dev-zero": (mhd("/dev/zero"), r"/dev/zero: not a regular file \(a character device\)"),
     "mhd-data-is-fifo": (mhd("d.raw", make_data=fifo_at("d.raw")), r"d\.raw: not a regular file \(a FIFO\)"),
-    "mhd-data-too-small": (mhd("d.raw", (2000, 2000, 1000), make_data=lambda t: (t / "d.raw").write_bytes(b"\0" * 64)),
-                           r"claims 7\.5 GiB .* holds only 64 bytes"),
+    "mhd-data-too-small": (mhd("d.raw", (1024, 1024, 512), make_data=lambda t: (t / "d.raw").write_bytes(b"\0" * 64)),
+                           r"claims 1\.0 GiB .* holds only 64 bytes"),
     "mhd-data-is-a-folder": (mhd("sub", make_data=lambda t: (t / "sub").mkdir()), r"not a regular file \(a folder\)"),
     "mhd-negative-dim-read-as-huge": (mhd("d.raw", (4, -4, 4), make_data=lambda t: (t / "d.raw").write_bytes(b"\0" * 128)),
-                                      r"claims .* GiB .* holds only 128 bytes"),
+                                      r"claims .*GiB"),
     "mhd-data-missing": (mhd("gone.raw"), r"data file .* missing \(gone\.raw\)"),
     "mhd-list-with-fifo": (mhd("LIST", (8, 8, 2), make_data=list_with_fifo, files=("s0.raw", "s1.raw")),
                            r"s1\.raw: not a regular file \(a FIFO\)"),
@@ -268,9 +269,9 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "mhd-compressed-over-list": (mhd("LIST", (8, 8, 2), extra="CompressedData = True\n", files=("s0.raw", "s1.raw"),
                                      make_data=lambda t: [(t / f"s{i}.raw").write_bytes(b"x" * 9) for i in (0, 1)]),
                                  r"several files is not supported"),
-    "mha-claims-7GiB": (mha_attached((2000, 2000, 1000), b"\0" * 100), r"claims 7\.5 GiB .* holds only 100 bytes"),
-    "mha-compressed-claims-7GiB": (mha_attached((2000, 2000, 1000), zlib.compress(b"\0" * 1000), True),
-                                   r"claims 7\.5 GiB .* gzip data"),
+    "mha-claims-1GiB": (mha_attached((1024, 1024, 512), b"\0" * 100), r"claims 1\.0 GiB .* holds only 100 bytes"),
+    "mha-compressed-claims-1GiB": (mha_attached((1024, 1024, 512), zlib.compress(b"\0" * 1000), True),
+                                   r"claims 1\.0 GiB .* gzip data"),
     "mha-corrupt-zlib": (corrupt_middle("c.mha", write_mha_compressed, start=0.6), r"compressed data is corrupt"),
     "mha-zlib-cut-short": (mha_attached((40, 36, 30), zlib.compress(ct_like().tobytes())[:5000], True),
                            r"ends after .* bytes|truncated"),
@@ -281,19 +282,19 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
     "nhdr-data-is-dev-zero": (nrrd_file("h.nhdr", with_(data_file="/dev/zero")), r"not a regular file \(a character device\)"),
     "nhdr-data-is-fifo": (nrrd_file("h.nhdr", with_(data_file="d.raw"), make_data=fifo_at("d.raw")),
                           r"not a regular file \(a FIFO\)"),
-    "nhdr-data-too-small": (nrrd_file("h.nhdr", with_(data_file="d.raw", sizes="2000 2000 1000"),
-                                      data=("d.raw", b"\0" * 64)), r"claims 7\.5 GiB .* holds only 64 bytes"),
+    "nhdr-data-too-small": (nrrd_file("h.nhdr", with_(data_file="d.raw", sizes="1024 1024 512"),
+                                      data=("d.raw", b"\0" * 64)), r"claims 1\.0 GiB .* holds only 64 bytes"),
     "nrrd-kinds-fewer-than-axes": (nrrd_file("k.nrrd", with_(sizes="2 2 2", kinds="domain"), b"\0" * 16),
                                    r"'kinds' has 1 entries for 3 axes"),
     "nhdr-data-list": (nrrd_file("h.nhdr", with_(data_file="LIST")), r"list or pattern of data files"),
     "nhdr-data-pattern": (nrrd_file("h.nhdr", with_(data_file="s%03d.raw 1 2000000000 1")),
                           r"list or pattern of data files"),
-    "nrrd-claims-7GiB": (nrrd_file("c.nrrd", with_(sizes="2000 2000 1000"), b"\0" * 100),
-                         r"claims 7\.5 GiB .* holds only 100 bytes"),
-    "nrrd-gzip-claims-7GiB": (nrrd_file("c.nrrd", with_(sizes="2000 2000 1000", encoding="gzip"),
-                                        gzip.compress(b"\0" * 1000)), r"claims 7\.5 GiB .* gzip data"),
-    "nrrd-bzip2-claims-huge": (nrrd_file("c.nrrd", with_(sizes="20000 20000 1000", encoding="bzip2"),
-                                         bz2.compress(b"\0" * 1000)), r"claims .* GiB .* bzip2 data"),
+    "nrrd-claims-1GiB": (nrrd_file("c.nrrd", with_(sizes="1024 1024 512"), b"\0" * 100),
+                         r"claims 1\.0 GiB .* holds only 100 bytes"),
+    "nrrd-gzip-claims-1GiB": (nrrd_file("c.nrrd", with_(sizes="1024 1024 512", encoding="gzip"),
+                                        gzip.compress(b"\0" * 1000)), r"claims 1\.0 GiB .* gzip data"),
+    "nrrd-bzip2-claims-huge": (nrrd_file("c.nrrd", with_(sizes="1024 1024 512", encoding="bzip2"),
+                                         bz2.compress(b"\0" * 1000)), r"claims 1\.0 GiB .* bzip2 data"),
     "nrrd-line-skip-2e9": (nrrd_file("s.nrrd", with_(sizes="2 2 2", line_skip="2000000000"), b"\0" * 16 + b"\n" * 5),
                            r"line skip 2000000000 passes the end .* \(5 lines there\)"),
     "nhdr-line-skip-2e9": (nrrd_file("s.nhdr", with_(sizes="2 2 2", data_file="d.raw", line_skip="2000000000"),
@@ -332,7 +333,7 @@ def test_hostile_file_is_one_line_fast_and_small(tmp_path: Path, case: str) -> N
     assert seconds < TIME_CAP
 
 
-@pytest.mark.parametrize("case", ["nii-400-bytes-claims-7GiB", "mhd-data-too-small", "nrrd-gzip-claims-7GiB",
+@pytest.mark.parametrize("case", ["nii-400-bytes-claims-1GiB", "mhd-data-too-small", "nrrd-gzip-claims-1GiB",
                                   "nrrd-line-skip-2e9", "nrrd-gzip-bomb-small-claim", "dicom-rows-columns-claim-30000"])
 def test_blow_ups_are_refused_in_process_within_bounds(tmp_path: Path, case: str) -> None:
     """The loader itself (no interpreter start-up): well under a second, under 8 MiB of Python heap."""

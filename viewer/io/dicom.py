@@ -397,9 +397,9 @@ def _load_series(path: Path, info: SeriesInfo) -> Volume:
                          "missing slices?): positions between slices are approximate")
     _check_decodable(path, info._syntaxes)
     _check_rescale(path, slices)
-    _check_pixel_bytes(path, info, slices)
     dtype, worst = _start_dtype(info)
     check_fits_in_memory(path, (cols, rows, n), worst)
+    _check_pixel_bytes(path, info, slices)
     # Fortran order: each slice is one contiguous block and i runs fastest, as VTK wants
     arr = np.empty((cols, rows, n), dtype=dtype, order="F")
     first: dict[str, Any] = {}

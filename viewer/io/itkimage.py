@@ -223,6 +223,8 @@ def load_itk(path: Path) -> Volume:
         raise LoadError(path, f"unsupported voxel type ({kind})")
     if not 2 <= len(size) <= 4:
         raise LoadError(path, f"cannot show a {len(size)}D image as a volume")
+    # ITK's buffer and the numpy copy coexist for a moment
+    check_fits_in_memory(path, (*size[:3], ncomp), dtype, factor=2.0)
     meta: dict[str, Any] = {"format": "MetaImage"}
     layout = _layout(path, size, meta)
     n_values = int(np.prod(size, dtype=object)) * ncomp
@@ -236,8 +238,6 @@ def load_itk(path: Path) -> Volume:
         if size[3] > 1:
             meta["frames"] = size[3]
             notes.append(f"4D image with {size[3]} frames: showing the first")
-    # ITK's buffer and the numpy copy coexist for a moment
-    check_fits_in_memory(path, (*size[:3], ncomp), dtype, factor=2.0)
 
     def read():
         image = reader.Execute()

@@ -124,11 +124,11 @@ def _load(path: Path) -> Volume:
     dtype = np.dtype(proxy.dtype)
     if dtype.kind not in "biuf":
         raise LoadError(path, f"unsupported voxel type {dtype}")
-    image_file, compression, offset = _check_data_file(path, img, full, dtype)
     frames = int(np.prod(full[3:], dtype=object)) if len(full) > 3 else 1
     slope, inter = float(proxy.slope), float(proxy.inter)
     scaled = (slope, inter) != (1.0, 0.0)
     check_fits_in_memory(path, shape, np.float32 if scaled else dtype)
+    image_file, compression, offset = _check_data_file(path, img, full, dtype)
     try:
         if scaled or compression is not None:
             data = _read_stream(path, image_file, compression, offset, dtype, shape,

@@ -212,8 +212,8 @@ def _read(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]
         if endian not in ("little", "big"):
             raise LoadError(path, "NRRD header has no valid 'endian' field for multi-byte data")
         dtype = dtype.newbyteorder("<" if endian == "little" else ">")
-    if min(sizes) <= 0:
-        raise LoadError(path, f"the image is empty or has a negative size (sizes {sizes})")
+    # all frames are read, then the first is copied out: the whole array is the peak
+    check_fits_in_memory(path, sizes, dtype, factor=1.0)
     n = int(np.prod(sizes, dtype=object))
     need = n * dtype.itemsize
     data_file = _data_file(path, header, meta)
@@ -230,8 +230,6 @@ def _read(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]
             skip_lines(fh, line_skip, path)
         held = size - fh.tell()
         _check_claim(path, n, dtype.itemsize, byte_skip, held, compression)
-        # all frames are read, then the first is copied out: the whole array is the peak
-        check_fits_in_memory(path, sizes, dtype, factor=1.0)
         if compression is None:
             if byte_skip == -1:
                 byte_skip = held - need
