@@ -116,6 +116,15 @@ def las_patched(suffix: str, offset: int, fmt: str, value: int | Callable[[int],
     return make
 
 
+def laz_chunk_table_past_end(tmp: Path) -> Path:
+    """A LAZ whose chunk-table offset (the first 8 bytes of its point data) points far away."""
+    path = las_patched(".laz", -1, "", 0)(tmp)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<q", data, struct.unpack_from("<I", data, 96)[0], 10**15)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def png_header(w: int, h: int) -> bytes:
     """A PNG with a real IHDR claiming w x h RGBA and no pixels: only its header can be read, so
     a loader that decodes before checking sizes fails differently from one that checks first."""
@@ -286,6 +295,7 @@ REFUSED = {
     "las_data_offset": (las_patched(".las", 96, "<I", 10**9), "corrupt"),
     "laz_point_count": (las_patched(".laz", 107, "<I", 4_000_000_000), "corrupt"),
     "laz_truncated": (las_patched(".laz", -1, "", 0, keep=0.8), "LAS/LAZ"),
+    "laz_chunk_table_offset": (laz_chunk_table_past_end, "LAS/LAZ"),
     # text points: counts only compared, never allocated
     "pts_count_line": (write("c.pts", f"{BIG}\n0 0 0\n1 1 1\n"), "truncated"),
     # the opened file itself is a FIFO

@@ -10,6 +10,7 @@ import mmap
 import os
 import re
 import threading
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -87,7 +88,8 @@ def load_mesh_or_points(path: Path) -> Mesh | PointCloud:
             meta["texture_file"] = tex_file
     if pd.GetNumberOfLines() or pd.GetNumberOfVerts():
         notes.append("line and vertex cells were dropped (surface only)")
-    mesh = polydata_to_mesh(pd, texture=texture, name=path.name, source=str(path), meta=meta)
+    with _quiet_vtk():  # triangulating odd cells may warn: nothing but the one line on stderr
+        mesh = polydata_to_mesh(pd, texture=texture, name=path.name, source=str(path), meta=meta)
     if texture is not None and mesh.uv is None:
         mesh.texture = None
         notes.append("the texture was ignored: the mesh has no texture coordinates")
@@ -232,7 +234,8 @@ def _obj_texture(path: Path, meta: dict) -> tuple[np.ndarray | None, str | None,
         return None, str(tex), notes + [f"texture image {tex.name} {why}: shown without texture"]
     note_outside_file(meta, path, tex)
     try:
-        with open_image_header(tex, what="texture") as im:  # header only: size checked first
+        with warnings.catch_warnings(), open_image_header(tex, what="texture") as im:
+            warnings.simplefilter("ignore")  # Pillow's metadata warnings: not lines on stderr
             check_fits_in_memory(path, (im.size[1], im.size[0], 4), np.uint8, factor=3.0)
             im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
             texture = np.asarray(im, dtype=np.uint8).copy()  # PIL rows run top to bottom

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -96,8 +97,9 @@ def _pil_array(path: Path, what: str, grey: bool = False, owner: object = None) 
     """The image's samples as Pillow gives them (palette and odd modes -> RGB(A); ``grey``: L).
     Only a regular file under Pillow's pixel limit is decoded (see ``open_image_header``)."""
     shown, prefix = (path, "") if owner is None else (owner, f"its {what} {path}: ")
-    try:
-        with open_image_header(path, owner, what) as im:
+    try:  # Pillow's warnings on odd metadata would be extra lines on stderr: not shown
+        with warnings.catch_warnings(), open_image_header(path, owner, what) as im:
+            warnings.simplefilter("ignore")
             im.load()
             if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "1") and not im.mode.startswith("I;16"):
                 im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
