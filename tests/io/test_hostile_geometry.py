@@ -231,6 +231,10 @@ REFUSED = {
     "vtk_unstructured_cells": (write("u.vtk", vtk_legacy(f"DATASET UNSTRUCTURED_GRID\n{_P}CELLS 1 {BIG}\n"
                                                          f"3 0 1 2\nCELL_TYPES {BIG}\n5\n".encode())),
                                "claims"),
+    "vtk_cell_count_over_size": (write("c.vtk", vtk_legacy(f"DATASET UNSTRUCTURED_GRID\n{_P}CELLS {BIG} 4\n"
+                                                           "3 0 1 2\nCELL_TYPES 1\n5\n".encode())), "claims"),
+    "vtk_unstructured_without_cells": (write("n.vtk", vtk_legacy(f"DATASET UNSTRUCTURED_GRID\n{_P}".encode())),
+                                       "no points found"),  # was an internal error (no cell array)
     "vtk_point_scalars": (write("s.vtk", vtk_legacy(f"DATASET POLYDATA\n{_P}POINT_DATA {BIG}\nSCALARS s "
                                                     "float 4\nLOOKUP_TABLE default\n1 2 3\n".encode())),
                           "claims"),

@@ -91,7 +91,8 @@ def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
         elif key == "points" and len(ints) > 1 and ints[0] is not None:
             n, size, n_points = 3 * ints[0], _VTK_SIZES.get(types[1], 1), n_points + ints[0]
         elif key in _VTK_KEYS[1:6] and len(ints) > 1 and None not in ints[:2]:
-            n, size = (ints[0] + ints[1] if v5 else ints[1]), 4
+            # v5: offsets + connectivity; before: each cell's size and ids (so cells <= size)
+            n, size = (ints[0] + ints[1] if v5 else max(ints[0], ints[1])), 4
         elif key == "cell_types" and ints and ints[0] is not None:
             n, size = ints[0], 4
         elif key == "dimensions" and len(ints) > 2 and None not in ints[:3]:

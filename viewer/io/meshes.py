@@ -142,7 +142,7 @@ def _check_cells(path: Path, data: vtk.vtkDataSet) -> None:
         arrays = [data.GetVerts(), data.GetLines(), data.GetPolys(), data.GetStrips()]
     else:
         arrays = [data.GetCells()] if isinstance(data, vtk.vtkUnstructuredGrid) else []
-    for cells in (c for c in arrays if c.GetNumberOfCells()):
+    for cells in (c for c in arrays if c is not None and c.GetNumberOfCells()):
         conn = vtk_to_numpy(cells.GetConnectivityArray())
         if conn.size and (conn.min() < 0 or conn.max() >= n):
             raise LoadError(path, f"a cell uses vertex {int(conn.max())} of only {n}: corrupt file")
