@@ -106,6 +106,8 @@ def mesh_polydata(mesh) -> Any:
 class View3D:
     """The 3D view of a scene drawn into ``renderer``."""
 
+    VISUALS: dict[type, Callable[["View3D", Layer], None]] = {}  # layer type -> builder; filled below
+
     def __init__(self, renderer, scene: Scene, render: Callable[[], None] | None = None,
                  run_async: RunAsync | None = None) -> None:
         self.renderer, self.scene = renderer, scene
@@ -174,16 +176,11 @@ class View3D:
 
     def _on_inserted(self, index: int, layer: Layer) -> None:
         self.props[id(layer)] = []
-        if isinstance(layer, ImageLayer):
-            self._add_volume(layer)
-        elif isinstance(layer, LabelLayer):
-            self._add_labels(layer)
-        elif isinstance(layer, MeshLayer):
-            self._add_mesh(layer)
-        elif isinstance(layer, PointsLayer):
-            self._add_points(layer)
-        elif isinstance(layer, ViewSetLayer):
-            self._add_viewset(layer)
+        # the visual for a layer is found by its type (a new layer type adds one entry)
+        add = self.VISUALS.get(type(layer)) or next(
+            (fn for kind, fn in self.VISUALS.items() if isinstance(layer, kind)), None)
+        if add is not None:
+            add(self, layer)
         self._connect(layer, "visible", lambda *_: self._sync_visibility(layer))
         first = len(self.scene) == 1
         self._update_planes()
@@ -540,3 +537,13 @@ class View3D:
         for layer in self.scene:
             for name, slot in self._slots.pop(id(layer), []):
                 getattr(layer.events, name).disconnect(slot)
+
+
+# layer type -> the View3D method that builds its visual
+View3D.VISUALS = {
+    ImageLayer: View3D._add_volume,
+    LabelLayer: View3D._add_labels,
+    MeshLayer: View3D._add_mesh,
+    PointsLayer: View3D._add_points,
+    ViewSetLayer: View3D._add_viewset,
+}
