@@ -129,6 +129,18 @@ def _drop(key: str) -> Callable[[dict], None]:
     return lambda cfg: cfg.pop(key)
 
 
+def fifo_in(name: str, file: str) -> Callable[[dict, Path], dict]:
+    """A setup that copies checkpoint ``name`` with ``file`` replaced by a FIFO (opening it would block)."""
+    def setup(fx: dict, tmp: Path) -> dict:
+        ck = tmp / f"{name}_fifo"
+        shutil.copytree(fx[name], ck)
+        (ck / file).unlink()
+        os.mkfifo(ck / file)
+        return {"ck": ck}
+
+    return setup
+
+
 def user_folder(fx: dict, tmp: Path) -> dict:
     """A folder a user keeps their own config.json in."""
     (tmp / "mine").mkdir()
@@ -235,6 +247,8 @@ CASES = [
     ("seg-in-channels-vs-weights", SEG, "{ck}/config.json: the weights do not fit", edited("seg", _set("in_channels", 2))),
     ("seg-weights-hash", SEG, "{ck}/model.safetensors: the weights file is truncated",
      edited("seg", _set("weights_sha256", "0" * 64))),
+    ("seg-config-fifo", SEG, "{ck}: not a Lucid3D checkpoint", fifo_in("seg", "config.json")),
+    ("seg-weights-fifo", SEG, "{ck}/model.safetensors: not a regular file", fifo_in("seg", "model.safetensors")),
     # edited renderer checkpoints
     ("render-texture-20000", ORBIT, "{ck}/config.json: texture_size", edited("tex", _set("config.texture_size", 20000))),
     ("render-texture-vs-weights", ORBIT, "{ck}/config.json: the weights do not fit",
@@ -248,6 +262,8 @@ CASES = [
     ("render-unknown-plugin", ORBIT, "no renderer named", edited("tex", _set("plugin", "nosuch"))),
     ("render-weights-hash", ORBIT, "{ck}/model.safetensors: the weights file is truncated",
      edited("tex", _set("weights_sha256", "0" * 64))),
+    ("render-config-fifo", ORBIT, "{ck}: not a Lucid3D renderer checkpoint", fifo_in("tex", "config.json")),
+    ("render-mesh-fifo", ORBIT, "{ck}/mesh.npz: not a regular file", fifo_in("tex", "mesh.npz")),
     # folders: never written over
     ("train-out-user-folder", TRAIN[:-1] + ["{out}"], "{out}: is a folder that holds something other than", user_folder),
     ("train-out-checkpoint-no-overwrite", TRAIN[:-1] + ["{out}"], "{out}: already holds a unet3d checkpoint: add "
@@ -272,12 +288,16 @@ CASES = [
 ]
 
 
+def _contents(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
 @pytest.mark.parametrize("argv, says, setup", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_one_line_exit_2_bounded(argv, says, setup, files, tmp_path):
     names = {"img": files["img"], "tmp": tmp_path, "seg": files["seg"], "tex": files["tex"], "ck": files["tex"]}
     if setup is not None:
         names.update(setup(files, tmp_path))
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    before = _contents(tmp_path)
     args = [a.format(**names) for a in argv]
     rc, out, err, seconds, rss = run_bounded(args)
     lines = err.strip().splitlines()
@@ -285,8 +305,7 @@ def test_one_line_exit_2_bounded(argv, says, setup, files, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert says.format(**names) in lines[0], lines[0]
     assert seconds < TIME_S and rss < MAX_RSS, (seconds, rss >> 20)
-    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
-    assert after == before  # nothing written, nothing overwritten, no temporary files left
+    assert _contents(tmp_path) == before  # nothing written, nothing overwritten, no temporary files left
 
 
 @pytest.mark.parametrize("kind", ["segment", "render"])

@@ -407,7 +407,12 @@ def _quiet_native_stderr(enabled: bool) -> Iterator[None]:
     except (OSError, ValueError):
         yield
         return
-    real = os.fdopen(saved, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    # unbuffered underneath: a Ctrl-C handler may print while a progress bar is mid-write, and a
+    # BufferedWriter refuses such a reentrant call
+    import io
+
+    real = io.TextIOWrapper(io.FileIO(saved, "w"), encoding=sys.stderr.encoding, errors="backslashreplace",
+                            line_buffering=True, write_through=True)
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         old = sys.stderr

@@ -130,15 +130,19 @@ def _cached_uv_mesh(out: Path, mesh_sha: str):
     """The parametrized mesh a previous fit into ``out`` stored, if it came from the same file."""
     import numpy as np
 
-    from plugins._nr.checkpoint import read_config
+    from plugins._nr.checkpoint import check_mesh_file, read_checked_config
 
     from .model import Mesh
 
-    cfg = read_config(out, quiet=True) if out.is_dir() else None
-    if not cfg or not isinstance(cfg.get("mesh"), dict) or cfg["mesh"].get("source_sha256") != mesh_sha:
+    try:
+        cfg = read_checked_config(out) if out.is_dir() else None
+    except LoadError:
+        return None
+    if not cfg or cfg["mesh"].get("source_sha256") != mesh_sha:
         return None
     try:
-        with np.load(out / "mesh.npz", allow_pickle=False) as z:
+        check_mesh_file(out / cfg["mesh"]["file"], cfg["mesh"]["n_points"], cfg["mesh"]["n_faces"])
+        with np.load(out / cfg["mesh"]["file"], allow_pickle=False) as z:
             return Mesh(z["points"], z["faces"], uv=z["uv"])
     except Exception:  # an unreadable cache is just computed again
         return None

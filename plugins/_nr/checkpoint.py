@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +32,8 @@ from viewer.plugins import (SEED_MAX, Range, check_json_object, check_weights_fi
 from .model import NRModel
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "sha256_file",
-           "FIT_BOUNDS", "TEXTURE_BUDGET", "validate_fit_config", "check_texture", "read_checked_config"]
+           "FIT_BOUNDS", "TEXTURE_BUDGET", "validate_fit_config", "check_texture", "read_checked_config",
+           "check_mesh_file"]
 
 FORMAT = "lucid3d-renderer"
 
@@ -163,9 +165,10 @@ _COUNT = Range(1, MAX_MESH_POINTS)
 _MESH = nested({"file": _plain_name, "sha256": of_type(str), "n_points": lambda v: of_type(int)(v) or _COUNT.problem(v),
                 "n_faces": lambda v: of_type(int)(v) or _COUNT.problem(v), "source": of_type(str, type(None)),
                 "source_sha256": of_type(str, type(None))}, optional=("source", "source_sha256"))
-_ORBIT = nested({"center": numbers(3, Range(-1e9, 1e9)), "radius": _number(Range(0, 1e9, lo_open=True)),
+_FINITE = Range(-math.inf, math.inf)  # world coordinates: any unit (the globe is in metres), but finite
+_ORBIT = nested({"center": numbers(3, _FINITE), "radius": _number(Range(0, math.inf, lo_open=True)),
                  "elevation": _number(Range(-90, 90)), "view_angle": _number(Range(0, 180, lo_open=True, hi_open=True)),
-                 "up": numbers(3, Range(-1e9, 1e9))}, optional=("center", "radius", "elevation", "view_angle", "up"))
+                 "up": numbers(3, _FINITE)}, optional=("center", "radius", "elevation", "view_angle", "up"))
 
 
 _SCHEMA = {
@@ -196,7 +199,7 @@ def read_checked_config(directory: Path) -> dict[str, Any]:
     return cfg
 
 
-def _check_mesh_file(path: Path, n_points: int, n_faces: int) -> None:
+def check_mesh_file(path: Path, n_points: int, n_faces: int) -> None:
     """The npy headers inside mesh.npz against the config's counts, before any array is read
     (a small deflated member can expand to gigabytes)."""
     import zipfile
@@ -246,7 +249,7 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
         require_regular_file(f)
     if cfg["weights_sha256"] != sha256_file(weights):
         raise LoadError(weights, "the weights file is truncated or does not belong to this config")
-    _check_mesh_file(mesh_file, cfg["mesh"]["n_points"], cfg["mesh"]["n_faces"])
+    check_mesh_file(mesh_file, cfg["mesh"]["n_points"], cfg["mesh"]["n_faces"])
     try:
         with np.load(mesh_file, allow_pickle=False) as z:
             mesh = Mesh(z["points"], z["faces"], uv=z["uv"])
