@@ -164,13 +164,15 @@ def _check_camera(state: Any, where: str, bad: Callable[[str, str], LoadError]) 
             raise bad(f"{where}.scale", f"must be a positive number, got {scale!r}")
 
 
-def load_source(entry: dict[str, Any]) -> Any:
-    """Load the data one scene entry points to (a file, a DICOM folder or demo data)."""
+def load_source(entry: dict[str, Any], demo: Callable[[str], Any] | None = None) -> Any:
+    """Load the data one scene entry points to: a file, a DICOM folder, or ``demo:NAME`` data,
+    which ``demo`` (the application's resolver, passed in so this room never reaches the demo
+    generators and what they import) turns into objects."""
     src = entry["source"]
     if src.startswith("demo:"):
-        from ..demos import demo_source
-
-        return demo_source(src)
+        if demo is None:
+            raise LoadError(src, "built-in demo data cannot be opened here")
+        return demo(src)
     from . import load_path
 
     return load_path(src, as_labels=bool(entry.get("as_labels")), series=entry.get("series"))

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..io import FILE_FILTER, kind_of, load_path
-from ..io.scene_file import read_scene, restore_layers, save_scene
+from ..io.scene_file import load_source, read_scene, restore_layers, save_scene
 from ..jobs.runner import JobRunner
 from ..model import ImageLayer, LabelLayer, LabelMap, Scene, ViewSet, ViewSetLayer, Volume, layer_for
 from ..model.errors import LoadError
@@ -476,8 +476,10 @@ class MainWindow(QMainWindow):
         # everything is read, checked and built in the worker; the scene on screen is replaced
         # only when all of it succeeded, so a bad file leaves it as it was and a dialog says why
         def work(progress):
+            from ..demos import demo_source
+
             data = read_scene(path)
-            return data, restore_layers(data, path=path)
+            return data, restore_layers(data, lambda entry: load_source(entry, demo=demo_source), path=path)
 
         def done(result):
             data, layers = result
