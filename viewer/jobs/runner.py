@@ -19,7 +19,7 @@ stops), ``"view"`` (surfaces, volume uploads, 3D preparation) and ``"train"`` (t
 inference). **Heavy jobs** (torch work that holds both cores) switch on the responsiveness
 policy while at least one runs: a short GIL switch interval so the UI thread gets its turn
 within a millisecond, and, when the last one ends, ``gc.freeze()`` of the long-lived objects
-the work created, so later full collections stay short (ENVIRONMENT.md). Every worker thread
+the work created, so later full collections stay short (docs/PERFORMANCE.md, UI stall). Every worker thread
 runs at a lower CPU priority than the UI thread (:func:`background_priority`).
 """
 

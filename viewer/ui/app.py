@@ -105,7 +105,7 @@ def run_app(paths=(), labels=(), demo: bool | str = False) -> int:
         _milestone("torch_at_ready" if "torch" in sys.modules else "no_torch_at_ready")
         _milestone("views_ready")
         # the big UI stalls are full garbage collections over the many long-lived objects that
-        # VTK and Qt create at start-up: freeze them out of the collector (ENVIRONMENT.md)
+        # VTK and Qt create at start-up: freeze them out of the collector (docs/PERFORMANCE.md, UI stall)
         gc.collect()
         gc.freeze()
 

@@ -175,7 +175,7 @@ def warm_imports(modules: tuple[str, ...]) -> None:
     the collector. Idempotent per module and thread-safe.
 
     The UI's long stalls while a model trains are Python's full collections over the ~500k
-    objects these imports create (ENVIRONMENT.md). ``gc.freeze`` (O(1), no collection) makes
+    objects these imports create (docs/PERFORMANCE.md, UI stall). ``gc.freeze`` (O(1), no collection) makes
     later collections, automatic or a training loop's own, scan only what training creates.
     """
     with _WARM_LOCK:
