@@ -152,9 +152,9 @@ def photo_set(image: Callable[[Path], None], n: int = 2, **frame_extra) -> Calla
 
 
 def frames_over_budget(w: int = 4000, h: int = 4000) -> int:
-    """How many w x h RGBA frames pass the scene pixel budget by a quarter (child's budget
-    is read again there, from the memory available then)."""
-    return math.ceil(1.25 * pixel_budget() / (w * h * 4)) + 1
+    """How many w x h RGBA frames make twice the scene pixel budget (the child's budget
+    is read again there, from the memory available then: the margin absorbs the change)."""
+    return math.ceil(2 * pixel_budget() / (w * h * 4)) + 1
 
 
 def colmap_over_budget(tmp: Path) -> Path:

@@ -33,7 +33,8 @@ from ..model.camera import Camera
 from ..model.errors import LoadError
 from ..model.geometry import PointCloud
 from ..model.viewset import Frame, ViewSet
-from .common import atomic_path, available_memory, note_outside_file, open_image_header, require_regular_file
+from .common import (atomic_path, available_memory, note_outside_file, open_image_header, require_file,
+                     require_regular_file)
 
 __all__ = ["load_viewset", "save_transforms", "is_viewset_path", "read_rgba", "pixel_budget", "LLFF_HOLD"]
 
@@ -539,8 +540,7 @@ def load_viewset(path: str | Path) -> ViewSet:
         non-invertible pose, an empty split, an unsupported camera model or lens distortion.
     """
     path = Path(path)
-    if not path.exists():
-        raise LoadError(path, "no such file or folder")
+    require_file(path)  # `fit` and `evaluate` come here directly: no FIFO or device either
     if path.is_file():
         if path.name.lower() in ("cameras.txt", "images.txt", "points3d.txt"):
             return _load_colmap(path.parent, path.parent)
