@@ -156,6 +156,9 @@ def load_path(path: str | Path, *, as_labels: bool = False, series: str | None =
             data = LabelMap.from_volume(data)
         except ValueError as exc:
             raise LoadError(path, str(exc)) from None
+        from .labelfiles import labels_with_sidecar
+
+        data = labels_with_sidecar(data, path)  # names and colours from MASK.txt / MASK.ctbl
     return data
 
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..io import FILE_FILTER, kind_of, load_path
+from ..io.labelfiles import labels_with_sidecar
 from ..io.scene_file import load_source, read_scene, restore_layers, save_scene
 from ..jobs.runner import JobRunner
 from ..model import ImageLayer, LabelLayer, LabelMap, Scene, ViewSet, ViewSetLayer, Volume, layer_for
@@ -390,7 +391,7 @@ class MainWindow(QMainWindow):
     def _add_loaded(self, path: str, data, has_image: bool) -> None:
         if isinstance(data, Volume) and looks_like_labels(path, data) and has_image:
             try:
-                data = LabelMap.from_volume(data)
+                data = labels_with_sidecar(LabelMap.from_volume(data), path)
             except ValueError:
                 pass
         layer = layer_for(data)
