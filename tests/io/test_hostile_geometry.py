@@ -399,6 +399,7 @@ def test_colmap_photo_from_outside_is_listed(tmp_path):
 
 
 # --- files that are large but honest still load -------------------------------------------------
+@pytest.mark.filterwarnings("error")  # a warning would be a second line on the CLI's stderr
 @pytest.mark.parametrize("suffix, binary", [(".vtk", True), (".vtk", False), (".ply", True),
                                             (".ply", False), (".stl", True), (".vtp", None)])
 def test_honest_files_pass_the_claim_checks(tmp_path, suffix, binary):
@@ -416,6 +417,7 @@ def test_scene_under_the_budget_loads(tmp_path):
     assert len(vs.frames) == 3 and vs.frames[2].rgba[5, 5].tolist() == [5, 6, 7, 255]
 
 
+@pytest.mark.filterwarnings("error")  # a warning would be a second line on the CLI's stderr
 @pytest.mark.parametrize("mode", ["ascii", "binary", "appended_raw", "appended_base64"])
 @pytest.mark.parametrize("compressor", [None, "ZLib", "LZ4", "LZMA"])
 @pytest.mark.parametrize("header", ["UInt32", "UInt64"])
@@ -440,3 +442,42 @@ def test_honest_vtp_variants_pass_the_checks(tmp_path, mode, compressor, header)
     assert writer.Write() == 1
     mesh = load(tmp_path / "s.vtp")
     assert mesh.n_faces == src.n_cells and mesh.n_points == src.n_points
+
+
+@pytest.mark.filterwarnings("error")  # a warning would be a second line on the CLI's stderr
+@pytest.mark.parametrize("version", [42, 51])
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("dataset", ["polydata", "unstructured"])
+def test_honest_legacy_vtk_with_every_attribute_passes(tmp_path, version, binary, dataset):
+    """Legacy files as vtkDataSetWriter lays them out, with every attribute kind the claim
+    scan counts (scalars + lookup table, colours, vectors, normals, tcoords, tensors, fields,
+    bit and string arrays), are not refused."""
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    src = pv.Sphere(theta_resolution=30, phi_resolution=30).texture_map_to_sphere()
+    n, m = src.n_points, src.n_cells
+    src.point_data["s"] = np.arange(n, dtype=np.int32)
+    src.point_data.active_scalars_name = "s"
+    src.point_data["v"] = np.ones((n, 3))
+    src.point_data["T"] = np.ones((n, 9), np.float32)
+    src.cell_data["c"] = np.arange(m, dtype=np.float64)
+    src.field_data["names"] = np.array(["a", "bb", "ccc"])
+    bits = vtk.vtkBitArray()
+    bits.SetName("flags")
+    bits.SetNumberOfValues(n)
+    src.GetPointData().AddArray(bits)
+    rgb = numpy_to_vtk(np.full((m, 3), 200, np.uint8), deep=True)
+    rgb.SetName("rgb")
+    src.GetCellData().AddArray(rgb)
+    data = src if dataset == "polydata" else src.cast_to_unstructured_grid()
+    writer = vtk.vtkDataSetWriter()
+    writer.SetInputData(data)
+    writer.SetFileName(str(tmp_path / "s.vtk"))
+    writer.SetFileVersion(version)
+    writer.SetFileTypeToBinary() if binary else writer.SetFileTypeToASCII()
+    writer.SetTensorsName("T")
+    writer.SetVectorsName("v")
+    assert writer.Write() == 1
+    mesh = load(tmp_path / "s.vtk")
+    assert mesh.n_points == n and mesh.n_faces == m

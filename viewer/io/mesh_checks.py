@@ -53,6 +53,7 @@ _VTK_WORD = re.compile(rb"[A-Za-z_][A-Za-z_0-9]{2,}")  # numbers never match: AS
 _VTK_KEYS = ("points", "vertices", "lines", "polygons", "triangle_strips", "cells", "cell_types",
              "point_data", "cell_data", "scalars", "color_scalars", "vectors", "normals", "tensors",
              "tensors6", "texture_coordinates", "lookup_table", "dimensions")
+_VTK_NARGS = {"cell_types": 1, "point_data": 1, "cell_data": 1, "texture_coordinates": 3, "dimensions": 3}
 _VTK_TYPES = frozenset(_VTK_SIZES) | {"string", "utf8_string", "variant"}
 
 
@@ -66,11 +67,15 @@ def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
     """
     values = nbytes = n_points = grid = n_attr = 0
     scalars_table = False  # a SCALARS header's own LOOKUP_TABLE line is still to come
+    skip_to = -1  # the end of a keyword's own words: its names and types are not keywords
     for m in _VTK_WORD.finditer(buf):
+        if m.start() < skip_to:
+            continue
         word = m.group().lower().decode()
         if word not in _VTK_TYPES and not word.endswith(_VTK_KEYS):
             continue  # most words in binary data: decided without slicing the buffer
-        words = bytes(buf[m.end():m.end() + 400]).split(None, 5)[:5]
+        spans = [(t.group(), t.end()) for _, t in zip(range(5), re.finditer(rb"\S+", buf[m.end():m.end() + 400]))]
+        words = [w for w, _ in spans]
         ints = [int(w) if w.isdigit() and len(w) < 20 else None for w in words]
         types = [w.decode("latin-1").lower() for w in words]
         if word in _VTK_TYPES:  # a field array's header: the two counts stand before the type
@@ -82,6 +87,8 @@ def _vtk_claims(buf, binary: bool, v5: bool) -> tuple[int, int, int, int]:
         key = word if word in _VTK_KEYS else next((k for k in _VTK_KEYS if word.endswith(k)), None)
         if key is None or (len(types) > 2 and None not in ints[:2] and types[2] in _VTK_TYPES):
             continue  # not a keyword, or a field array named like one
+        nargs = _VTK_NARGS.get(key, 2) + (key == "scalars" and len(ints) > 2 and ints[2] is not None)
+        skip_to = m.end() + spans[min(nargs, len(spans)) - 1][1] if spans else -1
         if key == "lookup_table" and scalars_table:
             scalars_table = False  # SCALARS' own "LOOKUP_TABLE name", followed by its data
             continue

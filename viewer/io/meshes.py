@@ -113,7 +113,9 @@ def _read_polydata(path: Path, suffix: str) -> tuple[pv.PolyData, list[str]]:
             raise LoadError(path, "it holds an image grid, not a mesh or point set")
         if out is not None and not isinstance(out, vtk.vtkPolyData) and out.GetNumberOfPoints():
             _check_cells(path, out)
-            out = pv.wrap(out).extract_surface()  # unstructured/structured grid -> its surface
+            # unstructured/structured grid -> its surface (the algorithm named: pyvista warns
+            # on stderr otherwise)
+            out = pv.wrap(out).extract_surface(algorithm="dataset_surface")
     # legacy .vtk reports short binary data as a warning, "Error reading binary data!"
     events = catcher.error_events + [w for w in catcher.warning_events if "error" in w.alert.lower()]
     errors = [_VTK_PREFIX.sub("", " ".join(e.alert.split())) for e in events if e.alert]
