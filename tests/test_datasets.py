@@ -1,4 +1,5 @@
-"""Built-in data sets: the CT phantom, the MNI152 template, hemisphere splitting."""
+"""Built-in data sets: the CT phantom (and its small organs), the MNI152 template (and its deep grey
+nuclei), the frog, hemisphere splitting."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from viewer.datasets import (MNI152_LABELS, PHANTOM_LABELS, mni152_case, phantom_case, phantom_cases,
-                             split_left_right)
+from viewer.datasets import (FROG_LABELS, MNI152_DEEP_LABELS, MNI152_LABELS, PHANTOM_LABELS,
+                             PHANTOM_SMALL_LABELS, frog_case, mni152_case, mni152_deep_case, phantom_case,
+                             phantom_cases, split_left_right)
 from viewer.model import LabelMap, Volume
 
 
@@ -162,3 +164,72 @@ def test_split_left_right_on_lps_phantom():
     shifted.labels.affine[0, 3] += 500.0
     with pytest.raises(ValueError, match="one side"):
         split_left_right(shifted)
+
+
+# small structures ------------------------------------------------------------------------------
+SMALL_GRID = dict(shape=(128, 128, 80), spacing=(1.5, 1.5, 2.0))
+
+
+@pytest.mark.parametrize("seed", [0, 100, 101], ids=["train-seed-0", "test-seed-100", "test-seed-101"])
+def test_phantom_small_organs(seed):
+    case = phantom_case(seed, small_organs=True, **SMALL_GRID)
+    plain = phantom_case(seed, **SMALL_GRID)
+    lab, hu = case.labels, case.image.array.astype(float)
+    assert {l.value: l.name for l in lab.table} == PHANTOM_SMALL_LABELS
+    ml = lab.volumes_ml()
+    assert set(ml) == {1, 2, 3} and all(0.3 < v < 6.0 for v in ml.values()), ml  # small: a few mL at most
+    # the big organs are still in the image, unlabelled: only the small ones' voxels changed much
+    changed = np.abs(hu - plain.image.array.astype(float)) > 60
+    assert changed[lab.array == 0].mean() < 0.002
+    centroid = {v: case.image.index_to_world(np.argwhere(lab.array == v).mean(0)) for v in (1, 3)}
+    assert centroid[1][0] > 10 and centroid[3][0] < 5  # gallbladder on the right (liver side), pancreas left
+    inner = {v: ndimage.binary_erosion(lab.array == v) for v in (1, 2, 3)}
+    assert -15 < np.median(hu[inner[1]]) < 40  # bile, darker than the liver around it
+    _, n_adrenals = ndimage.label(lab.array == 2)
+    assert n_adrenals >= 2  # one above each kidney
+    assert np.array_equal(case.image.array, phantom_case(seed, small_organs=True, **SMALL_GRID).image.array)
+
+
+@pytest.fixture(scope="module")
+def deep():
+    return mni152_deep_case(0)
+
+
+def test_mni152_deep_nuclei(deep):
+    img, lab = deep.image, deep.labels
+    assert img.modality == "MR" and img.axcodes == "RAS" and np.allclose(img.spacing, 1.0)
+    assert {l.value: l.name for l in lab.table} == MNI152_DEEP_LABELS
+    left, right = split_left_right(deep)
+    for half in (left, right):  # each nucleus on each side: a few mL, one connected region
+        ml = half.labels.volumes_ml()
+        assert set(ml) == {1, 2, 3} and all(3.0 < v < 14.0 for v in ml.values()), ml
+        for v in (1, 2, 3):
+            comp, n = ndimage.label(half.labels.array == v)
+            assert np.bincount(comp.ravel())[1:].max() > 0.9 * (half.labels.array == v).sum()
+    # no longer the symmetric template: the right half is not the left half's mirror image
+    mirrored = left.labels.array[::-1]
+    n = min(mirrored.shape[0], right.labels.array.shape[0])
+    assert np.mean(mirrored[-n:] != right.labels.array[:n]) > 0.0005
+    # grey nuclei are darker than white matter around them on this T1
+    t1 = img.array
+    wm_around = ndimage.binary_dilation(lab.array > 0, iterations=3) & (lab.array == 0) & (t1 > 200)
+    assert t1[lab.array > 0].mean() < 195 < t1[wm_around].mean()
+    assert mni152_deep_case(0).image.array is t1 and not t1.flags.writeable  # cached, read-only
+
+
+def test_frog_case():
+    case = frog_case(0)
+    img, lab = case.image, case.labels
+    assert img.modality == "MR" and lab.shape == img.shape
+    assert {l.value: l.name for l in lab.table} == FROG_LABELS
+    left, right = split_left_right(case)
+    for half in (left, right):  # each side holds half a brain and heart, one eye, one kidney
+        ml = half.labels.volumes_ml()
+        assert set(ml) == {1, 2, 3, 4} and all(1.0 < v < 8.0 for v in ml.values()), ml
+    # the organs are the file's tissue labels: eyes (retina + white) are two separate blobs
+    _, n_eyes = ndimage.label(lab.array == 2)
+    assert n_eyes == 2
+    # intensities: synthetic but not a lookup of the label (noise, texture and bias)
+    brain = img.array[ndimage.binary_erosion(lab.array == 1)]
+    assert 100 < np.median(brain) < 135 and brain.std() > 3
+    assert np.array_equal(frog_case(0).image.array, img.array)

@@ -22,13 +22,16 @@ from .model.labels import Label, LabelMap, LabelTable
 from .model.volume import Volume
 from .plugins import Case
 
-__all__ = ["phantom_case", "phantom_cases", "mni152_case", "split_left_right",
-           "PHANTOM_LABELS", "MNI152_LABELS"]
+__all__ = ["phantom_case", "phantom_cases", "mni152_case", "mni152_deep_case", "frog_case", "split_left_right",
+           "PHANTOM_LABELS", "PHANTOM_SMALL_LABELS", "MNI152_LABELS", "MNI152_DEEP_LABELS", "FROG_LABELS"]
 
 #: label value -> name of :func:`phantom_case`'s labels
 PHANTOM_LABELS = {1: "liver", 2: "spleen", 3: "kidneys", 4: "bone"}
 _PHANTOM_COLORS = {1: (0.65, 0.27, 0.22), 2: (0.55, 0.32, 0.70), 3: (0.95, 0.82, 0.25),
                    4: (0.96, 0.93, 0.82)}  # brownish red, purple, yellow, ivory
+#: label value -> name of :func:`phantom_case`'s labels with ``small_organs=True``
+PHANTOM_SMALL_LABELS = {1: "gallbladder", 2: "adrenal glands", 3: "pancreas"}
+_SMALL_COLORS = {1: (0.35, 0.65, 0.30), 2: (0.95, 0.60, 0.20), 3: (0.90, 0.75, 0.55)}
 #: label value -> name of :func:`mni152_case`'s labels
 MNI152_LABELS = {1: "grey matter", 2: "white matter"}
 _MNI152_COLORS = {1: (0.72, 0.55, 0.55), 2: (0.95, 0.93, 0.85)}
@@ -102,7 +105,7 @@ def _blob(grid: _Grid, rng: np.random.Generator, center, radii, max_deg=(10.0, 1
 
 
 def phantom_case(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
-                 spacing: tuple[float, float, float] = (2.0, 2.0, 2.5)) -> Case:
+                 spacing: tuple[float, float, float] = (2.0, 2.0, 2.5), small_organs: bool = False) -> Case:
     """A CT-like abdomen in Hounsfield units and its organ labels; one anatomy per seed.
 
     Parameters
@@ -125,6 +128,12 @@ def phantom_case(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
         (partial volume) and Gaussian noise of sd 15 HU.
         ``labels``: (I, J, K) uint8 on the same grid, :data:`PHANTOM_LABELS`; organs never
         overlap and are kept at least one voxel apart.
+        With ``small_organs`` the image also holds a gallbladder (bile, 10 HU, tucked under the
+        liver), two adrenal glands (35 HU, in the fat above each kidney) and a pancreas-like
+        body (40 HU, in front of the left kidney), 1-6 mL each, and ``labels`` are those three
+        (:data:`PHANTOM_SMALL_LABELS`) instead: the big organs stay in the image, unlabelled.
+        Everything else is the same phantom as without them (their shapes have their own
+        random stream).
 
     Generation takes ~0.2 s for the default 96 x 96 x 64 grid.
     """
@@ -214,16 +223,57 @@ def phantom_case(seed: int, shape: tuple[int, int, int] = (96, 96, 64),
     place(1, _blob(grid, rng, liver_c, (rng.uniform(0.5, 0.62) * cax, rng.uniform(0.7, 0.9) * cay,
                                         rng.uniform(45, 65)), wobble=0.2), 60.0 + jitter())
 
+    if small_organs:
+        labels = _small_organs(grid, np.random.default_rng([int(seed), 0x5A11]), hu, labels, cavity, cax, cay)
     # partial volume at edges, then noise; quantised as a scanner would store it
     hu = ndimage.gaussian_filter(hu, sigma=0.5, truncate=3.0)
     hu += rng.standard_normal(shape, dtype=np.float32) * np.float32(15.0)
-    name = f"phantom-{int(seed):04d}"
+    name = f"phantom-{int(seed):04d}" + ("-small" if small_organs else "")
     image = Volume(np.clip(np.rint(hu), -1024, 3071).astype(np.int16), affine, modality="CT",
                    name=name, meta={"format": "phantom", "seed": int(seed)})
-    table = LabelTable([Label(v, n, _PHANTOM_COLORS[v]) for v, n in PHANTOM_LABELS.items()])
+    names, colours = (PHANTOM_SMALL_LABELS, _SMALL_COLORS) if small_organs else (PHANTOM_LABELS, _PHANTOM_COLORS)
+    table = LabelTable([Label(v, n, colours[v]) for v, n in names.items()])
     lab = LabelMap(labels, affine.copy(), table, name=f"{name} labels", meta={"format": "phantom",
                                                                               "seed": int(seed)})
     return Case(image, lab, name=name)
+
+
+def _small_organs(grid: _Grid, rng: np.random.Generator, hu: np.ndarray, labels: np.ndarray,
+                  cavity: np.ndarray, cax: float, cay: float) -> np.ndarray:
+    """Paint the gallbladder, adrenals and pancreas into ``hu``; return their (I, J, K) labels."""
+    x, y, z = grid.coords()
+    small = np.zeros(labels.shape, np.uint8)
+
+    def put(value: int, mask: np.ndarray, level: float) -> None:
+        mask &= cavity & (small == 0) & (labels != 3) & (labels != 4)
+        hu[mask] = level + rng.uniform(-5.0, 5.0)
+        small[mask] = value
+
+    # gallbladder: in the liver's anterior-inferior part, carved out of it
+    liver = np.argwhere(labels == 1)
+    if liver.size:
+        world = np.stack([grid.axes[a][liver[:, a]] for a in range(3)], axis=1)
+        front = world[(world[:, 1] > np.percentile(world[:, 1], 65)) & (world[:, 2] < np.percentile(world[:, 2], 40))]
+        c = front.mean(0) if len(front) else world.mean(0)
+        put(1, _blob(grid, rng, c, (rng.uniform(7, 9), rng.uniform(7, 9), rng.uniform(12, 16)), wobble=0.06), 10.0)
+    # adrenal glands: flat blobs in the fat just above each kidney, a little medial
+    for side in (-1, 1):
+        kid = np.argwhere((labels == 3) & (x * side > 0))
+        if not kid.size:
+            continue
+        top = kid[:, 2].max()
+        cap = kid[kid[:, 2] >= top - 2]
+        c = (float(grid.axes[0][cap[:, 0]].mean()) - side * rng.uniform(2, 5),
+             float(grid.axes[1][cap[:, 1]].mean()) + rng.uniform(0, 4), float(grid.axes[2][top]) + rng.uniform(9, 12))
+        mask = _blob(grid, rng, c, (rng.uniform(5, 6), rng.uniform(9, 12), rng.uniform(10, 13)),
+                     max_deg=(15, 15, 40), wobble=0.1)
+        put(2, mask & (labels == 0), 35.0)
+    # pancreas-like body: elongated, across the front of the left kidney towards the spleen
+    c = (-rng.uniform(0.15, 0.3) * cax, -rng.uniform(0.05, 0.2) * cay, rng.uniform(-0.1, 0.1) * 80.0)
+    mask = _blob(grid, rng, c, (rng.uniform(24, 30), rng.uniform(6, 8), rng.uniform(6, 8)),
+                 max_deg=(5, 5, 25), wobble=0.1)
+    put(3, mask & (labels == 0), 40.0)
+    return small
 
 
 def phantom_cases(n: int, first_seed: int = 0, **kw) -> list[Case]:
@@ -315,6 +365,161 @@ def mni152_case(resolution: int = 2) -> Case:
     table = LabelTable([Label(v, n, _MNI152_COLORS[v]) for v, n in MNI152_LABELS.items()])
     return Case(image, LabelMap(labels, affine.copy(), table, name=f"{name} tissue", meta=dict(meta)),
                 name=name)
+
+
+# deep grey nuclei of the MNI152 template: small structures on a real T1
+MNI152_DEEP_LABELS = {1: "caudate", 2: "putamen", 3: "thalamus"}
+_DEEP_COLORS = {1: (0.47, 0.71, 0.86), 2: (0.93, 0.42, 0.56), 3: (0.20, 0.63, 0.41)}
+# per nucleus: x, y, z ranges (RAS mm, left hemisphere; mirrored for the right) of a box that
+# holds it and no cortex, and a point inside it. The nucleus is the connected region of the
+# template's grey-matter class inside its box that holds the point.
+_DEEP_BOXES = {1: ((-21, -5), (-12, 28), (-6, 26), (-13, 12, 10)),
+               2: ((-30, -16), (-22, 22), (-10, 16), (-25, 2, 0)),
+               3: ((-22, -2), (-35, -4), (-6, 20), (-11, -18, 8))}
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cell: int) -> np.ndarray:
+    """A smooth random field in [-1, 1] (cubic upsampling of a grid of one value per ``cell`` voxels)."""
+    coarse = rng.uniform(-1.0, 1.0, tuple(max(2, s // cell + 2) for s in shape)).astype(np.float32)
+    f = ndimage.zoom(coarse, [s / c for s, c in zip(shape, coarse.shape)], order=3, grid_mode=True, mode="nearest")
+    f = f[tuple(slice(0, s) for s in shape)]
+    return f / max(float(np.abs(f).max()), 1e-6)
+
+
+def _scanner(rng: np.random.Generator, image: np.ndarray, noise_sd: float, bias: float = 0.12) -> np.ndarray:
+    """What an MR scanner adds: a smooth multiplicative bias field and Rician noise."""
+    image = image * np.exp(bias * _smooth_field(rng, image.shape, 40))
+    n1 = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise_sd)
+    n2 = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise_sd)
+    return np.sqrt((image + n1) ** 2 + n2 ** 2).astype(np.float32)
+
+
+@lru_cache(maxsize=2)
+def _mni152_deep_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t1, affine = _read_template("t1")
+    gm, wm = (_read_template(k)[0] / 255.0 for k in ("gm", "wm"))
+    grey = (gm > wm) & (gm > 1.0 - gm - wm)
+    labels = np.zeros(t1.shape, np.uint8)
+    origin, step = affine[:3, 3], np.diag(affine)[:3]  # axis-aligned 1 mm RAS grid
+
+    def index(a: int, mm: float) -> int:
+        return int(round((mm - origin[a]) / step[a]))
+
+    for value, (bx, by, bz, point) in _DEEP_BOXES.items():
+        for side in (-1, 1):
+            xs = bx if side < 0 else (-bx[1], -bx[0])
+            box = tuple(slice(index(a, lo), index(a, hi) + 1) for a, (lo, hi) in enumerate((xs, by, bz)))
+            comp, n = ndimage.label(grey[box])
+            at = [index(a, v) - b.start for a, (v, b) in enumerate(zip((-side * point[0], point[1], point[2]), box))]
+            keep = comp[tuple(at)]
+            if keep == 0:  # the point fell on a gap: the largest region
+                keep = int(np.argmax(ndimage.sum(comp > 0, comp, range(1, n + 1)))) + 1
+            labels[box][comp == keep] = value
+    # crop to the brain with a 4 mm margin, then make it another "subject": a smooth warp of up
+    # to 3 mm (so the right hemisphere is no longer the left one's mirror image), bias, noise
+    ii, jj, kk = np.nonzero(gm + wm > 0.1)
+    crop = tuple(slice(max(0, int(v.min()) - 4), int(v.max()) + 5) for v in (ii, jj, kk))
+    t1, labels = t1[crop], labels[crop]
+    affine = affine.copy()
+    affine[:3, 3] += np.diag(affine)[:3] * [c.start for c in crop]
+    rng = np.random.default_rng([int(seed), 0xDEE9])
+    grid = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in t1.shape), indexing="ij")
+    coords = [g + 3.0 * _smooth_field(rng, t1.shape, 30) for g in grid]
+    t1 = ndimage.map_coordinates(t1, coords, order=1, mode="nearest")
+    labels = ndimage.map_coordinates(labels, coords, order=0, mode="nearest")
+    t1 = _scanner(rng, t1, noise_sd=5.0)
+    for a in (t1, labels):
+        a.flags.writeable = False
+    return t1, labels, affine
+
+
+def mni152_deep_case(seed: int = 0) -> Case:
+    """Caudate, putamen and thalamus (both sides) on the 1 mm MNI152 2009a T1, as a new subject.
+
+    The nuclei are the template's own grey-matter class (as in :func:`mni152_case`) inside boxes
+    placed from the atlas coordinates of each nucleus, one connected region per box: 5-10 mL
+    each on this template. The head is cropped to the brain (4 mm margin), then warped by a
+    smooth random displacement of up to 3 mm (image and labels alike), given a smooth bias
+    field (±12 %) and Rician noise of sd 5 (white matter is ~220): the template is symmetric,
+    and without the warp its right half would be the left half's exact mirror image.
+
+    Returns a Case with ``image`` (float32, modality "MR", RAS, 1 mm) and ``labels`` (uint8,
+    :data:`MNI152_DEEP_LABELS`). Cached per seed, arrays read-only; ~10 s the first time.
+    """
+    t1, labels, affine = _mni152_deep_arrays(int(seed))
+    name = f"MNI152 deep grey {int(seed)}"
+    meta = {"format": "MNI152 2009a sym (nilearn), deep grey nuclei", "seed": int(seed)}
+    image = Volume(t1, affine.copy(), modality="MR", name=f"{name} T1", meta=dict(meta))
+    table = LabelTable([Label(v, n, _DEEP_COLORS[v]) for v, n in MNI152_DEEP_LABELS.items()])
+    return Case(image, LabelMap(labels, affine.copy(), table, name=f"{name} nuclei", meta=dict(meta)), name=name)
+
+
+# frog: real anatomy (pyvista's frog_tissues.vti labels), synthetic MR-like intensities
+FROG_LABELS = {1: "brain", 2: "eyes", 3: "heart", 4: "kidneys"}
+_FROG_COLORS = {1: (0.85, 0.55, 0.60), 2: (0.30, 0.55, 0.85), 3: (0.80, 0.20, 0.20), 4: (0.75, 0.60, 0.20)}
+# the file's tissues: 1 blood, 2 brain, 3 duodenum, 4 eye retina, 5 eye white, 6 heart, 7 ileum,
+# 8 kidney, 9 large intestine, 10 liver, 11 lung, 12 nerve, 13 skeleton, 14 spleen, 15 stomach;
+# T1-like levels close enough that shape and context, not one level, tell the targets apart
+_FROG_LEVELS = {1: 70, 2: 118, 3: 92, 4: 135, 5: 78, 6: 86, 7: 92, 8: 112, 9: 96, 10: 82, 11: 30, 12: 122,
+                13: 45, 14: 104, 15: 90}
+_FROG_TARGETS = {2: 1, 4: 2, 5: 2, 6: 3, 8: 4}
+
+
+def frog_tissues_path() -> Path:
+    spec = importlib.util.find_spec("pyvista")
+    return Path(spec.origin).parent / "examples" / "frog_tissues.vti"
+
+
+@lru_cache(maxsize=2)
+def _frog_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import pyvista as pv
+
+    data = pv.read(str(frog_tissues_path()))
+    tissue = np.asarray(data.point_data["MetaImage"]).reshape(tuple(data.dimensions)[::-1]).transpose(2, 1, 0)
+    # (head-to-tail x, left-right y, dorsal-ventral z): keep the trunk and head, every 2nd x
+    tissue = np.ascontiguousarray(tissue[100:450:2, 140:330, :])
+    rng = np.random.default_rng([int(seed), 0xF706])
+    lut = np.full(256, 100.0, np.float32)  # unlabelled tissue inside the body: muscle-like
+    for v, level in _FROG_LEVELS.items():
+        lut[v] = level
+    body = ndimage.binary_fill_holes(ndimage.binary_closing(tissue > 0, iterations=4))
+    body = ndimage.binary_dilation(body, iterations=2)
+    img = np.where(body, lut[tissue], np.float32(8.0)).astype(np.float32)
+    img *= 1.0 + 0.06 * _smooth_field(rng, img.shape, 6)  # texture inside each tissue
+    img = ndimage.gaussian_filter(img, 0.7)  # partial volume
+    img = _scanner(rng, img, noise_sd=5.0)
+    labels = np.zeros(tissue.shape, np.uint8)
+    for v, target in _FROG_TARGETS.items():
+        labels[tissue == v] = target
+    # voxel 1.0 x 0.5 x 0.75 mm: voxel axis i runs to the head (S), j to the frog's left (-x), k
+    # from its back to its belly (A); world x = 0 is the midline between the eyes (file y 232)
+    affine = np.array([[0.0, -0.5, 0.0, 0.5 * (232 - 140)], [0.0, 0.0, 0.75, 0.0], [1.0, 0.0, 0.0, 0.0],
+                       [0.0, 0.0, 0.0, 1.0]])
+    for a in (img, labels):
+        a.flags.writeable = False
+    return img, labels, affine
+
+
+def frog_case(seed: int = 0) -> Case:
+    """A frog's brain, eyes, heart and kidneys (3-10 mL at the scale given) on an MR-like image.
+
+    The anatomy is real: the tissue labels of pyvista's ``examples/frog_tissues.vti`` (shipped
+    with pyvista, no download), trunk and head, every second voxel along the body. Intensities
+    are synthetic: a T1-like level per tissue (the 15 tissues of the file, unlabelled tissue
+    inside the body muscle-like, air outside), a 6 % texture, partial-volume blur, a smooth bias
+    field (±12 %) and Rician noise (sd 5 on levels 30-135). The frog's midline is world x = 0,
+    so :func:`split_left_right` gives its two sides (each holds half a brain and heart, one
+    eye, one kidney).
+
+    Returns a Case, ``image`` float32 "MR", ``labels`` uint8 :data:`FROG_LABELS`; cached per
+    seed, arrays read-only.
+    """
+    img, labels, affine = _frog_arrays(int(seed))
+    name = f"frog {int(seed)}"
+    meta = {"format": "pyvista frog_tissues.vti, synthetic intensities", "seed": int(seed)}
+    image = Volume(img, affine.copy(), modality="MR", name=f"{name} MR", meta=dict(meta))
+    table = LabelTable([Label(v, n, _FROG_COLORS[v]) for v, n in FROG_LABELS.items()])
+    return Case(image, LabelMap(labels, affine.copy(), table, name=f"{name} organs", meta=dict(meta)), name=name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from viewer.plugins import Case
 
 from .preprocess import Normalisation, resample_to, to_canonical
 
-__all__ = ["Prepared", "prepare_case", "target_spacing", "label_table", "patch_sampler"]
+__all__ = ["Prepared", "prepare_case", "target_spacing", "label_table", "patch_sampler", "mirror_axes",
+           "lateralized_labels"]
 
 
 @dataclass
@@ -87,14 +88,54 @@ def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, i
                     np.asarray(bg), classes)
 
 
+def lateralized_labels(cases: list[Case], to_class: dict[int, int], side_share: float = 0.9,
+                       span_mm: float = 20.0) -> list[int]:
+    """Label values that lie on one side of the body: ≥ ``side_share`` of their voxels on one
+    side of the world plane x = 0, in a case whose grid reaches ``span_mm`` past it on both sides.
+
+    Mirroring such a case left-right teaches the network a liver on the left; cases that lie on
+    one side only (a hemisphere) say nothing, since every label there is on that side.
+    """
+    found = set()
+    for c in cases:
+        arr, aff, _ = to_canonical(np.asarray(c.labels.array), c.labels.affine)
+        xs = aff[0, 0] * np.arange(arr.shape[0]) + aff[0, 3]  # world x of each canonical i
+        if xs.min() > -span_mm or xs.max() < span_mm:
+            continue
+        right = xs >= 0
+        for v in to_class:
+            per_i = (arr == v).sum(axis=(1, 2))
+            n = int(per_i.sum())
+            if n and max(per_i[right].sum(), per_i[~right].sum()) >= side_share * n:
+                found.add(int(v))
+    return sorted(found)
+
+
+def mirror_axes(cases: list[Case], to_class: dict[int, int], mode: str) -> tuple[int, ...]:
+    """Canonical (RAS) axes a training patch may be mirrored along.
+
+    "auto": left-right (axis 0) only, as anatomy is mirror-symmetric left-right and nowhere else,
+    and not even that when a label is lateralized (:func:`lateralized_labels`); "lr": axis 0;
+    "all": the three axes; "none": no mirroring.
+    """
+    if mode == "auto":
+        return () if lateralized_labels(cases, to_class) else (0,)
+    table = {"lr": (0,), "all": (0, 1, 2), "none": ()}
+    if mode not in table:
+        raise ValueError(f"mirror must be one of auto, lr, all, none; not {mode!r}")
+    return table[mode]
+
+
 def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int, n_classes: int = 2,
-                  sampling: str = "posneg", affine_prob: float = 0.0) -> Compose:
+                  sampling: str = "posneg", affine_prob: float = 0.0,
+                  flip_axes: tuple[int, ...] = (0, 1, 2)) -> Compose:
     """Patches for training, then augmentation.
 
     sampling : "posneg": half foreground, half background patches (class imbalance);
         "classes": patch centres drawn evenly over every class, background included, so a
         small organ is seen as often as a big one (needs ``Prepared.classes``).
     affine_prob : chance of a small random rotation (±0.2 rad) and scaling (±10 %) of a patch.
+    flip_axes : canonical axes along which a patch is mirrored with probability 1/2 each.
     """
     keys = ["image", "label"]
     if sampling == "classes":
@@ -109,10 +150,8 @@ def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int, n_classe
     if affine_prob > 0:
         steps.append(RandAffined(keys, prob=affine_prob, rotate_range=(0.2, 0.2, 0.2), scale_range=(0.1, 0.1, 0.1),
                                  mode=("bilinear", "nearest"), padding_mode="border"))
+    steps += [RandFlipd(keys, prob=0.5, spatial_axis=int(a)) for a in flip_axes]
     steps += [
-        RandFlipd(keys, prob=0.5, spatial_axis=0),
-        RandFlipd(keys, prob=0.5, spatial_axis=1),
-        RandFlipd(keys, prob=0.5, spatial_axis=2),
         RandScaleIntensityd("image", factors=0.1, prob=0.5),
         RandShiftIntensityd("image", offsets=0.1, prob=0.5),
     ]

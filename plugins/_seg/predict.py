@@ -41,8 +41,10 @@ def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: boo
     ov = float(model.config.get("overlap", 0.25))
     swb = int(model.config.get("sw_batch_size", 4))
     amp = bool(model.config.get("amp", True)) and model.device.startswith("cuda")
+    # checkpoints from before mirror_axes existed were trained with flips along all three axes
+    flip_axes = tuple(model.config.get("mirror_axes", (0, 1, 2)))
     classes, unc = segment_array(model.net, x, model.n_classes, tuple(model.patch), ov, swb, tta=tta,
-                                 device=model.device, amp=amp, slab_bytes=slab_bytes,
+                                 device=model.device, amp=amp, slab_bytes=slab_bytes, flip_axes=flip_axes,
                                  progress=lambda done, total: progress.update(done, total, "segmenting"))
     del x
     classes = resample_to(classes[core], model.spacing, src_spacing, order=0, shape=canon_shape)

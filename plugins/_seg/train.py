@@ -22,11 +22,20 @@ from viewer.plugins import Case
 from plugins._dist import distributed, finish_distributed
 
 from .checkpoint import SegModel, save_checkpoint
-from .data import label_table, patch_sampler, prepare_case, target_spacing
+from .data import label_table, mirror_axes, patch_sampler, prepare_case, target_spacing
 from .infer import segment_array
 from .preprocess import fit_normalisation
 
 __all__ = ["train_segmenter", "dice_scores", "distributed", "finish_distributed"]
+
+
+def clock() -> float:
+    """Seconds for the time budget: the wall clock. bench/seg_peer.py swaps in the process's CPU
+    clock (``CLOCK``) so that a budget buys the same work whatever else the machine is running."""
+    return CLOCK()
+
+
+CLOCK = time.monotonic
 
 
 class _Stop(Exception):
@@ -56,12 +65,21 @@ def _split(cases: list[Case], fraction: float, seed: int) -> tuple[list[int], li
 def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: str,
                     build: Callable[[int, int, Any], torch.nn.Module],
                     checkpoint_dir: str | None = None, sources: list[dict] | None = None) -> SegModel:
-    """Train ``build(in_channels, n_classes, cfg)`` on ``cases``; return the best model.
+    """Train ``build(in_channels, n_classes, cfg)`` on ``cases``; return the model kept.
 
     ``cfg`` fields used: patch_size, batch_size, learning_rate, max_epochs, iters_per_epoch,
-    minutes, val_fraction, overlap, sw_batch_size, seed, device, amp. Stops at the time budget,
-    after ``max_epochs``, or on cancel (``progress``) keeping the best validated weights; with
-    ``checkpoint_dir`` the best checkpoint is on disk whenever training ends, however it ends.
+    val_every, minutes, val_fraction, overlap, sw_batch_size, seed, device, amp, and if present
+    sampling, affine_prob, mirror, val_share. Stops at the time budget, after ``max_epochs``, or
+    on cancel (``progress``); with ``checkpoint_dir`` the kept checkpoint is on disk whenever
+    training ends, however it ends.
+
+    Validation: with held-out cases, sliding-window Dice on them every ``val_every`` epochs, but
+    never more than ``val_share`` of the time (a validation waits until the training since the
+    last one is long enough), and the best validated weights are kept. With one case there is
+    nothing held out: a sliding-window pass over the training volume would cost a large share of
+    a short budget to say how well it fits what it trains on, so the Dice of the training patches
+    themselves (free: the step's own logits) is reported, the latest weights are kept, and
+    ``metrics["validation"]`` says "training data".
     """
     rank, world = distributed()
     device = str(cfg.device)
@@ -72,7 +90,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed + rank)
     patch = (int(cfg.patch_size),) * 3
-    t0 = time.monotonic()
+    t0 = clock()
     deadline = t0 + cfg.minutes * 60 if cfg.minutes and cfg.minutes > 0 else float("inf")
 
     progress.update(0, 0, "preparing data")
@@ -83,14 +101,16 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     modality = cases[0].image.modality or ""
     spacing = target_spacing(cases)
     train_idx, val_idx = _split(cases, cfg.val_fraction, cfg.seed)
+    on_training_data = set(val_idx) <= set(train_idx)
     norm = fit_normalisation([cases[i].image.array for i in train_idx],
                              [cases[i].labels.array for i in train_idx], modality)
     sampling = str(getattr(cfg, "sampling", "posneg"))
-    prepared = [prepare_case(c, spacing, norm, to_class, patch, balanced=sampling == "classes") for c in cases]
-    train_set = [prepared[i] for i in train_idx]
-    val_set = [prepared[i] for i in val_idx]
+    flips = mirror_axes([cases[i] for i in train_idx], to_class, str(getattr(cfg, "mirror", "all")))
+    train_set = [prepare_case(cases[i], spacing, norm, to_class, patch, balanced=sampling == "classes")
+                 for i in train_idx]
+    val_set = [] if on_training_data else [prepare_case(cases[i], spacing, norm, to_class, patch) for i in val_idx]
     sampler = patch_sampler(patch, 2, cfg.seed + rank, n_classes=len(to_class) + 1, sampling=sampling,
-                            affine_prob=float(getattr(cfg, "affine_prob", 0.0)))
+                            affine_prob=float(getattr(cfg, "affine_prob", 0.0)), flip_axes=flips)
 
     net = build(1, n_classes, cfg).to(device)
     model_net: torch.nn.Module = net
@@ -98,23 +118,27 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
         model_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
     total_steps = int(cfg.max_epochs) * int(cfg.iters_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (1 - min(s, total_steps) / (total_steps + 1)) ** 0.9)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
 
-    model = SegModel(net=net, plugin=plugin, config=asdict(cfg), labels=labels,
+    config = asdict(cfg)
+    config["mirror_axes"] = list(flips)  # prediction's flip test-time augmentation uses the same
+    model = SegModel(net=net, plugin=plugin, config=config, labels=labels,
                      normalisation=norm.to_dict(), spacing=spacing, patch=patch, in_channels=1,
                      data=sources or [], device=device)
     best = {"dice": -1.0, "state": None, "per_label": [], "epoch": 0}
     history: list[dict] = []
-    step, epoch, last_val_s = 0, 0, 0.0
+    step, epoch, last_val_s, last_val_end = 0, 0, 0.0, clock()
+    val_share = min(max(float(getattr(cfg, "val_share", 0.1)), 0.01), 1.0)
+    spent = {"validation_seconds": 0.0, "validations": 0}
     stop_reason = "epochs"
+    t_train = clock()
     # the long-lived tensors and modules stay out of Python's full collections (no collect first:
     # a full collection here is itself a stall of the window's event loop)
     gc.freeze()
 
-    def validate() -> float:
+    def validate() -> tuple[float, list[float]]:
         net.eval()
         scores = []
         for j, p in enumerate(val_set):
@@ -143,15 +167,24 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
         except Cancelled:
             pass
 
+    def progress_fraction() -> float:
+        """Share of the run done: by steps, or by the clock when there is a budget."""
+        frac = step / max(total_steps, 1)
+        if deadline < float("inf"):
+            frac = max(frac, (clock() - t_train) / max(deadline - t_train, 1e-6))
+        return min(frac, 1.0)
+
+    base_lr = float(cfg.learning_rate)
     net.train()
     try:
         while epoch < cfg.max_epochs:
             running = 0.0
+            overlap = np.zeros((2, n_classes))  # training-patch Dice: intersections, sizes
             for _ in range(int(cfg.iters_per_epoch)):
                 reserve = last_val_s if rank == 0 else 0.0
                 want = 0
                 if rank == 0:
-                    want = 2 if progress.cancelled else 1 if time.monotonic() + reserve >= deadline else 0
+                    want = 2 if progress.cancelled else 1 if clock() + reserve >= deadline else 0
                 code = stop_now(want)
                 if code:
                     stop_reason = "cancelled" if code == 2 else "time budget"
@@ -164,25 +197,40 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                         batch_y.append(torch.as_tensor(np.asarray(d["label"])))
                 x = torch.stack(batch_x[: cfg.batch_size]).float().to(device)
                 y = torch.stack(batch_y[: cfg.batch_size]).long().to(device)
+                # poly decay over the run: by the clock under a budget, so that a short budget
+                # still ends at a small learning rate (a step count would barely have begun)
+                for g in opt.param_groups:
+                    g["lr"] = base_lr * (1.0 - progress_fraction()) ** 0.9
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
-                    loss = loss_fn(model_net(x), y)
+                    logits = model_net(x)
+                    loss = loss_fn(logits, y)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                sched.step()
                 step += 1
                 running += float(loss.detach())
+                if on_training_data:
+                    _count_overlap(logits.detach(), y, overlap)
                 if rank == 0:
-                    frac = max(step / total_steps, (time.monotonic() - t0) / (deadline - t0) if deadline < float("inf") else 0)
-                    report(progress.update, min(frac, 1.0) * 1000, 1000, f"epoch {epoch + 1}, step {step}")
+                    report(progress.update, progress_fraction() * 1000, 1000, f"epoch {epoch + 1}, step {step}")
             epoch += 1
             entry = {"epoch": epoch, "step": step, "loss": running / cfg.iters_per_epoch,
-                     "seconds": time.monotonic() - t0}
-            if rank == 0 and (epoch % max(1, int(cfg.val_every)) == 0 or epoch == cfg.max_epochs):
-                tv = time.monotonic()
+                     "seconds": clock() - t0, "lr": opt.param_groups[0]["lr"]}
+            due = epoch % max(1, int(cfg.val_every)) == 0 or epoch == cfg.max_epochs
+            if rank == 0 and on_training_data:
+                per_label = _patch_dice(overlap)
+                entry["val_dice"] = float(np.mean(per_label))
+                best.update(dice=entry["val_dice"], state=None, per_label=per_label, epoch=epoch)
+                if due:
+                    _write(model, dict(best, state=net.state_dict()), history + [entry], checkpoint_dir, cases, val_idx)
+            elif rank == 0 and due and clock() - last_val_end >= last_val_s * (1 - val_share) / val_share:
+                tv = clock()
                 dice, per_label = validate()
-                last_val_s = time.monotonic() - tv
+                last_val_end = clock()
+                last_val_s = last_val_end - tv
+                spent["validation_seconds"] += last_val_s
+                spent["validations"] += 1
                 entry["val_dice"] = dice
                 if dice > best["dice"]:
                     best.update(dice=dice, state=copy.deepcopy(net.state_dict()), per_label=per_label, epoch=epoch)
@@ -193,18 +241,26 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     except (_Stop, Cancelled):
         if progress.cancelled and world == 1:
             stop_reason = "cancelled"
-    if rank == 0 and best["state"] is None:
+    if rank == 0 and on_training_data:
+        if best["epoch"] < epoch or not best["per_label"]:  # no epoch closed: the steps made so far
+            per_label = _patch_dice(overlap) if step else []
+            best.update(dice=float(np.mean(per_label)) if per_label else float("nan"), per_label=per_label)
+        best.update(state=None, epoch=epoch)  # the latest weights: nothing held out to choose by
+    elif rank == 0 and best["state"] is None:
         # stopped before any validation: validate what we have, so the checkpoint says how good
         try:
+            tv = clock()
             dice, per_label = validate()
+            spent["validation_seconds"] += clock() - tv
+            spent["validations"] += 1
         except Cancelled:
             dice, per_label = float("nan"), []
         best.update(dice=dice, state=copy.deepcopy(net.state_dict()), per_label=per_label, epoch=epoch)
-    if rank == 0:
+    if rank == 0 and best["state"] is not None:
         net.load_state_dict(best["state"])
     if world > 1:
         for t in net.state_dict().values():
-            dist.broadcast(t, 0)  # every rank leaves with rank 0's best weights
+            dist.broadcast(t, 0)  # every rank leaves with rank 0's weights
         sums = _checksum(net)
         gathered = [torch.zeros_like(sums) for _ in range(world)]
         dist.all_gather(gathered, sums)
@@ -212,10 +268,27 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                                 "checksums": [float(g.sum()) for g in gathered],
                                 "weights_identical": all(torch.equal(g, gathered[0]) for g in gathered)}
     model.metrics.update(_metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels))
+    model.metrics.update(spent)
     if rank == 0 and checkpoint_dir:
         save_checkpoint(model, checkpoint_dir)
     net.eval()
     return model
+
+
+def _count_overlap(logits: torch.Tensor, y: torch.Tensor, acc: np.ndarray) -> None:
+    """Add a batch's per-class intersections (acc[0]) and prediction + truth sizes (acc[1])."""
+    n = logits.shape[1]
+    pred = logits.argmax(1).flatten()
+    truth = y[:, 0].flatten()
+    same = torch.bincount(pred[pred == truth], minlength=n)
+    sizes = torch.bincount(pred, minlength=n) + torch.bincount(truth, minlength=n)
+    acc[0] += same[:n].cpu().numpy()
+    acc[1] += sizes[:n].cpu().numpy()
+
+
+def _patch_dice(acc: np.ndarray) -> list[float]:
+    """Dice of classes 1..n-1 over the counted patches (1.0 where a class was in neither)."""
+    return [1.0 if acc[1, c] == 0 else float(2 * acc[0, c] / acc[1, c]) for c in range(1, acc.shape[1])]
 
 
 def _checksum(net: torch.nn.Module) -> torch.Tensor:
@@ -223,13 +296,17 @@ def _checksum(net: torch.nn.Module) -> torch.Tensor:
 
 
 def _metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels) -> dict:
+    on_training = len(val_idx) == len(cases)  # _split holds at least one case out, or none
     return {
         "best_val_dice": best["dice"],
         "best_val_dice_per_label": {row["name"]: d for row, d in zip(labels, best["per_label"])},
         "best_epoch": best["epoch"], "epochs": epoch, "steps": step,
-        "seconds": round(time.monotonic() - t0, 1), "stopped_by": stop_reason,
+        "seconds": round(clock() - t0, 1), "stopped_by": stop_reason,
         "validation_cases": [cases[i].name for i in val_idx],
-        "validated_on_training_data": len(cases) == 1,
+        "validated_on_training_data": on_training,
+        "validation": "training data" if on_training else "held-out cases",
+        "validation_method": ("Dice of the training patches, latest weights kept (no case held out)" if on_training
+                              else "sliding-window Dice of the held-out cases, best weights kept"),
         "history": history,
     }
 
@@ -243,5 +320,5 @@ def _write(model, best, history, directory, cases, val_idx) -> None:
     net.load_state_dict(best["state"])
     live.net = net
     live.metrics = _metrics(best, history, history[-1]["step"], history[-1]["epoch"],
-                            time.monotonic() - history[-1]["seconds"], "in progress", cases, val_idx, model.labels)
+                            clock() - history[-1]["seconds"], "in progress", cases, val_idx, model.labels)
     save_checkpoint(live, directory)

@@ -24,7 +24,7 @@ BOUNDS = {
     "batch_size": Range(1, 256), "learning_rate": Range(0, 1, lo_open=True), "max_epochs": Range(1, 1_000_000),
     "iters_per_epoch": Range(1, 1_000_000), "val_every": Range(1, 1_000_000), "minutes": Range(0, 100_000),
     "val_fraction": Range(0, 1, hi_open=True), "overlap": Range(0, 0.95), "sw_batch_size": Range(1, 64),
-    "seed": Range(0, SEED_MAX),
+    "seed": Range(0, SEED_MAX), "val_share": Range(0, 1),
     "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
 }
 
@@ -50,15 +50,17 @@ class Config:
 
     patch_size: int = field(default=64, metadata={"help": "edge of the cubic training patch, voxels"})
     base_channels: int = field(default=16, metadata={"help": "feature maps at the first level (doubled per level)"})
-    levels: int = field(default=4, metadata={"help": "resolution levels of the U-Net"})
+    levels: int = field(default=5, metadata={"help": "resolution levels of the U-Net"})
     res_units: int = field(default=2, metadata={"help": "residual units per level"})
     sampling: str = field(default="classes", metadata={"help": "patch centres: posneg (half foreground, half background) or classes (evenly over every label)"})
-    affine_prob: float = field(default=0.3, metadata={"help": "chance of a small random rotation/scaling of a training patch"})
+    affine_prob: float = field(default=0.0, metadata={"help": "chance of a small random rotation/scaling of a training patch"})
+    mirror: str = field(default="auto", metadata={"help": "axes a training patch is mirrored along (and test-time flips): auto (left-right, unless a label lies on one side of the body), lr, all or none"})
     batch_size: int = field(default=2, metadata={"help": "patches per step"})
     learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate (poly decay)"})
     max_epochs: int = field(default=400, metadata={"help": "epochs at most"})
     iters_per_epoch: int = field(default=25, metadata={"help": "steps per epoch; validation after each"})
     val_every: int = field(default=2, metadata={"help": "validate every N epochs"})
+    val_share: float = field(default=0.1, metadata={"help": "largest share of the training time validation may take"})
     minutes: float = field(default=10.0, metadata={"help": "wall-clock budget (0 = none); the best checkpoint is kept"})
     val_fraction: float = field(default=0.25, metadata={"help": "share of cases held out for validation Dice"})
     overlap: float = field(default=0.25, metadata={"help": "sliding-window overlap at inference"})
@@ -67,6 +69,10 @@ class Config:
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA"})
+
+    # derived at training time and stored beside the settings in a checkpoint's config
+    STORED_EXTRA = {"mirror_axes": lambda v: None if isinstance(v, list) and len(set(v)) == len(v) and all(
+        a in (0, 1, 2) and a is not True and a is not False for a in v) else f"must be distinct axes 0, 1, 2, got {v!r}"}
 
     def validate(self) -> None:
         """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
@@ -85,7 +91,7 @@ def build_network(in_channels: int, n_classes: int, cfg: Any):
     """MONAI's UNet: channels base·2^l, stride-2 downsampling, residual units, instance norm."""
     from monai.networks.nets import UNet
 
-    levels = int(getattr(cfg, "levels", 4))
+    levels = int(getattr(cfg, "levels", 5))
     base = int(getattr(cfg, "base_channels", 16))
     return UNet(spatial_dims=3, in_channels=in_channels, out_channels=n_classes,
                 channels=tuple(base * 2**i for i in range(levels)), strides=(2,) * (levels - 1),

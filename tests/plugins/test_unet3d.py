@@ -24,12 +24,15 @@ import numpy as np
 import pytest
 import torch
 
+from plugins._seg.data import label_table, lateralized_labels, mirror_axes
+from plugins._seg.infer import tta_flips
 from plugins._seg.train import dice_scores
 from plugins.unet3d import PLUGIN, Config, UNet3D
 from tests.plugins import one_thread  # noqa: F401  (autouse: one torch thread)
 from viewer.demo import LABEL_NAMES, ct_phantom
 from viewer.jobs.progress import Progress
 from viewer.model import LabelMap, Volume
+from viewer.datasets import split_left_right
 from viewer.plugins import Case, SegmenterPlugin, config_help, get_plugin
 
 SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)  # the default phantom's 192 mm field of view, coarse
@@ -61,7 +64,8 @@ def test_short_training_beats_chance_on_a_held_out_phantom(tmp_path):
     torch.manual_seed(0)
     cases = phantom_cases([0, 1, 2])
     cfg = Config(patch_size=32, base_channels=8, levels=3, res_units=1, batch_size=2, learning_rate=1e-2,
-                 max_epochs=20, iters_per_epoch=10, val_every=2, minutes=0, val_fraction=0.34, tta=False, seed=0)
+                 max_epochs=20, iters_per_epoch=10, val_every=2, val_share=1.0, minutes=0, val_fraction=0.34,
+                 tta=False, seed=0)
     curve = []
     progress = Progress(on_metrics=lambda step, values: curve.append((step, values)))
     model = PLUGIN.train(cases, cfg, progress, checkpoint_dir=str(tmp_path))
@@ -183,3 +187,94 @@ def test_training_refuses_bad_cases(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         PLUGIN.train([empty], tiny_config(), Progress(), checkpoint_dir=str(tmp_path / "ckpt"))
     assert not (tmp_path / "ckpt").exists()
+
+
+# mirroring follows the anatomy -----------------------------------------------------------------
+def _kidneys_only(seed: int) -> Case:
+    """The phantom with only its kidneys labelled: a pair, one on each side of the body."""
+    vol, lab = ct_phantom(SHAPE, SPACING, seed=seed)
+    kid = np.where(np.asarray(lab.array) == 2, 2, 0).astype(np.uint8)
+    return Case(vol, LabelMap(kid, lab.affine.copy(), lab.table), name="kidneys")
+
+
+@pytest.mark.parametrize("make, mode, lateral, axes", [
+    (lambda: phantom_cases([0]), "auto", [1, 3], ()),  # liver right, spleen left: no left-right mirror
+    (lambda: [_kidneys_only(0)], "auto", [], (0,)),  # a left-right pair: mirror left-right only
+    (lambda: [split_left_right(phantom_cases([0])[0])[0]], "auto", [], (0,)),  # one side: says nothing
+    (lambda: phantom_cases([0]), "lr", [1, 3], (0,)),
+    (lambda: phantom_cases([0]), "all", [1, 3], (0, 1, 2)),
+    (lambda: phantom_cases([0]), "none", [1, 3], ()),
+], ids=["lateralized-organs", "paired-kidneys", "one-side-only", "forced-lr", "forced-all", "forced-none"])
+def test_mirror_axes_follow_the_anatomy(make, mode, lateral, axes):
+    cases = make()
+    _, to_class = label_table(cases)
+    assert lateralized_labels(cases, to_class) == lateral
+    assert mirror_axes(cases, to_class, mode) == axes
+
+
+def test_mirror_refuses_an_unknown_mode():
+    cases = phantom_cases([0])
+    with pytest.raises(ValueError, match="mirror"):
+        mirror_axes(cases, label_table(cases)[1], "diagonal")
+
+
+@pytest.mark.parametrize("axes, flips", [((0, 1, 2), ((), (2,), (3,), (4,))), ((0,), ((), (2,))), ((), ((),))],
+                         ids=["all-axes", "left-right", "none"])
+def test_test_time_flips_are_the_training_mirrors(axes, flips):
+    assert tta_flips(axes) == flips
+
+
+def test_one_training_case_is_validated_on_its_patches_and_says_so(tmp_path):
+    """No sliding-window pass over the only case (the window's preview is never called): the
+    training patches' Dice is the curve, the metrics say "training data", the latest weights are
+    kept, and prediction's test-time flips are the training mirrors (left-right: kidneys only)."""
+    previews, curve = [], []
+    progress = Progress(on_preview=previews.append, on_metrics=lambda step, v: curve.append(v))
+    cfg = tiny_config(val_fraction=0.25, max_epochs=6, mirror="auto")
+    model = PLUGIN.train([_kidneys_only(0)], cfg, progress, checkpoint_dir=str(tmp_path))
+    m = model.metrics
+    assert m["validation"] == "training data" and m["validated_on_training_data"]
+    assert m["validations"] == 0 and m["validation_seconds"] == 0 and previews == []
+    assert [v["val_dice"] for v in curve][-1] == pytest.approx(m["best_val_dice"])
+    assert 0.0 <= m["best_val_dice"] <= 1.0 and m["best_epoch"] == m["epochs"] == 6
+    assert model.config["mirror_axes"] == [0]
+    loaded = PLUGIN.load(tmp_path)  # the latest weights are what was saved
+    for k, v in model.net.state_dict().items():
+        torch.testing.assert_close(loaded.net.state_dict()[k], v.cpu(), rtol=0, atol=0)
+    assert json.loads((tmp_path / "config.json").read_text())["metrics"]["validation"] == "training data"
+
+
+def test_no_mirrors_means_test_time_augmentation_changes_no_label():
+    case = phantom_cases([0])[0]
+    model = PLUGIN.train([case], tiny_config(max_epochs=2, mirror="none"), Progress())
+    assert model.config["mirror_axes"] == []
+    plain, _ = PLUGIN.predict(model, case.image, Progress(), tta=False)
+    tta, unc = PLUGIN.predict(model, case.image, Progress(), tta=True)
+    np.testing.assert_array_equal(np.asarray(tta.array), np.asarray(plain.array))
+    assert isinstance(unc, Volume)
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1], ids=["validate-every-epoch", "at-most-10-percent"])
+def test_validation_stays_inside_its_share_of_the_time(share):
+    cases = phantom_cases([0, 1])
+    model = PLUGIN.train(cases, tiny_config(max_epochs=12, val_every=1, val_share=share), Progress())
+    m = model.metrics
+    assert m["validation"] == "held-out cases" and not m["validated_on_training_data"]
+    assert 1 <= m["validations"] <= 12
+    if share == 1.0:
+        assert m["validations"] == 12
+    else:
+        # each validation waits until the training since the last one is 9x as long as it took,
+        # so all but the first fit in share / (1 - share) of the training time
+        train_s = m["seconds"] - m["validation_seconds"]
+        per_val = m["validation_seconds"] / m["validations"]
+        assert m["validation_seconds"] <= per_val * 1.5 + share / (1 - share) * train_s * 1.5
+
+
+def test_learning_rate_decays_by_the_clock_under_a_budget():
+    cases = phantom_cases([0, 1])
+    model = PLUGIN.train(cases, tiny_config(max_epochs=10_000, minutes=0.05, learning_rate=1e-2), Progress())
+    lrs = [h["lr"] for h in model.metrics["history"]]
+    assert model.metrics["stopped_by"] == "time budget" and len(lrs) >= 2
+    # 10 000 epochs would barely have begun a step-count decay; the clock's is nearly done
+    assert lrs[-1] < 0.5e-2 and all(a >= b for a, b in zip(lrs, lrs[1:]))
