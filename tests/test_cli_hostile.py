@@ -199,7 +199,7 @@ CASES = [
     ("train-epochs-0", TRAIN + ["--epochs", "0"], "--epochs", None),
     ("train-patch-0", TRAIN + ["--patch", "0"], "--patch", None),
     ("train-patch-400", TRAIN + ["--patch", "400"], "--patch", None),
-    ("train-patch-not-multiple", TRAIN + ["--patch", "60"], "--patch: [60, 60, 60] is not a multiple of 8", None),
+    ("train-patch-not-multiple", TRAIN + ["--patch", "60"], "--patch: [60, 60, 60] is not a multiple of", None),
     ("train-val-fraction-5", TRAIN + ["--val-fraction", "5"], "--val-fraction", None),
     ("train-val-fraction-1", TRAIN + ["--val-fraction", "1"], "--val-fraction", None),
     ("train-iters-per-epoch-0", TRAIN + ["--iters-per-epoch", "0"], "--iters-per-epoch", None),
