@@ -153,15 +153,17 @@ def check_vtp(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         stop = buf.find(b"<AppendedData")  # raw appended bytes may hold anything
-        head = bytes(buf[:stop if stop >= 0 else len(buf)])
-        top = dict(_XML_ATTR.findall(head[:head.find(b">", head.find(b"<VTKFile")) + 1]))
+        head_end = stop if stop >= 0 else len(buf)  # the XML part, scanned in place (no copy)
+        at = buf.find(b"<VTKFile", 0, 4096)
+        opening = bytes(buf[at:buf.find(b">", at, at + 4096) + 1]) if at >= 0 else b""
+        top = dict(_XML_ATTR.findall(opening))
         compressor = top.get(b"compressor", b"").upper()
         kind = None if not compressor else "bzip2" if b"LZMA" in compressor else "gzip"
         hsize = 8 if top.get(b"header_type", b"").upper() == b"UINT64" else 4
         appended = buf.find(b"_", stop) + 1 if stop >= 0 else -1
         raw = stop >= 0 and b'encoding="raw"' in bytes(buf[stop:stop + 200])
         need, declared, counts, section = 0, 0, {}, b""
-        for m in _XML_TAG.finditer(head):
+        for m in _XML_TAG.finditer(buf, 0, head_end):
             tag, attrs = m.group(1), dict(_XML_ATTR.findall(m.group(2)))
             try:
                 if tag == b"Piece":
