@@ -276,7 +276,7 @@ CASES = [
     ("render-out-user-files", RENDER_TO + ["--overwrite"], "{out}: is a folder that holds something other than",
      pngs_and("notes.txt")),
     ("render-out-pngs-no-overwrite", RENDER_TO, "{out}: already holds a set of rendered PNGs", pngs_and(None)),
-    ("capture-out-not-empty", CAPTURE[:-1] + ["{out}"], "{out}: is a folder that holds something other than",
+    ("capture-out-not-empty", CAPTURE[:-1] + ["{out}"], "{out}: exists and is not empty: refusing to overwrite",
      user_folder),
     # outputs that are inputs; OS errors name the user's file, not a temporary one
     ("segment-output-is-input", SEG_TO[:-1] + ["{img}"], "{img}: is also the --input file", None),

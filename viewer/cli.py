@@ -124,7 +124,9 @@ def prepare_out_folder(out: str | os.PathLike, *, inputs: Sequence[str | os.Path
         if o == i or o.is_relative_to(i) or i.is_relative_to(o):
             raise LoadError(out, "refusing to write into an input (or a folder holding one)")
     if out.is_dir() and any(out.iterdir()):
-        if ours is None or not ours(out):
+        if ours is None:  # a command that never overwrites
+            raise LoadError(out, "exists and is not empty: refusing to overwrite; choose a new folder")
+        if not ours(out):
             raise LoadError(out, f"is a folder that holds something other than a {what}: refusing to write into "
                                  "it; give a new or empty folder")
         if not overwrite:
