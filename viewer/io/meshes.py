@@ -1,6 +1,10 @@
 """Meshes and point sets from .ply .obj .stl .vtk .vtp through VTK's readers, in the file's own
 units and frame (mesh formats carry no anatomical frame: no RAS/LPS conversion). Polygons are
 triangulated; an OBJ's ``map_Kd`` texture is read with PIL (row 0 at the top; uv bottom-left).
+
+Before VTK sees a file, :mod:`.mesh_checks` compares its counts with its size (VTK allocates
+what a header declares). An OBJ's material and texture files are read only when they are
+regular files (else a note); those outside the OBJ's folder go to ``meta["outside_files"]``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ Formats read by :func:`load_viewset`:
   (no undistortion is offered). COLMAP has no splits: images are sorted by name and every 8th
   one, starting with the first, is "test" (the LLFF convention); the rest are "train".
 
-Every bad input is a one-line :class:`~viewer.model.errors.LoadError`.
+Photos are opened only when they are regular files; every photo's size is read from its header
+and the total checked against :func:`pixel_budget` before any is decoded; photos from outside
+the scene's folder are listed in ``meta["outside_files"]``. Every bad input is a one-line
+:class:`~viewer.model.errors.LoadError`.
 """
 
 from __future__ import annotations
@@ -537,7 +540,9 @@ def load_viewset(path: str | Path) -> ViewSet:
     ------
     LoadError : one line naming the problem: no transforms or COLMAP files, unreadable JSON, a
         missing image, an image whose size disagrees with its intrinsics, a non-finite or
-        non-invertible pose, an empty split, an unsupported camera model or lens distortion.
+        non-invertible pose, an empty split, an unsupported camera model or lens distortion,
+        a photo that is a FIFO or device, one above Pillow's pixel limit, or photos that
+        together pass :func:`pixel_budget` decoded.
     """
     path = Path(path)
     require_file(path)  # `fit` and `evaluate` come here directly: no FIFO or device either
