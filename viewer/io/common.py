@@ -7,6 +7,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +17,7 @@ from ..model.errors import LoadError
 
 __all__ = ["available_memory", "check_fits_in_memory", "atomic_path", "require_file", "same_file",
            "require_regular_file", "check_claim_fits_file", "note_outside_file", "MAX_DEFLATE_RATIO",
-           "open_image_header"]
+           "open_image_header", "quiet_pillow"]
 
 # zlib/gzip cannot expand data by more than about 1032:1 (RFC 1951 worst case for long runs);
 # bzip2 reaches higher ratios on runs, so it gets a looser bound
@@ -160,6 +161,25 @@ def note_outside_file(meta: dict, opened: Path, referenced: Path) -> None:
         files.append(str(ref))
 
 
+_PILLOW_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings kept off stderr (odd metadata is not the user's error), except its
+    decompression-bomb warning, which is raised as an error. ``warnings`` filters are
+    process-wide, so the loaders' Pillow calls take one lock: two threads' ``catch_warnings``
+    would otherwise restore each other's filters."""
+    import warnings
+
+    from PIL import Image
+
+    with _PILLOW_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image_header(path: str | os.PathLike, owner: object = None, what: str = "image"):
     """Open an image with Pillow reading only its header (``.size`` and ``.mode``, no pixels).
 
@@ -168,8 +188,6 @@ def open_image_header(path: str | os.PathLike, owner: object = None, what: str =
     DecompressionBombWarning on stderr (or its error above twice that). ``owner`` and ``what``
     are as for :func:`require_regular_file`. The caller closes the image (``with``).
     """
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -177,8 +195,7 @@ def open_image_header(path: str | os.PathLike, owner: object = None, what: str =
     shown = owner if owner is not None else path
     prefix = "" if owner is None else f"its {what} {path}: "
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with quiet_pillow():
             im = Image.open(path)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         size = re.search(r"\((\d+) pixels\)", str(exc))

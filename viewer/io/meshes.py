@@ -14,7 +14,6 @@ import mmap
 import os
 import re
 import threading
-import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +26,7 @@ from vtk.util.numpy_support import vtk_to_numpy
 from ..model.errors import LoadError
 from ..model.geometry import Mesh, PointCloud
 from .common import (atomic_path, check_fits_in_memory, note_outside_file, open_image_header,
-                     require_file, require_regular_file)
+                     quiet_pillow, require_file, require_regular_file)
 from .mesh_checks import CHECKS
 
 __all__ = ["load_mesh_or_points", "save_mesh", "mesh_to_polydata", "polydata_to_mesh", "MESH_FORMATS"]
@@ -240,8 +239,7 @@ def _obj_texture(path: Path, meta: dict) -> tuple[np.ndarray | None, str | None,
         return None, str(tex), notes + [f"texture image {tex.name} {why}: shown without texture"]
     note_outside_file(meta, path, tex)
     try:
-        with warnings.catch_warnings(), open_image_header(tex, what="texture") as im:
-            warnings.simplefilter("ignore")  # Pillow's metadata warnings: not lines on stderr
+        with quiet_pillow(), open_image_header(tex, what="texture") as im:
             check_fits_in_memory(path, (im.size[1], im.size[0], 4), np.uint8, factor=3.0)
             im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
             texture = np.asarray(im, dtype=np.uint8).copy()  # PIL rows run top to bottom

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -36,8 +35,8 @@ from ..model.camera import Camera
 from ..model.errors import LoadError
 from ..model.geometry import PointCloud
 from ..model.viewset import Frame, ViewSet
-from .common import (atomic_path, available_memory, note_outside_file, open_image_header, require_file,
-                     require_regular_file)
+from .common import (atomic_path, available_memory, note_outside_file, open_image_header, quiet_pillow,
+                     require_file, require_regular_file)
 
 __all__ = ["load_viewset", "save_transforms", "is_viewset_path", "read_rgba", "pixel_budget", "LLFF_HOLD"]
 
@@ -102,8 +101,7 @@ def _pil_array(path: Path, what: str, grey: bool = False, owner: object = None) 
     Only a regular file under Pillow's pixel limit is decoded (see ``open_image_header``)."""
     shown, prefix = (path, "") if owner is None else (owner, f"its {what} {path}: ")
     try:  # Pillow's warnings on odd metadata would be extra lines on stderr: not shown
-        with warnings.catch_warnings(), open_image_header(path, owner, what) as im:
-            warnings.simplefilter("ignore")
+        with quiet_pillow(), open_image_header(path, owner, what) as im:
             im.load()
             if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "1") and not im.mode.startswith("I;16"):
                 im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
