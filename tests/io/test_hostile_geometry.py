@@ -481,3 +481,11 @@ def test_honest_legacy_vtk_with_every_attribute_passes(tmp_path, version, binary
     assert writer.Write() == 1
     mesh = load(tmp_path / "s.vtk")
     assert mesh.n_points == n and mesh.n_faces == m
+
+
+def test_scene_folder_named_like_a_photo_is_skipped(tmp_path):
+    """Blender's file_path has no extension; a folder of that name is not the photo."""
+    scene = transforms(tmp_path, ["./train/r_0"])
+    (scene / "train" / "r_0").mkdir(parents=True)
+    Image.new("RGB", (16, 12), (4, 5, 6)).save(scene / "train" / "r_0.png")
+    assert load(scene).frames[0].name == "r_0.png"

@@ -147,7 +147,7 @@ def _find_image(base: Path, file_path: str, owner: Path, what: str = "image") ->
     exists but is no regular file (a FIFO, a device) is refused rather than opened."""
     p = base / file_path
     for q in [p] + [p.with_name(p.name + ext) for ext in _IMAGE_EXTS]:
-        if q.exists() or q.is_symlink():
+        if (q.exists() or q.is_symlink()) and not q.is_dir():
             require_regular_file(q, owner, what)
             return q
     return None
@@ -485,7 +485,8 @@ def _load_colmap(folder: Path, model: Path) -> ViewSet:
     for q, t, cid, name in images:
         if cid not in cams:
             raise LoadError(model / "images.txt", f"image {name} uses camera {cid}, which cameras.txt lacks")
-        img_path = next((d / name for d in dirs if (d / name).exists() or (d / name).is_symlink()), None)
+        img_path = next((d / name for d in dirs if ((d / name).exists() or (d / name).is_symlink())
+                         and not (d / name).is_dir()), None)
         if img_path is None:
             raise LoadError(folder, f"image {name} not found in {root / 'images'}")
         w, h = _image_size(img_path, folder)
