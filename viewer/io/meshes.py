@@ -256,8 +256,9 @@ def _unusable(ref: Path | None, max_bytes: int | None = None) -> str | None:
         return "not found"
     try:
         size = require_regular_file(ref)
-    except LoadError as exc:
-        return exc.reason
+    except LoadError as exc:  # "not a regular file (a FIFO): ...", "permission denied"
+        reason = exc.reason.replace(": refusing to read it", "")
+        return f"is {reason}" if reason.startswith("not a regular") else f"cannot be read ({reason})"
     if max_bytes is not None and size > max_bytes:
         return f"is too large ({size} bytes)"
     return None
