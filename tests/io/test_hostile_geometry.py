@@ -291,6 +291,12 @@ REFUSED = {
                                    "compressed data header"),  # VTK aborted the process
     # OBJ: no counts; an index past the vertices is caught before VTK reads it
     "obj_huge_index": (write("i.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4000000000\n"), "corrupt"),
+    "obj_index_overflowing_int64": (write("o.obj", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 99999999999999999999999\n"),
+                                    "corrupt"),
+    "ply_face_list_length": (write("l.ply", ply("binary_little_endian", f"element vertex 3\n{XYZ}element face 1\n"
+                                                "property list int int vertex_indices\n",
+                                                bytes(36) + struct.pack("<i", 2_000_000_000) + bytes(12))),
+                             "truncated"),
     # LAS / LAZ: header counts and offsets against the file
     "las_point_count": (las_patched(".las", 107, "<I", 4_000_000_000), "truncated"),
     "las14_count64": (las_patched(".las", 247, "<Q", 10**12, version="1.4"), "truncated"),
