@@ -364,3 +364,41 @@ def test_temporary_names_map_back_to_the_users_path(temp, user):
     from viewer.cli import user_path
 
     assert user_path(temp) == user
+
+
+CHATTY = """
+import os, sys, warnings
+import viewer.cli_seg
+from viewer.cli import main
+from viewer.model.errors import LoadError
+
+def chatty(args):
+    os.write(2, b"WARNING: In itkImageIO.cxx, line 42: native chatter\\n")  # what C++ libraries do
+    warnings.warn("a library's DeprecationWarning", DeprecationWarning)
+    warnings.warn("a library's UserWarning")
+    import logging
+    logging.getLogger("nibabel.global").warning("pixdim[0] (qfac) should be 1 (default) or -1")
+    print("progress line", file=sys.stderr)  # Python's own stderr still reaches the terminal
+    raise LoadError(args.mask, "the one line")
+
+viewer.cli_seg.HANDLERS["stats"] = chatty
+sys.exit(main(["stats", "--mask", "scan.nii"]))
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "LUCID3D_DEBUG"])
+def test_library_chatter_stays_off_the_cli(debug):
+    """Native stderr (ITK, VTK), Python warnings and library logging do not reach the user;
+    LUCID3D_DEBUG=1 lets them through."""
+    env = {**headless_env(), **({"LUCID3D_DEBUG": "1"} if debug else {})}
+    if not debug:
+        env.pop("LUCID3D_DEBUG", None)
+    r = subprocess.run([sys.executable, "-c", CHATTY], capture_output=True, text=True, env=env, cwd=str(ROOT),
+                       timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1] == "error: scan.nii: the one line" and "progress line" in lines
+    if debug:
+        assert any("native chatter" in l for l in lines) and any("UserWarning" in l for l in lines), r.stderr
+    else:
+        assert lines == ["progress line", "error: scan.nii: the one line"], r.stderr
