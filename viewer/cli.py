@@ -2,7 +2,13 @@
 
 ``python main.py [PATH...]`` opens the window; ``python main.py demo`` opens the demo scene;
 ``info``, ``convert`` and ``screenshot`` run without any display. Every failure prints one line,
-``error: PATH: what is wrong``, on stderr and exits with status 2.
+``error: PATH: what is wrong``, on stderr and exits with status 2: PATH is what the user typed
+(never one of our hidden temporary files), or the option at fault. Options are checked by the
+parser before any file is opened; folders a command writes go through ``prepare_out_folder``
+(new or empty; an earlier output of the same kind only with ``--overwrite``). On the headless
+commands Python warnings, library logging and what C/C++ libraries print on stderr are hidden;
+a bug (not bad input) prints ``error: internal error (...)`` naming the file its traceback was
+written to. ``LUCID3D_DEBUG=1`` shows all of it, the traceback included.
 """
 
 from __future__ import annotations

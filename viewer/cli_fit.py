@@ -16,6 +16,8 @@ by the frame (``r_000.png``), at the frame's size, or an orbit around the mesh. 
 ``{"psnr", "ssim", "views": [{"name", "psnr", "ssim"}]}`` of the 8-bit renders (what ``render``
 writes) against the photos, both composited over the scene's background colour.
 
+``fit --out`` must be new or empty, or hold a checkpoint of the same method and be given
+``--overwrite``; ``render``'s OUTDIR likewise (with ``--overwrite``, one that holds only PNGs).
 Every failure is one line ``error: PATH: reason`` and exit status 2, with nothing half-written.
 """
 
