@@ -1,6 +1,6 @@
 """Benchmark: our sliding-window segmentation vs calling MONAI's sliding_window_inference directly.
 
-    .venv/bin/python bench/seg_inference.py [--repeat 3] [--device cpu|cuda] [--shape 256 256 108]
+    .venv/bin/python bench/seg_inference.py [--repeat 5] [--device cpu|cuda] [--shape 256 256 108] [--json F]
 
 Same network (3D U-Net, default config, untrained: timing does not depend on the weights), same
 patch, overlap, sw_batch_size, on the same CT-like 256×256×108 volume, alternating in one
@@ -52,7 +52,7 @@ def ct_volume(shape):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shape", type=int, nargs=3, default=[256, 256, 108])
     ap.add_argument("--big", action="store_true", help="also the 512x512x300 peak-memory run")
@@ -93,14 +93,18 @@ def main() -> None:
     for _ in range(args.repeat):
         b.append(monai())
         a.append(ours())
+    ratios = [x / y for x, y in zip(a, b)]  # each run against the MONAI run just before it
     res = {"device": args.device, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "shape": args.shape, "roi": list(roi), "overlap": ov, "sw_batch_size": swb,
-           "ours_s": statistics.median(a), "monai_s": statistics.median(b)}
+           "levels": model.config["levels"], "repeat": args.repeat, "loadavg": list(os.getloadavg()),
+           "ours_s": statistics.median(a), "monai_s": statistics.median(b), "ours_runs_s": a, "monai_runs_s": b,
+           "ratio_runs": ratios, "ratio_min": min(ratios), "ratio_max": max(ratios)}
     res["ratio"] = res["ours_s"] / res["monai_s"]
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name()
-    print(f"{args.device}: ours {res['ours_s']:.2f} s/volume, MONAI direct {res['monai_s']:.2f} s, "
-          f"ratio {res['ratio']:.3f}")
+    print(f"{args.device}: ours {res['ours_s']:.2f} s/volume (runs {min(a):.2f}-{max(a):.2f}), MONAI direct "
+          f"{res['monai_s']:.2f} s ({min(b):.2f}-{max(b):.2f}); ratio of medians {res['ratio']:.3f}, "
+          f"pairwise {res['ratio_min']:.3f}-{res['ratio_max']:.3f} over {args.repeat} runs")
     if args.big:
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.seg_inference import *; "
                 "from plugins._seg.predict import predict_volume; from viewer.jobs.progress import Progress; "

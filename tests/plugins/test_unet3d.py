@@ -278,3 +278,22 @@ def test_learning_rate_decays_by_the_clock_under_a_budget():
     assert model.metrics["stopped_by"] == "time budget" and len(lrs) >= 2
     # 10 000 epochs would barely have begun a step-count decay; the clock's is nearly done
     assert lrs[-1] < 0.5e-2 and all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+@pytest.mark.parametrize("threads, shape, chunk", [(1, (5, 40, 30, 20), 1 << 19), (2, (5, 40, 30, 20), 1 << 10),
+                                                   (2, (3, 64, 64, 64), 1 << 14), (2, (300, 8, 8, 8), 1 << 8)],
+                         ids=["one-thread", "two-parts", "three-classes-many-chunks", "int16-beyond-256-classes"])
+def test_argmax_in_parts_equals_torch_argmax(threads, shape, chunk):
+    from plugins._seg.infer import _argmax_classes
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, shape, generator=gen).float()  # many ties: the first maximal class wins
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = _argmax_classes(scores, chunk=chunk)
+        assert torch.get_num_threads() == threads, "the caller's thread count is restored"
+    finally:
+        torch.set_num_threads(before)
+    assert got.dtype == (torch.uint8 if shape[0] <= 256 else torch.int16)
+    torch.testing.assert_close(got.long(), torch.argmax(scores, dim=0), rtol=0, atol=0)
