@@ -24,15 +24,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from plugins._nr.checkpoint import check_texture, validate_fit_config
 from plugins._nr.data import PixelBatch
 from plugins._nr.model import RendererNet
 from plugins._nr.networks import LaplacianTexture, UNet2D, scatter_pixels, sh_basis
 from plugins._nr.plugin import FitConfig, NeuralRendererPlugin, texture_size_for
+from viewer.plugins import Range
 
-__all__ = ["Config", "DNRNet", "DNRPlugin", "PLUGIN", "unet_channels"]
+__all__ = ["BOUNDS", "Config", "DNRNet", "DNRPlugin", "PLUGIN", "unet_channels"]
 
 _EDGE = 2  # pixels beyond the rasterized silhouette where coverage may still be learned
 
+
+BOUNDS = {"texture_size": Range(0, 8192), "levels": Range(1, 12), "channels": Range(1, 256),
+          "unet_base": Range(1, 256), "unet_levels": Range(2, 8), "alpha_prior": Range(-100, 100),
+          "aux_weight": Range(0, 100), "shade": Range(0, 256), "unet_convs": Range(1, 8)}
 
 @dataclass
 class Config(FitConfig):
@@ -51,6 +57,13 @@ class Config(FitConfig):
                                                               "coverage"})
     aux_weight: float = field(default=0.0, metadata={"help": "weight of the L1 between features 0..2 and the "
                                                              "photo (0 = off)"})
+
+    def validate(self) -> None:
+        """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
+        validate_fit_config(self, BOUNDS)
+        check_texture(self.texture_size, self.levels, self.channels)
+        if self.view_dependent and self.channels < 12:
+            raise ValueError(f"channels: view dependence needs at least 12, got {self.channels}")
 
 
 def unet_channels(base: int, levels: int) -> tuple[int, ...]:
