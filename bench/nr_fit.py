@@ -7,7 +7,8 @@ after another so neither competes with the other for the 2 cores: a specular cap
 pyvista ships (default: its globe, which has UVs but no texture file, so ``capture`` paints its
 seeded procedural texture), 100 training and 20 held-out views at 256², then
 ``fit texture`` and ``fit dnr`` with the same wall-clock budget, then ``evaluate`` of each on the
-held-out split. Results go to bench/results/nr_fit.json and are printed.
+held-out split. Results go to bench/results/nr_fit_MESH.json (``nr_fit_MESH_SIZEpx_Mmin.json`` for
+other sizes and budgets), with the load average at start and end, and are printed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="lucid3d-nr-"))
     work.mkdir(parents=True, exist_ok=True)
     scene = work / "scene"
-    res: dict = {"mesh": args.mesh, "views": args.views, "test_views": args.test, "size": args.size,
+    res: dict = {"load_average_start": [round(x, 2) for x in os.getloadavg()], "mesh": args.mesh, "views": args.views, "test_views": args.test, "size": args.size,
                  "minutes_budget": args.minutes, "device": args.device,
                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
     if not (scene / "transforms_train.json").exists():
@@ -82,7 +83,10 @@ def main() -> None:
     print(json.dumps(res, indent=1))
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"nr_fit_{Path(args.mesh).stem}.json").write_text(json.dumps(res, indent=1))
+    res["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    # one file per setting: a short check must not overwrite the full-budget figures
+    name = Path(args.mesh).stem + ("" if (args.size, args.minutes) == (256, 10.0) else f"_{args.size}px_{args.minutes:g}min")
+    (out_dir / f"nr_fit_{name}.json").write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

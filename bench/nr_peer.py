@@ -174,7 +174,8 @@ def peer_fit_eval(capture: str, minutes: float, seed: int = 0) -> dict:
 
     train, test = inputs(scene.split("train")), inputs(scene.split("test"))
     rast.close()
-    tex = nn.ParameterList([nn.Parameter(torch.randn(1, 16, s, s) * 0.01) for s in (256, 128, 64, 32)])
+    std = float(os.environ.get("NR_PEER_INIT_STD", "0.01"))
+    tex = nn.ParameterList([nn.Parameter(torch.randn(1, 16, s, s) * std) for s in (256, 128, 64, 32)])
 
     def block(i, o):
         return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.ReLU(True))
@@ -226,7 +227,7 @@ def peer_fit_eval(capture: str, minutes: float, seed: int = 0) -> dict:
         scores = [psnr(to_uint8(render([it])[0].permute(1, 2, 0).numpy()).astype(np.float64) / 255.0,
                        it[3].permute(1, 2, 0).numpy().astype(np.float64)) for it in test]
     return {"psnr": float(np.mean(scores)), "steps": steps, "fit_seconds": round(fit_s, 1),
-            "setup_seconds": round(setup_s, 1), "last_loss": float(loss)}
+            "setup_seconds": round(setup_s, 1), "last_loss": float(loss.detach())}
 
 
 # -- ours (the plugins, as main.py fit / evaluate run them) -----------------------------------
@@ -244,7 +245,10 @@ def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) 
     for k, v in overrides.items():
         setattr(cfg, k, type(getattr(cfg, k))(v) if not isinstance(getattr(cfg, k), bool) else v in ("1", "true", "True"))
     t0 = time.monotonic()
-    keep = os.environ.get("NR_PEER_KEEP")  # a folder to keep the checkpoint in (bench/nr_render.py)
+    keep = os.environ.get("NR_PEER_KEEP")  # a folder to keep checkpoints in (bench/nr_render.py)
+    if keep:
+        tag = "_".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        keep = str(Path(keep) / f"{capture}-{method}{'-' + tag if tag else ''}")
     model = plugin.fit(scene, mesh, cfg, Progress(), checkpoint_path=keep or None)
     fit_s = time.monotonic() - t0
     ev = evaluate_views(plugin, model, scene.split("test"), scene.background)

@@ -204,3 +204,115 @@ def test_fit_refuses_a_mesh_that_covers_nothing(data):
     far = replace(mesh, points=mesh.points + 1e3 * np.ptp(mesh.points, axis=0).max())
     with pytest.raises(ValueError, match="covers no pixel"):
         TEXTURE.fit(views, far, TEXTURE.Config(iters=5, minutes=0), Progress())
+
+
+# -- normals, the box the learned view renders, older checkpoints, scan-like captures ---------------
+def _crease_mesh():
+    """A cube (sharp edges) with an xatlas atlas: corner normals must stay split at its edges."""
+    import pyvista as pv
+
+    from viewer.model.geometry import Mesh
+    from viewer.render.uvatlas import parametrize
+
+    cube = pv.Cube().triangulate()
+    faces = np.asarray(cube.faces).reshape(-1, 4)[:, 1:]
+    return parametrize(Mesh(np.asarray(cube.points), faces))
+
+
+@pytest.mark.parametrize("which", ["globe", "cube"])
+def test_normals_are_those_the_capture_shades_with(data, which):
+    """Corner normals from points and faces alone equal split_creases' (what capture renders)."""
+    from plugins._nr.shading import MeshShading
+    from viewer.render.capture import split_creases
+
+    mesh = data[1] if which == "globe" else _crease_mesh()
+    reference = split_creases(mesh)  # same faces, same order; vertices split at creases
+    sh = MeshShading(mesh)
+    got = sh.corner.reshape(-1, 3)
+    want = reference.normals[reference.faces].reshape(-1, 3)
+    cos = np.einsum("ij,ij->i", got, want)
+    assert np.percentile(cos, 1) > 0.999, np.percentile(cos, [0, 1, 50])
+    if which == "cube":  # flat faces: every corner normal is its face's axis
+        assert np.allclose(np.abs(got).max(1), 1.0, atol=1e-6)
+
+
+def test_pixel_normals_interpolate_the_corners():
+    from plugins._nr.shading import MeshShading
+
+    mesh = _crease_mesh()
+    sh = MeshShading(mesh)
+    f = 5
+    uv3 = mesh.uv[mesh.faces[f]]
+    uv = np.stack([uv3[0], uv3[1], uv3[2], uv3.mean(0)])[None].astype(np.float32)  # (1, 4, 2)
+    face = np.array([[f, f, f, -1]])
+    n = sh.normals(face, uv)
+    np.testing.assert_allclose(n[0, :3], sh.corner[f], atol=1e-4)
+    assert np.all(n[0, 3] == 0)  # an uncovered pixel has no normal
+
+
+@pytest.mark.parametrize("mask_box, shape, want", [
+    ((50, 60, 3, 9), (128, 128), (0, 34, 32, 82)),  # margin 16, sizes rounded up to 16
+    ((0, 128, 0, 1), (128, 128), (0, 0, 32, 128)),  # clipped at the image's edges
+    ((120, 121, 127, 128), (128, 128), (96, 96, 128, 128)),  # a corner pixel: the box moves inwards
+    ((5, 6, 5, 6), (20, 30), (0, 0, 30, 20)),  # an image smaller than the rounding: all of it
+    (None, (40, 40), None),  # nothing covered: no box
+], ids=["middle", "edge", "corner", "small-image", "empty"])
+def test_cover_box(mask_box, shape, want):
+    from plugins._nr.data import cover_box
+
+    mask = np.zeros(shape, bool)
+    if mask_box is not None:
+        r0, r1, c0, c1 = mask_box
+        mask[r0:r1, c0:c1] = True
+    assert cover_box(mask) == want
+    if want is not None:  # everything covered is inside
+        x0, y0, x1, y1 = want
+        assert mask[y0:y1, x0:x1].sum() == mask.sum()
+
+
+def test_learned_view_box_matches_the_whole_frame(data, fitted):
+    """Rendering only the box around the mesh changes nothing a viewer can see."""
+    from plugins._nr.data import camera_batch
+    from plugins._nr.model import composite
+    from plugins._nr.shading import mesh_shading
+
+    views, _ = data
+    plugin, model, _ = fitted["dnr"]
+    for f in views.split("test"):
+        cam = f.camera.scaled(128, 128)
+        boxed = plugin.render(model, cam)
+        m = model.rasterizer().rasterize(cam)
+        with torch.inference_mode():
+            normal = mesh_shading(model.mesh).normals(m.face, m.uv) if model.net.uses_normals else None
+            rgb, alpha, _ = model.net(camera_batch(cam, m.uv, m.mask, "cpu", normal))
+            whole = composite(rgb, alpha, model.background)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        assert psnr(boxed, whole) > 45.0
+        assert np.abs(boxed - whole).max() < 0.05
+
+
+def test_a_checkpoint_from_before_the_shading_network_loads():
+    """Configs stored before ``shade``/``unet_convs`` existed build the network they describe."""
+    from dataclasses import asdict
+
+    cfg = asdict(DNR.Config(texture_size=32, levels=2))
+    old = {k: v for k, v in cfg.items() if k not in ("shade", "unet_convs")}
+    net = DNR.build(old, {})
+    assert net.shade is None and not net.uses_normals
+    assert "unet.down.0.0.weight" in net.state_dict()  # the old key layout (one conv per level)
+    assert DNR.build(dict(cfg), {"covered_pixels": 4096}).uses_normals
+
+
+@pytest.mark.parametrize("name, min_faces", [("ant", 20_000), ("nut", 5_000)])
+def test_scan_colours_makes_a_uv_free_vertex_coloured_mesh(name, min_faces):
+    import pyvista.examples
+
+    from viewer.io import load_path
+    from viewer.render.capture import scan_colours
+
+    mesh = load_path(Path(pyvista.examples.__file__).parent / f"{name}.ply")
+    scan = scan_colours(mesh, seed=3, min_faces=min_faces)
+    assert scan.n_faces >= min_faces and scan.uv is None and scan.texture is None
+    assert scan.colors.shape == (scan.n_points, 3) and scan.colors.dtype == np.uint8
+    assert len(np.unique(scan.colors, axis=0)) > 100  # detail, not a flat colour
+    assert scan.normals is not None
+    np.testing.assert_array_equal(scan_colours(mesh, seed=3, min_faces=min_faces).colors, scan.colors)

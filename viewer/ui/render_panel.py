@@ -29,7 +29,7 @@ from .photo_view import CompareView, LatestOnly, LearnedView, compare_images
 from .plugin_form import PluginForm
 from .training_widgets import CurvePlot, ProgressClock, side_by_side, to_pixmap, warm_torch
 
-__all__ = ["RenderPanel", "held_out_frames"]
+__all__ = ["RenderPanel", "held_out_frames", "baseline_text", "heldout_key"]
 
 
 def held_out_frames(views) -> list:
@@ -39,6 +39,26 @@ def held_out_frames(views) -> list:
         if frames:
             return frames
     return []
+
+
+def heldout_key(metrics: dict) -> tuple[str, ...] | None:
+    """What makes two fits' held-out PSNRs comparable: the names of the views they were scored on."""
+    views = metrics.get("heldout_views")
+    if not isinstance(views, list) or not views:
+        return None
+    return tuple(str(v.get("name")) for v in views if isinstance(v, dict))
+
+
+def baseline_text(name: str, metrics: dict, known: dict[tuple[str, tuple], float]) -> str:
+    """", texture baseline 36.56 dB (+1.41 dB)" when the plain texture was scored on the same held-out
+    views as this learned renderer, so a user sees what the network adds; "" otherwise."""
+    key, p = heldout_key(metrics), metrics.get("heldout_psnr")
+    if name == "texture" or key is None or not isinstance(p, (int, float)) or not np.isfinite(p):
+        return ""
+    base = known.get(("texture", key))
+    if base is None:
+        return ""
+    return f", texture baseline {base:.2f} dB ({p - base:+.2f} dB)"
 
 
 def _first(d: dict, keys: tuple[str, ...]) -> Any:
@@ -63,6 +83,7 @@ class RenderPanel(QWidget):
         self.plugins = {n: p for n, p in found.items() if getattr(p, "kind", "") == "renderer"}
         self.model: Any = None
         self.model_plugin: Any = None
+        self.heldout_seen: dict[tuple[str, tuple], float] = {}  # (plugin, held-out views) -> PSNR
         self.job = None
         self.clock = ProgressClock()
         self._message = ""
@@ -445,7 +466,11 @@ class RenderPanel(QWidget):
             v = metrics.get(key)
             if isinstance(v, str) or (isinstance(v, (int, float)) and np.isfinite(v)):
                 extra.append(fmt.format(v))
-        self.model_label.setText(f"{plugin.name}, {where}" + (f" ({', '.join(extra)})" if extra else ""))
+        key, p = heldout_key(metrics), metrics.get("heldout_psnr")
+        if key is not None and isinstance(p, (int, float)) and np.isfinite(p):
+            self.heldout_seen[(plugin.name, key)] = float(p)
+        base = baseline_text(plugin.name, metrics, self.heldout_seen)
+        self.model_label.setText(f"{plugin.name}, {where}" + (f" ({', '.join(extra)}{base})" if extra else ""))
         self._update()
         if self.learned is not None and self.learned_box.isChecked():
             self.set_learned_view(True)
