@@ -78,8 +78,8 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     last one is long enough), and the best validated weights are kept. With one case there is
     nothing held out: a sliding-window pass over the training volume would cost a large share of
     a short budget to say how well it fits what it trains on, so the Dice of the training patches
-    themselves (free: the step's own logits) is reported, the latest weights are kept, and
-    ``metrics["validation"]`` says "training data".
+    themselves is reported (nearly free: the step's own logits, every 4th step, every 8th voxel),
+    the latest weights are kept, and ``metrics["validation"]`` says "training data".
     """
     rank, world = distributed()
     device = str(cfg.device)
@@ -180,7 +180,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
         while epoch < cfg.max_epochs:
             running = 0.0
             overlap = np.zeros((2, n_classes))  # training-patch Dice: intersections, sizes
-            for _ in range(int(cfg.iters_per_epoch)):
+            for it in range(int(cfg.iters_per_epoch)):
                 reserve = last_val_s if rank == 0 else 0.0
                 want = 0
                 if rank == 0:
@@ -199,8 +199,9 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 y = torch.stack(batch_y[: cfg.batch_size]).long().to(device)
                 # poly decay over the run: by the clock under a budget, so that a short budget
                 # still ends at a small learning rate (a step count would barely have begun)
+                frac = progress_fraction()
                 for g in opt.param_groups:
-                    g["lr"] = base_lr * (1.0 - progress_fraction()) ** 0.9
+                    g["lr"] = base_lr * (1.0 - frac) ** 0.9
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
                     logits = model_net(x)
@@ -210,10 +211,11 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 scaler.update()
                 step += 1
                 running += float(loss.detach())
-                if on_training_data:
-                    _count_overlap(logits.detach(), y, overlap)
+                if on_training_data and it % 4 == 0:
+                    # every 4th step, every 8th voxel: the whole argmax cost 9 % of a step
+                    _count_overlap(logits.detach()[:, :, ::2, ::2, ::2], y[:, :, ::2, ::2, ::2], overlap)
                 if rank == 0:
-                    report(progress.update, progress_fraction() * 1000, 1000, f"epoch {epoch + 1}, step {step}")
+                    report(progress.update, frac * 1000, 1000, f"epoch {epoch + 1}, step {step}")
             epoch += 1
             entry = {"epoch": epoch, "step": step, "loss": running / cfg.iters_per_epoch,
                      "seconds": clock() - t0, "lr": opt.param_groups[0]["lr"]}
