@@ -160,3 +160,22 @@ def test_interpolation_between_painted_slices():
     r = np.sqrt(middle.sum() / np.pi)
     assert 8.0 <= r <= 10.0  # halfway between radii 5 and 13
     assert not mask[0:3, 0:3, 5].any()
+
+
+def test_a_stroke_of_many_dabs_is_one_undo_step():
+    lab = labels_on((60, 60, 5))
+    lab.array[28:32, 10:50, 2] = 2
+    start = lab.array.copy()
+    hist = EditHistory(lab)
+    hist.begin_group()
+    for x in range(10, 50, 2):  # overlapping dabs across label 2
+        mask, box = brush_mask(lab, (30, x, 2), 4.0)
+        hist.apply(mask, 1, box)
+    stroke = hist.end_group("paint")
+    assert len(hist.done) == 1 and stroke.what == "paint"
+    after = lab.array.copy()
+    assert stroke.n_voxels == int((after != start).sum())
+    hist.undo()
+    np.testing.assert_array_equal(lab.array, start)  # label 2 back where the dabs crossed it
+    hist.redo()
+    np.testing.assert_array_equal(lab.array, after)

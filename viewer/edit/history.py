@@ -54,6 +54,17 @@ class Change:
             region[mask] = values
 
 
+class _View:
+    """A sub-array addressed with a Change's own (absolute) box: ``view[change.box]`` -> the
+    part of ``base`` at ``local``. Lets a Change be undone onto a copy of a region."""
+
+    def __init__(self, base: np.ndarray, local: Box) -> None:
+        self.base, self.local = base, local
+
+    def __getitem__(self, _box: Box) -> np.ndarray:
+        return self.base[self.local]
+
+
 def _box_of(mask: np.ndarray, offset: Box) -> Box | None:
     """The tight box around ``mask``'s True voxels, in the coordinates of the full array."""
     idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
@@ -114,6 +125,38 @@ class EditHistory:
             arr = np.array(arr)
             self.labels.array = arr
         return arr
+
+    # a stroke (press .. release) is one undo step, however many dabs it took ------------------
+    def begin_group(self) -> None:
+        self._group_start = len(self.done)
+
+    def end_group(self, what: str = "edit") -> Change | None:
+        """Merge the changes since :meth:`begin_group` into one undo step."""
+        start = getattr(self, "_group_start", None)
+        self._group_start = None
+        if start is None or len(self.done) - start <= 1:
+            return self.done[-1] if self.done and start is not None and len(self.done) > start else None
+        parts = self.done[start:]
+        del self.done[start:]
+        union = tuple(slice(min(c.box[a].start for c in parts), max(c.box[a].stop for c in parts)) for a in range(3))
+        arr = self._writable()
+        after = arr[union].copy()
+        before = after.copy()
+        for c in reversed(parts):  # undo each part on the copy: the region as it was before the stroke
+            local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(c.box, union))
+            c.apply(_View(before, local), undo=True)  # type: ignore[arg-type]
+        diff = before != after
+        box = _box_of(diff, union)
+        if box is None:
+            return None
+        local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(box, union))
+        diff = diff[local]
+        old, new = before[local][diff], after[local][diff]
+        if new.size and np.all(new == new[0]):
+            new = new[:1].copy()
+        change = Change(box, diff.shape, np.packbits(diff, axis=None), old.copy(), new.copy(), what)
+        self.done.append(change)
+        return change
 
     def _record(self, change: Change) -> None:
         if self.saved_at is not None and self.saved_at > len(self.done):

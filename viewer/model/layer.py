@@ -145,6 +145,9 @@ class LayerEvents(SignalGroup):
     selected_frame = Signal(int)
     # the data itself was replaced (e.g. a label map edited or a prediction refined)
     data = Signal()
+    # part of a label map was edited (the box of voxel slices): slices redraw at once; the 3D
+    # surfaces wait for ``data``, which the editor sends when a stroke ends
+    edited = Signal(object)
 
 
 class Layer:

@@ -4,6 +4,7 @@ Slice views (as in ITK-SNAP and most PACS): left click or drag moves the crossha
 changes window (horizontal) and level (vertical) of the selected image, middle drag pans,
 the wheel moves through slices (Page Up/Down and arrow keys too), Ctrl+wheel zooms.
 Moving the mouse reports the RAS position under it (``view.hovered``) for the status bar.
+While an editing tool is set on the view (``view.tool``), the left button is the tool's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def attach_slice_interaction(view: SliceView, interactor) -> None:
         def cb(obj, evt):
             state["button"] = button
             state["last"] = pos()
-            if button == "left":
+            if button == "left" and view.tool is not None:
+                view.tool.press(view, view.display_to_ras(*pos()))
+            elif button == "left":
                 view.scene.cursor = view.display_to_ras(*pos())
             elif button == "right":
                 layer = _wl_layer(view)
@@ -36,12 +39,17 @@ def attach_slice_interaction(view: SliceView, interactor) -> None:
         return cb
 
     def release(obj, evt):
+        if state["button"] == "left" and view.tool is not None:
+            view.tool.release(view, view.display_to_ras(*pos()))
         state["button"] = None
 
     def move(obj, evt):
         x, y = pos()
         button = state["button"]
-        if button == "left":
+        if view.tool is not None and button in (None, "left"):
+            ras = view.display_to_ras(x, y)
+            (view.tool.drag if button == "left" else view.tool.hover)(view, ras)
+        elif button == "left":
             view.scene.cursor = view.display_to_ras(x, y)
         elif button == "right" and state["wl"]:
             layer, w0, l0 = state["wl"]
@@ -79,6 +87,8 @@ def attach_slice_interaction(view: SliceView, interactor) -> None:
 
     def leave(obj, evt):
         view.hovered.emit(None)
+        if view.tool is not None:
+            view.tool.hover(view, None)
 
     for name, b in (("Left", "left"), ("Right", "right"), ("Middle", "middle")):
         interactor.AddObserver(f"{name}ButtonPressEvent", press(b))

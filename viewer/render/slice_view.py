@@ -67,7 +67,7 @@ class _SliceVisual:
         if isinstance(layer, LabelLayer):
             self.prop.SetInterpolationTypeToNearest()
             self._label_max = int(np.max(layer.data.present_values()))
-            for name in ("outline", "table", "opacity", "data"):
+            for name in ("outline", "table", "opacity", "data", "edited"):
                 getattr(layer.events, name).connect(self._restyle_and_recut)
         else:
             self.prop.SetInterpolationTypeToLinear()
@@ -111,6 +111,8 @@ class _SliceVisual:
     def _restyle(self, *_: object) -> None:
         layer = self.layer
         if isinstance(layer, LabelLayer):
+            # labels added since (painting a new one) must have a colour in the table
+            self._label_max = max(self._label_max, max((lab.value for lab in layer.data.table), default=0))
             lut = label_lut(layer.data.table, layer.opacity, self._label_max)
             self.prop.SetOpacity(1.0)
         else:
@@ -372,6 +374,34 @@ class SliceView:
 
     def request_render(self) -> None:
         self._render()
+
+    # editing: a tool takes the left button, and the brush is drawn as a circle -------------------
+    tool = None  # an object with press/drag/release/hover(view, ras), or None (crosshair)
+
+    def show_brush(self, ras: np.ndarray | None, radius_mm: float = 0.0) -> None:
+        """Draw the brush outline (a circle of ``radius_mm`` in this view's plane) at ``ras``;
+        None hides it."""
+        if not hasattr(self, "_brush"):
+            src = vtk.vtkRegularPolygonSource()
+            src.SetNumberOfSides(48)
+            src.GeneratePolygonOff()
+            mapper = vtk.vtkPolyDataMapper()
+            mapper.SetInputConnection(src.GetOutputPort())
+            actor = vtk.vtkActor()
+            actor.SetMapper(mapper)
+            actor.GetProperty().SetColor(1.0, 0.85, 0.2)
+            actor.GetProperty().SetLineWidth(1.5)
+            actor.PickableOff()
+            self.renderer.AddActor(actor)
+            self._brush = (src, actor)
+        src, actor = self._brush
+        if ras is None or radius_mm <= 0:
+            actor.SetVisibility(False)
+        else:
+            src.SetCenter(float(self.u @ ras), float(self.v @ ras), 0.7)
+            src.SetRadius(float(radius_mm))
+            actor.SetVisibility(True)
+        self.request_render()
 
     def close(self) -> None:
         for sig, slot in ((self.scene.layer_inserted, self._on_inserted), (self.scene.layer_removed, self._on_removed),

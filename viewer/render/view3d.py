@@ -263,12 +263,12 @@ class View3D:
     # labels
     def _add_labels(self, layer: LabelLayer) -> None:
         data = layer.data
-        values = [lab.value for lab in data.table]
         generation = {"n": 0}
 
         def build(*_: object) -> None:
             generation["n"] += 1
             mine = generation["n"]
+            values = [lab.value for lab in data.table]  # labels painted since included
 
             def done(surfaces: dict[int, Any]) -> None:
                 if mine != generation["n"] or id(layer) not in self.props:
@@ -288,7 +288,8 @@ class View3D:
                 restyle()
                 self._render()
 
-            self._async(lambda: label_surfaces(np.asarray(data.array), data.affine, values), done)
+            array = np.asarray(data.array)
+            self._async(lambda: label_surfaces(array, data.affine, values), done)
 
         def restyle(*_: object) -> None:
             for actor in self.props.get(id(layer), []):

@@ -191,9 +191,12 @@ class LayerPanel(QWidget):
         if layer is not None:
             self.scene.move(layer, self.scene.index(layer) + delta)
 
+    confirm_remove = None  # the window's "unsaved edits?" question: layer -> go on?
+
     def remove_selected(self) -> None:
-        if self.scene.selected is not None:
-            self.scene.remove(self.scene.selected)
+        layer = self.scene.selected
+        if layer is not None and (self.confirm_remove is None or self.confirm_remove(layer)):
+            self.scene.remove(layer)
 
     # controls -------------------------------------------------------------------------------
     def _bind(self, layer: Layer | None) -> None:

@@ -122,6 +122,7 @@ class MainWindow(QMainWindow):
         self.segmentation_dock = self._dock("Segmentation", "segmentation", Qt.DockWidgetArea.RightDockWidgetArea, 360)
         self.render_dock = self._dock("Neural Rendering", "neural_rendering", Qt.DockWidgetArea.RightDockWidgetArea, 360)
         self.photo_dock = self._dock("Camera photo", "camera_photo", Qt.DockWidgetArea.LeftDockWidgetArea, 0)
+        self.edit_dock = self._dock("Label editor", "label_editor", Qt.DockWidgetArea.RightDockWidgetArea, 320)
 
         self.position_label = QLabel("")
         self.position_label.setMinimumWidth(420)
@@ -189,12 +190,89 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(grid_host)
         self.segmentation_panel = SegmentationPanel(self.scene, self.jobs)
         self.segmentation_dock.setWidget(self.segmentation_panel)
+        self._build_editor()
         self._build_rendering_docks()
         self.is_ready = True
         pending, self._after_ready = self._after_ready, []
         for fn in pending:
             fn()
         self.views_ready.emit()
+
+    def _build_editor(self) -> None:
+        """The label editor dock; its brush becomes the slice views' left button while on."""
+        from .edit_panel import EditPanel, find_autosaves
+
+        self.edit_panel = EditPanel(self.scene, self.jobs)
+        self.edit_dock.setWidget(self.edit_panel)
+        self.edit_panel.tool_changed.connect(self._set_edit_tool)
+        self.edit_dock.visibilityChanged.connect(
+            lambda shown: None if shown else self.edit_panel.set_tool("navigate"))
+        self.layer_panel.confirm_remove = lambda layer: self._confirm_discard([layer], "Remove")
+        leftovers = find_autosaves()
+        if leftovers:
+            QTimer.singleShot(0, lambda: self._offer_autosaves(leftovers))
+
+    def _set_edit_tool(self, session) -> None:
+        for kind, panel in self.views.items():
+            if kind != "3d":
+                panel.view.tool = session
+                if session is None:
+                    panel.view.show_brush(None)
+
+    def _confirm_discard(self, layers, action: str) -> bool:
+        """Ask before unsaved label edits are lost; True to go on."""
+        panel = getattr(self, "edit_panel", None)
+        unsaved = [l for l in layers if panel is not None and l in panel.unsaved()]
+        if not unsaved:
+            return True
+        names = ", ".join(l.name for l in unsaved)
+        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved label edits",
+                          f"{names} has edits that are not saved. {action} anyway and lose them?",
+                          QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("unsaved_dialog")
+        return box.exec() == QMessageBox.StandardButton.Discard
+
+    def _offer_autosaves(self, leftovers) -> None:
+        from .edit_panel import _remove_autosave
+
+        names = ", ".join(str(meta.get("name", mask.name)) for mask, meta in leftovers)
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover label edits",
+                          f"Lucid3D found label edits that were never saved ({names}), probably from a session "
+                          "that ended unexpectedly. Open them?",
+                          QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Discard, self)
+        box.setObjectName("recover_dialog")
+        box.setModal(False)
+
+        def answered(button) -> None:
+            if box.standardButton(button) == QMessageBox.StandardButton.Open:
+                self._recover(leftovers)
+            else:
+                for mask, _ in leftovers:
+                    _remove_autosave(mask)
+
+        box.buttonClicked.connect(answered)
+        box.show()
+        self.recover_box = box
+
+    def _recover(self, leftovers) -> None:
+        """Open each autosaved mask (with its source image, when that file is still there) as a
+        label layer named '... (recovered)'; the autosave stays until the recovered layer is saved."""
+        from ..model import LabelTable
+
+        for mask, meta in leftovers:
+            def work(_p, mask=mask, meta=meta):
+                labels = load_path(mask, as_labels=True)
+                if isinstance(meta.get("labels"), list):
+                    try:
+                        labels.table = LabelTable.from_list(meta["labels"])
+                    except ValueError:
+                        pass
+                labels.name = f"{meta.get('name', 'labels')} (recovered)"
+                labels.source = None
+                return labels
+
+            self.jobs.submit(work, f"Recovering {meta.get('name', mask.name)}",
+                             on_done=lambda lab: self.scene.add(layer_for(lab)), on_error=self._error)
 
     def _build_rendering_docks(self) -> None:
         """The Neural Rendering panel (View menu, Ctrl+R), the selected camera's photo, and
@@ -287,12 +365,30 @@ class MainWindow(QMainWindow):
         nr.setShortcut(QKeySequence("Ctrl+R"))
         nr.setStatusTip("Fit a neural renderer to posed photos and a mesh; learned view; comparison")
         v.addAction(nr)
+        ed = self.edit_dock.toggleViewAction()
+        ed.setText("&Label editor")
+        ed.setShortcut(QKeySequence("Ctrl+E"))
+        ed.setStatusTip("Paint, erase and clean up label maps")
+        v.addAction(ed)
+        e = self.menuBar().addMenu("&Edit")
+        self._action(e, "&Undo label edit", lambda: self.is_ready and self.edit_panel.undo(), QKeySequence.StandardKey.Undo)
+        self._action(e, "&Redo label edit", lambda: self.is_ready and self.edit_panel.redo(), "Ctrl+Shift+Z")
+        self._action(e, "&Brush: paint", lambda: self._edit_tool("paint"), "B")
+        self._action(e, "Brush: &erase", lambda: self._edit_tool("erase"), "E")
+        self._action(e, "&Navigate (crosshair)", lambda: self._edit_tool("navigate"), "Esc")
         photo = self.photo_dock.toggleViewAction()
         photo.setText("Camera &photo")
         v.addAction(photo)
 
         h = self.menuBar().addMenu("&Help")
         self._action(h, "Mouse and keys", self._show_help, "Shift+F1")
+
+    def _edit_tool(self, name: str) -> None:
+        if not self.is_ready:
+            return
+        if name != "navigate":
+            self.edit_dock.show()
+        self.edit_panel.set_tool(name)
 
     def _show_help(self) -> None:
         QMessageBox.information(self, "Mouse and keys", (
@@ -474,6 +570,8 @@ class MainWindow(QMainWindow):
 
     def open_scene(self, path: str) -> None:
         """Replace the scene's layers with a scene file's, restoring display, cursor and cameras."""
+        if not self._confirm_discard(list(self.scene), "Open a scene"):
+            return
         # everything is read, checked and built in the worker; the scene on screen is replaced
         # only when all of it succeeded, so a bad file leaves it as it was and a dialog says why
         def work(progress):
@@ -595,7 +693,12 @@ class MainWindow(QMainWindow):
             self.job_label.setText("")
 
     def closeEvent(self, event) -> None:
+        if self.is_ready and self.edit_panel.unsaved():
+            if not self._confirm_discard(self.edit_panel.unsaved(), "Close"):
+                event.ignore()
+                return
         if self.is_ready:
+            self.edit_panel.discard_autosaves()  # the user chose: nothing to recover next time
             self.render_panel.shutdown()
         self.jobs.shutdown()
         for panel in self.views.values():

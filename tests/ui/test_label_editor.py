@@ -1,0 +1,152 @@
+"""The label editor in the real window: brush strokes through the slice view's own mouse map,
+undo/redo from the Edit menu, the unsaved-edits question, saving, and crash recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from viewer.model import ImageLayer, LabelLayer
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, phantom_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUCID3D_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    from viewer.ui.app import make_window
+
+    win = make_window()  # not qtbot.addWidget: it would close the window before the edits are marked saved
+    win.show()
+    qtbot.waitExposed(win)
+    win.open_paths([str(p) for p in phantom_files])
+    qtbot.waitUntil(lambda: len(win.scene) == 2, timeout=30000)
+    win.edit_dock.show()
+    yield win
+    for s in win.edit_panel.sessions.values():  # nothing to ask about when the test closes it
+        s.history.mark_saved()
+    win.close()
+
+
+def _stroke(win, qtbot, ras_points, kind="axial"):
+    """Press, drag through ``ras_points``, release: VTK events on the view's own interactor."""
+    panel = win.views[kind]
+    iren = panel.plotter.iren.interactor
+    view = panel.view
+    for i, ras in enumerate(ras_points):
+        x, y = view.ras_to_display(np.asarray(ras, float))
+        iren.SetEventInformation(int(round(x)), int(round(y)), 0, 0)
+        iren.InvokeEvent("LeftButtonPressEvent" if i == 0 else "MouseMoveEvent")
+    iren.InvokeEvent("LeftButtonReleaseEvent")
+    qtbot.wait(50)
+
+
+def _labels(win) -> LabelLayer:
+    return next(l for l in win.scene if isinstance(l, LabelLayer))
+
+
+def test_paint_erase_undo_redo(window, qtbot):
+    win = window
+    lab = _labels(win)
+    image = next(l for l in win.scene if isinstance(l, ImageLayer))
+    win.scene.selected = lab
+    c = image.bounds_world().mean(0)
+    win.scene.cursor = c
+    qtbot.wait(200)
+    before = np.array(lab.data.array)
+    ep = win.edit_panel
+    ep.session.add_label("lesion")  # a new label value
+    value = ep.session.value
+    ep.size.setValue(6.0)
+    win._edit_tool("paint")
+    assert win.views["axial"].view.tool is ep.session
+    _stroke(win, qtbot, [c + [-10, 0, 0], c + [0, 0, 0], c + [10, 0, 0]])
+    painted = np.asarray(lab.data.array) == value
+    voxel_mm2 = float(np.prod(np.linalg.norm(lab.data.affine[:3, :2], axis=0)))
+    assert painted.sum() * voxel_mm2 > 300  # a 12 mm wide line across ~20 mm
+    ijk = np.rint(np.linalg.inv(lab.data.affine) @ np.append(c, 1))[:3].astype(int)
+    assert painted[tuple(ijk)]
+    assert len(np.unique(np.nonzero(painted)[2])) == 1  # a disk brush stays in its axial slice
+    assert len(ep.session.history.done) == 1  # one stroke, one undo step
+    shot_painted = np.asarray(win.views["axial"].screenshot())[..., :3].copy()
+
+    win._edit_tool("erase")
+    _stroke(win, qtbot, [c])
+    assert (np.asarray(lab.data.array) == value).sum() < painted.sum()
+
+    undo = next(a for a in win.menuBar().actions() if a.text() == "&Edit").menu().actions()[0]
+    undo.trigger()
+    np.testing.assert_array_equal(np.asarray(lab.data.array) == value, painted)
+    undo.trigger()
+    np.testing.assert_array_equal(np.asarray(lab.data.array), before)
+    qtbot.wait(200)
+    shot_undone = np.asarray(win.views["axial"].screenshot())[..., :3]
+    assert np.abs(shot_painted.astype(int) - shot_undone.astype(int)).sum() > 0  # the slice redrew
+    win.edit_panel.redo()
+    np.testing.assert_array_equal(np.asarray(lab.data.array) == value, painted)
+    win._edit_tool("navigate")
+    assert win.views["axial"].view.tool is None
+
+
+def _answer(qtbot, button):
+    def click():
+        box = next((w for w in QApplication.topLevelWidgets()
+                    if isinstance(w, QMessageBox) and w.objectName() == "unsaved_dialog" and w.isVisible()), None)
+        if box is None:
+            QTimer.singleShot(50, click)
+            return
+        box.button(button).click()
+    QTimer.singleShot(50, click)
+
+
+def test_unsaved_edits_are_asked_about_then_saved_with_names(window, qtbot, tmp_path):
+    win = window
+    lab = _labels(win)
+    win.scene.selected = lab
+    c = lab.bounds_world().mean(0)
+    win.scene.cursor = c
+    win._edit_tool("paint")
+    _stroke(win, qtbot, [c])
+    assert win.edit_panel.unsaved() == [lab]
+    _answer(qtbot, QMessageBox.StandardButton.Cancel)
+    win.layer_panel.remove_selected()
+    assert lab in win.scene  # cancelled: nothing lost
+    out = tmp_path / "edited_seg.nii.gz"
+    win.edit_panel.save(lab, str(out))
+    qtbot.waitUntil(lambda: not win.edit_panel.unsaved(), timeout=20000)
+    from viewer.io import load_path
+
+    back = load_path(out, as_labels=True)
+    np.testing.assert_array_equal(np.asarray(back.array), np.asarray(lab.data.array))
+    assert back.table[1].name == lab.data.table[1].name  # names came back from edited_seg.txt
+    assert (tmp_path / "edited_seg.txt").is_file()
+    win.layer_panel.remove_selected()  # saved: no question
+    assert lab not in win.scene
+
+
+def test_autosave_is_offered_back_after_a_crash(window, qtbot, tmp_path):
+    win = window
+    lab = _labels(win)
+    win.scene.selected = lab
+    c = lab.bounds_world().mean(0)
+    win.scene.cursor = c
+    win._edit_tool("paint")
+    _stroke(win, qtbot, [c])
+    edited = np.array(lab.data.array)
+    win.edit_panel.autosave()
+    qtbot.waitUntil(lambda: len(list((tmp_path / "autosave").glob("*.json"))) == 1, timeout=20000)
+
+    from viewer.ui.app import make_window
+
+    other = make_window()  # as if the first one had crashed: its autosave is still there
+    other.show()
+    qtbot.waitUntil(lambda: getattr(other, "recover_box", None) is not None and other.recover_box.isVisible(),
+                    timeout=10000)
+    other.recover_box.button(QMessageBox.StandardButton.Open).click()
+    qtbot.waitUntil(lambda: len(other.scene) == 1, timeout=20000)
+    rec = other.scene[0]
+    assert isinstance(rec, LabelLayer) and rec.name.endswith("(recovered)")
+    np.testing.assert_array_equal(np.asarray(rec.data.array), edited)
+    other.close()
