@@ -168,6 +168,9 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
 
     config = asdict(cfg)
     net = build(config, {"mean_rgb": mean_rgb, "covered_pixels": int(len(covered))}).to(device)
+    dense = int(config.get("dense", 0) or 0) if hasattr(net, "dense_colour") else 0
+    # every covered training pixel's uv: pixels for the network's cheap direct loss (``dense``)
+    pool_uv = torch.cat([v.uv.reshape(-1, 2)[v.covered] for v in train]) if dense > 0 else None
     if device == "cpu":
         net = net.to(memory_format=torch.channels_last)
     run_net: torch.nn.Module = net
@@ -251,6 +254,11 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
             batch, target = random_batch(train, int(cfg.batch), int(cfg.crop), rng, device)
             rgb, alpha, feats = run_net(batch)
             loss = (composite(rgb, alpha, background) - target).abs().mean()
+            if pool_uv is not None:
+                # the texture's colour gets many more pixels than the U-Net can afford a step, at
+                # the cost of a texture lookup each (what makes the plain texture converge fast)
+                pick = torch.from_numpy(rng.integers(0, len(pool_uv), dense))
+                loss = loss + (net.dense_colour(pool_uv[pick].to(device)) - covered[pick].to(device)).abs().mean()
             if aux_weight > 0 and feats is not None:
                 tpix = target.permute(0, 2, 3, 1).reshape(-1, 3)[batch.pix]
                 loss = loss + aux_weight * (feats - tpix).abs().mean()

@@ -47,7 +47,8 @@ _EDGE = 2  # pixels beyond the rasterized silhouette where coverage may still be
 
 BOUNDS = {"texture_size": Range(0, 8192), "levels": Range(1, 12), "channels": Range(1, 256),
           "unet_base": Range(1, 256), "unet_levels": Range(2, 8), "alpha_prior": Range(-100, 100),
-          "aux_weight": Range(0, 100), "shade": Range(0, 256), "unet_convs": Range(1, 8)}
+          "aux_weight": Range(0, 100), "shade": Range(0, 256), "unet_convs": Range(1, 8),
+          "dense": Range(0, 1 << 22)}
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Config(FitConfig):
     batch: int = field(default=4, metadata={"help": "random crops (of different frames) per step"})
     crop: int = field(default=64, metadata={"help": "crop edge in pixels (0 = whole frames)"})
     lr_texture: float = field(default=2e-2, metadata={"help": "Adam learning rate of the texture"})
+    dense: int = field(default=16384, metadata={"help": "with texture_skip: random covered training pixels a step "
+                                                        "whose texture colour is also fitted to the photo directly, "
+                                                        "no U-Net (0 = off)"})
     texture_skip: bool = field(default=True, metadata={"help": "features 0..2 are the colour and the U-Net adds "
                                                                "a correction (it starts as a plain texture)"})
 
@@ -86,7 +90,7 @@ class Config(FitConfig):
 
 
 # what a stored config without these keys was fitted with (checkpoints from before they existed)
-_LEGACY = {"shade": 0, "unet_convs": 1, "texture_skip": False}
+_LEGACY = {"shade": 0, "unet_convs": 1, "texture_skip": False, "dense": 0}
 
 
 def unet_channels(base: int, levels: int) -> tuple[int, ...]:
@@ -146,6 +150,11 @@ class DNRNet(RendererNet):
         self.view_dependent = bool(view_dependent)
         self.alpha_prior = float(alpha_prior)
 
+    def dense_colour(self, uv: torch.Tensor) -> torch.Tensor:
+        """(N, 3) the texture's colour at ``uv`` (N, 2): with ``texture_skip``, what the image is
+        before the U-Net's correction; the fit's ``dense`` loss fits it to the photo directly."""
+        return self.texture(uv)[:, :3]
+
     def forward(self, batch: PixelBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """rgb (B, 3, H, W), alpha (B, 1, H, W) in 0..1 and features 0..2 (N, 3) of the covered pixels."""
         f = self.texture(batch.uv)  # (N, C)
@@ -176,6 +185,8 @@ class DNRPlugin(NeuralRendererPlugin):
         cfg = self.config_from(config)
         if cfg.texture_size <= 0:
             config["texture_size"] = cfg.texture_size = texture_size_for(int(init.get("covered_pixels", 1 << 18)))
+        if not cfg.texture_skip:  # the direct colour loss fits the colour the skip adds
+            config["dense"] = cfg.dense = 0
         if not init:  # loading: a stored config may predate some settings
             for k, v in _LEGACY.items():
                 if k not in config:

@@ -302,6 +302,28 @@ def test_a_checkpoint_from_before_the_shading_network_loads():
     assert DNR.build(dict(cfg), {"covered_pixels": 4096}).uses_normals
 
 
+@pytest.mark.parametrize("skip, dense, want", [(True, 512, 512), (False, 512, 0), (True, 0, 0)],
+                         ids=["skip-dense", "no-skip-no-dense", "dense-off"])
+def test_dense_colour_loss_only_with_the_texture_skip(skip, dense, want):
+    """The direct colour loss fits features 0..2 to the photo: only where they ARE the colour."""
+    from dataclasses import asdict
+
+    cfg = asdict(DNR.Config(texture_size=32, levels=2, texture_skip=skip, dense=dense))
+    net = DNR.build(cfg, {"covered_pixels": 4096, "mean_rgb": torch.tensor([0.2, 0.4, 0.6])})
+    assert cfg["dense"] == want
+    uv = torch.rand(10, 2)
+    if skip:  # the colour starts at the photos' mean (plus the texture's small noise)
+        assert torch.allclose(net.dense_colour(uv), torch.tensor([0.2, 0.4, 0.6]).expand(10, 3), atol=0.1)
+
+
+def test_fit_with_the_dense_colour_loss(data, tmp_path):
+    views, mesh = data
+    cfg = DNR.Config(iters=40, minutes=0, val_every=20, texture_size=64, levels=2, dense=2048)
+    model = DNR.fit(views, mesh, cfg, Progress())
+    assert model.metrics["steps"] == 40 and np.isfinite(model.metrics["heldout_psnr"])
+    assert model.config["dense"] == 2048
+
+
 @pytest.mark.parametrize("name, min_faces", [("ant", 20_000), ("nut", 5_000)])
 def test_scan_colours_makes_a_uv_free_vertex_coloured_mesh(name, min_faces):
     import pyvista.examples
