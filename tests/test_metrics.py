@@ -199,3 +199,29 @@ def test_stats_cli_bad_inputs_exit_2_with_one_line(tmp_path, name):
     lines = r.stderr.strip().splitlines()
     # the message names the file at fault
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: ") and words in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("how", ["--labels itksnap", "--labels slicer", "sidecar"])
+def test_stats_takes_label_names_from_a_label_file(tmp_path, how):
+    pred = labels_of(ball((20, 18, 15), 8, SPACING), ball((8, 8, 8), 4, SPACING))
+    mp = _save(tmp_path / "pred.nii.gz", pred)
+    if how == "--labels slicer":
+        names = tmp_path / "names.ctbl"
+        names.write_text("0 Background 0 0 0 0\n1 left_caudate 255 0 0 255\n2 thalamus 0 255 0 255\n")
+    else:
+        names = tmp_path / ("pred.txt" if how == "sidecar" else "names.txt")
+        names.write_text('0 0 0 0 0 0 0 "Clear Label"\n1 255 0 0 1 1 1 "left caudate"\n2 0 255 0 1 1 1 "thalamus"\n')
+    extra = [] if how == "sidecar" else ["--labels", names]
+    r = run_cli("stats", "--mask", mp, *extra)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["1"]["name"] in ("left caudate", "left_caudate") and out["2"]["name"] == "thalamus"
+
+
+def test_stats_bad_label_file_is_one_line(tmp_path):
+    mp = _save(tmp_path / "pred.nii.gz", labels_of(ball((20, 18, 15), 8, SPACING)))
+    bad = tmp_path / "names.txt"
+    bad.write_text("1 caudate red green blue 255\n")
+    r = run_cli("stats", "--mask", mp, "--labels", bad)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), r.stderr

@@ -29,6 +29,9 @@ def _add_stats_parser(sub) -> None:
                     "label is in only one of the two).")
     s.add_argument("--mask", required=True, metavar="MASK", help="label volume to measure")
     s.add_argument("--reference", metavar="REF", help="ground-truth label volume on the same grid")
+    s.add_argument("--labels", metavar="FILE",
+                   help="label names: an ITK-SNAP label description or a 3D Slicer colour table "
+                        "(default: MASK.txt / MASK.ctbl beside the mask, when there is one)")
 
 
 def _json_number(x: Any) -> Any:
@@ -40,7 +43,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from .io import load_path
     from .metrics import check_same_grid, label_stats
 
+    from .io.labelfiles import read_label_file
+
+    named = read_label_file(args.labels) if args.labels else None  # a bad file fails before any volume loads
     mask = load_path(args.mask, as_labels=True)
+    if named is not None:
+        for lab in named:
+            if lab.value in mask.table:
+                mask.table[lab.value].name = lab.name
     reference = load_path(args.reference, as_labels=True) if args.reference else None
     if reference is not None:
         try:

@@ -216,6 +216,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if progress.cancelled:
         raise LoadError(args.input, "cancelled; nothing written")
     save_nifti(labels, out, protect=[src, ckpt / "model.safetensors"])
+    # the label names and colours beside the mask (ITK-SNAP's format; Slicer and ITK-SNAP read it,
+    # and so does Lucid3D when the mask is opened)
+    from .io.labelfiles import sidecar_path, write_itksnap_labels
+
+    write_itksnap_labels(labels.table, sidecar_path(out), protect=[src, out])
     if unc_out is not None and unc is not None:
         save_nifti(unc, unc_out, protect=[src, out])
     print(json.dumps(label_summary(labels)))

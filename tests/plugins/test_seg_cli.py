@@ -134,6 +134,14 @@ def test_segment_nifti_writes_the_mask_on_the_inputs_grid(trained, tmp_path):
     assert mask_img.get_data_dtype().kind == "u"
     _check_summary(r.stdout, mask, src_img.affine)
     _no_temp_files(tmp_path, ckpt)
+    # the label names travel beside the mask (ITK-SNAP format) and come back when it is opened
+    from viewer.io import load_path
+
+    summary = json.loads(r.stdout)
+    assert (tmp_path / "mask.txt").is_file()
+    reopened = load_path(mask, as_labels=True)
+    for value, row in summary.items():
+        assert reopened.table[int(value)].name == row["name"]
     # the voxel order of the file does not matter: the mask is the one predicted on the
     # original grid, reordered the same way
     model = PLUGIN.load(ckpt)
