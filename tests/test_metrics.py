@@ -225,3 +225,17 @@ def test_stats_bad_label_file_is_one_line(tmp_path):
     r = run_cli("stats", "--mask", mp, "--labels", bad)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), r.stderr
+
+
+def test_confusion_map_counts_match_the_sets():
+    from viewer.metrics import confusion_map
+
+    rng = np.random.default_rng(3)
+    pred = rng.integers(0, 3, (20, 20, 20)).astype(np.uint8)
+    ref = rng.integers(0, 3, (20, 20, 20)).astype(np.uint8)
+    conf = confusion_map(pred, ref)
+    assert (conf == 1).sum() == ((pred != 0) & (pred == ref)).sum()
+    assert (conf == 2).sum() == ((pred != 0) & (ref == 0)).sum()
+    assert (conf == 3).sum() == ((ref != 0) & (pred != ref)).sum()
+    one = confusion_map(pred, ref, value=2)
+    assert (one == 2).sum() == ((pred == 2) & (ref != 2)).sum() and (one == 3).sum() == ((ref == 2) & (pred != 2)).sum()

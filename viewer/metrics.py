@@ -196,3 +196,35 @@ def label_stats(mask: LabelMap, reference: LabelMap | None = None) -> dict[str, 
         for v in values:
             out[str(v)].update(dice=dice[v], hd95_mm=hd[v])
     return out
+
+
+CONFUSION_TABLE = [  # value, name, colour: the overlay a reader checks a prediction with
+    (1, "agree", (0.35, 0.8, 0.35)),
+    (2, "false positive (prediction only)", (1.0, 0.2, 0.2)),
+    (3, "false negative (reference only)", (0.2, 0.5, 1.0)),
+]
+
+
+def confusion_map(pred: np.ndarray, ref: np.ndarray, value: int | None = None) -> np.ndarray:
+    """(I, J, K) uint8: 1 where prediction and reference agree on a label, 2 where the prediction
+    has a label the reference does not (a false positive), 3 where the reference has one the
+    prediction misses or labels otherwise (a false negative); 0 elsewhere.
+
+    With ``value``, only that label counts (a voxel of another label is background for both).
+    A voxel both sides label, but differently, counts as a false negative of the reference's label.
+    """
+    p = np.asarray(pred)
+    r = np.asarray(ref)
+    if value is not None:
+        p, r = p == value, r == value
+        out = np.zeros(p.shape, np.uint8)
+        out[p & r] = 1
+        out[p & ~r] = 2
+        out[~p & r] = 3
+        return out
+    out = np.zeros(p.shape, np.uint8)
+    labelled_p, labelled_r = p != 0, r != 0
+    out[labelled_p & (p == r)] = 1
+    out[labelled_p & ~labelled_r] = 2
+    out[labelled_r & (p != r)] = 3
+    return out

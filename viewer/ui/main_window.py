@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         self.render_dock = self._dock("Neural Rendering", "neural_rendering", Qt.DockWidgetArea.RightDockWidgetArea, 360)
         self.photo_dock = self._dock("Camera photo", "camera_photo", Qt.DockWidgetArea.LeftDockWidgetArea, 0)
         self.edit_dock = self._dock("Label editor", "label_editor", Qt.DockWidgetArea.RightDockWidgetArea, 320)
+        self.compare_dock = self._dock("Compare labels", "compare_labels", Qt.DockWidgetArea.RightDockWidgetArea, 320)
 
         self.position_label = QLabel("")
         self.position_label.setMinimumWidth(420)
@@ -204,6 +205,10 @@ class MainWindow(QMainWindow):
 
         self.edit_panel = EditPanel(self.scene, self.jobs)
         self.edit_dock.setWidget(self.edit_panel)
+        from .compare_panel import ComparePanel
+
+        self.compare_panel = ComparePanel(self.scene, self.jobs)
+        self.compare_dock.setWidget(self.compare_panel)
         self.edit_panel.tool_changed.connect(self._set_edit_tool)
         self.edit_dock.visibilityChanged.connect(
             lambda shown: None if shown else self.edit_panel.set_tool("navigate"))
@@ -370,6 +375,10 @@ class MainWindow(QMainWindow):
         ed.setShortcut(QKeySequence("Ctrl+E"))
         ed.setStatusTip("Paint, erase and clean up label maps")
         v.addAction(ed)
+        cmp_ = self.compare_dock.toggleViewAction()
+        cmp_.setText("&Compare labels")
+        cmp_.setStatusTip("Dice, HD95 and volume difference per label; false positives and negatives overlaid")
+        v.addAction(cmp_)
         e = self.menuBar().addMenu("&Edit")
         self._action(e, "&Undo label edit", lambda: self.is_ready and self.edit_panel.undo(), QKeySequence.StandardKey.Undo)
         self._action(e, "&Redo label edit", lambda: self.is_ready and self.edit_panel.redo(), "Ctrl+Shift+Z")
