@@ -57,6 +57,27 @@ def volume_image(array: np.ndarray) -> vtk.vtkImageData:
     return img
 
 
+PROXY_VOXELS = 24_000_000  # above this the 3D view renders a downsampled copy (slices stay full resolution)
+
+
+def volume_proxy(array: np.ndarray, max_voxels: int | None = None) -> tuple[np.ndarray, int]:
+    """The array the 3D view renders, made in a worker: the whole array read into memory
+    (a memory-mapped file is read here, not by VTK on the UI thread at the first frame), or,
+    above ``max_voxels``, every f-th voxel along each axis with the smallest f that fits.
+
+    Returns (Fortran-ordered array, f); the affine's columns are scaled by f for it.
+    """
+    max_voxels = PROXY_VOXELS if max_voxels is None else max_voxels
+    f = 1
+    while np.prod([-(-n // f) for n in array.shape], dtype=np.int64) > max_voxels:
+        f += 1
+    if f > 1:
+        return np.asfortranarray(array[::f, ::f, ::f]), f
+    if isinstance(array, np.memmap):  # read the file here: VTK would read it at the first frame
+        return np.array(array, order="F"), 1
+    return np.asfortranarray(array), 1
+
+
 def label_surfaces(array: np.ndarray, affine: np.ndarray, values: list[int]) -> dict[int, Any]:
     """Smooth surfaces of each label (SurfaceNets), as pyvista PolyData in RAS mm by value."""
     import pyvista as pv
@@ -220,16 +241,31 @@ class View3D:
                 self._sync_visibility(layer)
                 return
             if state["volume"] is None:
-                mapper = vtk.vtkSmartVolumeMapper()
-                mapper.SetInputData(volume_image(layer.data.array))
-                vol = vtk.vtkVolume()
-                vol.SetMapper(mapper)
-                vol.SetUserMatrix(_matrix(layer.data.affine))
-                self.renderer.AddVolume(vol)
-                self.props[id(layer)].append(vol)
-                state["volume"] = vol
+                if not state.get("pending"):
+                    # read (and, for big scans, downsample) in a worker; only the small VTK
+                    # set-up happens on the UI thread
+                    state["pending"] = True
+                    self._async(lambda: volume_proxy(layer.data.array), made)
+                return
             self._style_volume(layer, state["volume"])
             self._sync_visibility(layer)
+
+        def made(result) -> None:
+            proxy, f = result
+            if id(layer) not in self.props:
+                return  # removed meanwhile
+            mapper = vtk.vtkSmartVolumeMapper()
+            mapper.SetInputData(volume_image(proxy))
+            vol = vtk.vtkVolume()
+            vol.SetMapper(mapper)
+            vol.SetUserMatrix(_matrix(np.asarray(layer.data.affine) @ np.diag([f, f, f, 1.0])))
+            vol._proxy_factor = f
+            self.renderer.AddVolume(vol)
+            self.props[id(layer)].append(vol)
+            state["volume"] = vol
+            build()
+            self.renderer.ResetCameraClippingRange()
+            self._render()
 
         self._connect(layer, "render_mode", build)
         self._connect(layer, "opacity", build)

@@ -500,8 +500,8 @@ class MainWindow(QMainWindow):
             except ValueError:
                 pass
         layer = layer_for(data)
-        if isinstance(layer, ImageLayer) and layer.data.array.size <= 16_000_000:
-            # volume rendering on by default where it stays interactive on a CPU renderer
+        if isinstance(layer, ImageLayer):
+            # volume rendering on by default: big scans render a downsampled copy made in a worker
             layer.render_mode = "ct_bone" if layer.data.modality == "CT" else "off"
         self.scene.add(layer)
         if isinstance(data, ViewSet):

@@ -1,0 +1,62 @@
+"""Big scans in the 3D view: the volume is read (and, above the proxy budget, downsampled) in a
+worker; the proxy lands where the full-resolution volume does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import viewer.render.view3d as v3d
+from viewer.model import ImageLayer, Scene, Volume
+from viewer.render.offscreen import render_scene
+from viewer.render.view3d import volume_proxy
+
+
+@pytest.mark.parametrize("shape,budget,factor", [
+    ((64, 64, 64), 1_000_000, 1),
+    ((64, 64, 64), 100_000, 2),       # 32³ = 32768 fits
+    ((512, 512, 1000), 24_000_000, 3),  # the issue's CT: 171×171×334 = 9.8 M voxels
+    ((100, 10, 10), 999, 3),         # 50×5×5 = 1250 does not fit; 34×4×4 does
+], ids=["fits", "halved", "512x512x1000", "uneven"])
+def test_proxy_factor_is_the_smallest_that_fits(shape, budget, factor):
+    arr = np.lib.stride_tricks.as_strided(np.zeros(1, np.int16), shape=shape, strides=(0, 0, 0))
+    if np.prod(shape) <= 1_000_000:
+        arr = np.zeros(shape, np.int16, order="F")
+        proxy, f = volume_proxy(arr, budget)
+        assert proxy.shape == tuple(-(-n // f) for n in shape) and proxy.flags.f_contiguous
+    else:
+        f = 1
+        while np.prod([-(-n // f) for n in shape]) > budget:
+            f += 1
+    assert f == factor
+
+
+def test_memory_mapped_volume_is_read_in_the_worker(tmp_path):
+    path = tmp_path / "v.dat"
+    mm = np.memmap(path, dtype=np.int16, mode="w+", shape=(20, 20, 20), order="F")
+    mm[:] = 7
+    proxy, f = volume_proxy(mm)
+    assert f == 1 and not isinstance(proxy, np.memmap) and proxy.sum() == 7 * 8000
+
+
+def _scene(arr) -> Scene:
+    scene = Scene()
+    layer = ImageLayer(Volume(arr, np.diag([1.5, 1.5, 2.0, 1.0]), modality="CT"))
+    layer.render_mode = "ct_bone"
+    scene.add(layer)
+    return scene
+
+
+def test_proxy_renders_where_the_full_volume_does(monkeypatch):
+    arr = np.full((96, 96, 80), -1000, np.int16, order="F")
+    arr[30:70, 20:50, 25:60] = 1500  # a bone block off centre
+    full = render_scene(_scene(arr), "3d", (160, 160)).astype(int)
+    monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)  # forces f = 2
+    proxy = render_scene(_scene(arr), "3d", (160, 160)).astype(int)
+    bg = full[2, 2]
+    m_full = np.abs(full - bg).sum(-1) > 60
+    m_proxy = np.abs(proxy - bg).sum(-1) > 60
+    assert m_full.mean() > 0.02
+    # the same silhouette, but for a voxel's worth of border
+    overlap = (m_full & m_proxy).sum() / max((m_full | m_proxy).sum(), 1)
+    assert overlap > 0.85, overlap
