@@ -163,3 +163,34 @@ def test_demo_sources_need_the_resolver_the_app_passes_in():
         load_source(entry)  # the io room alone never reaches the demo generators
     vol = load_source(entry, demo=demo_source)
     assert vol.source == "demo:default/0" and vol.array.ndim == 3
+
+
+@pytest.mark.parametrize("value,words", [("ruler", "measurements"), ([{"kind": "angle"}], "measurements[0]"),
+                                         ([{"kind": "region", "center": [0, 0, 0], "radius_mm": 0}], "measurements[0]")],
+                         ids=["not-a-list", "unknown-kind", "zero-radius"])
+def test_bad_measurements_in_a_scene_are_refused(scene_dict, tmp_path, value, words):
+    path = tmp_path / "s.lucid3d.json"
+    path.write_text(json.dumps(_set(scene_dict, "measurements", value)))
+    with pytest.raises(LoadError) as err:
+        read_scene(path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_measurements_are_saved_and_restored(scene_dict, tmp_path):
+    from viewer.io.scene_file import restore_measurements, save_scene
+    from viewer.model import Scene
+    from viewer.model.measure import Region, Ruler
+
+    path = tmp_path / "s.lucid3d.json"
+    path.write_text(json.dumps(scene_dict))
+    layers = restore_layers(read_scene(path), path=path)
+    scene = Scene()
+    for layer in layers:
+        scene.add(layer)
+    scene.add_measurement(Ruler((0, 0, 0), (3, 4, 0), "r"))
+    scene.add_measurement(Region((1.5, 1.5, 1.5), 1.2, "roi"))
+    out = tmp_path / "saved.lucid3d.json"
+    save_scene(scene, out)
+    data = read_scene(out)
+    ruler, region = restore_measurements(data, restore_layers(data, path=out))
+    assert ruler.length_mm == 5.0 and region.radius_mm == 1.2 and region.stats["voxels"] > 0

@@ -150,3 +150,32 @@ def test_autosave_is_offered_back_after_a_crash(window, qtbot, tmp_path):
     assert isinstance(rec, LabelLayer) and rec.name.endswith("(recovered)")
     np.testing.assert_array_equal(np.asarray(rec.data.array), edited)
     other.close()
+
+
+def test_ruler_and_region_are_measured_drawn_and_listed(window, qtbot):
+    win = window
+    image = next(l for l in win.scene if isinstance(l, ImageLayer))
+    win.scene.selected = image
+    c = image.bounds_world().mean(0)
+    win.scene.cursor = c
+    qtbot.wait(100)
+    before = np.asarray(win.views["axial"].screenshot())[..., :3].astype(int)
+    win._edit_tool("ruler")
+    a, b = c + [-12.0, 0, 0], c + [12.0, 5.0, 0]
+    _stroke(win, qtbot, [a, b])
+    (ruler,) = win.scene.measurements
+    # the view maps pixels to mm: within a pixel's worth of the true 24.5 mm
+    px_mm = 2 * win.views["axial"].view.renderer.GetActiveCamera().GetParallelScale() / win.views["axial"].view.renderer.GetSize()[1]
+    assert abs(ruler.length_mm - float(np.linalg.norm(b - a))) < 2 * px_mm + 1e-6
+    win.edit_panel.tool_btns["region"].click()
+    _stroke(win, qtbot, [c, c + [10.0, 0, 0]])
+    region = win.scene.measurements[1]
+    assert region.radius_mm == pytest.approx(10.0, abs=2 * px_mm) and region.stats["voxels"] > 50
+    assert win.edit_panel.measure_list.count() == 2 and "mm" in win.edit_panel.measure_list.item(0).text()
+    qtbot.wait(200)
+    after = np.asarray(win.views["axial"].screenshot())[..., :3].astype(int)
+    cyan = (after[..., 1] > 200) & (after[..., 2] > 200) & (after[..., 0] < 150)
+    assert cyan.sum() > 30 and not ((before[..., 1] > 200) & (before[..., 2] > 200) & (before[..., 0] < 150)).sum() > 30
+    win.edit_panel.measure_list.setCurrentRow(0)
+    win.edit_panel.delete_measure_btn.click()
+    assert win.scene.measurements == [region]

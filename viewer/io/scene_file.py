@@ -22,9 +22,12 @@ from typing import Any, Callable
 
 from ..model import LabelLayer, LabelTable, Layer, Scene, layer_for
 from ..model.errors import LoadError
+from ..model.layer import ImageLayer
+from ..model.measure import measurement_from_dict
 from .common import atomic_path, require_regular_file
 
-__all__ = ["scene_to_dict", "save_scene", "read_scene", "validate_scene", "restore_layers"]
+__all__ = ["scene_to_dict", "save_scene", "read_scene", "validate_scene", "restore_layers",
+           "restore_measurements"]
 
 FORMAT = "lucid3d-scene"
 MAX_SCENE_BYTES = 16 << 20  # a scene lists files and settings: kilobytes; refuse a runaway file
@@ -52,6 +55,7 @@ def scene_to_dict(scene: Scene, cameras: dict[str, dict] | None = None) -> dict[
     return {
         "format": FORMAT, "version": 1, "layers": layers,
         "cursor": [float(c) for c in scene.cursor],
+        "measurements": [m.to_dict() for m in scene.measurements],
         "selected": scene.index(sel) if sel is not None else None,
         "cameras": cameras or {},
     }
@@ -133,6 +137,14 @@ def validate_scene(data: Any, path: str | Path) -> None:
     sel = data.get("selected")
     if sel is not None and (isinstance(sel, bool) or not isinstance(sel, int) or not 0 <= sel < len(layers)):
         raise bad("selected", f"must be a layer index below {len(layers)} or null, got {sel!r}")
+    measurements = data.get("measurements", [])
+    if not isinstance(measurements, list):
+        raise bad("measurements", "must be a list")
+    for i, m in enumerate(measurements):
+        try:
+            measurement_from_dict(m)
+        except ValueError as exc:
+            raise bad(f"measurements[{i}]", str(exc)) from None
     cams = data.get("cameras", {})
     if not isinstance(cams, dict):
         raise bad("cameras", "must be an object")
@@ -195,3 +207,16 @@ def restore_layers(data: dict[str, Any], load: Callable[[dict], Any] = load_sour
             raise LoadError(path, f"layers[{i}].display.{exc}") from None
         layers.append(layer)
     return layers
+
+
+def restore_measurements(data: dict[str, Any], layers: list[Layer]) -> list:
+    """The rulers and regions of a (validated) scene file; regions measured again on its first
+    image, so their statistics describe the data as it is now."""
+    image = next((l for l in layers if isinstance(l, ImageLayer)), None)
+    out = []
+    for d in data.get("measurements", []):
+        m = measurement_from_dict(d)
+        if m.kind == "region" and image is not None:
+            m.measure(image.data)
+        out.append(m)
+    return out

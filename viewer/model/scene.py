@@ -26,8 +26,10 @@ class Scene:
     layers_moved = Signal()
     cursor_changed = Signal(object)
     selection = Signal(object)
+    measurements_changed = Signal()
 
     def __init__(self) -> None:
+        self.measurements: list = []  # Ruler / Region (viewer.model.measure), RAS mm
         self._layers: list[Layer] = []
         self._cursor = np.zeros(3)
         self._selected: Layer | None = None
@@ -93,6 +95,21 @@ class Scene:
         if layer is not self._selected:
             self._selected = layer
             self.selection.emit(layer)
+
+    # measurements ---------------------------------------------------------------------------
+    def add_measurement(self, m) -> None:
+        self.measurements.append(m)
+        self.measurements_changed.emit()
+
+    def remove_measurement(self, m) -> None:
+        if m in self.measurements:
+            self.measurements.remove(m)
+            self.measurements_changed.emit()
+
+    def clear_measurements(self) -> None:
+        if self.measurements:
+            self.measurements.clear()
+            self.measurements_changed.emit()
 
     # cursor -------------------------------------------------------------------------------
     @property

@@ -153,6 +153,8 @@ class SliceView:
         scene.layer_removed.connect(self._on_removed)
         scene.layers_moved.connect(self._restack)
         scene.cursor_changed.connect(self._on_cursor)
+        scene.measurements_changed.connect(self._draw_measurements)
+        scene.cursor_changed.connect(self._draw_measurements)
         for layer in scene:
             self._on_inserted(0, layer)
 
@@ -375,6 +377,57 @@ class SliceView:
     def request_render(self) -> None:
         self._render()
 
+    # measurements: rulers and regions where they cross this plane -------------------------------
+    def _draw_measurements(self, *_: object) -> None:
+        for actor in getattr(self, "_measure_actors", []):
+            self.renderer.RemoveViewProp(actor)
+        self._measure_actors = []
+        ref = self.scene.reference_image()
+        step = slice_step(ref.data.affine, self.orientation) if ref is not None else 1.0
+        depth = float(self.n @ self.scene.cursor)
+        for m in getattr(self.scene, "measurements", []):
+            if m.kind == "ruler":
+                a, b = np.asarray(m.p0), np.asarray(m.p1)
+                if max(abs(self.n @ a - depth), abs(self.n @ b - depth)) > max(step / 2, 0.5):
+                    continue
+                self._measure_line([a, b], m.summary(), (a + b) / 2)
+            elif m.kind == "region":
+                c = np.asarray(m.center)
+                dz = abs(self.n @ c - depth)
+                if dz >= m.radius_mm:
+                    continue
+                r = float(np.sqrt(m.radius_mm ** 2 - dz ** 2))
+                t = np.linspace(0, 2 * np.pi, 49)
+                pts = [c + r * (np.cos(x) * self.u + np.sin(x) * self.v) for x in t]
+                self._measure_line(pts, m.summary(), c + r * self.v)
+        self.request_render()
+
+    def _measure_line(self, pts_ras, text: str, at_ras) -> None:
+        pts = vtk.vtkPoints()
+        for p in pts_ras:
+            pts.InsertNextPoint(float(self.u @ p), float(self.v @ p), 0.8)
+        poly = vtk.vtkPolyData()
+        poly.SetPoints(pts)
+        cells = vtk.vtkCellArray()
+        cells.InsertNextCell(len(pts_ras), list(range(len(pts_ras))))
+        poly.SetLines(cells)
+        mapper = vtk.vtkPolyDataMapper()
+        mapper.SetInputData(poly)
+        actor = vtk.vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetColor(0.3, 1.0, 1.0)
+        actor.GetProperty().SetLineWidth(2.0)
+        actor.PickableOff()
+        label = vtk.vtkTextActor()
+        label.SetInput(text)
+        label.GetPositionCoordinate().SetCoordinateSystemToWorld()
+        label.GetPositionCoordinate().SetValue(float(self.u @ at_ras), float(self.v @ at_ras), 0.8)
+        label.GetTextProperty().SetFontSize(13)
+        label.GetTextProperty().SetColor(0.3, 1.0, 1.0)
+        for a in (actor, label):
+            self.renderer.AddViewProp(a)
+            self._measure_actors.append(a)
+
     # editing: a tool takes the left button, and the brush is drawn as a circle -------------------
     tool = None  # an object with press/drag/release/hover(view, ras), or None (crosshair)
 
@@ -405,7 +458,9 @@ class SliceView:
 
     def close(self) -> None:
         for sig, slot in ((self.scene.layer_inserted, self._on_inserted), (self.scene.layer_removed, self._on_removed),
-                          (self.scene.layers_moved, self._restack), (self.scene.cursor_changed, self._on_cursor)):
+                          (self.scene.layers_moved, self._restack), (self.scene.cursor_changed, self._on_cursor),
+                          (self.scene.measurements_changed, self._draw_measurements),
+                          (self.scene.cursor_changed, self._draw_measurements)):
             sig.disconnect(slot)
         for vis in self.visuals.values():
             vis.close()

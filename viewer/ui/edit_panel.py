@@ -18,11 +18,11 @@ import numpy as np
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-    QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget,
+    QLabel, QListWidget, QMessageBox, QPushButton, QVBoxLayout, QWidget,
 )
 from superqt import QLabeledDoubleSlider
 
-from ..edit import EditSession
+from ..edit import EditSession, RegionTool, RulerTool
 from ..io import save_nifti
 from ..io.labelfiles import sidecar_path, write_itksnap_labels
 from ..model import ImageLayer, LabelLayer, Scene
@@ -74,7 +74,9 @@ class EditPanel(QWidget):
         self.tool_group = QButtonGroup(self)
         self.tool_btns = {}
         for name, tip in (("Navigate", "Left button moves the crosshair (Esc)"),
-                          ("Paint", "Left button paints the label (B)"), ("Erase", "Left button erases the label (E)")):
+                          ("Paint", "Left button paints the label (B)"), ("Erase", "Left button erases the label (E)"),
+                          ("Ruler", "Drag a distance in mm (M)"),
+                          ("Region", "Drag from a centre: mean, SD, min, max of the image in the sphere")):
             b = QPushButton(name)
             b.setCheckable(True)
             b.setToolTip(tip)
@@ -158,7 +160,19 @@ class EditPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+
+        meas = QGroupBox("Measurements")
+        ml = QVBoxLayout(meas)
+        self.measure_list = QListWidget()
+        self.measure_list.setMinimumHeight(80)
+        ml.addWidget(self.measure_list)
+        self.delete_measure_btn = QPushButton("Delete measurement")
+        self.delete_measure_btn.clicked.connect(self._delete_measurement)
+        ml.addWidget(self.delete_measure_btn)
+        lay.addWidget(meas)
         lay.addStretch(1)
+        self.ruler_tool, self.region_tool = RulerTool(scene), RegionTool(scene)
+        scene.measurements_changed.connect(self._fill_measurements)
 
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setInterval(AUTOSAVE_SECONDS * 1000)
@@ -244,6 +258,9 @@ class EditPanel(QWidget):
 
     def _tool_chosen(self) -> None:
         name = next(k for k, b in self.tool_btns.items() if b.isChecked())
+        if name in ("ruler", "region"):
+            self.tool_changed.emit(self.ruler_tool if name == "ruler" else self.region_tool)
+            return
         if self.session is None or name == "navigate":
             self.tool_changed.emit(None)
             return
@@ -270,6 +287,17 @@ class EditPanel(QWidget):
         n = {"fill": lambda: s.fill_holes(axis), "interpolate": lambda: s.interpolate(axis),
              "largest": s.keep_largest, "islands": lambda: s.remove_islands(self.island_mm3.value())}[what]()
         self.status.setText(f"{what}: {n} voxels changed")
+
+    # measurements --------------------------------------------------------------------------------
+    def _fill_measurements(self) -> None:
+        self.measure_list.clear()
+        for m in self.scene.measurements:
+            self.measure_list.addItem(m.summary())
+
+    def _delete_measurement(self) -> None:
+        i = self.measure_list.currentRow()
+        if 0 <= i < len(self.scene.measurements):
+            self.scene.remove_measurement(self.scene.measurements[i])
 
     # undo, save, autosave ---------------------------------------------------------------------------
     def undo(self) -> None:

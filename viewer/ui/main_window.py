@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 
 from ..io import FILE_FILTER, kind_of, load_path
 from ..io.labelfiles import labels_with_sidecar
-from ..io.scene_file import load_source, read_scene, restore_layers, save_scene
+from ..io.scene_file import load_source, read_scene, restore_layers, restore_measurements, save_scene
 from ..jobs.runner import JobRunner
 from ..model import ImageLayer, LabelLayer, LabelMap, Scene, ViewSet, ViewSetLayer, Volume, layer_for
 from ..model.errors import LoadError
@@ -385,6 +385,7 @@ class MainWindow(QMainWindow):
         self._action(e, "&Brush: paint", lambda: self._edit_tool("paint"), "B")
         self._action(e, "Brush: &erase", lambda: self._edit_tool("erase"), "E")
         self._action(e, "&Navigate (crosshair)", lambda: self._edit_tool("navigate"), "Esc")
+        self._action(e, "&Measure a distance", lambda: self._edit_tool("ruler"), "M")
         photo = self.photo_dock.toggleViewAction()
         photo.setText("Camera &photo")
         v.addAction(photo)
@@ -587,11 +588,15 @@ class MainWindow(QMainWindow):
             from ..demos import demo_source
 
             data = read_scene(path)
-            return data, restore_layers(data, lambda entry: load_source(entry, demo=demo_source), path=path)
+            layers = restore_layers(data, lambda entry: load_source(entry, demo=demo_source), path=path)
+            return data, layers, restore_measurements(data, layers)
 
         def done(result):
-            data, layers = result
+            data, layers, measurements = result
             self.scene.clear()
+            self.scene.clear_measurements()
+            for m in measurements:
+                self.scene.add_measurement(m)
             for layer in layers:
                 self.scene.add(layer)
             sel = data.get("selected")
