@@ -180,4 +180,11 @@ def test_staged_start_draws_the_window_before_the_views(qtbot, phantom_files):
     qtbot.wait(300)
     shot = np.asarray(win.views["axial"].screenshot())[..., :3]
     assert shot.max() > 50  # the phantom drawn, not a black view
+    # the 3D view, built over a layer that already existed, looks at it from outside: the
+    # background shows around the volume (a camera left inside fills the view with one colour)
+    qtbot.wait(500)
+    shot3d = np.asarray(win.views["3d"].screenshot())[..., :3].astype(int)
+    corner = shot3d[3, 3]
+    assert (np.abs(shot3d - corner).sum(-1) < 30).mean() > 0.3
+    assert (np.abs(shot3d - corner).sum(-1) > 60).mean() > 0.005
     win.close()

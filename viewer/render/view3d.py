@@ -146,6 +146,8 @@ class View3D:
         scene.cursor_changed.connect(self._update_planes)
         for layer in scene:
             self._on_inserted(0, layer)
+        if len(scene):  # built over layers that already exist (the window's staged start-up)
+            self.reset_camera()
 
     # slice planes: where the three 2D views cut, as in Slicer's 3D view -----------------------
     def _make_planes(self) -> dict[str, tuple]:

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow, QMessageBox, QProgressBar,
-    QPushButton, QWidget,
+    QPushButton, QSizePolicy, QWidget,
 )
 
 from ..io import FILE_FILTER, kind_of, load_path
@@ -148,6 +148,9 @@ class MainWindow(QMainWindow):
             waiting = QLabel("Preparing the views…")
             waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
             waiting.setStyleSheet("background: black; color: #9aa4ad; font-size: 15px;")
+            # the views' place keeps its share of the window while they are being built
+            waiting.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+            waiting.setMinimumSize(640, 480)
             self.setCentralWidget(waiting)
             self._prefetch = _Prefetch()
             self._prefetch.done.connect(self._build_heavy)
