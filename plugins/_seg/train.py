@@ -184,7 +184,9 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 reserve = last_val_s if rank == 0 else 0.0
                 want = 0
                 if rank == 0:
-                    want = 2 if progress.cancelled else 1 if clock() + reserve >= deadline else 0
+                    # at least one step, however short the budget: set-up on a busy machine can
+                    # take all of a few seconds, and a checkpoint of untrained weights helps no one
+                    want = 2 if progress.cancelled else 1 if step and clock() + reserve >= deadline else 0
                 code = stop_now(want)
                 if code:
                     stop_reason = "cancelled" if code == 2 else "time budget"
