@@ -93,7 +93,7 @@ def _huge_header(tmp_path, name):
     (lambda t: _garbage(t, "garbage.nii"), ""),
     (lambda t: _truncated(t, "cut.nii"), ""),
     (lambda t: _truncated(t, "cut.nii.gz"), ""),
-    (lambda t: _huge_header(t, "huge.nii"), "memory"),
+    (lambda t: _huge_header(t, "huge.nii"), "claims"),
     (lambda t: (t / "notes.docx").write_bytes(b"PK\x03\x04...") and t / "notes.docx", "unsupported"),
     (lambda t: (t / "emptydir").mkdir() or t / "emptydir", "DICOM"),
 ])

@@ -224,12 +224,13 @@ def load_itk(path: Path) -> Volume:
     if not 2 <= len(size) <= 4:
         raise LoadError(path, f"cannot show a {len(size)}D image as a volume")
     # ITK's buffer and the numpy copy coexist for a moment
-    check_fits_in_memory(path, (*size[:3], ncomp), dtype, factor=2.0)
     meta: dict[str, Any] = {"format": "MetaImage"}
     layout = _layout(path, size, meta)
     n_values = int(np.prod(size, dtype=object)) * ncomp
-    # the file must hold every frame, even when only the first is read
+    # the file must hold every frame, even when only the first is read (checked before memory:
+    # a tiny file claiming terabytes is truncated or corrupt, whatever the machine has)
     _check_data(path, layout, n_values * dtype.itemsize, n_values)
+    check_fits_in_memory(path, (*size[:3], ncomp), dtype, factor=2.0)
     notes = []
     if len(size) == 4:
         # read only the first frame (ITK streams the region; size 0 drops the 4th axis)

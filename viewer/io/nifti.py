@@ -127,8 +127,10 @@ def _load(path: Path) -> Volume:
     frames = int(np.prod(full[3:], dtype=object)) if len(full) > 3 else 1
     slope, inter = float(proxy.slope), float(proxy.inter)
     scaled = (slope, inter) != (1.0, 0.0)
-    check_fits_in_memory(path, shape, np.float32 if scaled else dtype)
+    # the file first: a 400-byte file that claims terabytes is "truncated or corrupt", which
+    # says more than "more than the memory available"
     image_file, compression, offset = _check_data_file(path, img, full, dtype)
+    check_fits_in_memory(path, shape, np.float32 if scaled else dtype)
     try:
         if scaled or compression is not None:
             data = _read_stream(path, image_file, compression, offset, dtype, shape,
