@@ -101,14 +101,20 @@ def _answer(qtbot, button):
     QTimer.singleShot(50, click)
 
 
-def test_unsaved_edits_are_asked_about_then_saved_with_names(window, qtbot, tmp_path):
-    win = window
+def _paint_one_dab(win, qtbot) -> LabelLayer:
+    """Select the label layer and paint one dab at its centre: an unsaved edit."""
     lab = _labels(win)
     win.scene.selected = lab
     c = lab.bounds_world().mean(0)
     win.scene.cursor = c
     win._edit_tool("paint")
     _stroke(win, qtbot, [c])
+    return lab
+
+
+def test_unsaved_edits_are_asked_about_then_saved_with_names(window, qtbot, tmp_path):
+    win = window
+    lab = _paint_one_dab(win, qtbot)
     assert win.edit_panel.unsaved() == [lab]
     _answer(qtbot, QMessageBox.StandardButton.Cancel)
     win.layer_panel.remove_selected()
@@ -128,12 +134,7 @@ def test_unsaved_edits_are_asked_about_then_saved_with_names(window, qtbot, tmp_
 
 def test_autosave_is_offered_back_after_a_crash(window, qtbot, tmp_path):
     win = window
-    lab = _labels(win)
-    win.scene.selected = lab
-    c = lab.bounds_world().mean(0)
-    win.scene.cursor = c
-    win._edit_tool("paint")
-    _stroke(win, qtbot, [c])
+    lab = _paint_one_dab(win, qtbot)
     edited = np.array(lab.data.array)
     win.edit_panel.autosave()
     qtbot.waitUntil(lambda: len(list((tmp_path / "autosave").glob("*.json"))) == 1, timeout=20000)

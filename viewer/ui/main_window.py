@@ -363,25 +363,20 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         self._action(v, "Remove selected layer", self.layer_panel.remove_selected, QKeySequence.StandardKey.Delete)
         self._action(v, "Toggle selected layer", self._toggle_selected, "V")
-        seg = self.segmentation_dock.toggleViewAction()
-        seg.setText("&Segmentation panel")
-        seg.setShortcut(QKeySequence("Ctrl+G"))
-        seg.setStatusTip("Train a segmenter on the loaded volumes, run it, save its masks")
-        v.addAction(seg)
-        nr = self.render_dock.toggleViewAction()
-        nr.setText("&Neural rendering panel")
-        nr.setShortcut(QKeySequence("Ctrl+R"))
-        nr.setStatusTip("Fit a neural renderer to posed photos and a mesh; learned view; comparison")
-        v.addAction(nr)
-        ed = self.edit_dock.toggleViewAction()
-        ed.setText("&Label editor")
-        ed.setShortcut(QKeySequence("Ctrl+E"))
-        ed.setStatusTip("Paint, erase and clean up label maps")
-        v.addAction(ed)
-        cmp_ = self.compare_dock.toggleViewAction()
-        cmp_.setText("&Compare labels")
-        cmp_.setStatusTip("Dice, HD95 and volume difference per label; false positives and negatives overlaid")
-        v.addAction(cmp_)
+        for dock, text, key, tip in (
+                (self.segmentation_dock, "&Segmentation panel", "Ctrl+G",
+                 "Train a segmenter on the loaded volumes, run it, save its masks"),
+                (self.render_dock, "&Neural rendering panel", "Ctrl+R",
+                 "Fit a neural renderer to posed photos and a mesh; learned view; comparison"),
+                (self.edit_dock, "&Label editor", "Ctrl+E", "Paint, erase and clean up label maps; measure"),
+                (self.compare_dock, "&Compare labels", None,
+                 "Dice, HD95 and volume difference per label; false positives and negatives overlaid")):
+            act = dock.toggleViewAction()
+            act.setText(text)
+            if key:
+                act.setShortcut(QKeySequence(key))
+            act.setStatusTip(tip)
+            v.addAction(act)
         e = self.menuBar().addMenu("&Edit")
         self._action(e, "&Undo label edit", lambda: self.is_ready and self.edit_panel.undo(), QKeySequence.StandardKey.Undo)
         self._action(e, "&Redo label edit", lambda: self.is_ready and self.edit_panel.redo(), "Ctrl+Shift+Z")
