@@ -16,7 +16,7 @@ from psygnal import Signal
 
 from ..model.labels import LabelMap
 
-__all__ = ["Change", "EditHistory"]
+__all__ = ["Change", "Step", "EditHistory"]
 
 Box = tuple[slice, slice, slice]
 
@@ -54,15 +54,33 @@ class Change:
             region[mask] = values
 
 
-class _View:
-    """A sub-array addressed with a Change's own (absolute) box: ``view[change.box]`` -> the
-    part of ``base`` at ``local``. Lets a Change be undone onto a copy of a region."""
+@dataclass(eq=False)
+class Step:
+    """Several changes undone and redone together (the dabs of one brush stroke)."""
 
-    def __init__(self, base: np.ndarray, local: Box) -> None:
-        self.base, self.local = base, local
+    parts: list[Change]
+    what: str = "edit"
 
-    def __getitem__(self, _box: Box) -> np.ndarray:
-        return self.base[self.local]
+    @property
+    def box(self) -> Box:
+        return tuple(slice(min(c.box[a].start for c in self.parts), max(c.box[a].stop for c in self.parts))
+                     for a in range(3))  # type: ignore[return-value]
+
+    @property
+    def n_voxels(self) -> int:
+        return sum(c.n_voxels for c in self.parts)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.parts)
+
+    def apply(self, array: np.ndarray, undo: bool = False) -> None:
+        for c in (reversed(self.parts) if undo else self.parts):
+            c.apply(array, undo=undo)
+
+
+def _changes(step: "Change | Step") -> list[Change]:
+    return step.parts if isinstance(step, Step) else [step]
 
 
 def _box_of(mask: np.ndarray, offset: Box) -> Box | None:
@@ -84,8 +102,8 @@ class EditHistory:
 
     labels: LabelMap
     limit_bytes: int = 512 << 20
-    done: list[Change] = field(default_factory=list)
-    undone: list[Change] = field(default_factory=list)
+    done: list[Change | Step] = field(default_factory=list)
+    undone: list[Change | Step] = field(default_factory=list)
     saved_at: int | None = 0
     dropped: int = 0
 
@@ -130,33 +148,19 @@ class EditHistory:
     def begin_group(self) -> None:
         self._group_start = len(self.done)
 
-    def end_group(self, what: str = "edit") -> Change | None:
-        """Merge the changes since :meth:`begin_group` into one undo step."""
+    def end_group(self, what: str = "edit") -> "Step | None":
+        """Make the changes since :meth:`begin_group` one undo step. Each dab keeps its own tight
+        box (a union box of a long stroke would cost a bit per voxel of the whole area), and a
+        dab over voxels an earlier one already set records nothing for them."""
         start = getattr(self, "_group_start", None)
         self._group_start = None
-        if start is None or len(self.done) - start <= 1:
-            return self.done[-1] if self.done and start is not None and len(self.done) > start else None
-        parts = self.done[start:]
-        del self.done[start:]
-        union = tuple(slice(min(c.box[a].start for c in parts), max(c.box[a].stop for c in parts)) for a in range(3))
-        arr = self._writable()
-        after = arr[union].copy()
-        before = after.copy()
-        for c in reversed(parts):  # undo each part on the copy: the region as it was before the stroke
-            local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(c.box, union))
-            c.apply(_View(before, local), undo=True)  # type: ignore[arg-type]
-        diff = before != after
-        box = _box_of(diff, union)
-        if box is None:
+        if start is None or len(self.done) <= start:
             return None
-        local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(box, union))
-        diff = diff[local]
-        old, new = before[local][diff], after[local][diff]
-        if new.size and np.all(new == new[0]):
-            new = new[:1].copy()
-        change = Change(box, diff.shape, np.packbits(diff, axis=None), old.copy(), new.copy(), what)
-        self.done.append(change)
-        return change
+        parts = [c for step in self.done[start:] for c in _changes(step)]
+        del self.done[start:]
+        step = Step(parts, what)
+        self.done.append(step)
+        return step
 
     def _record(self, change: Change) -> None:
         if self.saved_at is not None and self.saved_at > len(self.done):
@@ -172,23 +176,23 @@ class EditHistory:
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.done) + sum(c.nbytes for c in self.undone)
 
-    def undo(self) -> Change | None:
+    def undo(self) -> "Change | Step | None":
         if not self.done:
             return None
-        change = self.done.pop()
-        change.apply(self._writable(), undo=True)
-        self.undone.append(change)
-        self.changed.emit(change.box)
-        return change
+        step = self.done.pop()
+        step.apply(self._writable(), undo=True)
+        self.undone.append(step)
+        self.changed.emit(step.box)
+        return step
 
-    def redo(self) -> Change | None:
+    def redo(self) -> "Change | Step | None":
         if not self.undone:
             return None
-        change = self.undone.pop()
-        change.apply(self._writable())
-        self.done.append(change)
-        self.changed.emit(change.box)
-        return change
+        step = self.undone.pop()
+        step.apply(self._writable())
+        self.done.append(step)
+        self.changed.emit(step.box)
+        return step
 
     def mark_saved(self) -> None:
         self.saved_at = len(self.done)
