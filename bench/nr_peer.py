@@ -2,7 +2,7 @@
 not tuned on, with the peer inside the same run.
 
     .venv/bin/python bench/nr_peer.py captures [--work DIR]
-    .venv/bin/python bench/nr_peer.py pair CAPTURE [--minutes 5] [--set key=value ...] [--jobs ours peer]
+    .venv/bin/python bench/nr_peer.py pair CAPTURE [--minutes 5] [--set key=value ...] [--jobs ours peer texture]
     .venv/bin/python bench/nr_peer.py one METHOD CAPTURE [--minutes 5] [--set key=value ...]
     .venv/bin/python bench/nr_peer.py table
 
@@ -19,9 +19,10 @@ Captures (``captures``; 165 cameras on a sphere, 150 train / 15 test, two world-
 **Held aside: nut** (``nut-vc-128``, ``nut-tex-256``). Decided before any run: the defaults were
 chosen on the airplane and ant captures only; the nut rows are the final check, reported apart.
 
-``pair`` runs two methods at the same time as two processes, each with ``torch.set_num_threads(1)``
-(so on a noisy 2-core machine both see the same load), same capture, same minutes; ``one`` runs
-one method in this process. Methods: ``ours`` (the dnr plugin's ``fit`` + ``evaluate_views``, as
+``pair`` runs its jobs at the same time as processes, each with ``torch.set_num_threads(1)``
+(so on a noisy 2-core machine all see the same load), same capture, same minutes (the tables in
+docs/PERFORMANCE.md ran ``--jobs ours peer texture``; ablations ``--jobs ours ours:shade=0``);
+``one`` runs one method in this process. Methods: ``ours`` (the dnr plugin's ``fit`` + ``evaluate_views``, as
 ``main.py fit dnr`` / ``evaluate`` do), ``texture`` (the texture plugin, the same way) and
 ``peer`` (the plain prototype below). The clock of every method starts before its xatlas atlas
 and rasterization. Each result (held-out PSNR on the test split of 8-bit renders, steps, seconds,
@@ -297,7 +298,9 @@ def main() -> None:
         p.add_argument("--minutes", type=float, default=5.0)
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--set", nargs="*", help="Config overrides of ours/texture, key=value")
-    sub.add_parser("table")
+    tab = sub.add_parser("table")
+    tab.add_argument("--since", default="", help="HH:MM:SS: rows started then or later")
+    tab.add_argument("--until", default="99", help="HH:MM:SS: rows started then or earlier")
     args = ap.parse_args()
     if args.cmd == "captures":
         make_captures(args.names)
@@ -318,12 +321,14 @@ def main() -> None:
             out, _ = p.communicate()
             print(out.strip().splitlines()[-1] if out.strip() else f"failed ({p.returncode})", flush=True)
     else:
-        print_table()
+        print_table(since=args.since, until=args.until)
 
 
-def print_table(minutes: float = 5.0) -> None:
-    """The latest default-settings row of each (capture, method) at ``minutes``, one line per capture."""
+def print_table(minutes: float = 5.0, since: str = "", until: str = "99") -> None:
+    """The latest default-settings row of each (capture, method) at ``minutes`` started between
+    ``since`` and ``until`` (HH:MM:SS, today's runs), one line per capture."""
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if since <= r["started"] <= until]
     latest: dict = {}
     for r in rows:
         if r["minutes"] == minutes and not r["overrides"]:

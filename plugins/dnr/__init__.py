@@ -75,7 +75,7 @@ class Config(FitConfig):
     batch: int = field(default=4, metadata={"help": "random crops (of different frames) per step"})
     crop: int = field(default=64, metadata={"help": "crop edge in pixels (0 = whole frames)"})
     lr_texture: float = field(default=2e-2, metadata={"help": "Adam learning rate of the texture"})
-    dense: int = field(default=16384, metadata={"help": "with texture_skip: random covered training pixels a step "
+    dense: int = field(default=0, metadata={"help": "with texture_skip: random covered training pixels a step "
                                                         "whose texture colour is also fitted to the photo directly, "
                                                         "no U-Net (0 = off)"})
     texture_skip: bool = field(default=True, metadata={"help": "features 0..2 are the colour and the U-Net adds "
