@@ -28,6 +28,8 @@ def window(qtbot, phantom_files, tmp_path, monkeypatch):
     for s in win.edit_panel.sessions.values():  # nothing to ask about when the test closes it
         s.history.mark_saved()
     win.close()
+    win.deleteLater()  # what qtbot.addWidget would do: the C++ side goes before Python exits
+    qtbot.wait(10)
 
 
 def _stroke(win, qtbot, ras_points, kind="axial"):
@@ -151,6 +153,7 @@ def test_autosave_is_offered_back_after_a_crash(window, qtbot, tmp_path):
     assert isinstance(rec, LabelLayer) and rec.name.endswith("(recovered)")
     np.testing.assert_array_equal(np.asarray(rec.data.array), edited)
     other.close()
+    other.deleteLater()
 
 
 def test_ruler_and_region_are_measured_drawn_and_listed(window, qtbot):

@@ -602,7 +602,7 @@ class SegmentationPanel(QWidget):
             if isinstance(dice, (int, float)) and np.isfinite(dice):
                 text += f"; best validation Dice {dice:.3f}"
                 if m.get("validated_on_training_data"):
-                    text += " (on its training case)"
+                    text += " (on training data: its training patches, no case held out)"
             self.model_label.setText(text)
 
     def _error(self, message: str) -> None:
@@ -735,7 +735,14 @@ class SegmentationPanel(QWidget):
         self.loss_curve.setData([], [])
         self.dice_curve.setData([], [])
         self.preview.clear()
-        self.preview.setText("The validation prediction appears here after the first validation.")
+        if len(cases) == 1:
+            # nothing is held out: the Dice curve is measured on the training patches, and there is
+            # no unseen case to preview (say so rather than leave an empty frame)
+            self.preview.setText("One training case: no case is held out, so the Dice curve is measured on "
+                                 "its training patches (training data, not unseen data) and there is no "
+                                 "validation preview. Add a second pair to validate on unseen data.")
+        else:
+            self.preview.setText("The validation prediction appears here after the first validation.")
         self.preview_caption.setText("")
         self._preview_info = {}
         info = self._preview_info

@@ -52,7 +52,8 @@ class ViewPanel(QFrame):
         """Coalesce the many redraw requests one user action causes into one frame."""
         if not self._render_pending:
             self._render_pending = True
-            QTimer.singleShot(0, self._do_render)
+            # with the panel as context: a frame still queued when the panel is deleted never runs
+            QTimer.singleShot(0, self, self._do_render)
 
     def _do_render(self) -> None:
         self._render_pending = False
