@@ -183,3 +183,28 @@ def test_ruler_and_region_are_measured_drawn_and_listed(window, qtbot):
     win.edit_panel.measure_list.setCurrentRow(0)
     win.edit_panel.delete_measure_btn.click()
     assert win.scene.measurements == [region]
+
+
+def test_clean_up_tools_run_in_a_worker_and_undo_in_one_step(window, qtbot):
+    win = window
+    lab = _labels(win)
+    win.scene.selected = lab
+    ep = win.edit_panel
+    ep.session.add_label("ring")
+    value = ep.session.value
+    arr = np.asarray(lab.data.array)
+    k = arr.shape[2] // 2
+    yy, xx = np.mgrid[:arr.shape[0], :arr.shape[1]]
+    r = np.hypot(yy - arr.shape[0] / 2, xx - arr.shape[1] / 2)
+    ring = (r <= 8) & (r >= 5)
+    inside = r < 5
+    arr[:, :, k][inside] = 0
+    arr[:, :, k][ring] = value
+    ep.axis_box.setCurrentText("axial")
+    ep.fill_btn.click()
+    assert ep.status.text() == "fill…"  # the computation went to a worker
+    qtbot.waitUntil(lambda: ep.status.text().startswith("fill:"), timeout=20000)
+    assert np.all(np.asarray(lab.data.array)[:, :, k][inside] == value)
+    assert len(ep.session.history.done) == 1
+    ep.undo()
+    assert not np.any(np.asarray(lab.data.array)[:, :, k][inside] == value)

@@ -100,23 +100,42 @@ class EditSession:
             view.show_brush(ras, b.radius_mm)
 
     # clean-up tools (one undo step each) -----------------------------------------------------------
-    def _run(self, result, value: int, what: str) -> int:
-        mask, box = result
-        change = self.history.apply(mask, value, box, what)
-        self.layer.events.data.emit()
-        return change.n_voxels if change else 0
+    def tool(self, what: str, axis: int | None = None, min_mm3: float = 0.0):
+        """The clean-up ``what`` ("fill", "interpolate", "largest", "islands") split in two: a
+        ``compute()`` that only reads (scipy over the whole volume: seconds on a big scan, so the
+        window runs it in a worker) and an ``apply(result)`` that records it as one undo step
+        (fast; on the UI thread) and returns the voxels changed."""
+        data, value = self.layer.data, self.value
+        compute, new_value = {
+            "fill": (lambda: fill_holes(data, value, axis), value),
+            "interpolate": (lambda: interpolate_slices(data, value, 2 if axis is None else axis), value),
+            "largest": (lambda: keep_largest_component(data, value), 0),
+            "islands": (lambda: remove_islands(data, value, min_mm3), 0),
+        }[what]
+
+        def apply(result) -> int:
+            mask, box = result
+            change = self.history.apply(mask, new_value, box, what)
+            self.layer.events.data.emit()
+            return change.n_voxels if change else 0
+
+        return compute, apply
+
+    def _run(self, what: str, **kw) -> int:
+        compute, apply = self.tool(what, **kw)
+        return apply(compute())
 
     def fill_holes(self, axis: int | None = None) -> int:
-        return self._run(fill_holes(self.layer.data, self.value, axis), self.value, "fill holes")
+        return self._run("fill", axis=axis)
 
     def keep_largest(self) -> int:
-        return self._run(keep_largest_component(self.layer.data, self.value), 0, "keep largest")
+        return self._run("largest")
 
     def remove_islands(self, min_mm3: float) -> int:
-        return self._run(remove_islands(self.layer.data, self.value, min_mm3), 0, "remove islands")
+        return self._run("islands", min_mm3=min_mm3)
 
     def interpolate(self, axis: int) -> int:
-        return self._run(interpolate_slices(self.layer.data, self.value, axis), self.value, "interpolate")
+        return self._run("interpolate", axis=axis)
 
     def axis_of_view(self, normal_ras) -> int:
         return voxel_axis_for_normal(self.layer.data.affine, normal_ras)

@@ -280,13 +280,17 @@ class EditPanel(QWidget):
             self.status.setText("Threshold painting needs an image on the labels' grid; none is loaded.")
 
     def _tool_run(self, what: str) -> None:
+        """Run a clean-up tool: the whole-volume computation in a worker, the edit (one undo
+        step) on the UI thread when it arrives."""
         s = self.session
         if s is None:
             return
         axis = s.axis_of_view({"axial": (0, 0, 1), "coronal": (0, 1, 0), "sagittal": (1, 0, 0)}[self.axis_box.currentText()])
-        n = {"fill": lambda: s.fill_holes(axis), "interpolate": lambda: s.interpolate(axis),
-             "largest": s.keep_largest, "islands": lambda: s.remove_islands(self.island_mm3.value())}[what]()
-        self.status.setText(f"{what}: {n} voxels changed")
+        compute, apply = s.tool(what, axis=axis, min_mm3=self.island_mm3.value())
+        self.status.setText(f"{what}…")
+        self.jobs.submit(lambda _p: compute(), f"Label tool: {what}", lane="view",
+                         on_done=lambda r: self.status.setText(f"{what}: {apply(r)} voxels changed"),
+                         on_error=lambda m: self.status.setText(f"{what} failed: {m}"))
 
     # measurements --------------------------------------------------------------------------------
     def _fill_measurements(self) -> None:
