@@ -214,3 +214,15 @@ def test_copy_checkpoint_replaces_only_checkpoints(tmp_path):
         copy_checkpoint(src, other)
     assert (other / "thesis.docx").read_bytes() == b"precious"
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary folders left behind
+
+
+@pytest.mark.parametrize("field,value,words", [("patch_size", 30, "patch"), ("learning_rate", 0.0, "learning_rate")],
+                         ids=["patch-not-a-multiple-of-4", "learning-rate-zero"])
+def test_settings_out_of_bounds_are_refused_before_training(window, qtbot, field, value, words):
+    """The form meets the same checks as a command line or an edited config.json."""
+    panel = _panel(window)
+    panel.form.set_values(**{field: value})
+    assert panel.form.values()[field] == value  # the form took it: only validate() stands in the way
+    panel.last_error = None
+    panel.train()
+    assert panel.job is None and panel.last_error is not None and words in panel.last_error

@@ -135,8 +135,13 @@ class PluginForm(QWidget):
         return {name: w.value for name, w in self.widgets.items()}
 
     def config(self) -> Any:
-        """A new ``Config`` with the values shown; the dataclass's own checks apply."""
-        return self.config_cls(**self.values())
+        """A new ``Config`` with the values shown, checked by the plugin's own ``validate()`` (the
+        same bounds a command line or a checkpoint's config.json meets): ValueError naming the field."""
+        cfg = self.config_cls(**self.values())
+        check = getattr(cfg, "validate", None)
+        if check is not None:
+            check()
+        return cfg
 
     def set_config(self, config: Any) -> None:
         for name, w in self.widgets.items():
