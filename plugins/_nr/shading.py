@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.model.geometry import Mesh
+from viewer.model.geometry import Mesh, faces_around
 
 __all__ = ["MeshShading", "mesh_shading"]
 
@@ -34,13 +34,8 @@ def _corner_normals(points: np.ndarray, faces: np.ndarray, crease_angle: float) 
     fn = np.cross(pts[faces[:, 1]] - pts[faces[:, 0]], pts[faces[:, 2]] - pts[faces[:, 0]])
     fu = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-300)
     corner_pos = weld[faces].reshape(-1)
-    # every (corner, face touching the corner's position) pair, by sorting the faces' corners
-    order = np.argsort(corner_pos, kind="stable")
-    sorted_pos, sorted_face = corner_pos[order], np.repeat(np.arange(len(faces)), 3)[order]
-    start = np.searchsorted(sorted_pos, corner_pos, "left")
-    count = np.searchsorted(sorted_pos, corner_pos, "right") - start
-    ci = np.repeat(np.arange(len(corner_pos)), count)
-    g = sorted_face[start[ci] + np.arange(len(ci)) - np.repeat(np.cumsum(count) - count, count)]
+    # every (corner, face touching the corner's position) pair: the same adjacency capture shades with
+    ci, g = faces_around(weld, faces, corner_pos)
     own = ci // 3
     keep = np.einsum("ij,ij->i", fu[g], fu[own]) >= np.cos(np.radians(crease_angle))
     keep |= np.linalg.norm(fn, axis=1)[own] == 0

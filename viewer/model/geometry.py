@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Mesh", "PointCloud"]
+__all__ = ["Mesh", "PointCloud", "faces_around"]
 
 
 @dataclass(eq=False)
@@ -93,3 +93,15 @@ def _bounds(points: np.ndarray) -> list[float]:
         return [0.0] * 6
     lo, hi = p.min(0), p.max(0)
     return [float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]), float(lo[2]), float(hi[2])]
+
+
+def faces_around(weld: np.ndarray, faces: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, face) pair with ``face`` touching position ``query[i]``: indices into
+    ``query`` and into ``faces`` (``weld`` maps vertices to positions)."""
+    cw = weld[faces].reshape(-1)
+    order = np.argsort(cw, kind="stable")
+    cw_sorted, cf_sorted = cw[order], np.repeat(np.arange(len(faces)), 3)[order]
+    start = np.searchsorted(cw_sorted, query, "left")
+    count = np.searchsorted(cw_sorted, query, "right") - start
+    qi = np.repeat(np.arange(len(query)), count)
+    return qi, cf_sorted[start[qi] + np.arange(len(qi)) - np.repeat(np.cumsum(count) - count, count)]

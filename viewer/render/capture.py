@@ -23,7 +23,7 @@ import numpy as np
 from vtk.util.numpy_support import numpy_to_vtk
 
 from ..model.camera import Camera, sphere_cameras
-from ..model.geometry import Mesh
+from ..model.geometry import Mesh, faces_around
 from .raster import OffscreenWindow, mesh_polydata, near_far, set_vtk_camera
 from .vtkutil import vtk
 
@@ -74,18 +74,6 @@ def frame_cameras(mesh: Mesh, n: int, size: int, view_angle: float = 40.0, seed:
     return sphere_cameras(n, center, dist, size, view_angle, seed=seed, up=up)
 
 
-def _around(weld: np.ndarray, faces: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (i, face) pair with ``face`` touching position ``query[i]``: indices into
-    ``query`` and into ``faces`` (``weld`` maps vertices to positions)."""
-    cw = weld[faces].reshape(-1)
-    order = np.argsort(cw, kind="stable")
-    cw_sorted, cf_sorted = cw[order], np.repeat(np.arange(len(faces)), 3)[order]
-    start = np.searchsorted(cw_sorted, query, "left")
-    count = np.searchsorted(cw_sorted, query, "right") - start
-    qi = np.repeat(np.arange(len(query)), count)
-    return qi, cf_sorted[start[qi] + np.arange(len(qi)) - np.repeat(np.cumsum(count) - count, count)]
-
-
 def _weld_and_face_normals(points, faces):
     pts = np.asarray(points, float)
     faces = np.asarray(faces, np.int64)
@@ -114,7 +102,7 @@ def smooth_normals(points: np.ndarray, faces: np.ndarray, crease_angle: float = 
         np.add.at(own, faces[:, k], fn)
     own_len = np.linalg.norm(own, axis=1)
     own = _unit(own, np.zeros(3))
-    vi, g = _around(weld, faces, weld)
+    vi, g = faces_around(weld, faces, weld)
     keep = np.einsum("ij,ij->i", fu[g], own[vi]) >= np.cos(np.radians(crease_angle))
     keep |= own_len[vi] == 0  # a vertex of degenerate triangles only: all faces around it
     acc = np.zeros((len(pts), 3))
@@ -132,7 +120,7 @@ def split_creases(mesh: Mesh, crease_angle: float = 40.0) -> Mesh:
     """
     pts, faces, weld, fn, fu = _weld_and_face_normals(mesh.points, mesh.faces)
     corner_pos = weld[faces].reshape(-1)
-    ci, g = _around(weld, faces, corner_pos)
+    ci, g = faces_around(weld, faces, corner_pos)
     own_face = ci // 3
     degenerate = np.linalg.norm(fn, axis=1) == 0
     keep = (np.einsum("ij,ij->i", fu[g], fu[own_face]) >= np.cos(np.radians(crease_angle)))
