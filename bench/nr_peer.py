@@ -13,7 +13,7 @@ Captures (``captures``; 165 cameras on a sphere, 150 train / 15 test, two world-
 * ``NAME-tex-S``: ``main.py capture`` of the mesh as shipped (no uv: capture gives it an xatlas
   atlas and its procedural 1024 px texture); the fit gets the written ``mesh.obj``: WITH uv.
 * ``NAME-vc-S``: a colour scan: the mesh split to >= 50k triangles with per-vertex colours
-  (:func:`viewer.render.capture.scan_colours`), rendered by :func:`render_views`; the fit gets
+  (:func:`viewer.compute.capture.scan_colours`), rendered by :func:`render_views`; the fit gets
   ``mesh.ply`` (colours, normals, NO uv: each method makes its own xatlas atlas).
 
 **Held aside: nut** (``nut-vc-128``, ``nut-tex-256``). Decided before any run: the defaults were
@@ -73,7 +73,7 @@ def shipped(name: str) -> Path:
 
 def two_lights():
     """Key and fill of :func:`default_lights` (two lights fixed in the world, as in the issue)."""
-    from viewer.render.capture import default_lights
+    from viewer.compute.capture import default_lights
 
     return default_lights()[:2]
 
@@ -86,7 +86,7 @@ def capture_vc(name: str, size: int, out: Path, seed: int = 0) -> None:
 
     from viewer.io import load_path
     from viewer.io.meshes import save_mesh
-    from viewer.render.capture import frame_cameras, render_views, scan_colours
+    from viewer.compute.capture import frame_cameras, render_views, scan_colours
 
     mesh = scan_colours(load_path(shipped(name)), seed=seed)
     tmp = out.with_name(out.name + ".partial")
@@ -113,9 +113,9 @@ def capture_vc(name: str, size: int, out: Path, seed: int = 0) -> None:
 
 def capture_tex(name: str, size: int, out: Path, seed: int = 0) -> None:
     """``main.py capture`` of the shipped mesh (xatlas atlas, procedural texture), two lights."""
-    import viewer.render.capture as cap
+    import viewer.compute.capture as cap
 
-    from viewer.cli_capture import capture_dataset
+    from viewer.compute.photoset import capture_dataset
 
     keep = cap.default_lights
     cap.default_lights = lambda up=(0.0, 0.0, 1.0): keep(up)[:2]  # the issue's capture: two lights
@@ -150,12 +150,12 @@ def peer_fit_eval(capture: str, minutes: float, seed: int = 0) -> dict:
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from plugins._nr.metrics import psnr, to_uint8
+    from viewer.analysis.images import psnr, to_uint8
     from plugins._nr.networks import sh_basis
     from viewer.io import load_path
-    from viewer.io.scenes import load_viewset
-    from viewer.render.raster import UVRasterizer
-    from viewer.render.uvatlas import parametrize
+    from viewer.io.photosets import load_viewset
+    from viewer.compute.raster import UVRasterizer
+    from viewer.geometry.uvatlas import parametrize
 
     torch.manual_seed(seed)
     t0 = time.monotonic()
@@ -237,9 +237,9 @@ def peer_fit_eval(capture: str, minutes: float, seed: int = 0) -> dict:
 
 # -- ours (the plugins, as main.py fit / evaluate run them) -----------------------------------
 def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) -> dict:
-    from viewer.cli_fit import evaluate_views
+    from viewer.analysis.images import evaluate_views
     from viewer.io import load_path
-    from viewer.io.scenes import load_viewset
+    from viewer.io.photosets import load_viewset
     from viewer.jobs.progress import Progress
     from viewer.plugins import get_plugin
 

@@ -1,4 +1,4 @@
-"""Benchmark: uv maps per second from :class:`viewer.render.raster.UVRasterizer`.
+"""Benchmark: uv maps per second from :class:`viewer.compute.raster.UVRasterizer`.
 
     .venv/bin/python bench/raster.py [--size 256] [--maps 100] [--rounds 3] [--json OUT.json]
 
@@ -31,7 +31,8 @@ import numpy as np  # noqa: E402
 
 def make_mesh(name: str):
     from viewer.model.geometry import Mesh
-    from viewer.render.uvatlas import parametrize, subdivide, uv_sphere
+    from viewer.geometry.primitives import subdivide, uv_sphere
+    from viewer.geometry.uvatlas import parametrize
 
     if name == "sphere":
         return uv_sphere(224, 224)
@@ -57,8 +58,8 @@ def machine(rast) -> dict:
 
 
 def run(name: str, size: int, maps: int, rounds: int, cull: bool = True) -> dict:
-    from viewer.render.capture import frame_cameras
-    from viewer.render.raster import UVRasterizer
+    from viewer.compute.capture import frame_cameras
+    from viewer.compute.raster import UVRasterizer
 
     mesh = make_mesh(name)
     cams = frame_cameras(mesh, maps, size, 40.0, seed=0)

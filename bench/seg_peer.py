@@ -10,7 +10,7 @@ train, and their steps). By default the two are "ours" (the app's own `unet3d` p
 `train` with the default Config, then its `predict`, flip test-time augmentation included) and
 "peer", the plain recipe below. Both clocks start together (a file barrier) after the data set is
 built, and the budget covers everything after that: preprocessing, training, any validation.
-The test Dice is `viewer.metrics.dice_per_label` for both, on the test cases neither trained on.
+The test Dice is `viewer.analysis.metrics.dice_per_label` for both, on the test cases neither trained on.
 
 The peer (a few dozen lines of MONAI a researcher writes in an afternoon, `peer_train`):
 arrays in RAS voxel order (axis 0 = left-right), z-scored (MONAI `NormalizeIntensity`), padded
@@ -62,7 +62,7 @@ HELD_ASIDE = "frog"
 
 def load_set(name: str):
     """(train cases, test cases) of a data set (see WHAT)."""
-    from viewer.datasets import frog_case, mni152_case, mni152_deep_case, phantom_case, phantom_cases, split_left_right
+    from viewer.samples.datasets import frog_case, mni152_case, mni152_deep_case, phantom_case, phantom_cases, split_left_right
 
     if name == "mni-deep":
         left, right = split_left_right(mni152_deep_case(0))
@@ -146,7 +146,7 @@ def worker(args) -> None:
     import torch
 
     from viewer.jobs.progress import Progress
-    from viewer.metrics import dice_per_label
+    from viewer.analysis.metrics import dice_per_label
     from viewer.plugins import get_plugin
 
     torch.set_num_threads(1)

@@ -40,9 +40,9 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from viewer.datasets import mni152_case, phantom_cases, split_left_right
+    from viewer.samples.datasets import mni152_case, phantom_cases, split_left_right
     from viewer.jobs.progress import TerminalProgress
-    from viewer.metrics import dice_per_label
+    from viewer.analysis.metrics import dice_per_label
     from viewer.plugins import get_plugin
 
     plugin = get_plugin("unet3d", "segmenter")

@@ -5,7 +5,7 @@
 
 A 5 ms ``QTimer`` (``Qt.PreciseTimer``) ticks on the UI thread; a gap between two ticks is
 time in which the window could not react. Training is ``unet3d`` with its default network on
-two CT phantoms (``viewer.demo.ct_phantom(shape=(64, 64, 48), seed=1 and 2)``, one trained
+two CT phantoms (``viewer.samples.demo.ct_phantom(shape=(64, 64, 48), seed=1 and 2)``, one trained
 on, one validated on) for ``--seconds`` of wall-clock budget.
 
 Phases, timed apart:
@@ -85,7 +85,7 @@ def main() -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setStyle("Fusion")
-    from viewer.demo import ct_phantom
+    from viewer.samples.demo import ct_phantom
     from viewer.plugins import Case, get_plugin
     from viewer.ui.segmentation_panel import warm_up
 

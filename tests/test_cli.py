@@ -127,7 +127,7 @@ def _with_outside(kind: str, outside: list[str]):
 @pytest.mark.parametrize("kind", ["volume", "labels", "mesh", "points", "viewset"])
 @pytest.mark.parametrize("outside", [[], ["/etc/passwd", "/data/other/tex.png"]], ids=["none", "two"])
 def test_info_lists_files_pulled_in_from_outside(kind, outside):
-    from viewer.cli import info_dict
+    from viewer.cli.files import info_dict
 
     out = info_dict(_with_outside(kind, outside))
     if outside:

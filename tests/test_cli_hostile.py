@@ -336,13 +336,13 @@ def test_render_overwrite_replaces_an_earlier_render(files, tmp_path):
 
 def test_a_bug_is_one_line_with_its_traceback_kept(tmp_path, capsys, monkeypatch):
     """A programming error (not bad input) says so on one line and keeps the full traceback."""
-    import viewer.cli_seg
+    import viewer.cli.stats
     from viewer.cli import main
 
     def broken(args):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setitem(viewer.cli_seg.HANDLERS, "stats", broken)
+    monkeypatch.setitem(viewer.cli.stats.HANDLERS, "stats", broken)
     monkeypatch.delenv("LUCID3D_DEBUG", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main(["stats", "--mask", "x.nii"]) == 2
@@ -361,14 +361,14 @@ def test_a_bug_is_one_line_with_its_traceback_kept(tmp_path, capsys, monkeypatch
     ("./plain.nii", "./plain.nii"),
 ])
 def test_temporary_names_map_back_to_the_users_path(temp, user):
-    from viewer.cli import user_path
+    from viewer.io.guards import user_path
 
     assert user_path(temp) == user
 
 
 CHATTY = """
 import os, sys, warnings
-import viewer.cli_seg
+import viewer.cli.stats
 from viewer.cli import main
 from viewer.model.errors import LoadError
 
@@ -381,7 +381,7 @@ def chatty(args):
     print("progress line", file=sys.stderr)  # Python's own stderr still reaches the terminal
     raise LoadError(args.mask, "the one line")
 
-viewer.cli_seg.HANDLERS["stats"] = chatty
+viewer.cli.stats.HANDLERS["stats"] = chatty
 sys.exit(main(["stats", "--mask", "scan.nii"]))
 """
 

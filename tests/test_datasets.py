@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from viewer.datasets import (FROG_LABELS, MNI152_DEEP_LABELS, MNI152_LABELS, PHANTOM_LABELS,
+from viewer.samples.datasets import (FROG_LABELS, MNI152_DEEP_LABELS, MNI152_LABELS, PHANTOM_LABELS,
                              PHANTOM_SMALL_LABELS, frog_case, mni152_case, mni152_deep_case, phantom_case,
                              phantom_cases, split_left_right)
 from viewer.model import LabelMap, Volume
@@ -24,7 +24,7 @@ def phantoms():
 @pytest.fixture(scope="module")
 def mni():
     """The 2 mm template, loaded with every network connection refused (it must never download)."""
-    from viewer import datasets
+    from viewer.samples import datasets
 
     def refuse(*a, **k):
         raise AssertionError("loading the MNI152 template tried to open a network connection")

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from viewer import demo
+from viewer.samples import demo
 from viewer.model import LabelMap, Mesh, PointCloud, Volume
 
 

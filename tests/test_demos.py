@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.demos import DEMOS, demo_objects, demo_source
+from viewer.samples.registry import DEMOS, demo_objects, demo_source
 from viewer.model import LoadError
 
 

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "viewer/model": ("PySide6", "vtk", "vtkmodules", "pyvista", "pyvistaqt", "torch", "viewer.ui",
                      "viewer.render", "viewer.jobs", "viewer.io"),
-    "viewer/io": ("PySide6", "pyvistaqt", "viewer.ui", "viewer.jobs", "viewer.render", "viewer.demos",
-                  "viewer.datasets", "torch"),
+    "viewer/io": ("PySide6", "pyvistaqt", "viewer.ui", "viewer.jobs", "viewer.render", "viewer.samples.registry",
+                  "viewer.samples.datasets", "torch"),
     "viewer/edit": ("PySide6", "vtk", "vtkmodules", "pyvista", "pyvistaqt", "torch", "viewer.ui",
                     "viewer.render", "viewer.jobs", "viewer.io"),
     "viewer/render": ("PySide6", "pyvistaqt", "viewer.ui", "viewer.jobs", "torch"),

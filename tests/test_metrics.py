@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from viewer.metrics import dice_per_label, hd95_per_label, label_stats
+from viewer.analysis.metrics import dice_per_label, hd95_per_label, label_stats
 from viewer.model import LabelMap
 
 from .conftest import run_cli
@@ -228,7 +228,7 @@ def test_stats_bad_label_file_is_one_line(tmp_path):
 
 
 def test_confusion_map_counts_match_the_sets():
-    from viewer.metrics import confusion_map
+    from viewer.analysis.metrics import confusion_map
 
     rng = np.random.default_rng(3)
     pred = rng.integers(0, 3, (20, 20, 20)).astype(np.uint8)

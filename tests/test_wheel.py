@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,16 +23,24 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy of the tracked files: setuptools writes build/ and *.egg-info into the
+    # source folder, and a stale egg-info in the checkout would shadow the installed metadata
+    src = tmp_path_factory.mktemp("src")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     # no build isolation: nothing is downloaded, the venv's setuptools builds it
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    str(ROOT), "-w", str(out)], check=True, capture_output=True, timeout=300)
+                    str(src), "-w", str(out)], check=True, capture_output=True, timeout=300)
     (whl,) = out.glob("lucid3d-*.whl")
     return whl
 
 
 def test_wheel_carries_code_resources_and_command(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("viewer/cli.py", "viewer/io/nifti.py", "plugins/unet3d/__init__.py",
+    for required in ("viewer/cli/__init__.py", "viewer/plugins/registry.py", "viewer/io/nifti.py", "plugins/unet3d/__init__.py",
                      "viewer/_resources/presets/window_level.json",
                      "viewer/_resources/presets/volume_rendering.json",
                      "viewer/_resources/icons/lucid3d.svg"):
@@ -40,6 +49,8 @@ def test_wheel_carries_code_resources_and_command(wheel):
     ep = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(ep).decode()
     assert "lucid3d = viewer.cli:main" in text
+    for name in ("unet3d", "texture", "dnr"):  # built-in plugins are found by entry point
+        assert f"{name} = plugins.{name}:PLUGIN" in text
 
 
 def test_installed_wheel_runs_outside_the_checkout(wheel, tmp_path):

@@ -26,9 +26,9 @@ __all__ = ["ViewData", "PixelBatch", "training_size", "make_rasterizer", "prepar
 
 
 def make_rasterizer(mesh: Mesh):
-    """A :class:`viewer.render.raster.UVRasterizer` for ``mesh`` (VTK offscreen; use it in the
+    """A :class:`viewer.compute.raster.UVRasterizer` for ``mesh`` (VTK offscreen; use it in the
     thread that made it). Tests replace this function to run without VTK."""
-    from viewer.render.raster import UVRasterizer
+    from viewer.compute.raster import UVRasterizer
 
     return UVRasterizer(mesh)
 

@@ -33,7 +33,7 @@ from plugins._dist import distributed, finish_distributed
 
 from .checkpoint import mesh_digest, save_checkpoint
 from .data import ViewData, full_batch, prepare_views, random_batch
-from .metrics import psnr
+from viewer.analysis.images import psnr
 from .model import NRModel, composite
 
 __all__ = ["fit_renderer", "split_views", "distributed", "finish_distributed", "orbit_defaults", "ensure_uv"]
@@ -72,7 +72,7 @@ def ensure_uv(mesh: Mesh) -> Mesh:
     """The mesh itself if it has uv, else an xatlas parametrisation of it."""
     if mesh.uv is not None:
         return mesh
-    from viewer.render.uvatlas import parametrize
+    from viewer.geometry.uvatlas import parametrize
 
     return parametrize(mesh)
 

@@ -10,7 +10,7 @@ The normals are computed from points and faces only (never read from the file), 
 which stores points, faces and uv, renders with exactly the normals it was fitted with: each face
 corner gets the area-weighted mean normal of the faces around its POSITION (copies of a vertex
 split along uv seams agree) that lie within ``crease_angle`` degrees of its own face (sharp at
-creases, smooth elsewhere), as ``viewer.render.capture.split_creases`` shades a capture. A pixel's
+creases, smooth elsewhere), as ``viewer.compute.capture.split_creases`` shades a capture. A pixel's
 normal interpolates its triangle's three corner normals with barycentrics recovered from its uv.
 """
 

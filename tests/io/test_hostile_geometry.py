@@ -32,7 +32,7 @@ import pyvista as pv
 from PIL import Image
 
 from viewer.io import load
-from viewer.io.scenes import pixel_budget
+from viewer.io.photosets import pixel_budget
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY_CAP = 1536 << 20  # bytes of address space: VTK's imports fit, a blow-up does not

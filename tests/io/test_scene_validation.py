@@ -155,7 +155,7 @@ def test_deeply_nested_json_is_one_line(tmp_path):
 
 
 def test_demo_sources_need_the_resolver_the_app_passes_in():
-    from viewer.demos import demo_source
+    from viewer.samples.registry import demo_source
     from viewer.io.scene_file import load_source
 
     entry = {"source": "demo:default/0"}

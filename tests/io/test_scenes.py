@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from viewer.io import kind_of, load_path
-from viewer.io.scenes import LLFF_HOLD, load_viewset, read_rgba, save_transforms
+from viewer.io.photosets import LLFF_HOLD, load_viewset, read_rgba, save_transforms
 from viewer.model.camera import Camera, look_at
 from viewer.model.errors import LoadError
 from viewer.model.viewset import Frame, ViewSet

@@ -25,7 +25,7 @@ import pytest
 
 from plugins.unet3d import PLUGIN
 from tests.conftest import ROOT, headless_env
-from viewer.demo import ct_phantom
+from viewer.samples.demo import ct_phantom
 from viewer.jobs.progress import Progress
 
 SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)

@@ -133,9 +133,9 @@ def test_mesh_without_uv_is_parametrized_once(scene, tmp_path, capsys, monkeypat
     def refuse(mesh, *a, **k):
         raise AssertionError("parametrized again")
 
-    import viewer.render.uvatlas
+    import viewer.geometry.uvatlas
 
-    monkeypatch.setattr(viewer.render.uvatlas, "parametrize", refuse)
+    monkeypatch.setattr(viewer.geometry.uvatlas, "parametrize", refuse)
     rc, out, err = _run(capsys, *args)  # the folder holds a checkpoint now: refused without --overwrite
     assert rc == 2 and "--overwrite" in err, err
     rc, out, err = _run(capsys, *args, "--overwrite")

@@ -25,7 +25,7 @@ from plugins.unet3d import PLUGIN, Config, build_network
 from tests.conftest import run_cli
 from tests.plugins import one_thread  # noqa: F401  (autouse: one torch thread)
 from viewer.cli import main as cli_main
-from viewer.demo import LABEL_NAMES, ct_phantom
+from viewer.samples.demo import LABEL_NAMES, ct_phantom
 from viewer.io import load_path
 from viewer.jobs.progress import Progress
 from viewer.model import Volume

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from plugins._nr.checkpoint import FORMAT, load_checkpoint, read_config
-from plugins._nr.metrics import psnr
+from viewer.analysis.images import psnr
 from plugins._nr.networks import LaplacianTexture, UNet2D, _BilinearBag, sh_basis
 from plugins.dnr import PLUGIN as DNR
 from plugins.texture import PLUGIN as TEXTURE
@@ -43,7 +43,7 @@ def capture_scene(out: Path, views: int = VIEWS, size: int = SIZE) -> Path:
     """A Blender-layout capture of pyvista's globe (procedural texture, specular, world lights)."""
     import pyvista.examples
 
-    from viewer.cli_capture import capture_dataset
+    from viewer.compute.photoset import capture_dataset
 
     globe = Path(pyvista.examples.__file__).parent / "globe.vtk"
     capture_dataset(str(globe), str(out), views=views, size=size, test_fraction=TEST_FRACTION, seed=1)
@@ -58,7 +58,7 @@ def scene(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def data(scene):
     from viewer.io import load_path
-    from viewer.io.scenes import load_viewset
+    from viewer.io.photosets import load_viewset
 
     return load_viewset(scene), load_path(scene / "mesh.obj")
 
@@ -212,7 +212,7 @@ def _crease_mesh():
     import pyvista as pv
 
     from viewer.model.geometry import Mesh
-    from viewer.render.uvatlas import parametrize
+    from viewer.geometry.uvatlas import parametrize
 
     cube = pv.Cube().triangulate()
     faces = np.asarray(cube.faces).reshape(-1, 4)[:, 1:]
@@ -223,7 +223,7 @@ def _crease_mesh():
 def test_normals_are_those_the_capture_shades_with(data, which):
     """Corner normals from points and faces alone equal split_creases' (what capture renders)."""
     from plugins._nr.shading import MeshShading
-    from viewer.render.capture import split_creases
+    from viewer.geometry.normals import split_creases
 
     mesh = data[1] if which == "globe" else _crease_mesh()
     reference = split_creases(mesh)  # same faces, same order; vertices split at creases
@@ -329,7 +329,7 @@ def test_scan_colours_makes_a_uv_free_vertex_coloured_mesh(name, min_faces):
     import pyvista.examples
 
     from viewer.io import load_path
-    from viewer.render.capture import scan_colours
+    from viewer.compute.capture import scan_colours
 
     mesh = load_path(Path(pyvista.examples.__file__).parent / f"{name}.ply")
     scan = scan_colours(mesh, seed=3, min_faces=min_faces)

@@ -29,10 +29,10 @@ from plugins._seg.infer import tta_flips
 from plugins._seg.train import dice_scores
 from plugins.unet3d import PLUGIN, Config, UNet3D
 from tests.plugins import one_thread  # noqa: F401  (autouse: one torch thread)
-from viewer.demo import LABEL_NAMES, ct_phantom
+from viewer.samples.demo import LABEL_NAMES, ct_phantom
 from viewer.jobs.progress import Progress
 from viewer.model import LabelMap, Volume
-from viewer.datasets import split_left_right
+from viewer.samples.datasets import split_left_right
 from viewer.plugins import Case, SegmenterPlugin, config_help, get_plugin
 
 SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)  # the default phantom's 192 mm field of view, coarse

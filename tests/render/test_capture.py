@@ -12,9 +12,11 @@ from PIL import Image
 from viewer.cli import main
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
-from viewer.render.capture import frame_cameras, render_views, smooth_normals, split_creases
-from viewer.render.raster import UVRasterizer
-from viewer.render.uvatlas import parametrize, procedural_texture, subdivide, uv_sphere
+from viewer.compute.capture import frame_cameras, render_views
+from viewer.geometry.normals import smooth_normals, split_creases
+from viewer.compute.raster import UVRasterizer
+from viewer.geometry.primitives import procedural_texture, subdivide, uv_sphere
+from viewer.geometry.uvatlas import parametrize
 
 
 @pytest.fixture(scope="module")
@@ -249,10 +251,10 @@ def test_parametrize_survives_large_coordinates_and_degenerate_triangles():
     import subprocess
     import sys
 
-    from viewer.datasets import globe_mesh_path
+    from viewer.samples.datasets import globe_mesh_path
 
     code = ("import dataclasses, numpy as np; from viewer.io import load_path; "
-            "from viewer.render.uvatlas import parametrize; "
+            "from viewer.geometry.uvatlas import parametrize; "
             f"m = dataclasses.replace(load_path({str(globe_mesh_path())!r}), uv=None); p = parametrize(m); "
             "assert p.n_faces == m.n_faces and 0 <= p.uv.min() and p.uv.max() <= 1; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -9,8 +9,9 @@ import pytest
 
 from viewer.model.camera import Camera, look_at
 from viewer.model.geometry import Mesh
-from viewer.render.raster import UVRasterizer, closed_orientation
-from viewer.render.uvatlas import uv_sphere
+from viewer.compute.raster import UVRasterizer
+from viewer.geometry.normals import closed_orientation
+from viewer.geometry.primitives import uv_sphere
 
 # a 2 x 2 square in the plane z = 0, uv = ((x + 1) / 2, (y + 1) / 2)
 PLANE = Mesh(np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], float),

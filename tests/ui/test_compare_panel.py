@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from viewer.metrics import label_stats
+from viewer.analysis.metrics import label_stats
 from viewer.model import LabelLayer, LabelMap, layer_for
 
 pytestmark = pytest.mark.gui

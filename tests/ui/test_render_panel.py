@@ -93,7 +93,7 @@ class StandIn:
 
 @pytest.fixture
 def window(qtbot):
-    from viewer.demo import uv_sphere
+    from viewer.samples.demo import uv_sphere
     from viewer.ui.app import make_window
 
     win = make_window()

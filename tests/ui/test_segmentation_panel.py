@@ -22,7 +22,7 @@ TINY = dict(patch_size=32, minutes=0.25, iters_per_epoch=3, val_every=1, batch_s
 
 @pytest.fixture
 def window(qtbot):
-    from viewer.demo import ct_phantom
+    from viewer.samples.demo import ct_phantom
     from viewer.model import layer_for
     from viewer.ui.app import make_window
 
@@ -159,7 +159,7 @@ def test_cancel_keeps_a_loadable_checkpoint(window, qtbot):
 
 
 def test_folder_pairs_are_listed_not_opened(window, qtbot, tmp_path):
-    from viewer.demo import ct_phantom
+    from viewer.samples.demo import ct_phantom
 
     for seed in (1, 2):
         vol, lab = ct_phantom(shape=(32, 32, 24), seed=seed)

@@ -102,7 +102,7 @@ def test_sparse_points_are_drawn_with_the_frusta():
 
 
 def test_loading_a_photo_set_draws_one_frustum_per_frame(window, qtbot, tmp_path):
-    from viewer.io.scenes import save_transforms
+    from viewer.io.photosets import save_transforms
 
     views = sphere_views(8)
     (tmp_path / "scene").mkdir()
@@ -187,7 +187,7 @@ def test_frame_list_selects_frames(window, qtbot):
 
 def test_scene_file_restores_a_view_set(tmp_path):
     from viewer.io.scene_file import read_scene, restore_layers, save_scene
-    from viewer.io.scenes import save_transforms
+    from viewer.io.photosets import save_transforms
 
     views = sphere_views(4)
     (tmp_path / "photos").mkdir()

@@ -52,19 +52,19 @@ def _is_dicom_file(path: Path) -> bool:
 def kind_of(path: str | Path) -> str:
     """'volume', 'mesh', 'points', 'mesh-or-points' (PLY), 'dicom', 'viewset' or 'scene'.
 
-    'viewset' (posed photos, :mod:`viewer.io.scenes`): a ``transforms*.json`` file, or a folder
+    'viewset' (posed photos, :mod:`viewer.io.photosets`): a ``transforms*.json`` file, or a folder
     holding one or a COLMAP model (``cameras.txt``/``images.txt`` there, in ``sparse/0/`` or in
     ``sparse/``). Other folders are 'dicom'; other ``.json`` files are Lucid3D scene files.
     """
     path = Path(path)
     if path.is_dir():
-        from .scenes import is_viewset_path
+        from .photosets import is_viewset_path
         return "viewset" if is_viewset_path(path) else "dicom"
     suf = _suffix(path)
     if suf == ".ply":
         return "mesh-or-points"
     if suf == ".json":
-        from .scenes import is_viewset_path
+        from .photosets import is_viewset_path
         return "viewset" if is_viewset_path(path) else "scene"
     if suf == ".dcm" or (suf not in VOLUME_SUFFIXES + MESH_SUFFIXES + POINT_SUFFIXES and _is_dicom_file(path)):
         return "dicom"
@@ -102,7 +102,7 @@ def _readers() -> dict[str, Callable[..., Any]]:
         return load_points(path)
 
     def viewset(path: Path, **kw: Any):
-        from .scenes import load_viewset
+        from .photosets import load_viewset
         return load_viewset(path)
 
     return {

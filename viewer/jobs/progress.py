@@ -5,9 +5,41 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable, Union
 
-__all__ = ["Cancelled", "Progress", "TerminalProgress"]
+import numpy as np
+
+__all__ = ["Cancelled", "Progress", "TerminalProgress", "SlicePreview", "ImagePreview", "Preview"]
+
+
+@dataclass(frozen=True)
+class SlicePreview:
+    """A segmenter's prediction on one held-out slice, beside the reference.
+
+    ``prediction`` and ``reference`` (H, W) hold label VALUES (those of the training labels),
+    drawn with row 0 at the top; ``pixel_mm`` (row, column) spacing; ``colors`` maps a label
+    value to RGB in 0..1 (values it lacks are drawn black); ``case`` names the case.
+    """
+
+    case: str
+    prediction: np.ndarray
+    reference: np.ndarray | None
+    pixel_mm: tuple[float, float]
+    colors: dict[int, tuple[float, float, float]]
+
+
+@dataclass(frozen=True)
+class ImagePreview:
+    """A renderer's image of a held-out view: ``image`` (H, W, 3) uint8, ``target`` the photo
+    (same shape) or None, ``view`` its name."""
+
+    view: str
+    image: np.ndarray
+    target: np.ndarray | None = None
+
+
+Preview = Union[SlicePreview, ImagePreview]
 
 
 class Cancelled(Exception):
@@ -21,12 +53,12 @@ class Progress:
     ----------
     on_update : called with (step, total, message); total 0 = unknown.
     on_metrics : called with (step, {name: value}) for curves (loss, val_dice, psnr, ...).
-    on_preview : called with an object to show (an image, a label array).
+    on_preview : called with a :class:`SlicePreview` or :class:`ImagePreview` to show.
     """
 
     def __init__(self, on_update: Callable[[float, float, str], None] | None = None,
                  on_metrics: Callable[[float, dict[str, float]], None] | None = None,
-                 on_preview: Callable[[Any], None] | None = None) -> None:
+                 on_preview: Callable[[Preview], None] | None = None) -> None:
         self._cancel = threading.Event()
         self._on_update, self._on_metrics, self._on_preview = on_update, on_metrics, on_preview
         self.started = time.monotonic()
@@ -55,7 +87,9 @@ class Progress:
             self._on_metrics(float(step), vals)
         self.check()
 
-    def preview(self, obj: Any) -> None:
+    def preview(self, obj: Preview) -> None:
+        if not isinstance(obj, (SlicePreview, ImagePreview)):
+            raise TypeError(f"a preview is a SlicePreview or an ImagePreview, not {type(obj).__name__}")
         if self._on_preview is not None:
             self._on_preview(obj)
 

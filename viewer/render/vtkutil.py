@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+from vtk.util import numpy_support
 
-if not os.environ.get("DISPLAY"):
-    # no X server: offscreen windows go through EGL (Mesa llvmpipe on CPU machines)
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-
-import vtk  # noqa: E402
-from vtk.util import numpy_support  # noqa: E402
-
-from ..model.labels import LabelTable  # noqa: E402
+from ..compute.vtkbase import quiet_vtk, vtk
+from ..model.labels import LabelTable
 
 __all__ = ["image_2d", "colormap_lut", "label_lut", "quiet_vtk", "vtk"]
-
-
-def quiet_vtk() -> None:
-    """Send VTK's warnings to nowhere: a user never sees them, the CLI's stderr stays one line."""
-    out = vtk.vtkStringOutputWindow()
-    vtk.vtkOutputWindow.SetInstance(out)
 
 
 def image_2d(pixels: np.ndarray, origin, spacing, z: float = 0.0,

@@ -43,7 +43,7 @@ def make_window(paths=(), labels=(), demo: bool | str = False, staged: bool = Fa
     if staged:
         win.when_ready(quiet)
     if demo:
-        from ..demos import demo_objects
+        from ..samples.registry import demo_objects
         from ..model import layer_for
 
         name = demo if isinstance(demo, str) else "default"

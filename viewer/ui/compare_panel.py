@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ..metrics import CONFUSION_TABLE, check_same_grid, confusion_map, label_stats
+from ..analysis.metrics import CONFUSION_TABLE, check_same_grid, confusion_map, label_stats
 from ..model import LabelLayer, LabelMap, Scene, layer_for
 from ..model.labels import Label, LabelTable
 

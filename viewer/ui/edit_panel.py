@@ -26,7 +26,6 @@ from ..edit import EditSession, RegionTool, RulerTool
 from ..io import save_nifti
 from ..io.labelfiles import sidecar_path, write_itksnap_labels
 from ..model import ImageLayer, LabelLayer, Scene
-from ..model.errors import LoadError
 
 __all__ = ["EditPanel", "autosave_dir"]
 

@@ -583,7 +583,7 @@ class MainWindow(QMainWindow):
         # everything is read, checked and built in the worker; the scene on screen is replaced
         # only when all of it succeeded, so a bad file leaves it as it was and a dialog says why
         def work(progress):
-            from ..demos import demo_source
+            from ..samples.registry import demo_source
 
             data = read_scene(path)
             layers = restore_layers(data, lambda entry: load_source(entry, demo=demo_source), path=path)

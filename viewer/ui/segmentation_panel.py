@@ -109,7 +109,7 @@ def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
 
 def _dice(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
     try:
-        from ..metrics import dice_per_label
+        from ..analysis.metrics import dice_per_label
     except ImportError:  # the metrics module is optional: plain counting gives the same numbers
         out = {}
         for v in values:

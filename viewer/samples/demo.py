@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .model.geometry import Mesh, PointCloud
-from .model.labels import Label, LabelMap, LabelTable
-from .model.volume import Volume
+from ..model.geometry import Mesh, PointCloud
+from ..model.labels import Label, LabelMap, LabelTable
+from ..model.volume import Volume
 
 __all__ = ["ct_phantom", "textured_mesh", "point_cloud", "demo_layers", "MARKER_RAS",
            "MARKER_RADIUS_MM", "MARKER_HU", "LABEL_NAMES"]
@@ -155,7 +155,7 @@ def _pyvista_globe(folder: Path) -> Mesh:
     import pyvista as pv
     from PIL import Image
 
-    from .io.meshes import polydata_to_mesh
+    from ..io.meshes import polydata_to_mesh
 
     pd = pv.read(folder / "globe.vtk")
     with Image.open(folder / "2k_earth_daymap.jpg") as im:

@@ -3,7 +3,7 @@ shading with white specular highlights under lights fixed in the world, alpha = 
 
 Every view is drawn with the exact camera of :mod:`viewer.model.camera` (explicit projection,
 OpenCV pixel convention) and no anti-aliasing, so its alpha > 0.5 mask is pixel for pixel the
-mask of :class:`viewer.render.raster.UVRasterizer` (``supersample=1``).
+mask of :class:`viewer.compute.raster.UVRasterizer` (``supersample=1``).
 
 Shading, per pixel, with T the texture colour (bilinear, mipmapped), n the normal, L_k the world
 directions towards the lights with intensities I_k, h_k the half-way vectors:
@@ -23,12 +23,13 @@ import numpy as np
 from vtk.util.numpy_support import numpy_to_vtk
 
 from ..model.camera import Camera, sphere_cameras
-from ..model.geometry import Mesh, faces_around
+from ..geometry.normals import smooth_normals, split_creases
+from ..model.geometry import Mesh
 from .raster import OffscreenWindow, mesh_polydata, near_far, set_vtk_camera
-from .vtkutil import vtk
+from .vtkbase import vtk
 
-__all__ = ["Light", "default_lights", "render_views", "frame_cameras", "bounding_sphere", "smooth_normals",
-           "split_creases", "scan_colours"]
+__all__ = ["Light", "default_lights", "render_views", "frame_cameras", "bounding_sphere",
+           "scan_colours"]
 
 
 @dataclass(frozen=True)
@@ -72,73 +73,6 @@ def frame_cameras(mesh: Mesh, n: int, size: int, view_angle: float = 40.0, seed:
     center, radius = bounding_sphere(mesh)
     dist = radius * margin / np.sin(np.radians(view_angle) / 2.0)
     return sphere_cameras(n, center, dist, size, view_angle, seed=seed, up=up)
-
-
-def _weld_and_face_normals(points, faces):
-    pts = np.asarray(points, float)
-    faces = np.asarray(faces, np.int64)
-    _, weld = np.unique(pts, axis=0, return_inverse=True)
-    fn = np.cross(pts[faces[:, 1]] - pts[faces[:, 0]], pts[faces[:, 2]] - pts[faces[:, 0]])
-    fu = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-300)
-    return pts, faces, weld.reshape(-1), fn, fu
-
-
-def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(v, axis=1, keepdims=True)
-    return np.where(norm > 0, v / np.where(norm > 0, norm, 1.0), fallback)
-
-
-def smooth_normals(points: np.ndarray, faces: np.ndarray, crease_angle: float = 40.0) -> np.ndarray:
-    """(N, 3) unit vertex normals, smooth across uv seams.
-
-    Each vertex averages (area-weighted) the normals of all faces around its POSITION (so the
-    copies of a vertex split along a uv seam agree) that lie within ``crease_angle`` degrees of
-    the mean normal of its own faces (a vertex already split along a sharp edge keeps the normal
-    of its side). See :func:`split_creases` to split vertices at sharp edges first.
-    """
-    pts, faces, weld, fn, fu = _weld_and_face_normals(points, faces)
-    own = np.zeros((len(pts), 3))
-    for k in range(3):
-        np.add.at(own, faces[:, k], fn)
-    own_len = np.linalg.norm(own, axis=1)
-    own = _unit(own, np.zeros(3))
-    vi, g = faces_around(weld, faces, weld)
-    keep = np.einsum("ij,ij->i", fu[g], own[vi]) >= np.cos(np.radians(crease_angle))
-    keep |= own_len[vi] == 0  # a vertex of degenerate triangles only: all faces around it
-    acc = np.zeros((len(pts), 3))
-    np.add.at(acc, vi[keep], fn[g[keep]])
-    return _unit(acc, np.array([0.0, 0.0, 1.0]))
-
-
-def split_creases(mesh: Mesh, crease_angle: float = 40.0) -> Mesh:
-    """A copy of ``mesh`` with normals that are sharp at creases and smooth elsewhere.
-
-    Every face corner gets the area-weighted mean normal of the faces around its position
-    whose normal is within ``crease_angle`` degrees of its own face's; a vertex whose corners
-    end up with different normals is split into one vertex per normal (uv, colours copied).
-    Faces keep their order and winding.
-    """
-    pts, faces, weld, fn, fu = _weld_and_face_normals(mesh.points, mesh.faces)
-    corner_pos = weld[faces].reshape(-1)
-    ci, g = faces_around(weld, faces, corner_pos)
-    own_face = ci // 3
-    degenerate = np.linalg.norm(fn, axis=1) == 0
-    keep = (np.einsum("ij,ij->i", fu[g], fu[own_face]) >= np.cos(np.radians(crease_angle)))
-    keep |= degenerate[own_face]
-    acc = np.zeros((3 * len(faces), 3))
-    np.add.at(acc, ci[keep], fn[g[keep]])
-    normals = _unit(acc, np.array([0.0, 0.0, 1.0]))
-    src = faces.reshape(-1)
-    key = np.concatenate([src[:, None].astype(float), np.round(normals, 6)], 1)
-    _, first, new_index = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    keep_src = src[first]
-
-    def take(a):
-        return None if a is None else np.asarray(a)[keep_src]
-
-    return Mesh(pts[keep_src], new_index.reshape(-1, 3), uv=take(mesh.uv), texture=mesh.texture,
-                colors=take(mesh.colors), normals=normals[first], name=mesh.name, source=mesh.source,
-                meta={k: v for k, v in mesh.meta.items() if k != "vmapping"})
 
 
 def _vtk_texture(texture: np.ndarray) -> vtk.vtkTexture:
@@ -280,11 +214,11 @@ def scan_colours(mesh: Mesh, seed: int = 0, min_faces: int = 50_000, texture_siz
     The mesh is split into four at edge midpoints until it has at least ``min_faces`` triangles
     (a scan's colour detail is as fine as its vertices), given normals sharp at creases
     (:func:`split_creases`, as the textured capture does), and each vertex takes the colour of
-    the seeded procedural texture (:func:`viewer.render.uvatlas.procedural_texture`) at its
+    the seeded procedural texture (:func:`viewer.geometry.uvatlas.procedural_texture`) at its
     direction from the bounding-sphere centre (longitude, latitude): detail at several scales that
     no uv atlas of ours was made for, so a renderer has to find its own.
     """
-    from .uvatlas import procedural_texture, subdivide
+    from ..geometry.primitives import procedural_texture, subdivide
 
     if mesh.n_faces == 0:
         raise ValueError("the mesh has no triangles")

@@ -29,11 +29,11 @@ import numpy as np
 from vtk.util.numpy_support import numpy_to_vtk, numpy_to_vtkIdTypeArray, vtk_to_numpy
 
 from ..model.camera import Camera
+from ..geometry.normals import closed_orientation
 from ..model.geometry import Mesh
-from .vtkutil import quiet_vtk, vtk
+from .vtkbase import quiet_vtk, vtk
 
-__all__ = ["UVMap", "UVRasterizer", "mesh_polydata", "set_vtk_camera", "near_far", "OffscreenWindow",
-           "closed_orientation"]
+__all__ = ["UVMap", "UVRasterizer", "mesh_polydata", "set_vtk_camera", "near_far", "OffscreenWindow"]
 
 _MAX_FACES = (1 << 24) - 2  # ids + 1 must fit in 24 bits
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -109,30 +109,6 @@ def set_vtk_camera(vcam: vtk.vtkCamera, camera: Camera, near: float, far: float)
     vcam.SetUseExplicitProjectionTransformMatrix(True)
 
 
-def closed_orientation(points: np.ndarray, faces: np.ndarray) -> int:
-    """+1 if the triangles form closed surfaces, consistently oriented, facing outwards (positive
-    signed volume); -1 if they face inwards; 0 if not closed or not consistently oriented.
-
-    Vertices at the same position count as one (meshes split along uv seams); triangles with
-    two corners at one position are ignored.
-    """
-    pts = np.asarray(points, float)
-    _, weld = np.unique(pts, axis=0, return_inverse=True)
-    f = weld.reshape(-1)[np.asarray(faces, np.int64)]
-    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
-    if len(f) < 4:
-        return 0
-    n = int(weld.max()) + 1
-    u = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
-    v = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
-    fwd, back = np.sort(u * n + v), np.sort(v * n + u)
-    if np.any(fwd[1:] == fwd[:-1]) or not np.array_equal(fwd, back):
-        return 0  # an edge used twice the same way, or without its opposite: open or flipped
-    a, b, c = (pts[np.asarray(faces)[:, k]] for k in range(3))
-    vol = float(np.einsum("ij,ij->", a, np.cross(b, c)))
-    return 1 if vol > 0 else (-1 if vol < 0 else 0)
-
-
 class OffscreenWindow:
     """One offscreen VTK render window (EGL without a display), no anti-aliasing, reused.
 
@@ -186,7 +162,7 @@ class UVRasterizer:
     ----------
     mesh : a :class:`Mesh` with ``uv`` (N, 2) per vertex (origin bottom-left) and at most
         16,777,214 triangles. A mesh whose faces share vertices across uv seams has to be split
-        there first (e.g. :func:`viewer.render.uvatlas.parametrize`): uv is per vertex.
+        there first (e.g. :func:`viewer.geometry.uvatlas.parametrize`): uv is per vertex.
 
     Raises
     ------

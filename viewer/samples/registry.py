@@ -39,7 +39,7 @@ def _build(name: str) -> list[tuple[Any, dict]]:
         return [(case.image, {}), (case.labels, {"opacity": 0.35})]
     if name == "rendering":
         from .datasets import rendering_capture
-        from .io import load_path
+        from ..io import load_path
 
         folder = rendering_capture()
         return [(load_path(folder / "mesh.obj"), {}), (load_path(folder), {})]
@@ -60,6 +60,6 @@ def demo_source(source: str) -> Any:
         name, index = source[len("demo:"):].split("/")
         return demo_objects(name)[int(index)][0]
     except (ValueError, IndexError, KeyError):
-        from .model.errors import LoadError
+        from ..model.errors import LoadError
 
         raise LoadError(source, "unknown demo data") from None

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any, Callable
 
-from .model.errors import LoadError
+from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS"]
 
@@ -40,10 +40,10 @@ def _json_number(x: Any) -> Any:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from .io import load_path
-    from .metrics import check_same_grid, label_stats
+    from ..io import load_path
+    from ..analysis.metrics import check_same_grid, label_stats
 
-    from .io.labelfiles import read_label_file
+    from ..io.labelfiles import read_label_file
 
     named = read_label_file(args.labels) if args.labels else None  # a bad file fails before any volume loads
     mask = load_path(args.mask, as_labels=True)

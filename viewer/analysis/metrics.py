@@ -26,8 +26,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from .model.labels import LabelMap
-from .model.volume import axcodes, voxel_volume_ml
+from ..model.labels import LabelMap
+from ..model.volume import axcodes, voxel_volume_ml
 
 __all__ = ["dice_per_label", "hd95_per_label", "label_stats", "same_grid", "check_same_grid"]
 

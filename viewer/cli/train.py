@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .cli import number_in, only_files, prepare_out_folder, reading, refuse_same_file, validate_options
-from .model.errors import LoadError
+from .common import number_in, only_files, prepare_out_folder, reading, refuse_same_file, validate_options
+from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS", "label_summary", "segmenter_checkpoint_of"]
 
@@ -95,7 +95,7 @@ class _CtrlC:
 def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
     """Image/label pairs -> plugin Cases (+ file hashes); one-line LoadErrors for bad pairs."""
 
-    from .plugins import load_case
+    from ..plugins import load_case
     from plugins._seg.checkpoint import sha256_file
 
     if len(images) != len(labels):
@@ -110,8 +110,8 @@ def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .jobs.progress import TerminalProgress
-    from .plugins import PluginError, get_plugin
+    from ..jobs.progress import TerminalProgress
+    from ..plugins import PluginError, get_plugin
 
     try:
         plugin = get_plugin(args.model, "segmenter")
@@ -155,7 +155,7 @@ def segmenter_checkpoint_of(folder: Path) -> str | None:
     """The plugin name of the segmenter checkpoint ``folder`` holds and nothing else, or None."""
     from plugins._seg.checkpoint import FORMAT
 
-    from .plugins import read_checkpoint_json
+    from ..plugins import read_checkpoint_json
 
     if not only_files(folder, lambda n: n in ("config.json", "model.safetensors")):
         return None
@@ -168,7 +168,7 @@ def segmenter_checkpoint_of(folder: Path) -> str | None:
 
 def label_summary(labels) -> dict[str, dict[str, Any]]:
     """Per label value: name, voxels, volume in mL (what `segment` prints)."""
-    from .model import voxel_volume_ml
+    from ..model import voxel_volume_ml
 
     counts = labels.voxel_counts()
     ml = voxel_volume_ml(labels.affine)
@@ -179,11 +179,11 @@ def label_summary(labels) -> dict[str, dict[str, Any]]:
 def _cmd_segment(args: argparse.Namespace) -> int:
     from plugins._seg.checkpoint import check_prediction_grid
 
-    from .cli import load_input
-    from .io import save_nifti
-    from .jobs.progress import TerminalProgress
-    from .model import Volume
-    from .plugins import plugin_for_checkpoint
+    from .common import load_input
+    from ..io import save_nifti
+    from ..jobs.progress import TerminalProgress
+    from ..model import Volume
+    from ..plugins import plugin_for_checkpoint
 
     out = _nifti_out(args.output)
     unc_out = _nifti_out(args.uncertainty) if args.uncertainty else None
@@ -218,7 +218,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     save_nifti(labels, out, protect=[src, ckpt / "model.safetensors"])
     # the label names and colours beside the mask (ITK-SNAP's format; Slicer and ITK-SNAP read it,
     # and so does Lucid3D when the mask is opened)
-    from .io.labelfiles import sidecar_path, write_itksnap_labels
+    from ..io.labelfiles import sidecar_path, write_itksnap_labels
 
     write_itksnap_labels(labels.table, sidecar_path(out), protect=[src, out])
     if unc_out is not None and unc is not None:

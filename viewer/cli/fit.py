@@ -27,12 +27,12 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .cli import load_input, number_in, only_files, prepare_out_folder, reading, validate_options
-from .model.errors import LoadError
+from .common import load_input, number_in, only_files, prepare_out_folder, reading, validate_options
+from ..model.errors import LoadError
 
-__all__ = ["add_parsers", "HANDLERS", "evaluate_views", "renderer_checkpoint_of"]
+__all__ = ["add_parsers", "HANDLERS", "renderer_checkpoint_of"]
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 MAX_SIZE = 4096  # pixels, as capture: an orbit frame or a training frame's longer side
@@ -88,7 +88,7 @@ def _check_device(device: str) -> None:
 
 
 def _load_scene(path: str):
-    from .io.scenes import load_viewset
+    from ..io.scenes import load_viewset
 
     with reading(path):  # anything else a hostile scene makes the reader raise
         try:
@@ -106,7 +106,7 @@ def _frames(scene, path: str, split: str) -> list:
 
 
 def _load_mesh(path: str):
-    from .model import Mesh
+    from ..model import Mesh
 
     mesh = load_input(path)
     if not isinstance(mesh, Mesh) or mesh.n_faces == 0:
@@ -117,7 +117,7 @@ def _load_mesh(path: str):
 def _load_model(path: str, device: str):
     from plugins._nr.checkpoint import read_config
 
-    from .plugins import plugin_for_checkpoint
+    from ..plugins import plugin_for_checkpoint
 
     _check_device(device)
     p = Path(path)
@@ -134,7 +134,7 @@ def _cached_uv_mesh(out: Path, mesh_sha: str):
 
     from plugins._nr.checkpoint import check_mesh_file, read_checked_config
 
-    from .model import Mesh
+    from ..model import Mesh
 
     try:
         cfg = read_checked_config(out) if out.is_dir() else None
@@ -153,9 +153,9 @@ def _cached_uv_mesh(out: Path, mesh_sha: str):
 def _cmd_fit(args: argparse.Namespace) -> int:
     from plugins._nr.checkpoint import sha256_file
 
-    from .cli_train import _CtrlC
-    from .jobs.progress import Cancelled, TerminalProgress
-    from .plugins import PluginError, get_plugin
+    from .train import _CtrlC
+    from ..jobs.progress import Cancelled, TerminalProgress
+    from ..plugins import PluginError, get_plugin
 
     try:
         plugin = get_plugin(args.method, "renderer")
@@ -230,7 +230,7 @@ def _out_folder(out: Path, protect: list[Path], overwrite: bool) -> None:
 def _write_png(img, path: Path, protect: list[Path]) -> None:
     from PIL import Image
 
-    from .io.common import atomic_path
+    from ..io.common import atomic_path
 
     with atomic_path(path, protect=protect) as tmp:
         Image.fromarray(img).save(tmp, format="PNG")
@@ -239,9 +239,9 @@ def _write_png(img, path: Path, protect: list[Path]) -> None:
 def _cmd_render(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from plugins._nr.metrics import to_uint8
+    from ..analysis.images import to_uint8
 
-    from .model.camera import orbit_cameras
+    from ..model.camera import orbit_cameras
 
     if (args.scene is None) == (args.orbit is None):
         raise LoadError("--scene/--orbit", "give exactly one of --scene DIR or --orbit N")
@@ -277,7 +277,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if mp4:
         import imageio.v3 as iio
 
-        from .io.common import atomic_path
+        from ..io.common import atomic_path
 
         images = [to_uint8(plugin.render(model, cam)) for cam, _ in jobs]
         with atomic_path(out, protect=[ckpt]) as tmp:
@@ -291,25 +291,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_views(plugin, model, frames, background) -> dict[str, Any]:
-    """PSNR and SSIM per frame of the 8-bit render against the photo, both over ``background``."""
-    import numpy as np
-
-    from plugins._nr.metrics import psnr, ssim, to_uint8
-
-    views = []
-    for f in frames:
-        pred = to_uint8(plugin.render(model, f.camera, background)).astype(np.float64) / 255.0
-        gt = f.rgb(background)
-        views.append({"name": f.name, "psnr": psnr(pred, gt), "ssim": ssim(pred, gt)})
-    return {"psnr": float(np.mean([v["psnr"] for v in views])), "ssim": float(np.mean([v["ssim"] for v in views])),
-            "views": views}
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     scene = _load_scene(args.scene)
     frames = _frames(scene, args.scene, args.split)
     plugin, model = _load_model(args.checkpoint, args.device)
+    from ..analysis.images import evaluate_views
+
     result = evaluate_views(plugin, model, frames, scene.background)
     print(json.dumps({**result, "split": args.split, "plugin": plugin.name}))
     return 0

@@ -1,4 +1,4 @@
-"""``capture``: a synthetic posed-photo data set of a textured mesh, in the Blender/nerfstudio
+"""What ``main.py capture`` writes: a synthetic posed-photo data set of a textured mesh, in the Blender/nerfstudio
 layout, for training and testing neural renderers.
 
     python main.py capture MESH --out DIR [--views N] [--size S] [--test-fraction F]
@@ -22,7 +22,6 @@ and the OpenGL-axes camera-to-world ``transform_matrix``), and ``mesh.obj`` + ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -30,40 +29,16 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .cli import number_in, prepare_out_folder
-from .model.errors import LoadError
+from ..io.guards import load_input, prepare_out_folder
+from ..model.errors import LoadError
 
-__all__ = ["add_parsers", "HANDLERS", "capture_dataset", "TEXTURE_SIZE", "VIEW_ANGLE"]
+__all__ = ["capture_dataset", "TEXTURE_SIZE", "VIEW_ANGLE"]
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 TEXTURE_SIZE = 1024  # procedural texture edge (pixels); xatlas packs its charts for this size
 VIEW_ANGLE = 40.0  # degrees, horizontal = vertical (square images)
-
-
-def add_parsers(sub) -> None:
-    c = sub.add_parser("capture", help="render a posed RGBA data set of a textured mesh (Blender layout)")
-    c.add_argument("mesh", metavar="MESH", help="a .obj/.ply/.stl/.vtk/.vtp mesh")
-    c.add_argument("--out", required=True, metavar="DIR", help="new or empty folder to write")
-    c.add_argument("--views", type=int, default=100, help="number of views, train + test (default 100)")
-    c.add_argument("--size", type=int, default=256, help="image edge in pixels (default 256)")
-    c.add_argument("--test-fraction", type=float, default=0.2,
-                   help="share of the views held out for testing, rounded (default 0.2)")
-    c.add_argument("--texture", metavar="IMG", help="texture image to use (else the mesh's own, or procedural)")
-    c.add_argument("--specular", type=float, default=0.5, help="specular coefficient, 0 = matte (default 0.5)")
-    c.add_argument("--seed", type=number_in(int, 0, 2**32 - 1), default=0, help="cameras, split and procedural texture (default 0)")
-    HANDLERS["capture"] = _cmd_capture
-
-
-def _cmd_capture(args: argparse.Namespace) -> int:
-    summary = capture_dataset(args.mesh, args.out, views=args.views, size=args.size,
-                              test_fraction=args.test_fraction, texture=args.texture,
-                              specular=args.specular, seed=args.seed)
-    print(json.dumps(summary))
-    return 0
 
 
 def _check_args(views: int, size: int, test_fraction: float, specular: float) -> tuple[int, int]:
@@ -106,10 +81,10 @@ def _load_texture(path: str) -> np.ndarray:
 def _prepare_mesh(path: str, texture: str | None, seed: int):
     """The mesh to render: loaded, with uv (its own or xatlas), a texture and normals.
     Returns (mesh, uv source, texture source)."""
-    from .cli import load_input
-    from .model.geometry import Mesh
-    from .render.capture import split_creases
-    from .render.uvatlas import parametrize, procedural_texture
+    from ..model.geometry import Mesh
+    from ..geometry.normals import split_creases
+    from ..geometry.primitives import procedural_texture
+    from ..geometry.uvatlas import parametrize
 
     mesh = load_input(path)
     if not isinstance(mesh, Mesh):
@@ -138,8 +113,8 @@ def _prepare_mesh(path: str, texture: str | None, seed: int):
 def _save_and_reload(mesh, folder: Path):
     """Write mesh.obj (+ .mtl, .png) and read it back with our own loader; the reloaded mesh is
     what gets rendered, so the data set's images match the file exactly."""
-    from .io import load_path
-    from .io.meshes import save_mesh
+    from ..io import load_path
+    from ..io.meshes import save_mesh
 
     path = save_mesh(mesh, folder / "mesh.obj")
     for f in folder.iterdir():  # written through mkstemp (0600): give them the folder's umask
@@ -175,7 +150,7 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
     """
     from PIL import Image
 
-    from .render.capture import frame_cameras, render_views
+    from .capture import frame_cameras, render_views
 
     t0 = time.perf_counter()
     n_train, n_test = _check_args(views, size, test_fraction, specular)

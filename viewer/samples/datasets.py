@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .model.labels import Label, LabelMap, LabelTable
-from .model.volume import Volume
-from .plugins import Case
+from ..model.labels import Label, LabelMap, LabelTable
+from ..model.volume import Volume
+from ..plugins import Case
 
 __all__ = ["phantom_case", "phantom_cases", "mni152_case", "mni152_deep_case", "frog_case", "split_left_right",
            "PHANTOM_LABELS", "PHANTOM_SMALL_LABELS", "MNI152_LABELS", "MNI152_DEEP_LABELS", "FROG_LABELS"]
@@ -593,7 +593,7 @@ def rendering_capture(views: int = 120, test: int = 20, size: int = 256, specula
     (``views - test`` training and ``test`` held-out views, Blender layout), rendered once with
     ``capture`` and cached. ``bench/nr_fit.py`` measures on the same mesh and cameras with
     ``capture``'s procedural texture instead of the Earth image."""
-    from .cli_capture import capture_dataset
+    from ..compute.photoset import capture_dataset
 
     folder = cache_dir() / f"capture-globe-{views}-{test}-{size}-{specular:g}-{seed}"
     if not (folder / "transforms_test.json").is_file():

@@ -1,0 +1,59 @@
+"""What every command shares: option types, the paths the user gave, output folders, and
+the one-line errors a hostile file becomes (``reading``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, Callable
+
+
+from ..io.guards import (load_input, only_files, prepare_out_folder, reading, refuse_same_file,
+                         user_path)
+from ..model.errors import LoadError
+
+__all__ = ["CliError", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
+           "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV"]
+
+DEBUG_ENV = "LUCID3D_DEBUG"  # =1: Python warnings, library chatter and full tracebacks are shown
+
+class CliError(Exception):
+    """A usage problem with a one-line message (printed as ``error: ...``, exit 2)."""
+
+
+# Option values --------------------------------------------------------------------------------
+def number_in(kind: type, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` for a finite number within bounds; argparse turns the error into one
+    line naming the option (``argument --minutes: must be in [0, 100000], got -1``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'a whole number' if kind is int else 'a number'}: {text!r}") from None
+        bad = not math.isfinite(value) or (value <= lo if lo_open else value < lo) or \
+            (value >= hi if hi_open else value > hi)
+        if bad:
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"must be in {left}{lo:g}, {hi:g}{right}, got {text}")
+        return value
+
+    return parse
+
+
+def validate_options(cfg: Any, options: dict[str, str]) -> None:
+    """A plugin Config's validate() after options were set on it: a bad field is named by the
+    option that set it (``--patch: ...``), any other by its Config name."""
+    check = getattr(cfg, "validate", None)
+    if check is None:
+        return
+    try:
+        check()
+    except ValueError as exc:
+        field, _, problem = str(exc).partition(": ")
+        raise LoadError(options.get(field, field), problem or str(exc)) from None
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, status 2, as for every other failure
+        raise CliError(f"{self.prog}: {message}")
+

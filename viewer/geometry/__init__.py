@@ -1,0 +1,1 @@
+"""Numpy geometry on model meshes: primitives, normals and UV atlases (xatlas). No VTK, no Qt."""
