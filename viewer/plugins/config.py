@@ -99,7 +99,7 @@ def config_from_dict(config_cls: type, values: Any) -> Any:
     if not isinstance(values, dict):
         raise ValueError(f"config: must be an object, got {type(values).__name__}")
     names = {f.name for f in fields(config_cls)}
-    # values training derives and stores beside the settings (unet3d: mirror_axes), each checked
+    # values training derives and stores beside the settings (e.g. the mirror axes a segmenter chose), each checked
     stored = getattr(config_cls, "STORED_EXTRA", {})
     unknown = sorted(set(values) - names - set(stored))
     if unknown:
