@@ -36,14 +36,11 @@ class PluginInfo:
     distribution: str
     plugin: Any = None
     problem: str | None = None
+    kind: str | None = None  # "segmenter" or "renderer" when the object says so
 
     @property
     def available(self) -> bool:
         return self.plugin is not None
-
-    @property
-    def kind(self) -> str | None:
-        return getattr(self.plugin, "kind", None)
 
 
 # what a caller will call (the Protocols in contract.py)
@@ -71,8 +68,8 @@ def _load(ep: Any) -> PluginInfo:
     needs = _NEEDS[kind]
     missing = [m for m in needs if not hasattr(obj, m)]
     if missing:
-        return PluginInfo(ep.name, ep.value, dist, problem=f"lacks {', '.join(missing)} of a {kind}")
-    return PluginInfo(getattr(obj, "name", None) or ep.name, ep.value, dist, plugin=obj)
+        return PluginInfo(ep.name, ep.value, dist, problem=f"lacks {', '.join(missing)} of a {kind}", kind=kind)
+    return PluginInfo(getattr(obj, "name", None) or ep.name, ep.value, dist, plugin=obj, kind=kind)
 
 
 def _entry_points() -> list[Any]:
