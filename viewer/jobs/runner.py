@@ -46,14 +46,17 @@ LANES = {"io": 2, "view": 1, "train": 1}  # lane -> worker threads
 HEAVY_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
 
 
-def background_priority(nice: int = BACKGROUND_NICE) -> None:
+def background_priority(nice: int | None = None) -> None:
     """Give the calling (worker) thread a lower CPU priority than the UI thread.
 
     On Linux ``nice`` is per thread and inherited by the threads it creates, so torch's
     intra-op (OpenMP) threads started from a worker run at the same low priority: when training
     holds both cores, the scheduler still hands the UI thread the CPU the moment it has an
-    event to handle. Elsewhere, or where it is not allowed, this does nothing.
+    event to handle. Elsewhere, or where it is not allowed, this does nothing. ``nice``
+    defaults to the module's ``BACKGROUND_NICE`` at call time (``bench/ui_stall.py --nice 0``
+    measures the window without it).
     """
+    nice = BACKGROUND_NICE if nice is None else nice
     try:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
