@@ -7,14 +7,17 @@ class draws in the window (a pyvistaqt interactor) and offscreen for ``main.py s
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from psygnal import Signal
 
-from ..model import ImageLayer, LabelLayer, Layer, Scene
+from ..model import ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene
 from .slicing import SliceImage, extract_slice, plane_axes, slice_step
 from .vtkutil import colormap_lut, image_2d, label_lut, vtk
+
+if TYPE_CHECKING:
+    from .slice_cuts import CutVisual
 
 __all__ = ["SliceView", "VIEW_COLORS", "direction_letter"]
 
@@ -142,6 +145,7 @@ class SliceView:
         self._render = render or (lambda: None)
         self.u, self.v, self.n = plane_axes(orientation)
         self.visuals: dict[int, _SliceVisual] = {}
+        self.cuts: dict[int, "CutVisual"] = {}  # meshes and point clouds: where they cross the plane
         self.stack = vtk.vtkImageStack()
         renderer.AddViewProp(self.stack)
         renderer.SetBackground(0, 0, 0)
@@ -232,6 +236,12 @@ class SliceView:
 
     # scene events ---------------------------------------------------------------------------
     def _on_inserted(self, index: int, layer: Layer) -> None:
+        if isinstance(layer, (MeshLayer, PointsLayer)) and id(layer) not in self.cuts:
+            from .slice_cuts import CutVisual
+
+            self.cuts[id(layer)] = CutVisual(self, layer)
+            self.request_render()
+            return
         if not isinstance(layer, (ImageLayer, LabelLayer)) or id(layer) in self.visuals:
             return
         vis = _SliceVisual(self, layer)
@@ -249,6 +259,10 @@ class SliceView:
         self._update_overlays()
 
     def _on_removed(self, index: int, layer: Layer) -> None:
+        cut = self.cuts.pop(id(layer), None)
+        if cut is not None:
+            cut.close()
+            self.request_render()
         vis = self.visuals.pop(id(layer), None)
         if vis is None:
             return
@@ -279,6 +293,8 @@ class SliceView:
             if old is not None and abs(float(self.n @ ras) - old.depth) < 1e-9:
                 continue  # the cursor moved within this plane: same cut
             vis.recut()
+        for cut in self.cuts.values():
+            cut.recut()
         self._update_overlays()
         self.request_render()
 
@@ -465,3 +481,6 @@ class SliceView:
         for vis in self.visuals.values():
             vis.close()
         self.visuals.clear()
+        for cut in self.cuts.values():
+            cut.close()
+        self.cuts.clear()
