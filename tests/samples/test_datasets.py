@@ -1,107 +1,32 @@
-"""Built-in data sets: the CT phantom (and its small organs), the MNI152 template (and its deep grey
-nuclei), the frog, hemisphere splitting."""
+"""Built-in data sets besides the CT phantom (test_phantom.py): the MNI152 template (and its deep grey
+nuclei), the frog, hemisphere splitting; all reachable through ``viewer.samples.datasets``."""
 
 from __future__ import annotations
 
 import socket
-import time
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from viewer.samples.datasets import (FROG_LABELS, MNI152_DEEP_LABELS, MNI152_LABELS, PHANTOM_LABELS,
-                             PHANTOM_SMALL_LABELS, frog_case, mni152_case, mni152_deep_case, phantom_case,
-                             phantom_cases, split_left_right)
-from viewer.model import LabelMap, Volume
-
-
-@pytest.fixture(scope="module")
-def phantoms():
-    return phantom_cases(4, first_seed=10)
+from viewer.samples.datasets import (FROG_LABELS, MNI152_DEEP_LABELS, MNI152_LABELS, frog_case, mni152_case,
+                                     mni152_deep_case, phantom_case, split_left_right)
+from viewer.samples.phantom import LIVER, SPLEEN
 
 
 @pytest.fixture(scope="module")
 def mni():
     """The 2 mm template, loaded with every network connection refused (it must never download)."""
-    from viewer.samples import datasets
+    from viewer.samples import brain
 
     def refuse(*a, **k):
         raise AssertionError("loading the MNI152 template tried to open a network connection")
 
-    datasets._mni152_arrays.cache_clear()  # really read the files here
+    brain._mni152_arrays.cache_clear()  # really read the files here
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket, "create_connection", refuse)
         mp.setattr(socket.socket, "connect", refuse)
         return mni152_case(2)
-
-
-# CT phantom ------------------------------------------------------------------------------------
-def test_phantom_is_deterministic_and_seeds_differ():
-    a, b, c = phantom_case(3), phantom_case(3), phantom_case(4)
-    assert np.array_equal(a.image.array, b.image.array) and np.array_equal(a.labels.array, b.labels.array)
-    assert not np.array_equal(a.image.array, c.image.array)
-    # the anatomy differs, not just the noise
-    assert np.mean(a.labels.array != c.labels.array) > 0.01
-    assert [x.name for x in phantom_cases(2, first_seed=3)] == [a.name, c.name]
-
-
-def test_phantom_geometry_and_types(phantoms):
-    for case in phantoms:
-        img, lab = case.image, case.labels
-        assert isinstance(img, Volume) and isinstance(lab, LabelMap)
-        assert img.modality == "CT" and img.array.dtype == np.int16 and lab.array.dtype == np.uint8
-        assert img.shape == lab.shape == (96, 96, 64)
-        assert np.allclose(img.affine, lab.affine) and img.axcodes == "LPS"
-        assert np.allclose(img.spacing, (2.0, 2.0, 2.5))
-        assert np.allclose(img.center_world(), 0.0, atol=1e-9)  # the grid is centred at world 0
-        assert {l.value: l.name for l in lab.table} == PHANTOM_LABELS
-
-
-def test_phantom_hounsfield_ranges(phantoms):
-    for case in phantoms:
-        hu, lab = case.image.array.astype(float), case.labels.array
-        corner = hu[:5, :5, :]  # outside the body
-        assert abs(corner.mean() + 1000) < 5 and 8 < corner.std() < 22  # air plus ~15 HU noise
-        assert hu.min() >= -1024 and 900 <= hu.max() <= 1400
-        # each organ's core, away from partial-volume edges
-        inner = {v: ndimage.binary_erosion(lab == v) for v in PHANTOM_LABELS}
-        med = {v: float(np.median(hu[m])) for v, m in inner.items()}
-        assert 45 <= med[1] <= 75 and 30 <= med[2] <= 60 and 15 <= med[3] <= 45  # liver, spleen, kidneys
-        assert 250 <= med[4] <= 1250  # bone: cancellous to cortical
-        body = hu > -500
-        assert 0.2 < body.mean() < 0.75
-        # subcutaneous fat exists: plenty of voxels near -100 HU
-        assert np.mean((hu > -140) & (hu < -60)) > 0.02
-
-
-def test_phantom_labels_present_plausible_and_placed(phantoms):
-    vols = []
-    for case in phantoms:
-        lab, img = case.labels, case.image
-        ml = lab.volumes_ml()
-        assert set(ml) == {1, 2, 3, 4}
-        assert 100 < ml[1] < 700 and 15 < ml[2] < 200 and 15 < ml[3] < 200 and 40 < ml[4] < 400
-        assert ml[1] == max(ml[v] for v in (1, 2, 3))  # the liver is the largest organ
-        centroid = {v: img.index_to_world(np.argwhere(lab.array == v).mean(0)) for v in (1, 2, 3)}
-        assert centroid[1][0] > 10 and centroid[2][0] < -10  # liver: patient's right (+x), spleen left
-        assert centroid[3][1] < centroid[1][1]  # kidneys posterior to the liver
-        # kidneys are two separate blobs, one per side
-        _, n = ndimage.label(lab.array == 3)
-        assert n >= 2
-        # every labelled voxel is inside the body, never in air
-        assert img.array[lab.array > 0].min() > -600
-        vols.append(ml[1])
-    assert len(set(np.round(vols, 3))) == len(vols)  # sizes vary between seeds
-
-
-def test_phantom_other_grid_and_speed():
-    t = time.perf_counter()
-    phantom_case(0)
-    assert time.perf_counter() - t < 1.5
-    small = phantom_case(1, shape=(48, 40, 32), spacing=(4.0, 4.5, 5.0))
-    assert small.image.shape == (48, 40, 32) and np.allclose(small.image.spacing, (4.0, 4.5, 5.0))
-    assert set(small.labels.volumes_ml()) == {1, 2, 3, 4}
 
 
 # MNI152 ----------------------------------------------------------------------------------------
@@ -157,37 +82,14 @@ def test_split_left_right_on_lps_phantom():
     assert left.image.index_to_world([0, 0, 0])[0] < 0 < right.image.index_to_world([0, 0, 0])[0]
     assert np.array_equal(np.concatenate([right.image.array, left.image.array]), case.image.array)
     # the liver sits on the right, the spleen on the left
-    assert 1 in right.labels.voxel_counts() and 2 in left.labels.voxel_counts()
-    assert right.labels.voxel_counts()[1] > left.labels.voxel_counts().get(1, 0)
+    assert LIVER in right.labels.voxel_counts() and SPLEEN in left.labels.voxel_counts()
+    assert right.labels.voxel_counts()[LIVER] > left.labels.voxel_counts().get(LIVER, 0)
+    assert left.labels.voxel_counts()[SPLEEN] > right.labels.voxel_counts().get(SPLEEN, 0)
     shifted = phantom_case(5)
     shifted.image.affine[0, 3] += 500.0  # all of it now lies at x > 0
     shifted.labels.affine[0, 3] += 500.0
     with pytest.raises(ValueError, match="one side"):
         split_left_right(shifted)
-
-
-# small structures ------------------------------------------------------------------------------
-SMALL_GRID = dict(shape=(128, 128, 80), spacing=(1.5, 1.5, 2.0))
-
-
-@pytest.mark.parametrize("seed", [0, 100, 101], ids=["train-seed-0", "test-seed-100", "test-seed-101"])
-def test_phantom_small_organs(seed):
-    case = phantom_case(seed, small_organs=True, **SMALL_GRID)
-    plain = phantom_case(seed, **SMALL_GRID)
-    lab, hu = case.labels, case.image.array.astype(float)
-    assert {l.value: l.name for l in lab.table} == PHANTOM_SMALL_LABELS
-    ml = lab.volumes_ml()
-    assert set(ml) == {1, 2, 3} and all(0.3 < v < 6.0 for v in ml.values()), ml  # small: a few mL at most
-    # the big organs are still in the image, unlabelled: only the small ones' voxels changed much
-    changed = np.abs(hu - plain.image.array.astype(float)) > 60
-    assert changed[lab.array == 0].mean() < 0.002
-    centroid = {v: case.image.index_to_world(np.argwhere(lab.array == v).mean(0)) for v in (1, 3)}
-    assert centroid[1][0] > 10 and centroid[3][0] < 5  # gallbladder on the right (liver side), pancreas left
-    inner = {v: ndimage.binary_erosion(lab.array == v) for v in (1, 2, 3)}
-    assert -15 < np.median(hu[inner[1]]) < 40  # bile, darker than the liver around it
-    _, n_adrenals = ndimage.label(lab.array == 2)
-    assert n_adrenals >= 2  # one above each kidney
-    assert np.array_equal(case.image.array, phantom_case(seed, small_organs=True, **SMALL_GRID).image.array)
 
 
 @pytest.fixture(scope="module")

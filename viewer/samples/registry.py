@@ -26,19 +26,19 @@ def _build(name: str) -> list[tuple[Any, dict]]:
         objs = demo_layers()
         return [(o, {"render_mode": "ct_bone"} if getattr(o, "modality", "") == "CT" else {}) for o in objs]
     if name == "segmentation":
-        from .datasets import phantom_cases
+        from .phantom import phantom_cases
 
         out: list[tuple[Any, dict]] = []
         for case in phantom_cases(2, first_seed=0):
             out += [(case.image, {"visible": not out}), (case.labels, {"visible": not out})]
         return out
     if name == "brain":
-        from .datasets import mni152_case
+        from .brain import mni152_case
 
         case = mni152_case()
         return [(case.image, {}), (case.labels, {"opacity": 0.35})]
     if name == "rendering":
-        from .datasets import rendering_capture
+        from .rendering import rendering_capture
         from ..io import load_path
 
         folder = rendering_capture()
