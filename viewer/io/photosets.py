@@ -27,30 +27,25 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..model.camera import Camera
 from ..model.errors import LoadError
-from ..model.geometry import PointCloud
 from ..model.viewset import Frame, ViewSet
-from .common import (atomic_path, available_memory, note_outside_file, open_image_header, quiet_pillow,
-                     require_file, require_regular_file)
+from .colmap import LLFF_HOLD, colmap_dir, load_colmap
+from .common import atomic_path, note_outside_file, require_file
+from .photos import IMAGE_EXTS, check_pixel_budget, find_image, image_size, pixel_budget, read_mask, read_rgba
 
+# read_rgba, pixel_budget (photos.py) and LLFF_HOLD (colmap.py) are re-exported: callers import them from here
 __all__ = ["load_viewset", "save_transforms", "is_viewset_path", "read_rgba", "pixel_budget", "LLFF_HOLD"]
 
 SPLITS = ("train", "val", "test")
-LLFF_HOLD = 8
-"""COLMAP scenes: every ``LLFF_HOLD``-th image (by name, from the first) is a test image."""
 _SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
-_COLMAP_MODELS = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4}
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _PINHOLE_NAMES = ("PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "PERSPECTIVE")
 _BLENDER_FILE = re.compile(r"^transforms_(train|val|test)\.json$", re.IGNORECASE)
-PIXEL_BUDGET_CAP = 16 << 30
-"""Most bytes a scene's decoded photos may take (RGBA, 4 bytes a pixel, + 1 a mask pixel)."""
 
 
 # -- what is a view set -------------------------------------------------------------------------
@@ -58,14 +53,6 @@ PIXEL_BUDGET_CAP = 16 << 30
 def _is_transforms_name(name: str) -> bool:
     low = name.lower()
     return low.startswith("transforms") and low.endswith(".json") and not low.endswith(".lucid3d.json")
-
-
-def _colmap_dir(folder: Path) -> Path | None:
-    """The folder holding the COLMAP model: ``folder``, ``folder/sparse/0`` or ``folder/sparse``."""
-    for d in (folder, folder / "sparse" / "0", folder / "sparse"):
-        if any((d / f).is_file() for f in ("cameras.txt", "images.txt", "cameras.bin", "images.bin")):
-            return d
-    return None
 
 
 def is_viewset_path(path: str | Path) -> bool:
@@ -77,103 +64,8 @@ def is_viewset_path(path: str | Path) -> bool:
                 return True
         except OSError:
             return False
-        return _colmap_dir(path) is not None
+        return colmap_dir(path) is not None
     return _is_transforms_name(path.name)
-
-
-# -- images ----------------------------------------------------------------------------------
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
-    if a.dtype.kind in "ui":  # 16-bit (or 32-bit holding 16-bit) samples
-        return np.clip(np.rint(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
-    a = np.nan_to_num(a.astype(np.float64))
-    if a.size and a.max() <= 1.0:
-        a = a * 255.0
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-
-
-def _pil_array(path: Path, what: str, grey: bool = False, owner: object = None) -> np.ndarray:
-    """The image's samples as Pillow gives them (palette and odd modes -> RGB(A); ``grey``: L).
-    Only a regular file under Pillow's pixel limit is decoded (see ``open_image_header``)."""
-    shown, prefix = (path, "") if owner is None else (owner, f"its {what} {path}: ")
-    try:  # Pillow's warnings on odd metadata would be extra lines on stderr: not shown
-        with quiet_pillow(), open_image_header(path, owner, what) as im:
-            im.load()
-            if im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "1") and not im.mode.startswith("I;16"):
-                im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
-            if grey and im.mode in ("LA", "RGB", "RGBA"):
-                im = im.convert("L")
-            return np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as exc:  # a truncated or corrupt pixel stream
-        raise LoadError(shown, f"{prefix}cannot read the {what} ({type(exc).__name__}: {exc})") from None
-
-
-def read_rgba(path: str | Path, owner: object = None) -> np.ndarray:
-    """Read an image as (H, W, 4) uint8 RGBA, row 0 at the top.
-
-    Grey and RGB get alpha 255; 16-bit grey is scaled by 1/257; 16-bit RGB(A) PNGs go through
-    Pillow's 8-bit conversion; palette images keep their transparency.
-
-    Raises
-    ------
-    LoadError : the file is missing, not a regular file or not an image; with ``owner`` (the
-        file the user opened) the message names ``owner`` first.
-    """
-    a = _to_uint8(_pil_array(Path(path), "image", owner=owner))
-    a = a[..., None] if a.ndim == 2 else a
-    c = a.shape[2]
-    out = np.empty(a.shape[:2] + (4,), np.uint8)
-    out[..., :3] = a[..., :3] if c >= 3 else a[..., :1]
-    out[..., 3] = a[..., c - 1] if c in (2, 4) else 255
-    return out
-
-
-def _read_mask(path: Path, owner: object) -> np.ndarray:
-    """(H, W) bool: True where the mask is at least half on (8-bit, 16-bit or 0/1 masks)."""
-    a = _pil_array(path, "mask", grey=True, owner=owner)
-    if a.dtype == np.bool_:
-        return a.copy()
-    a = a.astype(np.float64)
-    top = a.max() if a.size else 0.0
-    return a >= 0.5 if top <= 1.0 else a >= (127.5 if top <= 255 else 32767.5)
-
-
-def _find_image(base: Path, file_path: str, owner: Path, what: str = "image") -> Path | None:
-    """``file_path`` under ``base``, as given or with an image extension added; a name that
-    exists but is no regular file (a FIFO, a device) is refused rather than opened."""
-    p = base / file_path
-    for q in [p] + [p.with_name(p.name + ext) for ext in _IMAGE_EXTS]:
-        if (q.exists() or q.is_symlink()) and not q.is_dir():
-            require_regular_file(q, owner, what)
-            return q
-    return None
-
-
-def pixel_budget() -> int:
-    """Bytes the decoded photos of one scene may take: a quarter of the memory available now,
-    at most :data:`PIXEL_BUDGET_CAP`. Training then scales, composites and caches the frames
-    (several more copies at the training size), so the photos themselves get a quarter."""
-    return int(min(available_memory() / 4, PIXEL_BUDGET_CAP))
-
-
-def _image_size(path: Path, owner: Path, what: str = "image") -> tuple[int, int]:
-    """(width, height) from the image's header: no pixel is decoded."""
-    with open_image_header(path, owner, what) as im:
-        return im.size
-
-
-def _check_pixel_budget(opened: Path, sizes: list[tuple[int, int, int]]) -> None:
-    """Refuse, before any photo is decoded, a scene whose photos (w, h, bytes a pixel) would
-    take more than :func:`pixel_budget` once decoded."""
-    total, limit = sum(w * h * b for w, h, b in sizes), pixel_budget()
-    if total > limit:
-        raise LoadError(opened, f"its {len(sizes)} images need {total / 2**30:.1f} GiB decoded, more "
-                                f"than the {limit / 2**30:.1f} GiB allowed (a quarter of the available "
-                                "memory, at most 16 GiB): use downscaled images (e.g. images_4)")
 
 
 # -- transforms.json --------------------------------------------------------------------------
@@ -303,13 +195,13 @@ def _transforms_entries(src: Path, file_split: str | None, meta: dict) -> tuple[
             raise LoadError(src, f"{where}: needs file_path and transform_matrix")
         rel = str(fr["file_path"])
         where = f"frame {i} ({rel})"
-        img_path = _find_image(src.parent, rel, src)
+        img_path = find_image(src.parent, rel, src)
         if img_path is None:
             raise LoadError(src, f"{where}: image {rel} not found (tried it as given and with "
-                                 f"{', '.join(e for e in _IMAGE_EXTS if e.islower())})")
+                                 f"{', '.join(e for e in IMAGE_EXTS if e.islower())})")
         mask_path = None
         if fr.get("mask_path"):
-            mask_path = _find_image(src.parent, str(fr["mask_path"]), src, "mask")
+            mask_path = find_image(src.parent, str(fr["mask_path"]), src, "mask")
             if mask_path is None:
                 raise LoadError(src, f"{where}: mask {fr['mask_path']} not found")
         if "split" in fr:
@@ -336,7 +228,7 @@ def _transforms_frame(e: dict) -> Frame:
     c2w_gl = _pose(fr["transform_matrix"], where, src)
     mask = None
     if e["mask"] is not None:
-        mask = _read_mask(e["mask"], src)
+        mask = read_mask(e["mask"], src)
         if mask.shape != (h, w):
             raise LoadError(src, f"{where}: mask {e['mask'].name} is {mask.shape[1]}x{mask.shape[0]} "
                                  f"but the image is {w}x{h}")
@@ -373,143 +265,12 @@ def _load_transforms_set(path: Path) -> ViewSet:
         meta.setdefault("transforms", {k: v for k, v in top.items() if k != "frames" and "_filenames" not in k})
     # every photo's size from its header first: a scene too large to hold is refused before
     # a single photo is decoded
-    sizes = [(*_image_size(e["image"], e["src"]), 4) for e in entries]
-    sizes += [(*_image_size(e["mask"], e["src"], "mask"), 1) for e in entries if e["mask"] is not None]
-    _check_pixel_budget(path, sizes)
+    sizes = [(*image_size(e["image"], e["src"]), 4) for e in entries]
+    sizes += [(*image_size(e["mask"], e["src"], "mask"), 1) for e in entries if e["mask"] is not None]
+    check_pixel_budget(path, sizes)
     frames = [_transforms_frame(e) for e in entries]
     return ViewSet(frames, background=background or (1.0, 1.0, 1.0), name=folder.name,
                    source=str(path), meta=meta)
-
-
-# -- COLMAP text models ----------------------------------------------------------------------
-
-def _data_lines(path: Path) -> Iterable[tuple[int, str]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise LoadError(path, f"cannot read it ({exc.strerror or exc})") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.lstrip().startswith("#"):
-            yield n, line
-
-
-def _read_colmap_cameras(path: Path) -> dict[int, tuple[str, int, int, list[float]]]:
-    cams = {}
-    for n, line in _data_lines(path):
-        tok = line.split()
-        if not tok:
-            continue
-        try:
-            cid, model, w, h = int(tok[0]), tok[1].upper(), int(tok[2]), int(tok[3])
-            params = [float(t) for t in tok[4:]]
-        except (ValueError, IndexError):
-            raise LoadError(path, f"line {n}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS...") from None
-        if model not in _COLMAP_MODELS:
-            raise LoadError(path, f"camera {cid} uses the {model} model; only PINHOLE and SIMPLE_PINHOLE "
-                                  "are supported (undistort with `colmap image_undistorter` first)")
-        if len(params) != _COLMAP_MODELS[model] or not all(map(math.isfinite, params)):
-            raise LoadError(path, f"line {n}: {model} needs {_COLMAP_MODELS[model]} finite parameters")
-        cams[cid] = (model, w, h, params)
-    if not cams:
-        raise LoadError(path, "no cameras")
-    return cams
-
-
-def _read_colmap_images(path: Path) -> list[tuple[np.ndarray, np.ndarray, int, str]]:
-    """(qvec, tvec, camera_id, name) per image; each image line is followed by its 2D points line."""
-    out = []
-    lines = iter(_data_lines(path))
-    for n, line in lines:
-        tok = line.split()
-        if not tok:
-            continue
-        try:
-            vals = [float(t) for t in tok[1:8]]
-            cid, name = int(tok[8]), " ".join(tok[9:])
-            int(tok[0])
-        except (ValueError, IndexError):
-            raise LoadError(path, f"line {n}: expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME") from None
-        if not name:
-            raise LoadError(path, f"line {n}: the image has no name")
-        next(lines, None)  # the POINTS2D line (may be empty)
-        q, t = np.array(vals[:4]), np.array(vals[4:])
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(t))):
-            raise LoadError(path, f"line {n}: the pose of {name} has NaN or infinite values")
-        if np.linalg.norm(q) < 1e-6:
-            raise LoadError(path, f"line {n}: the pose of {name} is not invertible (zero quaternion)")
-        out.append((q, t, cid, name))
-    if not out:
-        raise LoadError(path, "no images")
-    return out
-
-
-def _read_colmap_points(path: Path) -> PointCloud | None:
-    pts, cols = [], []
-    for n, line in _data_lines(path):
-        tok = line.split()
-        if not tok:
-            continue
-        try:
-            xyz, rgb = [float(t) for t in tok[1:4]], [int(t) for t in tok[4:7]]
-            if len(xyz) != 3 or len(rgb) != 3:
-                raise ValueError
-        except ValueError:
-            raise LoadError(path, f"line {n}: expected POINT3D_ID X Y Z R G B ERROR TRACK...") from None
-        pts.append(xyz)
-        cols.append(rgb)
-    if not pts:
-        return None
-    return PointCloud(np.array(pts), np.clip(np.array(cols), 0, 255).astype(np.uint8), name="points3D",
-                      source=str(path))
-
-
-def _load_colmap(folder: Path, model: Path) -> ViewSet:
-    missing = [f for f in ("cameras.txt", "images.txt") if not (model / f).is_file()]
-    if missing:
-        if (model / "cameras.bin").is_file() or (model / "images.bin").is_file():
-            raise LoadError(model, "binary COLMAP models are not supported: convert it with "
-                                   "`colmap model_converter --output_type TXT`")
-        raise LoadError(model, f"the COLMAP model lacks {' and '.join(missing)}")
-    cams = _read_colmap_cameras(model / "cameras.txt")
-    images = sorted(_read_colmap_images(model / "images.txt"), key=lambda r: r[3])
-    points = _read_colmap_points(model / "points3D.txt") if (model / "points3D.txt").is_file() else None
-    root = folder
-    if model == folder and folder.name == "sparse":  # opened SCENE/sparse itself
-        root = folder.parent
-    elif model == folder and folder.parent.name == "sparse":  # opened SCENE/sparse/0 itself
-        root = folder.parent.parent
-    dirs = [d for d in (root / "images", model / "images", root) if d.is_dir()]
-    meta: dict = {"format": "colmap", "model": str(model),
-                  "split_rule": f"every {LLFF_HOLD}th image by name is test"}
-    found = []  # (image path, width, height) from the headers: nothing decoded yet
-    for q, t, cid, name in images:
-        if cid not in cams:
-            raise LoadError(model / "images.txt", f"image {name} uses camera {cid}, which cameras.txt lacks")
-        img_path = next((d / name for d in dirs if ((d / name).exists() or (d / name).is_symlink())
-                         and not (d / name).is_dir()), None)
-        if img_path is None:
-            raise LoadError(folder, f"image {name} not found in {root / 'images'}")
-        w, h = _image_size(img_path, folder)
-        _, cw, ch, _ = cams[cid]
-        if (cw, ch) != (w, h):
-            raise LoadError(folder, f"image {name} is {w}x{h} but camera {cid} says {cw}x{ch}")
-        note_outside_file(meta, root / "images.txt", img_path)  # outside the scene's folder?
-        found.append((img_path, w, h))
-    _check_pixel_budget(folder, [(w, h, 4) for _, w, h in found])
-    frames = []
-    for i, ((q, t, cid, name), (img_path, w, h)) in enumerate(zip(images, found)):
-        rgba = read_rgba(img_path, owner=folder)
-        if rgba.shape[:2] != (h, w):  # the header and the pixels disagree: a corrupt file
-            raise LoadError(folder, f"image {name}: its pixels are not the {w}x{h} its header says")
-        kind, _, _, p = cams[cid]
-        fx, fy, cx, cy = (p[0], p[0], p[1], p[2]) if kind == "SIMPLE_PINHOLE" else tuple(p)
-        try:
-            cam = Camera.from_colmap(q, t, fx, fy, cx, cy, w, h, name=Path(name).name)
-        except ValueError as exc:
-            raise LoadError(folder, f"image {name}: {exc}") from None
-        split = "test" if i % LLFF_HOLD == 0 else "train"
-        frames.append(Frame(cam, rgba, name=Path(name).name, split=split))
-    return ViewSet(frames, points=points, name=root.name, source=str(folder), meta=meta)
 
 
 # -- public ------------------------------------------------------------------------------------
@@ -547,7 +308,7 @@ def load_viewset(path: str | Path) -> ViewSet:
     require_file(path)  # `fit` and `evaluate` come here directly: no FIFO or device either
     if path.is_file():
         if path.name.lower() in ("cameras.txt", "images.txt", "points3d.txt"):
-            return _load_colmap(path.parent, path.parent)
+            return load_colmap(path.parent, path.parent)
         if path.suffix.lower() != ".json":
             raise LoadError(path, "not a transforms .json file or a scene folder")
         return _load_transforms_set(path)
@@ -557,11 +318,11 @@ def load_viewset(path: str | Path) -> ViewSet:
         raise LoadError(path, f"cannot list the folder ({exc.strerror or exc})") from None
     if has_transforms:
         return _load_transforms_set(path)
-    model = _colmap_dir(path)
+    model = colmap_dir(path)
     if model is None:
         raise LoadError(path, "no transforms.json, transforms_train.json or COLMAP model "
                               "(cameras.txt, images.txt) here or in sparse/0/")
-    return _load_colmap(path, model)
+    return load_colmap(path, model)
 
 
 def save_transforms(path: str | Path, items: ViewSet | Sequence[Frame] | Sequence[Camera], *,
