@@ -1,4 +1,8 @@
-"""Method plugins (one package each) behind the contract in ``viewer/plugins.py``.
+"""Lucid3D's built-in method plugins, one package each, registered in pyproject.toml's
+``lucid3d.plugins`` entry points exactly as a third-party package registers its own.
 
-Empty until the segmentation and neural-rendering issues add their methods.
+Each package is light to import (a ``Config`` and the plugin object, behind the contract in
+``viewer.plugins``): its network, training and checkpoint code, and torch and MONAI with them,
+load on the first call that needs them. ``_seg`` and ``_nr`` hold what the segmenters and the
+neural renderers share.
 """

@@ -1,18 +1,18 @@
 """Renderer checkpoints: a folder ``CKPT/`` with ``mesh.npz``, ``model.safetensors`` and
-``config.json``, each written to a temporary file and renamed (``viewer.io.common.atomic_path``).
+``config.json``; the weights and the config are written and read by :mod:`viewer.plugins.checkpoint`
+(atomic, hash-checked, safetensors only), the mesh here.
 
 config.json (``"format": "lucid3d-renderer"``) holds the plugin and its Config, the background
 colour, the training size, the metrics, orbit defaults, the mesh's source path and SHA-256, and
 the SHA-256 of the stored mesh arrays and of the weights file. The mesh (points, faces, uv: what
 the rasterizer needs) sits inside the folder, so a checkpoint renders with nothing else. Files
 are written mesh, weights, config: the config names the others' hashes, so a crash never leaves
-a set that loads as if whole. Weights are read with safetensors only (no pickle).
+a set that loads as if whole.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -20,60 +20,21 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from viewer.io.common import atomic_path, require_regular_file
 from viewer.model.errors import LoadError
 from viewer.model.geometry import Mesh
-from viewer.plugins import (SEED_MAX, Range, check_json_object, check_weights_fit, config_from_dict, nested,
-                            numbers, of_type,
-                            read_checkpoint_json, validate_config)
+from viewer.plugins import (Range, check_json_object, config_from_dict, nested, numbers, of_type,
+                            read_checkpoint_json)
+from viewer.plugins.checkpoint import load_weights, write_checkpoint
 
 from .model import NRModel
+from .plugin import FORMAT
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "sha256_file",
-           "FIT_BOUNDS", "TEXTURE_BUDGET", "validate_fit_config", "check_texture", "read_checked_config",
-           "check_mesh_file"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "read_checked_config",
+           "check_mesh_file", "read_cached_mesh"]
 
-FORMAT = "lucid3d-renderer"
-
-# Bounds of the settings every renderer shares (plugins/_nr/plugin.py FitConfig); each plugin's
-# Config.validate() adds its own. A checkpoint's config.json is checked against them before
-# anything is built from it.
-FIT_BOUNDS = {
-    "size": Range(0, 4096), "minutes": Range(0, 100_000), "iters": Range(0, 100_000_000), "batch": Range(1, 64),
-    "crop": Range(0, 4096), "lr": Range(0, 1, lo_open=True), "lr_texture": Range(0, 10, lo_open=True),
-    "lr_decay": Range(0, 1, lo_open=True), "val_every": Range(1, 100_000_000), "val_views": Range(0, 100_000),
-    "seed": Range(0, SEED_MAX),
-    "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
-}
-# Texture elements (texels of every pyramid level x channels): 2^29 float32 is 2 GB, and Adam
-# keeps two more of it while fitting. A 2048 DNR texture (16 channels) is 89 M.
-TEXTURE_BUDGET = 1 << 29
 MAX_MESH_POINTS = 50_000_000  # a checkpoint's stored mesh, before any of it is read
-
-
-def validate_fit_config(config, bounds: dict) -> None:
-    """The shared settings plus ``bounds``; a fit with no step limit and no time limit never ends."""
-    validate_config(config, {**FIT_BOUNDS, **bounds})
-    if config.iters == 0 and config.minutes == 0:
-        raise ValueError("iters: 0 (no step limit) with minutes 0 (no time limit) would never stop")
-
-
-def check_texture(size: int, levels: int, channels: int) -> None:
-    """ValueError if a Laplacian texture of this finest edge, levels and channels is over budget."""
-    texels = sum(max(2, int(size) >> i) ** 2 for i in range(int(levels)))
-    if texels * channels > TEXTURE_BUDGET:
-        raise ValueError(f"texture_size: {size} x {levels} levels x {channels} channels is "
-                         f"{texels * channels * 4 / 2**30:.1f} GB of texture (at most {TEXTURE_BUDGET * 4 / 2**30:.0f})")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def mesh_digest(mesh: Mesh) -> str:
@@ -106,25 +67,16 @@ def save_checkpoint(model: NRModel, directory: str | os.PathLike,
     old = read_config(directory, quiet=True)
     if not mesh_file.is_file() or (old or {}).get("mesh", {}).get("sha256") != digest:
         _save_mesh(model.mesh, mesh_file)
-    if state is None:
-        net = model.net.module if hasattr(model.net, "module") else model.net
-        state = net.state_dict()
-    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    weights = directory / "model.safetensors"
-    with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "plugin": model.plugin})
     cfg = {
         "format": FORMAT, "version": 1, "plugin": model.plugin, "config": model.config,
         "background": [float(c) for c in model.background], "train_size": list(model.train_size),
         "mesh": {"file": "mesh.npz", "sha256": digest, "n_points": model.mesh.n_points,
                  "n_faces": model.mesh.n_faces, "source": model.meta.get("mesh_source"),
                  "source_sha256": model.meta.get("mesh_source_sha256")},
-        "orbit": model.meta.get("orbit"), "scene": model.meta.get("scene"),
-        "metrics": model.metrics, "weights_sha256": sha256_file(weights),
+        "orbit": model.meta.get("orbit"), "scene": model.meta.get("scene"), "metrics": model.metrics,
     }
-    with atomic_path(directory / "config.json") as tmp:
-        tmp.write_text(json.dumps(cfg, indent=1))
-    return directory
+    return write_checkpoint(directory, model.net if state is None else state, cfg,
+                            metadata={"format": FORMAT, "plugin": model.plugin})
 
 
 def read_config(directory: str | os.PathLike, quiet: bool = False) -> dict[str, Any] | None:
@@ -226,29 +178,12 @@ def check_mesh_file(path: Path, n_points: int, n_faces: int) -> None:
         raise LoadError(path, f"unreadable mesh ({' '.join(str(exc).split())[:200]})") from None
 
 
-def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.nn.Module],
-                    device: str = "cpu") -> NRModel:
-    """Read a checkpoint folder; ``build(config_dict)`` makes the empty network.
-
-    Before anything is built: every field of config.json is checked (types, bounds, the plugin's
-    Config.validate()), the weights' and the mesh's SHA-256 against the config, the array headers
-    in mesh.npz against the config's counts, and the tensor names and shapes in the weights'
-    header against the network ``build`` makes on torch's 'meta' device. Raises LoadError (one
-    line, naming the file) for a folder that is not ours, an edited or damaged config, a damaged
-    or altered weights or mesh file, or weights that do not fit the network the config describes.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise LoadError(directory, "a renderer checkpoint is a folder (config.json, model.safetensors, mesh.npz)")
-    cfg = read_checked_config(directory)
-    cfg_path = directory / "config.json"
-    weights, mesh_file = directory / "model.safetensors", directory / cfg["mesh"]["file"]
-    for f in (weights, mesh_file):
-        if not f.exists():
-            raise LoadError(f, "missing: the checkpoint is incomplete")
-        require_regular_file(f)
-    if cfg["weights_sha256"] != sha256_file(weights):
-        raise LoadError(weights, "the weights file is truncated or does not belong to this config")
+def _read_mesh(directory: Path, cfg: dict[str, Any]) -> Mesh:
+    """The checkpoint's mesh, checked against the config (counts in the npy headers before any
+    array is read, then the arrays' digest and the face indices)."""
+    mesh_file = directory / cfg["mesh"]["file"]
+    if not mesh_file.exists() and not mesh_file.is_symlink():
+        raise LoadError(mesh_file, "missing: the checkpoint is incomplete")
     check_mesh_file(mesh_file, cfg["mesh"]["n_points"], cfg["mesh"]["n_faces"])
     try:
         with np.load(mesh_file, allow_pickle=False) as z:
@@ -260,21 +195,41 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
     faces = np.asarray(mesh.faces)
     if faces.size and (faces.min() < 0 or faces.max() >= mesh.n_points) or not np.all(np.isfinite(mesh.points)):
         raise LoadError(mesh_file, "the mesh has faces out of range or non-finite points")
+    return mesh
+
+
+def read_cached_mesh(directory: str | os.PathLike, source_sha256: str | None) -> Mesh | None:
+    """The parametrized mesh an earlier fit into ``directory`` stored, if it was made from the mesh
+    file of this SHA-256; None otherwise (no checkpoint there, another mesh, anything unreadable:
+    it is just computed again)."""
+    directory = Path(directory)
+    if not source_sha256 or not directory.is_dir():
+        return None
     try:
-        check_weights_fit(weights, lambda: build(dict(cfg.get("config", {}))))
-    except ValueError as exc:
-        raise LoadError(cfg_path, f"the weights do not fit the network it describes: {exc}") from None
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise LoadError(weights, f"unreadable weights ({' '.join(str(exc).split())})") from None
-    net = build(cfg.get("config", {}))
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise LoadError(weights, "the weights do not fit the network in config.json "
-                                 f"({str(exc).splitlines()[0]})") from None
-    net.to(device).eval()
+        cfg = read_checked_config(directory)
+        if cfg["mesh"].get("source_sha256") != source_sha256:
+            return None
+        return _read_mesh(directory, cfg)
+    except LoadError:
+        return None
+
+
+def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.nn.Module],
+                    device: str = "cpu") -> NRModel:
+    """Read a checkpoint folder; ``build(config_dict)`` makes the empty network.
+
+    Before anything is built: every field of config.json is checked (types, bounds, the plugin's
+    Config.validate()), the mesh (:func:`check_mesh_file`, its digest), then the weights as
+    :func:`viewer.plugins.checkpoint.load_weights` checks them. Raises LoadError (one line,
+    naming the file) for a folder that is not ours, an edited or damaged config, a damaged or
+    altered weights or mesh file, or weights that do not fit the network the config describes.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise LoadError(directory, "a renderer checkpoint is a folder (config.json, model.safetensors, mesh.npz)")
+    cfg = read_checked_config(directory)
+    mesh = _read_mesh(directory, cfg)
+    net = load_weights(directory, cfg, lambda: build(dict(cfg.get("config", {}))), device)
     if device == "cpu":
         net.to(memory_format=torch.channels_last)  # as fitted: the same kernels, the same pixels
     meta = {"mesh_source": cfg["mesh"].get("source"), "mesh_source_sha256": cfg["mesh"].get("source_sha256"),

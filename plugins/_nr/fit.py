@@ -1,8 +1,8 @@
 """The fitting loop every neural renderer shares: Adam on L1 between the composited render and
 the photo over the scene's background, a few random crops per step, a wall-clock budget and an
 iteration cap, held-out PSNR every ``val_every`` steps, the best checkpoint (by held-out PSNR) on
-disk while fitting, cancel and Ctrl-C honoured, DistributedDataParallel under torchrun (gloo on
-CPU, NCCL on GPUs; rank 0 validates and decides when all ranks stop).
+disk while fitting, cancel and Ctrl-C honoured, DistributedDataParallel under torchrun (the budget,
+cancel, the weights kept and the ranks are :class:`viewer.plugins.training.TrainingRun`'s).
 
 Held-out frames: the scene's val split if it has one, else its test split, else up to
 ``val_views`` training frames (said so in the metrics). During fitting at most ``val_views`` of
@@ -14,36 +14,28 @@ scores weights the test views never chose.
 
 from __future__ import annotations
 
-import gc
 import os
-import time
 from dataclasses import asdict
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from viewer.jobs.progress import Cancelled, Progress
+from viewer.analysis.images import psnr, to_uint8
+from viewer.jobs.progress import ImagePreview, Progress
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame, ViewSet
+from viewer.plugins.training import TrainingRun
 
-from plugins._dist import distributed, finish_distributed
-
-from .checkpoint import mesh_digest, save_checkpoint
+from .checkpoint import mesh_digest, read_cached_mesh, save_checkpoint
 from .data import ViewData, full_batch, prepare_views, random_batch
-from viewer.analysis.images import psnr
 from .model import NRModel, composite
 
-__all__ = ["fit_renderer", "split_views", "distributed", "finish_distributed", "orbit_defaults", "ensure_uv"]
+__all__ = ["fit_renderer", "split_views", "orbit_defaults", "ensure_uv"]
 
 
 LOSS_EVERY = 25  # steps between points of the training-loss curve (held-out PSNR: val_every)
-
-
-class _Stop(Exception):
-    """Leave the loop: time budget, iterations or cancel."""
 
 
 def split_views(views: ViewSet | Sequence[Frame], val_views: int) -> tuple[list[Frame], list[Frame], str]:
@@ -97,8 +89,8 @@ def orbit_defaults(mesh: Mesh, cameras: Sequence[Camera]) -> dict[str, Any]:
 
 
 def _score(net: torch.nn.Module, views: Sequence[ViewData], background, device: str,
-           preview: bool = False) -> tuple[list[float], np.ndarray | None]:
-    """PSNR of each held-out view at the training size; the first view's render as uint8."""
+           preview: bool = False) -> tuple[list[float], ImagePreview | None]:
+    """PSNR of each held-out view at the training size; the first view's render beside its photo."""
     net.eval()
     scores, first = [], None
     with torch.inference_mode():
@@ -107,50 +99,49 @@ def _score(net: torch.nn.Module, views: Sequence[ViewData], background, device: 
             img = composite(rgb, alpha, background)[0].permute(1, 2, 0).clamp(0, 1).cpu()
             scores.append(psnr(img, v.target))
             if preview and first is None:
-                first = (img.numpy() * 255.0 + 0.5).astype(np.uint8)
+                first = ImagePreview(view=v.name, image=to_uint8(img.numpy()), target=to_uint8(v.target.numpy()))
     net.train()
     return scores, first
 
 
 def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progress: Progress, *,
                  plugin: str, build: Callable[[dict, dict], torch.nn.Module],
-                 checkpoint_path: str | os.PathLike | None = None,
-                 mesh_source: str | None = None, mesh_source_sha256: str | None = None,
-                 scene: str | None = None) -> NRModel:
+                 checkpoint_dir: str | os.PathLike | None = None,
+                 sources: Mapping[str, str] | None = None) -> NRModel:
     """Fit ``build(config_dict, init)`` (a :class:`~plugins._nr.model.RendererNet`) to the photos.
 
     Parameters
     ----------
     views : a ViewSet (train split fitted, val/test held out) or a list of frames.
-    mesh : the scene's mesh (world frame of the cameras); parametrized with xatlas if it has no uv.
+    mesh : the scene's mesh (world frame of the cameras); parametrized with xatlas if it has no uv,
+        unless ``checkpoint_dir`` holds an earlier fit's parametrization of the same mesh file
+        (``sources["mesh_sha256"]``).
     cfg : the plugin's Config; fields used: size, minutes, iters, batch, crop, lr, lr_texture,
         lr_decay, val_every, val_views, seed, device.
-    progress : reports (update, metrics with loss and psnr, a held-out preview) and cancel.
+    progress : reports (update, metrics with loss and psnr, a held-out ImagePreview) and cancel.
     plugin : the plugin's name (stored in the checkpoint).
     build : makes the network from the config dict and ``init`` ({"mean_rgb": (3,)}).
-    checkpoint_path : folder the best checkpoint is kept in while fitting (rank 0 only).
+    checkpoint_dir : folder the kept checkpoint is written to while fitting (by rank 0 only).
+    sources : {"mesh": path, "mesh_sha256": hex, "scene": path}, stored as provenance.
 
     Returns
     -------
-    NRModel with the best weights by held-out PSNR and metrics.
+    NRModel with the kept weights (the best by val PSNR, else the latest) and metrics.
     """
-    rank, world = distributed()
-    device = str(cfg.device)
-    if device.startswith("cuda") and world > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        torch.cuda.set_device(device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed + 1000 * rank)
-    t0 = time.monotonic()
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes and cfg.minutes > 0 else float("inf")
+    sources = dict(sources or {})
     iters = int(cfg.iters) if cfg.iters and cfg.iters > 0 else 10**9
-    if not np.isfinite(deadline) and iters >= 10**9:
+    if not (cfg.minutes and cfg.minutes > 0) and iters >= 10**9:
         raise ValueError("give a time budget (minutes) or a number of iterations")
+    run = TrainingRun(progress, minutes=cfg.minutes, device=cfg.device, seed=cfg.seed, max_steps=iters)
+    device = run.device
+    rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
 
     train_frames, held_frames, held_from = split_views(views, cfg.val_views)
     if not train_frames:
         raise ValueError("no training frames")
     background = tuple(float(c) for c in (views.background if isinstance(views, ViewSet) else (1.0, 1.0, 1.0)))
+    if mesh.uv is None and checkpoint_dir:
+        mesh = read_cached_mesh(checkpoint_dir, sources.get("mesh_sha256")) or mesh
     progress.update(0, 0, "parametrizing the mesh" if mesh.uv is None else "rasterizing the views")
     mesh = ensure_uv(mesh)
     n_all = len(train_frames) + len(held_frames)
@@ -173,10 +164,7 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     pool_uv = torch.cat([v.uv.reshape(-1, 2)[v.covered] for v in train]) if dense > 0 else None
     if device == "cpu":
         net = net.to(memory_format=torch.channels_last)
-    run_net: torch.nn.Module = net
-    if world > 1:
-        run_net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device] if device.startswith("cuda") else None)
+    step_net = run.parallel(net)
     tex = [p for n, p in net.named_parameters() if n.startswith("texture.")]
     rest = [p for n, p in net.named_parameters() if not n.startswith("texture.")]
     groups = [{"params": tex, "lr": cfg.lr_texture, "base_lr": cfg.lr_texture}]
@@ -185,74 +173,41 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     opt = torch.optim.Adam(groups, fused=device == "cpu" or device.startswith("cuda"))
     aux_weight = float(config.get("aux_weight", 0.0))
 
-    meta = {"mesh_source": mesh_source, "mesh_source_sha256": mesh_source_sha256,
+    meta = {"mesh_source": sources.get("mesh"), "mesh_source_sha256": sources.get("mesh_sha256"),
             "mesh_sha256": mesh_digest(mesh), "orbit": orbit_defaults(mesh, [f.camera for f in train_frames]),
-            "scene": scene}
+            "scene": sources.get("scene")}
     model = NRModel(net=net, plugin=plugin, config=config, mesh=mesh, background=background,
                     train_size=(train[0].shape[1], train[0].shape[0]), meta=meta, device=device)
-    best: dict[str, Any] = {"psnr": -float("inf"), "state": None, "step": 0}
+    # only a val split may choose among checkpoints; a watched test split must not
+    run.choose_best = held_from == "val"
     history: list[dict[str, float]] = []
-    step, last_val_s, running, n_running, last_report = 0, 0.0, 0.0, 0, 0.0
+    running, n_running, last_report = 0.0, 0, 0.0
     window_loss, window_n = 0.0, 0  # the loss curve gets a point every LOSS_EVERY steps
-    stop_reason = "iterations"
-    gc.freeze()  # long-lived tensors out of full collections (stalls of the window's event loop)
-
-    def fraction() -> float:
-        f = step / iters
-        if np.isfinite(deadline):
-            f = max(f, (time.monotonic() - t0) / (deadline - t0))
-        return min(1.0, f)
-
-    def report(call, *args, **kwargs) -> None:
-        """Reports never raise Cancelled inside the loop: it is acted on at the next stop check."""
-        try:
-            call(*args, **kwargs)
-        except Cancelled:
-            pass
-
-    def stop_now(code: int) -> int:
-        """0 go on, 1 budget, 2 cancelled, 3 iterations: rank 0's decision, on every rank."""
-        if world == 1:
-            return code
-        flag = torch.tensor([float(code)], device=device if device.startswith("cuda") else "cpu")
-        dist.broadcast(flag, 0)
-        return int(flag.item())
 
     def validate() -> None:
-        nonlocal last_val_s
-        tv = time.monotonic()
-        scores, preview = _score(net, val, background, device, preview=True)
-        last_val_s = time.monotonic() - tv
+        with run.validation():
+            scores, preview = _score(net, val, background, device, preview=True)
         mean = float(np.mean(scores))
-        entry = {"step": step, "seconds": round(time.monotonic() - t0, 2), "psnr": mean,
+        entry = {"step": run.step, "seconds": round(run.elapsed(), 2), "psnr": mean,
                  "loss": running / max(1, n_running)}
         history.append(entry)
         if preview is not None:
             progress.preview(preview)
-        report(progress.metrics, step, loss=entry["loss"], psnr=mean)
-        # only a val split may choose among checkpoints; a watched test split must not
-        if mean > best["psnr"] or held_from != "val":
-            best.update(psnr=mean, state={k: v.detach().clone() for k, v in net.state_dict().items()}, step=step)
-            if checkpoint_path:
-                model.metrics = _metrics(best, history, step, t0, "in progress", held_from, val, None)
-                save_checkpoint(model, checkpoint_path, state=best["state"])
+        run.report(progress.metrics, run.step, loss=entry["loss"], psnr=mean)
+        if run.keep(mean, net, run.step) and checkpoint_dir:
+            model.metrics = _metrics(run, history, "in progress", held_from, val, None)
+            save_checkpoint(model, checkpoint_dir, state=run.best_state)
 
     net.train()
-    try:
+    run.begin()
+    with run.loop():
         while True:
-            want = 0
-            if rank == 0:
-                want = (2 if progress.cancelled else 3 if step >= iters
-                        else 1 if time.monotonic() + last_val_s >= deadline else 0)
-            code = stop_now(want)
-            if code:
-                stop_reason = {1: "time budget", 2: "cancelled", 3: "iterations"}[code]
-                raise _Stop
-            lr_scale = float(cfg.lr_decay) ** fraction()
+            run.check()
+            lr_scale = float(cfg.lr_decay) ** run.fraction()
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_scale
             batch, target = random_batch(train, int(cfg.batch), int(cfg.crop), rng, device)
-            rgb, alpha, feats = run_net(batch)
+            rgb, alpha, feats = step_net(batch)
             loss = (composite(rgb, alpha, background) - target).abs().mean()
             if pool_uv is not None:
                 # the texture's colour gets many more pixels than the U-Net can afford a step, at
@@ -265,56 +220,41 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
+            run.step += 1
             loss_value = float(loss.detach())
             running += loss_value
             n_running += 1
             window_loss += loss_value
             window_n += 1
-            if rank == 0:
+            if run.leader:
                 if window_n >= LOSS_EVERY:
-                    report(progress.metrics, step, loss=window_loss / window_n)
+                    run.report(progress.metrics, run.step, loss=window_loss / window_n)
                     window_loss, window_n = 0.0, 0
-                if time.monotonic() - last_report >= 0.25:  # a bar, not a flood of redraws
-                    last_report = time.monotonic()
-                    report(progress.update, fraction() * 1000, 1000, f"step {step}")
-                if step % max(1, int(cfg.val_every)) == 0:
+                if run.elapsed() - last_report >= 0.25:  # a bar, not a flood of redraws
+                    last_report = run.elapsed()
+                    run.report(progress.update, run.fraction() * 1000, 1000, f"step {run.step}")
+                if run.step % max(1, int(cfg.val_every)) == 0:
                     validate()
                     running, n_running = 0.0, 0
-    except (_Stop, Cancelled):
-        if progress.cancelled and world == 1:
-            stop_reason = "cancelled"
-    if rank == 0 and (best["state"] is None or (history and history[-1]["step"] != step)):
-        try:
-            validate()  # the weights since the last validation may be the best
-        except Cancelled:
-            pass
-    if rank == 0 and best["state"] is not None:
-        net.load_state_dict(best["state"])
-    ddp = None
-    if world > 1:
-        for t in net.state_dict().values():
-            dist.broadcast(t, 0)  # every rank leaves with rank 0's best weights
-        sums = torch.stack([t.detach().double().sum() for t in net.state_dict().values()]).to(
-            device if device.startswith("cuda") else "cpu")
-        gathered = [torch.zeros_like(sums) for _ in range(world)]
-        dist.all_gather(gathered, sums)
-        ddp = {"world_size": world, "backend": dist.get_backend(),
-               "weights_identical": all(torch.equal(g, gathered[0]) for g in gathered)}
-    all_scores = _score(net, held, background, device)[0] if rank == 0 else []
-    model.metrics = _metrics(best, history, step, t0, stop_reason, held_from, val, (held, all_scores))
+    if run.leader and (run.best_at is None or (history and history[-1]["step"] != run.step)):
+        validate()  # the weights since the last validation may be the best
+    run.restore(net)
+    ddp = run.share_weights(net)
+    all_scores = _score(net, held, background, device)[0] if run.leader else []
+    model.metrics = _metrics(run, history, run.stopped_by, held_from, val, (held, all_scores))
     if ddp is not None:
-        model.metrics["ddp"] = ddp
-    if rank == 0 and checkpoint_path:
-        save_checkpoint(model, checkpoint_path)
+        model.metrics["ddp"] = {k: v for k, v in ddp.items() if k != "checksums"}
+    if run.leader and checkpoint_dir:
+        save_checkpoint(model, checkpoint_dir)
     net.eval()
     return model
 
 
-def _metrics(best, history, step, t0, stop_reason, held_from, val, final) -> dict[str, Any]:
+def _metrics(run: TrainingRun, history: list[dict], stop_reason: str, held_from: str, val: list[ViewData],
+             final: tuple | None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "best_heldout_psnr": best["psnr"], "best_step": best["step"], "steps": step,
-        "seconds": round(time.monotonic() - t0, 1), "stopped_by": stop_reason,
+        "best_heldout_psnr": run.best_score, "best_step": run.best_at or 0, "steps": run.step,
+        "seconds": round(run.elapsed(), 1), "stopped_by": stop_reason,
         "heldout_from": held_from, "validation_views": [v.name for v in val], "history": history,
         "kept": "best by val PSNR" if held_from == "val" else "latest (held-out views watched, not used to choose)",
     }

@@ -1,33 +1,30 @@
-"""Segmenter checkpoints: ``DIR/model.safetensors`` + ``DIR/config.json``, written atomically.
+"""Segmenter checkpoints: ``DIR/model.safetensors`` + ``DIR/config.json``, written and read by
+:mod:`viewer.plugins.checkpoint` (atomic, the config naming the weights' SHA-256).
 
 config.json holds everything needed to use the weights on a new scan: the plugin and its
 config, label values/names/colours, intensity normalisation, training spacing and patch size,
-the SHA-256 of the training files and of the weights file, and the metrics reached. The weights
-are written first and the config last, each to a temporary file renamed into place, and the
-config names the weights' hash: a crash never leaves a pair that loads as if whole.
+the SHA-256 of the training files and of the weights file, and the metrics reached. This module
+keeps what is the segmenters' own: that schema, and the size check of a scan on the model's grid.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from viewer.io.common import atomic_path, require_regular_file
 from viewer.model.errors import LoadError
-from viewer.plugins import (Range, check_json_object, check_weights_fit, config_from_dict, nested, numbers, of_type,
+from viewer.plugins import (Range, check_json_object, config_from_dict, nested, numbers, of_type,
                             read_checkpoint_json)
+from viewer.plugins.checkpoint import load_weights, write_checkpoint
+
+from .plugin import FORMAT
 
 __all__ = ["SegModel", "save_checkpoint", "load_checkpoint", "read_checked_config", "check_prediction_grid",
-           "FORMAT", "sha256_file", "MAX_GRID_VOXELS"]
-
-FORMAT = "lucid3d-segmenter"
+           "FORMAT", "MAX_GRID_VOXELS"]
 
 
 @dataclass(eq=False)
@@ -51,38 +48,17 @@ class SegModel:
         return len(self.labels) + 1
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    p = Path(path)
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for f in files:
-        with open(f, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
-    return h.hexdigest()
-
-
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    with atomic_path(target) as tmp:
-        write(tmp)
-
-
-def save_checkpoint(model: SegModel, directory: str | os.PathLike) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    net = model.net.module if hasattr(model.net, "module") else model.net
-    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    weights = directory / "model.safetensors"
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+def save_checkpoint(model: SegModel, directory: str | os.PathLike,
+                    weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` into ``directory`` (made if missing); ``weights``: a state dict to store
+    instead of the network's current one (the best so far, while training goes on)."""
     cfg = {
         "format": FORMAT, "version": 1, "plugin": model.plugin, "config": model.config,
         "labels": model.labels, "normalisation": model.normalisation,
         "spacing": list(model.spacing), "patch": list(model.patch), "in_channels": model.in_channels,
         "n_classes": model.n_classes, "metrics": model.metrics, "training_data": model.data,
-        "weights_sha256": sha256_file(weights),
     }
-    _atomic_write(directory / "config.json", lambda p: p.write_text(json.dumps(cfg, indent=1)))
-    return directory
+    return write_checkpoint(directory, model.net if weights is None else weights, cfg, metadata={"format": FORMAT})
 
 
 SPACING_RANGE = Range(0.1, 100.0)  # mm; finer than 0.1 mm is not a clinical scan
@@ -165,11 +141,10 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
     """Read a checkpoint folder; ``build(config_json)`` makes the empty network.
 
     Before anything is built: every field of config.json is checked (types, bounds, and with
-    ``config_cls`` the plugin's Config.validate()), the weights' SHA-256 against the config, and
-    the tensor names and shapes in the weights' header against the network ``build`` makes on
-    torch's 'meta' device. Raises LoadError (one line, naming the file) for a folder that is not
-    ours, an edited or damaged config, a truncated or altered weights file, or weights that do
-    not fit the network the config describes.
+    ``config_cls`` the plugin's Config.validate()), then the weights as
+    :func:`viewer.plugins.checkpoint.load_weights` checks them. Raises LoadError (one line,
+    naming the file) for a folder that is not ours, an edited or damaged config, a truncated or
+    altered weights file, or weights that do not fit the network the config describes.
     """
     directory = Path(directory)
     cfg_path, weights = directory / "config.json", directory / "model.safetensors"
@@ -177,25 +152,8 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
         raise LoadError(directory, "a checkpoint is a folder with model.safetensors and config.json")
     if not cfg_path.exists() or not weights.exists():
         raise LoadError(directory, "not a Lucid3D checkpoint (model.safetensors or config.json missing)")
-    require_regular_file(weights)
     cfg, _ = read_checked_config(directory, config_cls)
-    if cfg["weights_sha256"] != sha256_file(weights):
-        raise LoadError(weights, "the weights file is truncated or does not belong to this config")
-    try:
-        check_weights_fit(weights, lambda: build(cfg))
-    except ValueError as exc:
-        raise LoadError(cfg_path, f"the weights do not fit the network it describes: {exc}") from None
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise LoadError(weights, f"unreadable weights ({' '.join(str(exc).split())})") from None
-    net = build(cfg)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise LoadError(weights, "the weights do not fit the network in config.json "
-                                 f"({str(exc).splitlines()[0]})") from None
-    net.to(device).eval()
+    net = load_weights(directory, cfg, lambda: build(cfg), device)
     return SegModel(
         net=net, plugin=cfg["plugin"], config=cfg.get("config", {}), labels=cfg["labels"],
         normalisation=cfg["normalisation"], spacing=tuple(cfg["spacing"]), patch=tuple(cfg["patch"]),

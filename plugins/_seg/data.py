@@ -9,12 +9,13 @@ from monai.transforms import (Compose, RandAffined, RandCropByLabelClassesd, Ran
                               RandScaleIntensityd, RandShiftIntensityd)
 from monai.transforms.utils import map_binary_to_indices, map_classes_to_indices
 
+from viewer.jobs.progress import SlicePreview
 from viewer.plugins import Case
 
 from .preprocess import Normalisation, resample_to, to_canonical
 
 __all__ = ["Prepared", "prepare_case", "target_spacing", "label_table", "patch_sampler", "mirror_axes",
-           "lateralized_labels"]
+           "lateralized_labels", "slice_preview"]
 
 
 @dataclass
@@ -86,6 +87,35 @@ def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, i
         classes = [np.asarray(i) for i in map_classes_to_indices(y, n)]
     return Prepared(case.name, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y), np.asarray(fg),
                     np.asarray(bg), classes)
+
+
+def slice_preview(case: Prepared, prediction: np.ndarray, labels: list[dict],
+                  spacing: tuple[float, float, float]) -> SlicePreview:
+    """What the window shows of a validation: the axial slice through most of the case's
+    reference labels, predicted and reference side by side, as label VALUES.
+
+    Parameters
+    ----------
+    case : the validation case on the network's grid (canonical RAS order, training spacing).
+    prediction : (I, J, K) class indices on that grid (class c = ``labels[c - 1]``).
+    labels : the label rows (value, name, colour) of :func:`label_table`.
+    spacing : the grid's mm along I, J, K.
+
+    The slices are drawn as a radiologist reads an axial image: row 0 at the top is anterior,
+    the patient's right on the left (canonical (I, J) transposed, both axes reversed).
+    """
+    ref = case.label[0]
+    per_k = np.count_nonzero(ref, axis=(0, 1))
+    k = int(np.argmax(per_k)) if per_k.any() else ref.shape[2] // 2
+    values = np.array([0] + [int(row["value"]) for row in labels])
+    values = values.astype(np.min_scalar_type(int(values.max())))
+
+    def axial(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(values[np.asarray(a[:, :, k], np.int64)].T[::-1, ::-1])
+
+    colors = {int(row["value"]): tuple(float(c) for c in row["color"]) for row in labels}
+    return SlicePreview(case=case.name, prediction=axial(prediction), reference=axial(ref),
+                        pixel_mm=(float(spacing[1]), float(spacing[0])), colors=colors)
 
 
 def lateralized_labels(cases: list[Case], to_class: dict[int, int], side_share: float = 0.9,

@@ -1,45 +1,26 @@
-"""The patch-training loop every segmenter shares: MONAI sampling and losses, a wall-clock budget,
-validation Dice, the best checkpoint kept, cancel and Ctrl-C honoured, DistributedDataParallel
-when started by torchrun (gloo on CPU, NCCL on GPUs)."""
+"""The patch-training loop every segmenter shares: MONAI sampling and losses, validation Dice and
+its preview. The budget, cancel, the weights kept and DistributedDataParallel under torchrun are
+:class:`viewer.plugins.training.TrainingRun`'s."""
 
 from __future__ import annotations
 
-import copy
-import gc
-import os
-import time
 from dataclasses import asdict
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from monai.losses import DiceCELoss
 
 from viewer.jobs.progress import Cancelled, Progress
 from viewer.plugins import Case
-
-from plugins._dist import distributed, finish_distributed
+from viewer.plugins.training import TrainingRun
 
 from .checkpoint import SegModel, save_checkpoint
-from .data import label_table, mirror_axes, patch_sampler, prepare_case, target_spacing
+from .data import label_table, mirror_axes, patch_sampler, prepare_case, slice_preview, target_spacing
 from .infer import segment_array
 from .preprocess import fit_normalisation
 
-__all__ = ["train_segmenter", "dice_scores", "distributed", "finish_distributed"]
-
-
-def clock() -> float:
-    """Seconds for the time budget: the wall clock. bench/seg_peer.py swaps in the process's CPU
-    clock (``CLOCK``) so that a budget buys the same work whatever else the machine is running."""
-    return CLOCK()
-
-
-CLOCK = time.monotonic
-
-
-class _Stop(Exception):
-    """Leave the training loop: time budget reached or cancelled."""
+__all__ = ["train_segmenter", "dice_scores"]
 
 
 def dice_scores(pred: np.ndarray, ref: np.ndarray, n_classes: int) -> list[float]:
@@ -71,27 +52,23 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     val_every, minutes, val_fraction, overlap, sw_batch_size, seed, device, amp, and if present
     sampling, affine_prob, mirror, val_share. Stops at the time budget, after ``max_epochs``, or
     on cancel (``progress``); with ``checkpoint_dir`` the kept checkpoint is on disk whenever
-    training ends, however it ends.
+    training ends, however it ends (rank 0 writes it).
 
     Validation: with held-out cases, sliding-window Dice on them every ``val_every`` epochs, but
     never more than ``val_share`` of the time (a validation waits until the training since the
-    last one is long enough), and the best validated weights are kept. With one case there is
+    last one is long enough), and the best validated weights are kept; the first held-out case's
+    prediction is previewed (:func:`~plugins._seg.data.slice_preview`). With one case there is
     nothing held out: a sliding-window pass over the training volume would cost a large share of
     a short budget to say how well it fits what it trains on, so the Dice of the training patches
     themselves is reported (nearly free: the step's own logits, every 4th step, every 8th voxel),
     the latest weights are kept, and ``metrics["validation"]`` says "training data".
     """
-    rank, world = distributed()
-    device = str(cfg.device)
-    if device.startswith("cuda") and world > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        torch.cuda.set_device(device)
+    run = TrainingRun(progress, minutes=cfg.minutes, device=cfg.device, seed=cfg.seed,
+                      max_steps=int(cfg.max_epochs) * int(cfg.iters_per_epoch), finished="epochs")
+    device = run.device
     amp = bool(cfg.amp) and device.startswith("cuda")
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + run.rank)
     patch = (int(cfg.patch_size),) * 3
-    t0 = clock()
-    deadline = t0 + cfg.minutes * 60 if cfg.minutes and cfg.minutes > 0 else float("inf")
 
     progress.update(0, 0, "preparing data")
     labels, to_class = label_table(cases)
@@ -109,34 +86,26 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     train_set = [prepare_case(cases[i], spacing, norm, to_class, patch, balanced=sampling == "classes")
                  for i in train_idx]
     val_set = [] if on_training_data else [prepare_case(cases[i], spacing, norm, to_class, patch) for i in val_idx]
-    sampler = patch_sampler(patch, 2, cfg.seed + rank, n_classes=len(to_class) + 1, sampling=sampling,
+    sampler = patch_sampler(patch, 2, cfg.seed + run.rank, n_classes=len(to_class) + 1, sampling=sampling,
                             affine_prob=float(getattr(cfg, "affine_prob", 0.0)), flip_axes=flips)
 
     net = build(1, n_classes, cfg).to(device)
-    model_net: torch.nn.Module = net
-    if world > 1:
-        model_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
+    step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
-    total_steps = int(cfg.max_epochs) * int(cfg.iters_per_epoch)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
 
     config = asdict(cfg)
     config["mirror_axes"] = list(flips)  # prediction's flip test-time augmentation uses the same
     model = SegModel(net=net, plugin=plugin, config=config, labels=labels,
                      normalisation=norm.to_dict(), spacing=spacing, patch=patch, in_channels=1,
                      data=sources or [], device=device)
-    best = {"dice": -1.0, "state": None, "per_label": [], "epoch": 0}
+    run.choose_best = not on_training_data
     history: list[dict] = []
-    step, epoch, last_val_s, last_val_end = 0, 0, 0.0, clock()
-    val_share = min(max(float(getattr(cfg, "val_share", 0.1)), 0.01), 1.0)
-    spent = {"validation_seconds": 0.0, "validations": 0}
-    stop_reason = "epochs"
-    t_train = clock()
-    # the long-lived tensors and modules stay out of Python's full collections (no collect first:
-    # a full collection here is itself a stall of the window's event loop)
-    gc.freeze()
+    epoch = 0
+    overlap = np.zeros((2, n_classes))  # training-patch Dice of the epoch: intersections, sizes
+    val_share = float(getattr(cfg, "val_share", 0.1))
 
     def validate() -> tuple[float, list[float]]:
         net.eval()
@@ -146,137 +115,99 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                                    device=device, amp=amp)
             scores.append(dice_scores(lab, p.label[0], n_classes))
             if j == 0:
-                progress.preview({"case": p.name, "labels": lab})
+                progress.preview(slice_preview(p, lab, labels, spacing))
         net.train()
         per_label = np.mean(np.array(scores), axis=0).tolist()
         return float(np.mean(per_label)), per_label
 
-    def stop_now(code: int) -> int:
-        """0 = go on, 1 = time budget, 2 = cancelled: rank 0's decision, on every rank."""
-        if world == 1:
-            return code
-        flag = torch.tensor([float(code)], device=device if device.startswith("cuda") else "cpu")
-        dist.broadcast(flag, 0)
-        return int(flag.item())
-
-    def report(call, *args, **kwargs) -> None:
-        """Progress reports inside the loop never raise Cancelled: a cancel is acted on at the
-        next stop_now(), by every rank at the same step."""
-        try:
-            call(*args, **kwargs)
-        except Cancelled:
-            pass
-
-    def progress_fraction() -> float:
-        """Share of the run done: by steps, or by the clock when there is a budget."""
-        frac = step / max(total_steps, 1)
-        if deadline < float("inf"):
-            frac = max(frac, (clock() - t_train) / max(deadline - t_train, 1e-6))
-        return min(frac, 1.0)
+    def write(entry: dict) -> None:
+        """The kept checkpoint so far, on disk while training goes on (Ctrl-C or a crash keeps it)."""
+        if checkpoint_dir:
+            model.metrics = _metrics(run, history + [entry], entry["step"], entry["epoch"], entry["seconds"],
+                                     "in progress", cases, val_idx, labels)
+            save_checkpoint(model, checkpoint_dir, weights=run.kept_weights(net))
 
     base_lr = float(cfg.learning_rate)
     net.train()
-    try:
+    run.begin()
+    with run.loop():
         while epoch < cfg.max_epochs:
             running = 0.0
-            overlap = np.zeros((2, n_classes))  # training-patch Dice: intersections, sizes
+            overlap[:] = 0
             for it in range(int(cfg.iters_per_epoch)):
-                reserve = last_val_s if rank == 0 else 0.0
-                want = 0
-                if rank == 0:
-                    # at least one step, however short the budget: set-up on a busy machine can
-                    # take all of a few seconds, and a checkpoint of untrained weights helps no one
-                    want = 2 if progress.cancelled else 1 if step and clock() + reserve >= deadline else 0
-                code = stop_now(want)
-                if code:
-                    stop_reason = "cancelled" if code == 2 else "time budget"
-                    raise _Stop
-                batch_x, batch_y = [], []
-                while len(batch_x) < cfg.batch_size:
-                    p = train_set[int(rng.integers(len(train_set)))]
-                    for d in sampler(p.sample_input()):
-                        batch_x.append(torch.as_tensor(np.asarray(d["image"])))
-                        batch_y.append(torch.as_tensor(np.asarray(d["label"])))
-                x = torch.stack(batch_x[: cfg.batch_size]).float().to(device)
-                y = torch.stack(batch_y[: cfg.batch_size]).long().to(device)
+                run.check()
+                x, y = _batch(train_set, sampler, rng, int(cfg.batch_size), device)
                 # poly decay over the run: by the clock under a budget, so that a short budget
                 # still ends at a small learning rate (a step count would barely have begun)
-                frac = progress_fraction()
+                frac = run.fraction()
                 for g in opt.param_groups:
                     g["lr"] = base_lr * (1.0 - frac) ** 0.9
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
-                    logits = model_net(x)
+                    logits = step_net(x)
                     loss = loss_fn(logits, y)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-                step += 1
+                run.step += 1
                 running += float(loss.detach())
                 if on_training_data and it % 4 == 0:
                     # every 4th step, every 8th voxel: the whole argmax cost 9 % of a step
                     _count_overlap(logits.detach()[:, :, ::2, ::2, ::2], y[:, :, ::2, ::2, ::2], overlap)
-                if rank == 0:
-                    report(progress.update, frac * 1000, 1000, f"epoch {epoch + 1}, step {step}")
+                run.report(progress.update, frac * 1000, 1000, f"epoch {epoch + 1}, step {run.step}")
             epoch += 1
-            entry = {"epoch": epoch, "step": step, "loss": running / cfg.iters_per_epoch,
-                     "seconds": clock() - t0, "lr": opt.param_groups[0]["lr"]}
+            entry = {"epoch": epoch, "step": run.step, "loss": running / cfg.iters_per_epoch,
+                     "seconds": run.elapsed(), "lr": opt.param_groups[0]["lr"]}
             due = epoch % max(1, int(cfg.val_every)) == 0 or epoch == cfg.max_epochs
-            if rank == 0 and on_training_data:
+            if run.leader and on_training_data:
                 per_label = _patch_dice(overlap)
                 entry["val_dice"] = float(np.mean(per_label))
-                best.update(dice=entry["val_dice"], state=None, per_label=per_label, epoch=epoch)
+                run.keep(entry["val_dice"], net, epoch, per_label=per_label)
                 if due:
-                    _write(model, dict(best, state=net.state_dict()), history + [entry], checkpoint_dir, cases, val_idx)
-            elif rank == 0 and due and clock() - last_val_end >= last_val_s * (1 - val_share) / val_share:
-                tv = clock()
-                dice, per_label = validate()
-                last_val_end = clock()
-                last_val_s = last_val_end - tv
-                spent["validation_seconds"] += last_val_s
-                spent["validations"] += 1
-                entry["val_dice"] = dice
-                if dice > best["dice"]:
-                    best.update(dice=dice, state=copy.deepcopy(net.state_dict()), per_label=per_label, epoch=epoch)
-                    _write(model, best, history + [entry], checkpoint_dir, cases, val_idx)
+                    write(entry)
+            elif run.leader and due and run.validation_fits(val_share):
+                with run.validation():
+                    entry["val_dice"], per_label = validate()
+                if run.keep(entry["val_dice"], net, epoch, per_label=per_label):
+                    write(entry)
             history.append(entry)
-            if rank == 0:
-                report(progress.metrics, step, **{k: v for k, v in entry.items() if k in ("loss", "val_dice")})
-    except (_Stop, Cancelled):
-        if progress.cancelled and world == 1:
-            stop_reason = "cancelled"
-    if rank == 0 and on_training_data:
-        if best["epoch"] < epoch or not best["per_label"]:  # no epoch closed: the steps made so far
-            per_label = _patch_dice(overlap) if step else []
-            best.update(dice=float(np.mean(per_label)) if per_label else float("nan"), per_label=per_label)
-        best.update(state=None, epoch=epoch)  # the latest weights: nothing held out to choose by
-    elif rank == 0 and best["state"] is None:
+            run.report(progress.metrics, run.step, **{k: v for k, v in entry.items() if k in ("loss", "val_dice")})
+    if run.leader and on_training_data:
+        score, per_label = run.best_score, run.best_info.get("per_label", [])
+        if run.best_at is None or run.best_at < epoch or not per_label:  # no epoch closed: the steps so far
+            per_label = _patch_dice(overlap) if run.step else []
+            score = float(np.mean(per_label)) if per_label else float("nan")
+        run.keep(score, net, epoch, force=True, per_label=per_label)  # the latest: nothing held out
+    elif run.leader and run.best_at is None:
         # stopped before any validation: validate what we have, so the checkpoint says how good
         try:
-            tv = clock()
-            dice, per_label = validate()
-            spent["validation_seconds"] += clock() - tv
-            spent["validations"] += 1
+            with run.validation():
+                dice, per_label = validate()
         except Cancelled:
             dice, per_label = float("nan"), []
-        best.update(dice=dice, state=copy.deepcopy(net.state_dict()), per_label=per_label, epoch=epoch)
-    if rank == 0 and best["state"] is not None:
-        net.load_state_dict(best["state"])
-    if world > 1:
-        for t in net.state_dict().values():
-            dist.broadcast(t, 0)  # every rank leaves with rank 0's weights
-        sums = _checksum(net)
-        gathered = [torch.zeros_like(sums) for _ in range(world)]
-        dist.all_gather(gathered, sums)
-        model.metrics["ddp"] = {"world_size": world, "backend": dist.get_backend(),
-                                "checksums": [float(g.sum()) for g in gathered],
-                                "weights_identical": all(torch.equal(g, gathered[0]) for g in gathered)}
-    model.metrics.update(_metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels))
-    model.metrics.update(spent)
-    if rank == 0 and checkpoint_dir:
+        run.keep(dice, net, epoch, force=True, per_label=per_label)
+    run.restore(net)
+    ddp = run.share_weights(net)
+    model.metrics = {"ddp": ddp} if ddp is not None else {}
+    model.metrics.update(_metrics(run, history, run.step, epoch, run.elapsed(), run.stopped_by, cases, val_idx,
+                                  labels))
+    model.metrics.update(validation_seconds=run.validation_seconds, validations=run.validations)
+    if run.leader and checkpoint_dir:
         save_checkpoint(model, checkpoint_dir)
     net.eval()
     return model
+
+
+def _batch(train_set: list, sampler: Any, rng: np.random.Generator, size: int,
+           device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` augmented patches of random training cases: images (B, 1, ...) float, labels long."""
+    batch_x, batch_y = [], []
+    while len(batch_x) < size:
+        p = train_set[int(rng.integers(len(train_set)))]
+        for d in sampler(p.sample_input()):
+            batch_x.append(torch.as_tensor(np.asarray(d["image"])))
+            batch_y.append(torch.as_tensor(np.asarray(d["label"])))
+    return torch.stack(batch_x[:size]).float().to(device), torch.stack(batch_y[:size]).long().to(device)
 
 
 def _count_overlap(logits: torch.Tensor, y: torch.Tensor, acc: np.ndarray) -> None:
@@ -295,17 +226,15 @@ def _patch_dice(acc: np.ndarray) -> list[float]:
     return [1.0 if acc[1, c] == 0 else float(2 * acc[0, c] / acc[1, c]) for c in range(1, acc.shape[1])]
 
 
-def _checksum(net: torch.nn.Module) -> torch.Tensor:
-    return torch.stack([t.detach().double().sum() for t in net.state_dict().values() if t.is_floating_point()]).cpu()
-
-
-def _metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels) -> dict:
+def _metrics(run: TrainingRun, history: list[dict], steps: int, epochs: int, seconds: float, stopped_by: str,
+             cases: list[Case], val_idx: list[int], labels: list[dict]) -> dict:
     on_training = len(val_idx) == len(cases)  # _split holds at least one case out, or none
+    per_label = run.best_info.get("per_label", [])
     return {
-        "best_val_dice": best["dice"],
-        "best_val_dice_per_label": {row["name"]: d for row, d in zip(labels, best["per_label"])},
-        "best_epoch": best["epoch"], "epochs": epoch, "steps": step,
-        "seconds": round(clock() - t0, 1), "stopped_by": stop_reason,
+        "best_val_dice": run.best_score if run.best_at is not None else -1.0,
+        "best_val_dice_per_label": {row["name"]: d for row, d in zip(labels, per_label)},
+        "best_epoch": run.best_at or 0, "epochs": epochs, "steps": steps,
+        "seconds": round(seconds, 1), "stopped_by": stopped_by,
         "validation_cases": [cases[i].name for i in val_idx],
         "validated_on_training_data": on_training,
         "validation": "training data" if on_training else "held-out cases",
@@ -313,16 +242,3 @@ def _metrics(best, history, step, epoch, t0, stop_reason, cases, val_idx, labels
                               else "sliding-window Dice of the held-out cases, best weights kept"),
         "history": history,
     }
-
-
-def _write(model, best, history, directory, cases, val_idx) -> None:
-    """The best checkpoint so far, on disk while training goes on (Ctrl-C or a crash keeps it)."""
-    if not directory:
-        return
-    live = copy.copy(model)
-    net = copy.deepcopy(model.net)
-    net.load_state_dict(best["state"])
-    live.net = net
-    live.metrics = _metrics(best, history, history[-1]["step"], history[-1]["epoch"],
-                            clock() - history[-1]["seconds"], "in progress", cases, val_idx, model.labels)
-    save_checkpoint(live, directory)

@@ -11,16 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from plugins._nr.checkpoint import check_texture, validate_fit_config
-from plugins._nr.data import PixelBatch
-from plugins._nr.model import RendererNet
-from plugins._nr.networks import LaplacianTexture, scatter_pixels
-from plugins._nr.plugin import FitConfig, NeuralRendererPlugin, texture_size_for
+from plugins._nr.config import FitConfig, check_texture, validate_fit_config
+from plugins._nr.plugin import NeuralRendererPlugin
 from viewer.plugins import Range
 
-__all__ = ["BOUNDS", "Config", "TextureNet", "TexturePlugin", "PLUGIN"]
+__all__ = ["BOUNDS", "Config", "TexturePlugin", "PLUGIN"]
 
 BOUNDS = {"texture_size": Range(0, 8192), "levels": Range(1, 12)}
 
@@ -41,34 +36,16 @@ class Config(FitConfig):
         check_texture(self.texture_size, self.levels, 3)
 
 
-class TextureNet(RendererNet):
-    """Colour = the texture at the pixel's uv; alpha = the rasterized coverage.
-
-    Parameters
-    ----------
-    size, levels : finest texture edge and pyramid levels.
-    init : (3,) start colour (the photos' mean).
-    """
-
-    def __init__(self, size: int, levels: int, init: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.texture = LaplacianTexture(size, levels, 3, init=init)
-
-    def forward(self, batch: PixelBatch) -> tuple[torch.Tensor, torch.Tensor, None]:
-        """rgb (B, 3, H, W) (0 where uncovered), alpha = mask (B, 1, H, W)."""
-        rgb = scatter_pixels(self.texture(batch.uv), batch.pix, batch.shape)
-        return rgb, batch.mask, None
-
-
 class TexturePlugin(NeuralRendererPlugin):
     name = "texture"
     description = "plain RGB texture (Laplacian pyramid) fitted through the mesh's uv maps: the classical baseline"
     Config = Config
 
-    def build(self, config: dict[str, Any], init: dict[str, Any]) -> TextureNet:
-        cfg = self.config_from(config)
-        if cfg.texture_size <= 0:
-            config["texture_size"] = cfg.texture_size = texture_size_for(int(init.get("covered_pixels", 1 << 18)))
+    def build(self, config: dict[str, Any], init: dict[str, Any]) -> Any:
+        """A :class:`~plugins.texture.network.TextureNet` (torch loads here, on first use)."""
+        from .network import TextureNet
+
+        cfg = self.config_for(config, init)
         return TextureNet(cfg.texture_size, cfg.levels, init.get("mean_rgb"))
 
 

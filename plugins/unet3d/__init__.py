@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-
-from viewer.jobs.progress import Progress
-from viewer.model import LabelMap, Volume
+from plugins._seg.plugin import PatchSegmenterPlugin
 from viewer.plugins import SEED_MAX, Range, validate_config
 
-__all__ = ["Config", "UNet3D", "PLUGIN", "BOUNDS", "WINDOW_BUDGET"]
+__all__ = ["Config", "UNet3D", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "build_network"]
 
 # Feature-map elements at the first level for one network call (patch^3 x base channels x windows
 # or patches per call): 2^29 float32 is 2 GB per map, so a config someone edited (a 400^3 patch)
@@ -98,39 +95,15 @@ def build_network(in_channels: int, n_classes: int, cfg: Any):
                 num_res_units=int(getattr(cfg, "res_units", 2)), norm="instance")
 
 
-class UNet3D:
-    """The plugin object (see viewer/plugins.py for the contract)."""
+class UNet3D(PatchSegmenterPlugin):
+    """The plugin object (the contract: :mod:`viewer.plugins`; the machinery: ``plugins/_seg``)."""
 
     name = "unet3d"
-    kind = "segmenter"
     description = "3D U-Net (MONAI), Dice + cross-entropy, half-foreground patches, sliding windows"
     Config = Config
 
-    def train(self, cases, config: Config, progress: Progress, checkpoint_dir: str | None = None,
-              sources: list[dict] | None = None):
-        from plugins._seg.train import train_segmenter
-
-        return train_segmenter(cases, config, progress, plugin=self.name, build=build_network,
-                               checkpoint_dir=checkpoint_dir, sources=sources)
-
-    def predict(self, model, volume: Volume, progress: Progress, tta: bool | None = None) -> tuple[LabelMap, Volume | None]:
-        from plugins._seg.predict import predict_volume
-
-        return predict_volume(model, volume, progress, tta=model.config.get("tta", True) if tta is None else tta)
-
-    def save(self, model, path: str | Path) -> Path:
-        from plugins._seg.checkpoint import save_checkpoint
-
-        return save_checkpoint(model, path)
-
-    def load(self, path: str | Path, device: str = "cpu"):
-        from plugins._seg.checkpoint import load_checkpoint
-
-        def build(cfg_json: dict):
-            c = Config(**{k: v for k, v in cfg_json.get("config", {}).items() if k in Config.__dataclass_fields__})
-            return build_network(int(cfg_json.get("in_channels", 1)), int(cfg_json["n_classes"]), c)
-
-        return load_checkpoint(path, build, device, config_cls=Config)
+    def build_network(self, in_channels: int, n_classes: int, config: Any):
+        return build_network(in_channels, n_classes, config)
 
 
 PLUGIN = UNet3D()

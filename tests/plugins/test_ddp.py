@@ -92,7 +92,7 @@ def _cancel_worker(rank: int, port: int, folder: str) -> None:
     model = PLUGIN.train(cases, cfg, progress, checkpoint_dir=str(Path(folder) / "ckpt") if rank == 0 else None)
     (Path(folder) / f"rank{rank}.json").write_text(json.dumps(
         {k: model.metrics.get(k) for k in ("stopped_by", "steps", "ddp")}))
-    from plugins._seg.train import finish_distributed
+    from viewer.plugins.training import finish_distributed
 
     finish_distributed()
 

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugins._seg.checkpoint import FORMAT, sha256_file
+from plugins._seg.checkpoint import FORMAT
+from viewer.plugins.checkpoint import sha256_file
 from plugins.unet3d import PLUGIN, Config, build_network
 from tests.conftest import run_cli
 from tests.plugins import one_thread  # noqa: F401  (autouse: one torch thread)

@@ -71,7 +71,7 @@ def fitted(data, tmp_path_factory) -> dict:
     for plugin, iters in ((TEXTURE, 150), (DNR, 300)):
         ckpt = tmp_path_factory.mktemp(plugin.name) / "ckpt"
         cfg = plugin.Config(iters=iters, minutes=0, val_every=100, seed=0)
-        out[plugin.name] = (plugin, plugin.fit(views, mesh, cfg, Progress(), checkpoint_path=ckpt), ckpt)
+        out[plugin.name] = (plugin, plugin.fit(views, mesh, cfg, Progress(), checkpoint_dir=ckpt), ckpt)
     return out
 
 
@@ -191,7 +191,7 @@ def test_cancel_keeps_a_loadable_checkpoint(data, tmp_path):
 
     progress._on_update = on_update
     cfg = DNR.Config(iters=100000, minutes=0, val_every=5, texture_size=64, levels=2)
-    model = DNR.fit(views, mesh, cfg, progress, checkpoint_path=tmp_path / "ckpt")
+    model = DNR.fit(views, mesh, cfg, progress, checkpoint_dir=tmp_path / "ckpt")
     assert model.metrics["stopped_by"] == "cancelled"
     loaded = DNR.load(tmp_path / "ckpt")
     assert loaded.metrics["stopped_by"] == "cancelled"

@@ -272,15 +272,15 @@ def test_validation_stays_inside_its_share_of_the_time(share):
 
 
 def test_learning_rate_decays_by_the_clock_under_a_budget(monkeypatch):
-    """The rate follows the share of the budget spent. The budget's clock (train.CLOCK, which the
-    benchmark sets to CPU time) is a counter here, 0.5 s per reading, so that the test measures the
-    schedule and not the machine's load."""
+    """The rate follows the share of the budget spent. The budget's clock (training.CLOCK, which
+    the benchmark sets to CPU time) is a counter here, 0.5 s per reading, so that the test measures
+    the schedule and not the machine's load."""
     import itertools
 
-    import plugins._seg.train as seg_train
+    import viewer.plugins.training as training
 
     ticks = itertools.count()
-    monkeypatch.setattr(seg_train, "CLOCK", lambda: 0.5 * next(ticks))
+    monkeypatch.setattr(training, "CLOCK", lambda: 0.5 * next(ticks))
     cases = phantom_cases([0, 1])
     # one step per epoch, so the history holds every step's rate; no held-out case to validate
     cfg = tiny_config(max_epochs=10_000, iters_per_epoch=1, val_fraction=0.0, minutes=0.5, learning_rate=1e-2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
+import sys
 from typing import Any, Callable
 
 
@@ -13,7 +15,7 @@ from ..io.guards import (load_input, only_files, prepare_out_folder, reading, re
 from ..model.errors import LoadError
 
 __all__ = ["CliError", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
-           "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV"]
+           "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV", "CtrlC"]
 
 DEBUG_ENV = "LUCID3D_DEBUG"  # =1: Python warnings, library chatter and full tracebacks are shown
 
@@ -57,3 +59,27 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, status 2, as for every other failure
         raise CliError(f"{self.prog}: {message}")
 
+
+class CtrlC:
+    """First Ctrl-C: cancel (the plugin stops cleanly, keeping its best checkpoint); second: abort."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+        self.old = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.progress.cancelled:
+                raise KeyboardInterrupt
+            print("\nstopping after this step (Ctrl-C again to abort)…", file=sys.stderr)
+            self.progress.cancel()
+
+        try:
+            self.old = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self.old = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)

@@ -29,10 +29,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .common import load_input, number_in, only_files, prepare_out_folder, reading, validate_options
+from .common import CtrlC, load_input, number_in, only_files, prepare_out_folder, reading, validate_options
 from ..model.errors import LoadError
 
-__all__ = ["add_parsers", "HANDLERS", "renderer_checkpoint_of"]
+__all__ = ["add_parsers", "HANDLERS"]
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 MAX_SIZE = 4096  # pixels, as capture: an orbit frame or a training frame's longer side
@@ -88,7 +88,7 @@ def _check_device(device: str) -> None:
 
 
 def _load_scene(path: str):
-    from ..io.scenes import load_viewset
+    from ..io.photosets import load_viewset
 
     with reading(path):  # anything else a hostile scene makes the reader raise
         try:
@@ -114,48 +114,32 @@ def _load_mesh(path: str):
     return mesh
 
 
-def _load_model(path: str, device: str):
-    from plugins._nr.checkpoint import read_config
+NOT_A_RENDERER = "not a Lucid3D renderer checkpoint (a folder with config.json, model.safetensors and mesh.npz)"
 
-    from ..plugins import plugin_for_checkpoint
+
+def _load_model(path: str, device: str):
+    """The renderer plugin a checkpoint folder names, and the model it loads from there."""
+    from ..plugins import PluginError, checkpoint_plugin_name, discover, get_plugin
 
     _check_device(device)
     p = Path(path)
     if not p.is_dir():
         raise LoadError(p, "no such checkpoint folder" if not p.exists() else "a renderer checkpoint is a folder")
-    read_config(p)  # a renderer checkpoint, not a segmenter's
-    plugin = plugin_for_checkpoint(p, "renderer")
+    name = checkpoint_plugin_name(p)
+    other = discover().get(name) if name is not None else None
+    if name is None or (other is not None and other.kind != "renderer"):  # none, or a segmenter's
+        raise LoadError(p, NOT_A_RENDERER)
+    try:
+        plugin = get_plugin(name, "renderer")
+    except PluginError as exc:
+        raise LoadError(p, str(exc)) from None
     return plugin, plugin.load(p, device=device)
 
 
-def _cached_uv_mesh(out: Path, mesh_sha: str):
-    """The parametrized mesh a previous fit into ``out`` stored, if it came from the same file."""
-    import numpy as np
-
-    from plugins._nr.checkpoint import check_mesh_file, read_checked_config
-
-    from ..model import Mesh
-
-    try:
-        cfg = read_checked_config(out) if out.is_dir() else None
-    except LoadError:
-        return None
-    if not cfg or cfg["mesh"].get("source_sha256") != mesh_sha:
-        return None
-    try:
-        check_mesh_file(out / cfg["mesh"]["file"], cfg["mesh"]["n_points"], cfg["mesh"]["n_faces"])
-        with np.load(out / cfg["mesh"]["file"], allow_pickle=False) as z:
-            return Mesh(z["points"], z["faces"], uv=z["uv"])
-    except Exception:  # an unreadable cache is just computed again
-        return None
-
-
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from plugins._nr.checkpoint import sha256_file
-
-    from .train import _CtrlC
     from ..jobs.progress import Cancelled, TerminalProgress
     from ..plugins import PluginError, get_plugin
+    from ..plugins.checkpoint import sha256_file
 
     try:
         plugin = get_plugin(args.method, "renderer")
@@ -171,27 +155,26 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
         prepare_out_folder(out, inputs=[args.scene, args.mesh], what=f"{plugin.name} checkpoint",
-                           ours=lambda d: renderer_checkpoint_of(d) == plugin.name, overwrite=args.overwrite)
+                           ours=plugin.owns_checkpoint, overwrite=args.overwrite)
     scene = _load_scene(args.scene)
     _frames(scene, args.scene, "train")
     mesh = _load_mesh(args.mesh)
-    mesh_sha = sha256_file(args.mesh)
-    if mesh.uv is None:
-        mesh = _cached_uv_mesh(out, mesh_sha) or mesh  # else fit parametrizes it
+    sources = {"mesh": str(Path(args.mesh).resolve()), "mesh_sha256": sha256_file(args.mesh),
+               "scene": str(Path(args.scene).resolve())}
     os.environ["LUCID3D_DEVICE"] = args.device
     progress = TerminalProgress(f"fitting {plugin.name}", disable=args.quiet or rank != 0)
-    with _CtrlC(progress):
+    with CtrlC(progress):
         try:
-            model = plugin.fit(scene, mesh, cfg, progress, checkpoint_path=str(out) if rank == 0 else None,
-                               mesh_source=str(Path(args.mesh).resolve()), mesh_source_sha256=mesh_sha,
-                               scene=str(Path(args.scene).resolve()))
+            # every rank gets the folder (an earlier fit's parametrized mesh there is read by all,
+            # so that all fit the same atlas); rank 0 alone writes
+            model = plugin.fit(scene, mesh, cfg, progress, checkpoint_dir=str(out), sources=sources)
         except ValueError as exc:
             raise LoadError(args.scene, " ".join(str(exc).split())) from None
         except Cancelled:
             raise LoadError(out, "cancelled before the first checkpoint; nothing written") from None
         finally:
             progress.close()
-            from plugins._nr.fit import finish_distributed
+            from ..plugins.training import finish_distributed
 
             finish_distributed()
     if rank == 0:
@@ -209,16 +192,6 @@ def _png_names(frames, path: str) -> list[str]:
     if dup:
         raise LoadError(path, f"several frames would be written as {dup[0]}")
     return names
-
-
-def renderer_checkpoint_of(folder: Path) -> str | None:
-    """The plugin name of the renderer checkpoint ``folder`` holds and nothing else, or None."""
-    from plugins._nr.checkpoint import read_config
-
-    if not only_files(folder, lambda n: n in ("config.json", "model.safetensors", "mesh.npz")):
-        return None
-    cfg = read_config(folder, quiet=True)
-    return cfg.get("plugin") if cfg else None
 
 
 def _out_folder(out: Path, protect: list[Path], overwrite: bool) -> None:

@@ -6,15 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import number_in, only_files, prepare_out_folder, reading, refuse_same_file, validate_options
+from .common import CtrlC, number_in, prepare_out_folder, reading, refuse_same_file, validate_options
 from ..model.errors import LoadError
 
-__all__ = ["add_parsers", "HANDLERS", "label_summary", "segmenter_checkpoint_of"]
+__all__ = ["add_parsers", "HANDLERS", "label_summary", "load_cases"]
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -67,36 +65,11 @@ def _nifti_out(path: str) -> Path:
     return p
 
 
-class _CtrlC:
-    """First Ctrl-C: cancel (the plugin stops cleanly, keeping its best checkpoint); second: abort."""
-
-    def __init__(self, progress) -> None:
-        self.progress = progress
-        self.old = None
-
-    def __enter__(self):
-        def handler(signum, frame):
-            if self.progress.cancelled:
-                raise KeyboardInterrupt
-            print("\nstopping after this step (Ctrl-C again to abort)…", file=sys.stderr)
-            self.progress.cancel()
-
-        try:
-            self.old = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread
-            self.old = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.old is not None:
-            signal.signal(signal.SIGINT, self.old)
-
-
 def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
     """Image/label pairs -> plugin Cases (+ file hashes); one-line LoadErrors for bad pairs."""
 
     from ..plugins import load_case
-    from plugins._seg.checkpoint import sha256_file
+    from ..plugins.checkpoint import sha256_file
 
     if len(images) != len(labels):
         raise LoadError("--label", f"{len(images)} --image but {len(labels)} --label: give them in pairs")
@@ -129,17 +102,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
         prepare_out_folder(out, inputs=args.image + args.label, what=f"{plugin.name} checkpoint",
-                           ours=lambda d: segmenter_checkpoint_of(d) == plugin.name, overwrite=args.overwrite)
+                           ours=plugin.owns_checkpoint, overwrite=args.overwrite)
     cases, sources = load_cases(args.image, args.label)
     os.environ["LUCID3D_DEVICE"] = args.device
     progress = TerminalProgress(f"training {plugin.name}", disable=args.quiet or rank != 0)
-    with _CtrlC(progress):
+    with CtrlC(progress):
         try:
             model = plugin.train(cases, cfg, progress, checkpoint_dir=str(out) if rank == 0 else None,
                                  sources=sources)
         finally:
             progress.close()
-            from plugins._seg.train import finish_distributed
+            from ..plugins.training import finish_distributed
 
             finish_distributed()
     if rank == 0:
@@ -149,21 +122,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         summary["checkpoint"] = str(out)
         print(json.dumps(summary))
     return 0
-
-
-def segmenter_checkpoint_of(folder: Path) -> str | None:
-    """The plugin name of the segmenter checkpoint ``folder`` holds and nothing else, or None."""
-    from plugins._seg.checkpoint import FORMAT
-
-    from ..plugins import read_checkpoint_json
-
-    if not only_files(folder, lambda n: n in ("config.json", "model.safetensors")):
-        return None
-    try:
-        cfg = read_checkpoint_json(folder / "config.json")
-    except LoadError:
-        return None
-    return cfg.get("plugin") if isinstance(cfg, dict) and cfg.get("format") == FORMAT else None
 
 
 def label_summary(labels) -> dict[str, dict[str, Any]]:
@@ -177,8 +135,6 @@ def label_summary(labels) -> dict[str, dict[str, Any]]:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from plugins._seg.checkpoint import check_prediction_grid
-
     from .common import load_input
     from ..io import save_nifti
     from ..jobs.progress import TerminalProgress
@@ -201,11 +157,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     volume = load_input(args.input)
     if not isinstance(volume, Volume):
         raise LoadError(args.input, "not a volume")
-    problem = check_prediction_grid(model, volume.shape, volume.affine)
+    problem = plugin.check_volume(model, volume)
     if problem:
         raise LoadError(ckpt / "config.json", f"too fine for this scan: {problem}")
     progress = TerminalProgress("segmenting", disable=args.quiet)
-    with _CtrlC(progress):
+    with CtrlC(progress):
         try:
             try:
                 labels, unc = plugin.predict(model, volume, progress, tta=bool(unc_out or args.tta))
