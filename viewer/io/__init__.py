@@ -19,15 +19,19 @@ from .common import atomic_path, require_file
 __all__ = ["load", "load_path", "kind_of", "VOLUME_SUFFIXES", "MESH_SUFFIXES", "POINT_SUFFIXES",
            "save_nifti", "atomic_path", "FILE_FILTER"]
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".hdr", ".img", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".hdr", ".img", ".hdr.gz", ".img.gz", ".nrrd", ".nhdr", ".mha", ".mhd",
+                   ".dcm", ".vti")
+# .vtk is a mesh unless its DATASET line says image grid (STRUCTURED_POINTS): see kind_of
 MESH_SUFFIXES = (".obj", ".stl", ".vtk", ".vtp", ".ply")
 POINT_SUFFIXES = (".xyz", ".pts", ".las", ".laz", ".ply")
 FILE_FILTER = (
-    "All supported (*.nii *.nii.gz *.hdr *.nrrd *.nhdr *.mha *.mhd *.dcm *.obj *.stl *.vtk *.vtp "
-    "*.ply *.xyz *.pts *.las *.laz *.json);;Volumes (*.nii *.nii.gz *.hdr *.nrrd *.nhdr *.mha *.mhd *.dcm);;"
+    "All supported (*.nii *.nii.gz *.hdr *.hdr.gz *.nrrd *.nhdr *.mha *.mhd *.dcm *.vti *.obj *.stl *.vtk "
+    "*.vtp *.ply *.xyz *.pts *.las *.laz *.json);;Volumes (*.nii *.nii.gz *.hdr *.hdr.gz *.nrrd *.nhdr *.mha "
+    "*.mhd *.dcm *.vti *.vtk);;"
     "Meshes (*.obj *.stl *.vtk *.vtp *.ply);;Point clouds (*.ply *.xyz *.pts *.las *.laz);;"
     "Scenes (*.lucid3d.json *.json);;All files (*)"
 )
+_DOUBLE_SUFFIXES = (".nii.gz", ".hdr.gz", ".img.gz")
 
 
 # ValueError covers UnicodeDecodeError, zlib errors are what gzip streams raise, RuntimeError
@@ -37,7 +41,7 @@ _GARBAGE_ERRORS = (ValueError, OSError, EOFError, struct.error, zlib.error, Runt
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+    return next((s for s in _DOUBLE_SUFFIXES if name.endswith(s)), path.suffix.lower())
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -51,6 +55,9 @@ def _is_dicom_file(path: Path) -> bool:
 
 def kind_of(path: str | Path) -> str:
     """'volume', 'mesh', 'points', 'mesh-or-points' (PLY), 'dicom', 'viewset' or 'scene'.
+
+    A legacy ``.vtk`` file is a 'volume' when its header's DATASET line says STRUCTURED_POINTS
+    (an image grid; read without VTK), else a 'mesh'; ``.vti`` (XML ImageData) is a 'volume'.
 
     'viewset' (posed photos, :mod:`viewer.io.photosets`): a ``transforms*.json`` file, or a folder
     holding one or a COLMAP model (``cameras.txt``/``images.txt`` there, in ``sparse/0/`` or in
@@ -70,6 +77,9 @@ def kind_of(path: str | Path) -> str:
         return "dicom"
     if suf in VOLUME_SUFFIXES:
         return "volume"
+    if suf == ".vtk":
+        from .vtkimage import is_vtk_image
+        return "volume" if is_vtk_image(path) else "mesh"
     if suf in MESH_SUFFIXES:
         return "mesh"
     if suf in POINT_SUFFIXES:
@@ -97,6 +107,14 @@ def _readers() -> dict[str, Callable[..., Any]]:
         from .meshes import load_mesh_or_points
         return load_mesh_or_points(path)
 
+    def vtk_image(path: Path, **kw: Any):
+        from .vtkimage import load_vtk_image
+        return load_vtk_image(path)
+
+    def vtk_legacy(path: Path, **kw: Any):  # one suffix, two kinds: the DATASET line decides
+        from .vtkimage import is_vtk_image
+        return vtk_image(path) if is_vtk_image(path) else mesh(path)
+
     def points(path: Path, **kw: Any):
         from .points import load_points
         return load_points(path)
@@ -107,8 +125,9 @@ def _readers() -> dict[str, Callable[..., Any]]:
 
     return {
         ".nii": nifti.load_nifti, ".nii.gz": nifti.load_nifti, ".hdr": nifti.load_nifti,
-        ".img": nifti.load_nifti, ".nrrd": nrrd, ".nhdr": nrrd, ".mha": itk, ".mhd": itk,
-        ".obj": mesh, ".stl": mesh, ".vtk": mesh, ".vtp": mesh, ".ply": mesh,
+        ".img": nifti.load_nifti, ".hdr.gz": nifti.load_nifti, ".img.gz": nifti.load_nifti,
+        ".nrrd": nrrd, ".nhdr": nrrd, ".mha": itk, ".mhd": itk, ".vti": vtk_image,
+        ".obj": mesh, ".stl": mesh, ".vtk": vtk_legacy, ".vtp": mesh, ".ply": mesh,
         ".xyz": points, ".pts": points, ".las": points, ".laz": points, "dicom": dicom,
         "viewset": viewset,
     }

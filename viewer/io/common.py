@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import stat
@@ -441,3 +442,81 @@ def check_data_fits_file(path: object, need_bytes: int, file_bytes: int, *,
 
 
 __all__ += ["check_data_fits_file"]
+
+
+# --- fast gzip reading: python-isal's igzip when installed, else the standard library's zlib ----
+__all__ += ["open_gzip", "gzip_backend", "gzip_errors"]
+
+
+def _igzip():
+    """isal's igzip module, or None when python-isal is not installed (or fails to import)."""
+    try:
+        from isal import igzip
+    except ImportError:
+        return None
+    return igzip
+
+
+def gzip_backend() -> str:
+    """``"isal"`` when :func:`open_gzip` decompresses with python-isal, else ``"zlib"``."""
+    return "zlib" if _igzip() is None else "isal"
+
+
+def open_gzip(path: str | os.PathLike):
+    """Open a gzip file for binary reading with the fastest decompressor installed.
+
+    python-isal's igzip (ISA-L) inflates the same stream in ~0.3-0.45x zlib's time and, like
+    :mod:`gzip`, follows concatenated members and checks each member's CRC-32 and length at its
+    end; its ``readinto`` decompresses straight into the caller's buffer (no temporary chunk
+    copy). Without python-isal this is :func:`gzip.open`. Errors are those of
+    :func:`gzip_errors`; the caller closes the file (``with``).
+    """
+    igzip = _igzip()
+    if igzip is None:
+        import gzip
+
+        return gzip.open(path, "rb")
+    from isal import isal_zlib
+
+    reader = getattr(isal_zlib, "_GzipReader", None)
+    if reader is None:  # another python-isal layout: igzip.open is right, only a copy slower
+        return igzip.open(path, "rb")
+    # igzip.open's file object (a GzipFile) has no readinto of its own: io's default reads a
+    # bytes object and copies it. The buffered reader around isal's C reader, which igzip.open
+    # builds too, passes a large readinto straight to the decompressor.
+    fileobj = open(path, "rb")
+    try:
+        return _ClosingReader(reader(fileobj, igzip.READ_BUFFER_SIZE), fileobj)
+    except BaseException:
+        fileobj.close()
+        raise
+
+
+class _ClosingReader(io.BufferedReader):
+    """A buffered reader that also closes the file its raw reader reads from."""
+
+    def __init__(self, raw, fileobj) -> None:
+        super().__init__(raw)
+        self._fileobj = fileobj
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._fileobj.close()
+
+
+def gzip_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions a corrupt or truncated stream raises from :func:`open_gzip`'s reads.
+
+    zlib raises ``zlib.error``, ISA-L its own ``IsalError`` (not an OSError); both raise
+    ``gzip.BadGzipFile`` (OSError) for a bad header or CRC and EOFError for a stream cut short.
+    """
+    import zlib
+
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, ValueError)
+    if _igzip() is not None:
+        from isal import isal_zlib
+
+        errors += (isal_zlib.error,)
+    return errors

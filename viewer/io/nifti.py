@@ -1,10 +1,9 @@
-"""NIfTI-1/2 (.nii, .nii.gz, .hdr/.img) through nibabel."""
+"""NIfTI-1/2 (.nii, .nii.gz, .hdr/.img, .hdr.gz/.img.gz) through nibabel."""
 
 from __future__ import annotations
 
 import bz2
 import contextlib
-import gzip
 import logging
 import os
 import warnings
@@ -19,8 +18,8 @@ from nibabel.arrayproxy import ArrayProxy
 from ..model.errors import LoadError
 from ..model.labels import LabelMap
 from ..model.volume import Volume
-from .common import (atomic_path, check_data_fits_file, check_fits_in_memory, note_outside_file,
-                     require_regular_file)
+from .common import (atomic_path, check_data_fits_file, check_fits_in_memory, gzip_errors,
+                     note_outside_file, open_gzip, require_regular_file)
 
 
 def _why(exc: Exception, path: Path) -> str:
@@ -31,7 +30,7 @@ def _why(exc: Exception, path: Path) -> str:
 __all__ = ["load_nifti", "save_nifti"]
 
 
-_CHUNK = 4 << 20  # bytes per read (gzip makes a temporary copy of each read)
+_CHUNK = 4 << 20  # bytes per read (the standard library's gzip makes a temporary copy of each)
 _SCALE_ITEMS = 1 << 20  # voxels scaled at a time: an 8 MiB float64 temporary
 _TAIL = 1 << 20  # read past the data to a gzip stream's end (its CRC) when at most this is left
 _NIB_ERRORS = (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError,
@@ -42,7 +41,9 @@ def load_nifti(path: Path) -> Volume:
     """Read a NIfTI file into a ``Volume``; 4D files give their first frame (``meta['frames']``).
 
     Unscaled uncompressed files keep nibabel's memory-mapped array, so the first slice is
-    drawn before the whole file is read. Files with ``scl_slope``/``scl_inter`` give float32
+    drawn before the whole file is read. Unscaled compressed files are decompressed (python-isal's
+    igzip when installed, else zlib) straight into the final Fortran-ordered array, a few MiB
+    per ``readinto``: no second copy, the peak is the array itself. Files with ``scl_slope``/``scl_inter`` give float32
     true values (raw * slope + inter, computed in float64 and rounded once), read a few MiB at
     a time into the result: the peak is the float32 array plus one chunk. Compressed data is
     read to its end where possible, so a corrupt gzip stream (CRC) is an error, not voxels.
@@ -88,12 +89,15 @@ def _nibabel_log() -> Iterator[list[str]]:
 
 
 def _check_pair(path: Path) -> None:
-    """An Analyze-style .hdr/.img pair: the other half must be a regular file too."""
-    if path.suffix.lower() not in (".hdr", ".img"):
+    """An Analyze-style .hdr/.img pair (or .hdr.gz/.img.gz): the other half must be a regular
+    file too."""
+    gz = path.suffix.lower() == ".gz"
+    base = path.with_suffix("") if gz else path
+    if base.suffix.lower() not in (".hdr", ".img"):
         return
     for suffix, what in ((".hdr", "header"), (".img", "image file"), (".HDR", "header"),
                          (".IMG", "image file")):
-        other = path.with_suffix(suffix)
+        other = base.with_suffix(suffix + path.suffix if gz else suffix)
         if other != path and os.path.lexists(other):
             require_regular_file(other, owner=path, what=what)
 
@@ -105,7 +109,7 @@ def _compression(image_file: Path) -> str | None:
 
 def _open_data(image_file: Path, compression: str | None) -> BinaryIO:
     if compression == "gzip":
-        return gzip.open(image_file, "rb")
+        return open_gzip(image_file)
     if compression == "bzip2":
         return bz2.open(image_file, "rb")
     return open(image_file, "rb")
@@ -139,7 +143,7 @@ def _load(path: Path) -> Volume:
             data = np.asanyarray(proxy[(..., *([0] * (len(full) - 3)))]).reshape(shape, order="F")
         else:  # nibabel's memory map: nothing is read until a slice is drawn
             data = np.asanyarray(proxy).reshape(shape, order="F")
-    except (EOFError, OSError, zlib.error, ValueError) as exc:
+    except gzip_errors() as exc:  # zlib's errors, ISA-L's own, EOFError, BadGzipFile (CRC)
         raise LoadError(path, f"the file is truncated or corrupt ({_why(exc, path)})") from None
     if data.dtype.kind == "b":
         data = data.astype(np.uint8)
@@ -156,7 +160,7 @@ def _load(path: Path) -> Volume:
     if image_file != path:
         note_outside_file(meta, path, image_file)
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".hdr", ".img"):
+    for suffix in (".nii.gz", ".hdr.gz", ".img.gz", ".nii", ".hdr", ".img"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -199,8 +203,11 @@ def _read_stream(path: Path, image_file: Path, compression: str | None, offset: 
     """
     n = int(np.prod(shape))
     if scaling is None:
-        buf = bytearray(n * dtype.itemsize)
-        out = np.ndarray(shape, dtype, buffer=buf, order="F")
+        # bytes first, viewed as the voxels: a 'B' memoryview whatever the byte order (memoryview
+        # cannot cast a big-endian or Fortran-ordered array), and np.empty leaves the pages
+        # untouched until the decompressor writes them (a bytearray would zero them first)
+        raw = np.empty(n * dtype.itemsize, np.uint8)
+        out = raw.view(dtype).reshape(shape, order="F")
     else:
         out = np.empty(shape, np.float32, order="F")
         flat = out.reshape(-1, order="F")  # a view: out is Fortran-contiguous
@@ -208,7 +215,7 @@ def _read_stream(path: Path, image_file: Path, compression: str | None, offset: 
     with _open_data(image_file, compression) as fh:
         fh.seek(offset)
         if scaling is None:
-            _fill(path, fh, memoryview(buf))
+            _fill(path, fh, memoryview(raw))
         else:
             slope, inter = scaling
             step = len(chunk) // dtype.itemsize
