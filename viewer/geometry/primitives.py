@@ -77,8 +77,13 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return out
 
 
-def uv_sphere(n_lat: int = 32, n_lon: int = 64, radius: float = 1.0, center=(0.0, 0.0, 0.0)) -> Mesh:
-    """A latitude-longitude sphere with a uv map, vertices split along the date-line seam.
+def uv_sphere(n_lat: int = 32, n_lon: int = 64, radius: float = 1.0,
+              center: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Mesh:
+    """A latitude-longitude sphere with a uv map, vertices split along the date-line seam: the one
+    uv sphere of the code base (the demo's fallback globe is this one, turned and textured).
+
+    ``n_lat`` rows of quads from pole to pole, ``n_lon`` columns around z; ``radius`` in the
+    caller's units, ``center`` (3,) in the same frame.
 
     ``u`` = longitude / 360 deg (from +x towards +y), ``v`` = 1 at the north pole (+z), 0 at the
     south pole; outward-facing triangles (counter-clockwise seen from outside);
