@@ -254,7 +254,7 @@ def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) 
     if keep:
         tag = "_".join(f"{k}={v}" for k, v in sorted(overrides.items()))
         keep = str(Path(keep) / f"{capture}-{method}{'-' + tag if tag else ''}")
-    model = plugin.fit(scene, mesh, cfg, Progress(), checkpoint_path=keep or None)
+    model = plugin.fit(scene, mesh, cfg, Progress(), checkpoint_dir=keep or None)
     fit_s = time.monotonic() - t0
     ev = evaluate_views(plugin, model, scene.split("test"), scene.background)
     return {"psnr": ev["psnr"], "ssim": ev["ssim"], "steps": model.metrics["steps"], "fit_seconds": round(fit_s, 1),

@@ -151,9 +151,9 @@ def worker(args) -> None:
 
     torch.set_num_threads(1)
     if args.clock == "cpu":
-        import plugins._seg.train as seg_train
+        import viewer.plugins.training as training
 
-        seg_train.CLOCK = time.process_time  # this process's CPU seconds (one torch thread)
+        training.CLOCK = time.process_time  # this process's CPU seconds (one torch thread)
     train, test = load_set(args.dataset)
     values = [lab.value for lab in train[0].labels.table]
     names = {lab.value: lab.name for lab in train[0].labels.table}
@@ -191,7 +191,7 @@ def worker(args) -> None:
         done.set()
         scores = []
         for case in test:
-            pred, _ = plugin.predict(model, case.image, Progress())
+            pred, _ = plugin.predict(model, case.image, Progress(), tta=bool(model.config.get("tta", True)))
             scores.append(dice_per_label(np.asarray(pred.array), np.asarray(case.labels.array), values))
         m = model.metrics
         res.update(steps=m["steps"], validation=m.get("validation"), train_patch_or_val_dice=m.get("best_val_dice"),

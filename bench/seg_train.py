@@ -69,7 +69,8 @@ def main() -> None:
     per_case, infer_s = [], []
     for case in test:
         t = time.monotonic()
-        pred, _ = plugin.predict(model, case.image, TerminalProgress("testing", disable=True))
+        pred, _ = plugin.predict(model, case.image, TerminalProgress("testing", disable=True),
+                                 tta=bool(model.config.get("tta", True)))
         infer_s.append(time.monotonic() - t)
         values = [lab.value for lab in case.labels.table]
         d = dice_per_label(np.asarray(pred.array), np.asarray(case.labels.array), values)

@@ -10,7 +10,7 @@ on, one validated on) for ``--seconds`` of wall-clock budget.
 
 Phases, timed apart:
 
-1. ``warm_up``: the Segmentation panel's :func:`~viewer.ui.segmentation_panel.warm_up` job
+1. ``warm_up``: the Segmentation panel's :func:`~viewer.ui.segmentation.panel.warm_up` job
    (torch/MONAI imports with the collector paused, then ``gc.freeze``), which the panel runs
    when it is first shown, long before anyone presses Train.
 2. ``setup``: from Train to the first training step (data preparation, network build).
@@ -87,7 +87,7 @@ def main() -> int:
     app.setStyle("Fusion")
     from viewer.samples.demo import ct_phantom
     from viewer.plugins import Case, get_plugin
-    from viewer.ui.segmentation_panel import warm_up
+    from viewer.ui.segmentation.panel import warm_up
 
     plugin = get_plugin("unet3d", "segmenter")
     phantoms = [ct_phantom(shape=(64, 64, 48), seed=s) for s in (1, 2)]
@@ -132,7 +132,7 @@ def main() -> int:
 
     # 1. warm-up, as the panel does when it is first shown
     marks["warm_start"] = time.perf_counter()
-    import viewer.ui.segmentation_panel as sp
+    import viewer.ui.segmentation.panel as sp
 
     if args.baseline:
         sp._WARM["done"] = True  # no warm-up: the training job imports torch itself
