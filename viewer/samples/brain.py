@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..model.labels import Label, LabelMap, LabelTable
-from ..model.volume import Volume
 from ..plugins import Case
-from .mr import mr_scanner, smooth_field
+from .mr import mr_case, mr_scanner, smooth_field
 
 __all__ = ["mni152_case", "mni152_deep_case", "MNI152_LABELS", "MNI152_DEEP_LABELS"]
 
@@ -103,10 +101,8 @@ def mni152_case(resolution: int = 2) -> Case:
     t1, labels, affine = _mni152_arrays(int(resolution))
     name = f"MNI152 {int(resolution)}mm"
     meta = {"format": "MNI152 2009a sym (nilearn)", "resolution_mm": int(resolution)}
-    image = Volume(t1, affine.copy(), modality="MR", name=f"{name} T1", meta=dict(meta))
-    table = LabelTable([Label(v, n, _MNI152_COLORS[v]) for v, n in MNI152_LABELS.items()])
-    return Case(image, LabelMap(labels, affine.copy(), table, name=f"{name} tissue", meta=dict(meta)),
-                name=name)
+    return mr_case(t1, labels, affine, name=name, image_name=f"{name} T1", labels_name=f"{name} tissue", meta=meta,
+                   names=MNI152_LABELS, colours=_MNI152_COLORS)
 
 
 #: deep grey nuclei of the MNI152 template: small structures on a real T1
@@ -175,6 +171,5 @@ def mni152_deep_case(seed: int = 0) -> Case:
     t1, labels, affine = _mni152_deep_arrays(int(seed))
     name = f"MNI152 deep grey {int(seed)}"
     meta = {"format": "MNI152 2009a sym (nilearn), deep grey nuclei", "seed": int(seed)}
-    image = Volume(t1, affine.copy(), modality="MR", name=f"{name} T1", meta=dict(meta))
-    table = LabelTable([Label(v, n, _DEEP_COLORS[v]) for v, n in MNI152_DEEP_LABELS.items()])
-    return Case(image, LabelMap(labels, affine.copy(), table, name=f"{name} nuclei", meta=dict(meta)), name=name)
+    return mr_case(t1, labels, affine, name=name, image_name=f"{name} T1", labels_name=f"{name} nuclei", meta=meta,
+                   names=MNI152_DEEP_LABELS, colours=_DEEP_COLORS)

@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..model.labels import Label, LabelMap, LabelTable
-from ..model.volume import Volume
 from ..plugins import Case
-from .mr import mr_scanner, smooth_field
+from .mr import mr_case, mr_scanner, smooth_field
 
 __all__ = ["frog_case", "frog_tissues_path", "FROG_LABELS"]
 
@@ -84,6 +82,5 @@ def frog_case(seed: int = 0) -> Case:
     img, labels, affine = _frog_arrays(int(seed))
     name = f"frog {int(seed)}"
     meta = {"format": "pyvista frog_tissues.vti, synthetic intensities", "seed": int(seed)}
-    image = Volume(img, affine.copy(), modality="MR", name=f"{name} MR", meta=dict(meta))
-    table = LabelTable([Label(v, n, _FROG_COLORS[v]) for v, n in FROG_LABELS.items()])
-    return Case(image, LabelMap(labels, affine.copy(), table, name=f"{name} organs", meta=dict(meta)), name=name)
+    return mr_case(img, labels, affine, name=name, image_name=f"{name} MR", labels_name=f"{name} organs", meta=meta,
+                   names=FROG_LABELS, colours=_FROG_COLORS)
