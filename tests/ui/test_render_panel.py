@@ -1,18 +1,20 @@
 """The Neural Rendering panel in the real window: training from the panel (a small stand-in torch
-renderer that follows the plugin contract, and the real texture plugin), the learned view over the
+renderer written to the plugin contract, and the real texture plugin), the learned view over the
 3D view, latest-frame-wins rendering, the comparison with its PSNR, checkpoints, bad input."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pytest
 import torch
 
+from viewer.jobs.progress import ImagePreview
 from viewer.model import layer_for
+from viewer.plugins import RendererBase
 
 from .test_viewset_layer import sphere_views
 
@@ -43,18 +45,21 @@ class TinyNet(torch.nn.Module):
         return b * b - (oc @ oc - self.radius ** 2) > 0
 
 
-class StandIn:
+def _uint8(image) -> np.ndarray:
+    return (np.clip(np.asarray(image, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+class StandIn(RendererBase):
     """A renderer plugin as ``viewer.plugins`` describes one (fit, render, save, load)."""
 
     name = "stand-in"
-    kind = "renderer"
     description = "one colour in the mesh's bounding sphere (test stand-in)"
     Config = TinyConfig
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay, self.renders, self._lock = delay, 0, threading.Lock()
 
-    def fit(self, views, geometry, config, progress):
+    def fit(self, views, geometry, config, progress, *, checkpoint_dir=None, sources=None):
         pts = np.asarray(geometry.points)
         c = pts.mean(0)
         net = TinyNet(c, float(np.linalg.norm(pts - c, axis=1).max()), views.background)
@@ -70,16 +75,18 @@ class StandIn:
             value = float(loss.detach())
             progress.metrics(step + 1, loss=value, psnr=-10.0 * np.log10(value))
             time.sleep(0.02)
-        progress.preview(self.render(net, views.split("test")[0].camera))
-        net.metrics = {"steps": config.iterations}
+        held = views.split("test")[0]
+        progress.preview(ImagePreview(held.name, _uint8(self.render(net, held.camera)),
+                                      _uint8(held.rgb(views.background))))
+        net.plugin, net.config, net.metrics = self.name, asdict(config), {"steps": config.iterations}
         return net
 
-    def render(self, model, camera):
+    def render(self, model, camera, background=None):
         with self._lock:
             self.renders += 1
         time.sleep(self.delay)
         img = np.empty((camera.height, camera.width, 3), np.float32)
-        img[:] = model.background
+        img[:] = model.background if background is None else background
         with torch.no_grad():
             img[model.coverage(camera)] = torch.sigmoid(model.logit).numpy()
         return img
@@ -93,7 +100,7 @@ class StandIn:
 
 @pytest.fixture
 def window(qtbot):
-    from viewer.samples.demo import uv_sphere
+    from viewer.geometry.primitives import uv_sphere
     from viewer.ui.app import make_window
 
     win = make_window()
@@ -136,11 +143,11 @@ def test_train_stand_in_then_learned_view(window, qtbot):
     assert panel.form is not None and panel.form.widget("iterations").value == 12
     assert not panel.learned_box.isEnabled()  # no model yet
     _train(panel, qtbot)
-    panel._flush_ui()
-    assert panel.loss_plot.data["loss"][0][-1] == 12 and "psnr" in panel.psnr_plot.data
-    assert panel.progress.value() == 1000 and panel.status.text().startswith("Done")
-    assert panel.preview.pixmap() is not None and not panel.preview.pixmap().isNull()
-    assert "ground truth | learned" in panel.preview_caption.text()
+    bar = panel.bar
+    assert bar.curve("loss")[0][-1] == 12 and bar.curve("psnr")[0]
+    assert bar.progress.value() == 1000 and bar.status.text().startswith("Done")
+    assert bar.preview.rgb is not None and not bar.preview.image.pixmap().isNull()
+    assert "ground truth | learned" in bar.preview.caption.text()
 
     layer = window.scene.of_kind(type(window.scene[1]))[0]
     layer.selected_frame = 0  # look at the sphere through the first camera
@@ -239,10 +246,10 @@ def test_cancel_stops_training(window, qtbot):
     panel.form.set_values(iterations=500)  # ~10 s: cancelled long before
     panel.train()
     job = panel.job
-    qtbot.waitUntil(lambda: "elapsed" in panel.status.text(), timeout=20000)
+    qtbot.waitUntil(lambda: "elapsed" in panel.bar.status.text(), timeout=20000)
     with qtbot.waitSignal(job.cancelled, timeout=20000):
-        panel.cancel_btn.click()
-    assert panel.job is None and panel.model is None and panel.status.text() == "Cancelled."
+        panel.bar.cancel_btn.click()
+    assert panel.job is None and panel.model is None and panel.bar.status.text() == "Cancelled."
     assert panel.train_btn.isEnabled()
 
 
@@ -269,7 +276,8 @@ def test_texture_plugin_trains_from_the_panel(window, qtbot, tmp_path):
     panel = window.render_panel
     if "texture" not in panel.plugins:
         panel.set_plugins({"texture": texture.PLUGIN})
-    panel.plugin_box.setCurrentIndex(panel.plugin_box.findData("texture"))
+    panel.chooser.choose("texture")
+    assert panel.plugin() is panel.plugins["texture"]
     panel.form.set_values(size=32, minutes=0.0, iters=12, batch=2, crop=0, val_every=6, val_views=2,
                           texture_size=64, levels=2)
     _train(panel, qtbot, timeout=120000)

@@ -5,7 +5,6 @@ Tiny settings (32³ patches, a few steps) keep the whole file under a minute on 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nibabel as nib
@@ -70,7 +69,7 @@ def test_train_then_run_adds_new_layers(window, qtbot, tmp_path):
     panel = _panel(window)
     image, manual = window.scene[0], window.scene[1]
     before = np.array(manual.data.array, copy=True)
-    assert panel.pairs.rowCount() == 1 and panel.pairs.item(0, 1).text() == manual.name
+    assert panel.pairs.table.rowCount() == 1 and panel.pairs.table.item(0, 1).text() == manual.name
 
     with qtbot.waitSignal(panel.train_btn.clicked, timeout=1000):
         _press(qtbot, panel.train_btn)
@@ -80,21 +79,23 @@ def test_train_then_run_adds_new_layers(window, qtbot, tmp_path):
         pass
     qtbot.waitUntil(lambda: panel.job is None, timeout=5000)
     assert panel.model is not None
-    xs, ys = panel.loss_curve.getData()
-    assert xs is not None and len(xs) >= 1 and np.all(np.isfinite(ys))
-    assert len(panel.dice_curve.getData()[0]) >= 1
+    xs, ys = panel.bar.curve("loss")
+    assert len(xs) >= 1 and np.all(np.isfinite(ys))
+    assert len(panel.bar.curve("val_dice")[0]) >= 1
+    assert all(len(c.getData()[0]) >= 1 for c in panel.bar.plots[0].curves.values())  # drawn
     ckpt = Path(panel.model_dir)
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()
     if panel.model.metrics.get("validated_on_training_data"):
         # one training pair: the panel says the curve is training data, and why there is no preview
-        assert "training data" in panel.preview.text() and "training data" in panel.model_label.text()
+        assert "training data" in panel.bar.preview.image.text() and "training data" in panel.model_label.text()
     else:
-        assert not panel.preview.pixmap().isNull()  # the validation preview was drawn
+        assert panel.bar.preview.rgb is not None  # the validation preview (a SlicePreview) was drawn
 
-    assert panel.reference_box.currentData() is manual
-    _press(qtbot, panel.run_btn)
-    qtbot.waitUntil(lambda: panel.job is None and panel.prediction is not None, timeout=60000)
-    pred, unc = panel.prediction, panel.uncertainty
+    run = panel.run_tab
+    assert run.reference_box.currentData() is manual
+    _press(qtbot, run.run_btn)
+    qtbot.waitUntil(lambda: panel.job is None and run.prediction is not None, timeout=60000)
+    pred, unc = run.prediction, run.uncertainty
     assert isinstance(pred, LabelLayer) and pred is not manual and pred in list(window.scene)
     assert isinstance(unc, ImageLayer) and unc in list(window.scene)
     assert pred.name.startswith(image.name) and "unet3d" in pred.name
@@ -104,23 +105,23 @@ def test_train_then_run_adds_new_layers(window, qtbot, tmp_path):
     assert (unc.colormap, unc.opacity, unc.visible) == ("heat", 0.8, True)
     np.testing.assert_array_equal(manual.data.array, before)  # the manual labels are untouched
     # per-label volume and Dice in the panel
-    assert panel.result_table.rowCount() == len(pred.data.table)
-    dice = [float(panel.result_table.item(r, 3).text()) for r in range(panel.result_table.rowCount())]
+    assert run.result_table.rowCount() == len(pred.data.table)
+    dice = [float(run.result_table.item(r, 3).text()) for r in range(run.result_table.rowCount())]
     assert all(0.0 <= d <= 1.0 for d in dice)
-    panel.unc_box.setChecked(False)
+    run.unc_box.setChecked(False)
     assert unc.visible is False
 
     # a second run (no TTA: no uncertainty map) lands in yet another layer
     n = len(window.scene)
-    panel.tta_box.setChecked(False)
-    _press(qtbot, panel.run_btn)
+    run.tta_box.setChecked(False)
+    _press(qtbot, run.run_btn)
     qtbot.waitUntil(lambda: panel.job is None and len(window.scene) == n + 1, timeout=60000)
-    assert panel.prediction is not pred and pred in list(window.scene)
-    assert panel.uncertainty is None and not panel.unc_box.isEnabled()
+    assert run.prediction is not pred and pred in list(window.scene)
+    assert run.uncertainty is None and not run.unc_box.isEnabled()
 
     # the mask on disk, on the image's grid
     out = tmp_path / "mask.nii.gz"
-    panel.save_mask(str(out), pred)
+    run.save_mask(str(out), pred)
     qtbot.waitUntil(out.exists, timeout=10000)
     nii = nib.load(str(out))
     assert nii.shape == image.data.shape
@@ -134,11 +135,11 @@ def test_train_then_run_adds_new_layers(window, qtbot, tmp_path):
     panel.model = None
     panel.load_model(str(saved))
     qtbot.waitUntil(lambda: panel.model is not None, timeout=15000)
-    assert panel.model_dir == str(saved) and panel.run_btn.isEnabled()
+    assert panel.model_dir == str(saved) and run.run_btn.isEnabled()
 
 
 def test_cancel_keeps_a_loadable_checkpoint(window, qtbot):
-    from viewer.plugins import get_plugin
+    from viewer.plugins import checkpoint_plugin_name, get_plugin
 
     panel = _panel(window, minutes=2.0)
     _press(qtbot, panel.train_btn)
@@ -148,14 +149,14 @@ def test_cancel_keeps_a_loadable_checkpoint(window, qtbot):
     with qtbot.waitSignal(job.progress, timeout=60000, check_params_cb=lambda s, t, m: "step" in m):
         pass
     with qtbot.waitSignal(job.finished, timeout=60000) as blocker:
-        _press(qtbot, panel.cancel_btn)
+        _press(qtbot, panel.bar.cancel_btn)
     model = blocker.args[0]
     assert model.metrics["stopped_by"] == "cancelled"
     qtbot.waitUntil(lambda: panel.job is None, timeout=5000)
-    assert panel.model is model and "Cancelled" in panel.status.text()
+    assert panel.model is model and "Cancelled" in panel.bar.status.text()
     loaded = get_plugin("unet3d").load(panel.model_dir)
-    assert loaded.n_classes == model.n_classes
-    assert json.loads((Path(panel.model_dir) / "config.json").read_text())["format"] == "lucid3d-segmenter"
+    assert loaded.plugin == model.plugin == "unet3d"
+    assert checkpoint_plugin_name(Path(panel.model_dir)) == "unet3d"
 
 
 def test_folder_pairs_are_listed_not_opened(window, qtbot, tmp_path):
@@ -166,26 +167,26 @@ def test_folder_pairs_are_listed_not_opened(window, qtbot, tmp_path):
         nib.save(nib.Nifti1Image(np.asarray(vol.array), vol.affine), tmp_path / f"case{seed}.nii.gz")
         nib.save(nib.Nifti1Image(np.asarray(lab.array), lab.affine), tmp_path / f"case{seed}_seg.nii.gz")
     (tmp_path / "notes.txt").write_text("not a volume")
-    panel = window.segmentation_panel
+    pairs = window.segmentation_panel.pairs
     n_layers = len(window.scene)
-    panel.add_folder(str(tmp_path))
-    qtbot.waitUntil(lambda: len(panel.folder_pairs) == 2, timeout=15000)
+    pairs.add_folder(str(tmp_path))
+    qtbot.waitUntil(lambda: len(pairs.folder_pairs) == 2, timeout=15000)
     assert len(window.scene) == n_layers  # listed for training, not opened as layers
-    assert panel.pairs.rowCount() == 3
-    names = [p["case"].name for p in panel.training_pairs()]
+    assert pairs.table.rowCount() == 3
+    names = [p["case"].name for p in pairs.training_pairs()]
     assert names == [window.scene[0].name, "case1", "case2"]
 
 
 @pytest.mark.parametrize("seconds, text", [(0, "about 0 s left"), (42.4, "about 42 s left"),
                                            (125, "about 2 min 05 s left"), (3700, "about 1 h 01 min left")])
 def test_format_left(seconds, text):
-    from viewer.ui.segmentation_panel import format_left
+    from viewer.ui.training_widgets import format_left
 
     assert format_left(seconds) == text
 
 
 def test_pairs_in_folder_by_name(tmp_path):
-    from viewer.ui.segmentation_panel import pairs_in_folder
+    from viewer.ui.segmentation import pairs_in_folder
 
     for name in ("a.nii.gz", "a_seg.nii.gz", "b.nii", "b_labels.nii", "c.nrrd", "c_mask.nrrd",
                  "lonely.nii.gz", "x_label.nii.gz", "notes.txt"):
@@ -196,7 +197,7 @@ def test_pairs_in_folder_by_name(tmp_path):
 
 def test_copy_checkpoint_replaces_only_checkpoints(tmp_path):
     from viewer.model import LoadError
-    from viewer.ui.segmentation_panel import copy_checkpoint
+    from viewer.ui.segmentation import copy_checkpoint
 
     src = tmp_path / "src"
     src.mkdir()

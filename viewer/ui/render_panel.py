@@ -5,29 +5,35 @@ Everything heavy runs in workers: training and checkpoints as jobs of the window
 :class:`~viewer.ui.photo_view.LatestOnly` (its own worker; the newest request wins). The UI
 thread builds widgets, draws curves and shows images.
 
-Renderer contract (:mod:`viewer.plugins`): ``fit(views, geometry, config, progress)``,
-``render(model, camera) -> (H, W, 3)`` in 0..1, ``save(model, folder)``, ``load(folder)``.
+The panel calls a renderer only through the plugin contract (:mod:`viewer.plugins`):
+``fit(views, mesh, config, progress, checkpoint_dir=, sources=)``, ``render(model, camera,
+background)`` (H, W, 3) in 0..1, ``save(model, folder)``, ``load(folder)``; what training reports
+(curves, :class:`~viewer.jobs.progress.ImagePreview`) is drawn by the shared
+:class:`~viewer.ui.training_bar.TrainingBar`.
 """
 
 from __future__ import annotations
 
-import json
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QSize
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-    QMessageBox, QProgressBar, QPushButton, QScrollArea, QTabWidget, QVBoxLayout, QWidget,
+    QMessageBox, QPushButton, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ..model import MeshLayer, Scene, ViewSetLayer
 from ..model.errors import LoadError
-from ..plugins import discover, plugin_for_checkpoint
+from ..plugins import PluginInfo
+from .methods import MethodChooser, as_infos
 from .photo_view import CompareView, LatestOnly, LearnedView, compare_images
-from .plugin_form import PluginForm
-from .training_widgets import CurvePlot, ProgressClock, side_by_side, to_pixmap, warm_torch
+from .training_bar import TrainingBar
+from .training_widgets import warm_torch
 
 __all__ = ["RenderPanel", "held_out_frames", "baseline_text", "heldout_key"]
 
@@ -61,35 +67,41 @@ def baseline_text(name: str, metrics: dict, known: dict[tuple[str, tuple], float
     return f", texture baseline {base:.2f} dB ({p - base:+.2f} dB)"
 
 
-def _first(d: dict, keys: tuple[str, ...]) -> Any:
-    for k in keys:
-        if d.get(k) is not None:
-            return d[k]
-    return None
+def _existing(source: str | None) -> str | None:
+    """A layer's source as an absolute path when it is a file or folder on disk (not ``demo:``)."""
+    if not source or str(source).startswith("demo:") or not Path(source).exists():
+        return None
+    return str(Path(source).resolve())
+
+
+def _fit_sources(mesh_file: str | None, scene_file: str | None) -> dict[str, str] | None:
+    """The fit's provenance (in a worker: hashing reads the mesh): mesh, mesh_sha256, scene;
+    None when neither came from a file (generated in the session)."""
+    from ..plugins.checkpoint import sha256_file
+
+    sources: dict[str, str] = {}
+    if mesh_file is not None and Path(mesh_file).is_file():
+        sources.update(mesh=mesh_file, mesh_sha256=sha256_file(mesh_file))
+    if scene_file is not None:
+        sources["scene"] = scene_file
+    return sources or None
 
 
 class RenderPanel(QWidget):
-    """Train / load / save / view neural renderers. Lives in the window's right dock."""
+    """Train / load / save / view neural renderers. Lives in the window's right dock.
+
+    ``infos``: the plugins to offer (PluginInfos or ``{name: plugin}``); default: every
+    installed one (:func:`viewer.plugins.plugin_infos`).
+    """
 
     def __init__(self, scene: Scene, jobs, view3d=None, host: QWidget | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, infos: Iterable[PluginInfo] | dict | None = None) -> None:
         super().__init__(parent)
         self.scene, self.jobs = scene, jobs
         self.last_error: str | None = None
-        try:
-            found = discover()
-        except Exception as exc:  # a broken plugin package must not take the window down
-            found, self.last_error = {}, f"plugins: {exc}"
-        self.plugins = {n: p for n, p in found.items() if getattr(p, "kind", "") == "renderer"}
         self.model: Any = None
         self.model_plugin: Any = None
         self.heldout_seen: dict[tuple[str, tuple], float] = {}  # (plugin, held-out views) -> PSNR
-        self.job = None
-        self.clock = ProgressClock()
-        self._message = ""
-        self._pending_preview: Any = None
-        self._preview_target: dict = {}
-        self._show_pending = False
         self._bound: ViewSetLayer | None = None
         self._updating = False
         self.learned = LearnedView(view3d, host, parent=self) if view3d is not None and host is not None else None
@@ -99,11 +111,31 @@ class RenderPanel(QWidget):
         self.compare_view: CompareView | None = None
         self.compare_frames: list = []
         self.compare_index = 0
+        self.chooser = MethodChooser("renderer", None if infos is None else as_infos(infos))
+        self.bar = TrainingBar([("loss", lambda k: "loss" in k), ("PSNR (dB)", lambda k: "psnr" in k.lower())],
+                               "A held-out view appears here while training runs.",
+                               "Stop training; the plugin keeps what it learned so far if it can", name="render")
         self._build()
+        self.chooser.changed.connect(self._update)
+        self.bar.busy_changed.connect(lambda _busy: self._update())
         scene.layer_inserted.connect(lambda *_: self._scene_changed())
         scene.layer_removed.connect(lambda *_: self._scene_changed())
         self._scene_changed()
-        self._plugin_changed()
+
+    @property
+    def job(self) -> Any:
+        """The panel's running training, or None."""
+        return self.bar.job
+
+    @property
+    def form(self):
+        """The chosen renderer's settings form (None when there is none)."""
+        return self.chooser.form
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        """The available renderers offered, by name."""
+        return self.chooser.plugins
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
         return QSize(390, 760)
@@ -120,15 +152,8 @@ class RenderPanel(QWidget):
         self.mesh_box = QComboBox()
         self.mesh_box.setToolTip("The mesh the renderer draws its texture on (same world frame as the photos)")
         head.addRow("Geometry", self.mesh_box)
-        self.plugin_box = QComboBox()
-        for name, plugin in sorted(self.plugins.items()):
-            self._add_plugin_item(name, plugin)
-        self.plugin_box.currentIndexChanged.connect(self._plugin_changed)
-        head.addRow("Method", self.plugin_box)
-        self.description = QLabel("")
-        self.description.setWordWrap(True)
-        self.description.setStyleSheet("color: palette(mid);")
-        head.addRow(self.description)
+        head.addRow("Method", self.chooser.box)
+        head.addRow(self.chooser.description)
         self.model_label = QLabel("none: train one or load a checkpoint")
         self.model_label.setObjectName("model_label")
         self.model_label.setWordWrap(True)
@@ -156,29 +181,13 @@ class RenderPanel(QWidget):
 
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_train(), "Train")
-        self.settings_scroll = QScrollArea()
-        self.settings_scroll.setWidgetResizable(True)
-        self.tabs.addTab(self.settings_scroll, "Settings")
+        self.tabs.addTab(self.chooser.settings, "Settings")
         self.frame_list = QListWidget()
         self.frame_list.setObjectName("frame_list")
         self.frame_list.currentRowChanged.connect(self._frame_row_changed)
         self.tabs.addTab(self.frame_list, "Frames")
         lay.addWidget(self.tabs, 1)
-
-        bar = QHBoxLayout()
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setToolTip("Stop training; the plugin keeps what it learned so far if it can")
-        self.cancel_btn.clicked.connect(self.cancel)
-        bar.addWidget(self.progress, 1)
-        bar.addWidget(self.cancel_btn)
-        lay.addLayout(bar)
-        self.status = QLabel("")
-        self.status.setObjectName("render_status")
-        self.status.setWordWrap(True)
-        lay.addWidget(self.status)
+        lay.addWidget(self.bar)  # the running training, whichever tab is shown
 
     def _build_train(self) -> QWidget:
         w = QWidget()
@@ -189,65 +198,18 @@ class RenderPanel(QWidget):
         self.train_btn.setToolTip("Fit the method to the training photos with the Settings tab's values")
         self.train_btn.clicked.connect(self.train)
         lay.addWidget(self.train_btn)
-        self.loss_plot = CurvePlot("loss", lambda k: "loss" in k)
-        self.psnr_plot = CurvePlot("PSNR (dB)", lambda k: "psnr" in k.lower())
-        lay.addWidget(self.loss_plot, 1)
-        lay.addWidget(self.psnr_plot, 1)
-        self.preview = QLabel("A held-out view appears here while training runs.")
-        self.preview.setObjectName("render_preview")
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setWordWrap(True)
-        self.preview.setFixedHeight(160)
-        self.preview.setStyleSheet("color: palette(mid);")
-        lay.addWidget(self.preview)
-        self.preview_caption = QLabel("")
-        self.preview_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview_caption.setWordWrap(True)
-        lay.addWidget(self.preview_caption)
+        lay.addWidget(self.bar.charts, 2)
+        lay.addWidget(self.bar.preview)
         return w
 
-    def _add_plugin_item(self, name: str, plugin: Any) -> None:
-        self.plugin_box.addItem(name, name)
-        self.plugin_box.setItemData(self.plugin_box.count() - 1, getattr(plugin, "description", ""),
-                                    Qt.ItemDataRole.ToolTipRole)
+    def set_plugins(self, plugins: Iterable[PluginInfo] | dict) -> None:
+        """Offer these plugins (PluginInfos or ``{name: plugin}``) instead of the installed ones."""
+        self.chooser.set_infos(as_infos(plugins))
 
-    def set_plugins(self, plugins: dict[str, Any]) -> None:
-        """Offer these renderer plugins (by name) instead of the discovered ones."""
-        self.plugins = dict(plugins)
-        self.plugin_box.blockSignals(True)
-        self.plugin_box.clear()
-        for name, plugin in sorted(self.plugins.items()):
-            self._add_plugin_item(name, plugin)
-        self.plugin_box.blockSignals(False)
-        self._plugin_changed()
-
-    # plugin, scene -------------------------------------------------------------------------------
     def plugin(self):
-        name = self.plugin_box.currentData()
-        return self.plugins.get(name) if name else None
+        return self.chooser.plugin()
 
-    def _plugin_changed(self, *_: object) -> None:
-        plugin = self.plugin()
-        self.form = None
-        if plugin is None:
-            self.description.setText("No renderer plugin found in plugins/.")
-            self.settings_scroll.setWidget(QLabel("No settings."))
-        else:
-            self.description.setText(getattr(plugin, "description", ""))
-            host = QWidget()
-            v = QVBoxLayout(host)
-            try:
-                self.form = PluginForm(plugin.Config)
-                v.addWidget(self.form)
-                reset = QPushButton("Reset to defaults")
-                reset.clicked.connect(lambda: self.form.set_config(plugin.Config()))
-                v.addWidget(reset, 0, Qt.AlignmentFlag.AlignRight)
-            except (TypeError, ValueError) as exc:
-                v.addWidget(QLabel(f"This plugin's settings cannot be shown: {exc}"))
-            v.addStretch(1)
-            self.settings_scroll.setWidget(host)
-        self._update()
-
+    # scene ---------------------------------------------------------------------------------------
     @staticmethod
     def _fill(box: QComboBox, layers: list, none_text: str) -> None:
         """List ``layers`` (item data: their ids), keeping the current one if it is still there,
@@ -312,12 +274,11 @@ class RenderPanel(QWidget):
         busy = self.job is not None
         has_model = self.model is not None
         self.train_btn.setEnabled(not busy and self.plugin() is not None)
-        self.cancel_btn.setEnabled(busy)
         self.load_btn.setEnabled(not busy)
         self.save_btn.setEnabled(not busy and has_model)
         self.learned_box.setEnabled(has_model and self.learned is not None)
         self.compare_btn.setEnabled(has_model and self.viewset() is not None)
-        self.plugin_box.setEnabled(not busy)
+        self.chooser.box.setEnabled(not busy)
 
     def _error(self, message: str) -> None:
         self.last_error = message
@@ -342,120 +303,32 @@ class RenderPanel(QWidget):
             self._error("No geometry: open the mesh the photos show (File > Open…).")
             return
         try:
-            config = self.form.config() if self.form is not None else plugin.Config()
+            config = self.chooser.config()
         except (TypeError, ValueError) as exc:
             self._error(f"Cannot train: {exc}")
             return
         views, geometry = vs.data, mesh.data
-        # the plugins preview their first held-out view ("val", else "test"); its photo beside it
-        held = views.split("val") or views.split("test")
-        self._preview_target = {"frame": held[0] if held else None, "image": None}
-        info = self._preview_target
-        for plot in (self.loss_plot, self.psnr_plot):
-            plot.clear_data()
-        self.preview.clear()
-        self.preview.setText("A held-out view appears here when the method shows one.")
-        self.preview_caption.setText("")
-        def work(progress):
-            progress.update(1, 1000, "preparing")
-            if info["frame"] is not None:
-                info["image"] = info["frame"].rgb(views.background)
-            warm_torch()
-            return plugin.fit(views, geometry, config, progress)
+        mesh_file, scene_file = _existing(mesh.source), _existing(vs.source)
+        ckpt = tempfile.mkdtemp(prefix=f"lucid3d-{plugin.name}-")
+        atexit.register(shutil.rmtree, ckpt, True)
 
-        self.clock.reset()
-        self._message = f"Training {plugin.name}…"
-        self.status.setText(self._message)
-        self.progress.setValue(0)
-        # created, wired, then started; the runner applies the heavy-job policy while it runs
-        job = self.jobs.create(work, f"Training {plugin.name}", lane="train", heavy=True)
-        job.finished.connect(lambda m: self._trained(plugin, m))
-        job.failed.connect(self._failed)
-        job.progress.connect(self._on_progress)
-        job.metrics.connect(self._on_metrics)
-        job.preview.connect(self._on_preview)
-        job.cancelled.connect(self._cancelled)
-        self.job = job
-        self.jobs.start(job)
+        def work(progress):
+            progress.update(1, 1000, "preparing")  # the clock's start marker (see ProgressClock)
+            sources = _fit_sources(mesh_file, scene_file)
+            warm_torch()
+            return plugin.fit(views, geometry, config, progress, checkpoint_dir=ckpt, sources=sources)
+
+        self.bar.start(self.jobs, work, f"Training {plugin.name}", lambda m: self._trained(plugin, m),
+                       failed=self._error, cancelled=lambda: self.bar.status.setText("Cancelled."))
+        self.bar.preview.set_hint("A held-out view appears here when the method shows one.")
         self.tabs.setCurrentIndex(0)
-        self._update()
 
     def cancel(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.status.setText("Cancelling…")
-
-    def _end(self) -> None:
-        self.job = None
-        self._update()
-
-    def _failed(self, message: str) -> None:
-        self._end()
-        self.status.setText(f"Failed: {message}")
-        self._error(message)
-
-    def _cancelled(self) -> None:
-        self._end()
-        self.status.setText("Cancelled.")
-
-    def _on_progress(self, step: float, total: float, message: str) -> None:
-        if total > 0:
-            self.clock.report(step / total)
-        if message:
-            self._message = message
-        self._schedule()
-
-    def _on_metrics(self, step: float, values: dict) -> None:
-        self.loss_plot.add(step, values)
-        self.psnr_plot.add(step, values)
-        self._schedule()
-
-    def _on_preview(self, obj: Any) -> None:
-        self._pending_preview = obj
-        self._schedule()
-
-    def _schedule(self) -> None:
-        """Show what the job reported at most 4 times a second, in one repaint."""
-        if not self._show_pending:
-            self._show_pending = True
-            QTimer.singleShot(250, self._flush_ui)
-
-    def _flush_ui(self) -> None:
-        self._show_pending = False
-        for plot in (self.loss_plot, self.psnr_plot):
-            if plot.dirty:
-                plot.redraw()
-        if self._pending_preview is not None:
-            self._draw_preview(self._pending_preview)
-        if self.job is None:
-            return
-        self.progress.setValue(int(round(1000 * self.clock.frac)))
-        self.status.setText(" · ".join(x for x in (self._message, self.clock.elapsed(), self.clock.left()) if x))
-
-    def _draw_preview(self, obj: Any) -> None:
-        """A plugin's preview: an image, or {"image"|"render", "target"|"truth", "name", "psnr"}."""
-        self._pending_preview = None
-        info = self._preview_target
-        d = obj if isinstance(obj, dict) else {"image": obj, "target": info.get("image"),
-                                               "name": getattr(info.get("frame"), "name", None)}
-        image = _first(d, ("image", "render", "learned", "prediction"))
-        target = _first(d, ("target", "truth", "gt"))
-        if image is None or np.ndim(image) != 3:
-            return
-        images = [target, image] if target is not None and np.ndim(target) == 3 else [image]
-        self.preview.setPixmap(to_pixmap(side_by_side(images, height=150)))
-        text = "ground truth | learned" if len(images) == 2 else "learned"
-        name = d.get("name")
-        p = d.get("psnr")
-        self.preview_caption.setText(f"{'held-out view ' + str(name) + ': ' if name else ''}{text}"
-                                     + (f", PSNR {float(p):.2f} dB" if isinstance(p, (int, float)) else ""))
+        self.bar.cancel()
 
     def _trained(self, plugin, model) -> None:
-        self._flush_ui()
-        self._end()
         self._set_model(plugin, model, "trained here")
-        self.progress.setValue(1000)
-        self.status.setText(f"Done: {self.model_label.text()}")
+        self.bar.finish(f"Done: {self.model_label.text()}")
 
     def _set_model(self, plugin, model, where: str) -> None:
         self.model, self.model_plugin = model, plugin
@@ -483,30 +356,21 @@ class RenderPanel(QWidget):
         if folder:
             self.load_checkpoint(folder)
 
-    def _plugin_for(self, folder: str):
-        try:
-            name = json.loads((Path(folder) / "config.json").read_text()).get("plugin", "")
-        except (OSError, ValueError, AttributeError):
-            name = ""
-        if name in self.plugins:
-            return self.plugins[name]
-        return plugin_for_checkpoint(folder, "renderer")
-
     def load_checkpoint(self, folder: str) -> None:
         """Load a checkpoint folder in a job with the plugin that wrote it."""
+        chooser = self.chooser
+
         def work(progress):
             progress.update(0, 0, f"loading {Path(folder).name}")
+            plugin = chooser.plugin_for(folder)
             warm_torch()
-            plugin = self._plugin_for(folder)
             return plugin, plugin.load(folder, device="cpu")
 
         def done(result) -> None:
             plugin, model = result
-            idx = self.plugin_box.findData(plugin.name)
-            if idx >= 0:
-                self.plugin_box.setCurrentIndex(idx)
+            self.chooser.choose(plugin.name)
             self._set_model(plugin, model, f"loaded from {Path(folder).name}")
-            self.status.setText(f"Loaded checkpoint {folder}.")
+            self.bar.status.setText(f"Loaded checkpoint {folder}.")
 
         self.jobs.submit(work, f"Loading {Path(folder).name}", on_done=done, on_error=self._error)
 
@@ -530,12 +394,13 @@ class RenderPanel(QWidget):
             return
         plugin, model = self.model_plugin, self.model
         self.jobs.submit(lambda _p: plugin.save(model, target), "Saving checkpoint",
-                         on_done=lambda p: self.status.setText(f"Saved checkpoint to {p}."), on_error=self._error)
+                         on_done=lambda p: self.bar.status.setText(f"Saved checkpoint to {p}."), on_error=self._error)
 
     # learned view and comparison ------------------------------------------------------------------
-    def _render_fn(self):
+    def _render_fn(self, background=None):
+        """``camera -> image`` of the current model, over ``background`` (default: its training scene's)."""
         plugin, model = self.model_plugin, self.model
-        return lambda camera: plugin.render(model, camera)
+        return lambda camera: plugin.render(model, camera, background)
 
     def set_learned_view(self, on: bool) -> None:
         """Show (or stop showing) the model's image for the 3D camera over the 3D view."""
@@ -578,7 +443,8 @@ class RenderPanel(QWidget):
         n = len(self.compare_frames)
         self.compare_index = (self.compare_index + delta) % n
         frame = self.compare_frames[self.compare_index]
-        bg, fn = self._compare_background, self._render_fn()
+        bg = self._compare_background
+        fn = self._render_fn(bg)
         caption = f"{frame.name or frame.camera.name} ({frame.split}, {self.compare_index + 1}/{n})"
         self.compare_view.show_busy(f"{caption}: rendering…")
 
