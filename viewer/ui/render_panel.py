@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from PySide6.QtCore import QSize
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-    QMessageBox, QPushButton, QTabWidget, QVBoxLayout, QWidget,
+    QPushButton, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ..model import MeshLayer, Scene, ViewSetLayer
 from ..model.errors import LoadError
 from ..plugins import PluginInfo
-from .methods import MethodChooser, as_infos
 from .photo_view import CompareView, LatestOnly, LearnedView, compare_images
 from .training_bar import TrainingBar
+from .training_panel import TrainingPanel
 from .training_widgets import warm_torch
 
 __all__ = ["RenderPanel", "held_out_frames", "baseline_text", "heldout_key"]
@@ -87,19 +86,21 @@ def _fit_sources(mesh_file: str | None, scene_file: str | None) -> dict[str, str
     return sources or None
 
 
-class RenderPanel(QWidget):
+class RenderPanel(TrainingPanel):
     """Train / load / save / view neural renderers. Lives in the window's right dock.
 
     ``infos``: the plugins to offer (PluginInfos or ``{name: plugin}``); default: every
     installed one (:func:`viewer.plugins.plugin_infos`).
     """
 
+    title = "Neural rendering"
+
     def __init__(self, scene: Scene, jobs, view3d=None, host: QWidget | None = None,
                  parent: QWidget | None = None, infos: Iterable[PluginInfo] | dict | None = None) -> None:
-        super().__init__(parent)
-        self.scene, self.jobs = scene, jobs
-        self.last_error: str | None = None
-        self.model: Any = None
+        bar = TrainingBar([("loss", lambda k: "loss" in k), ("PSNR (dB)", lambda k: "psnr" in k.lower())],
+                          "A held-out view appears here while training runs.",
+                          "Stop training; the plugin keeps what it learned so far if it can", name="render")
+        super().__init__(scene, jobs, "renderer", bar, infos, parent)
         self.model_plugin: Any = None
         self.heldout_seen: dict[tuple[str, tuple], float] = {}  # (plugin, held-out views) -> PSNR
         self._bound: ViewSetLayer | None = None
@@ -111,34 +112,8 @@ class RenderPanel(QWidget):
         self.compare_view: CompareView | None = None
         self.compare_frames: list = []
         self.compare_index = 0
-        self.chooser = MethodChooser("renderer", None if infos is None else as_infos(infos))
-        self.bar = TrainingBar([("loss", lambda k: "loss" in k), ("PSNR (dB)", lambda k: "psnr" in k.lower())],
-                               "A held-out view appears here while training runs.",
-                               "Stop training; the plugin keeps what it learned so far if it can", name="render")
         self._build()
-        self.chooser.changed.connect(self._update)
-        self.bar.busy_changed.connect(lambda _busy: self._update())
-        scene.layer_inserted.connect(lambda *_: self._scene_changed())
-        scene.layer_removed.connect(lambda *_: self._scene_changed())
-        self._scene_changed()
-
-    @property
-    def job(self) -> Any:
-        """The panel's running training, or None."""
-        return self.bar.job
-
-    @property
-    def form(self):
-        """The chosen renderer's settings form (None when there is none)."""
-        return self.chooser.form
-
-    @property
-    def plugins(self) -> dict[str, Any]:
-        """The available renderers offered, by name."""
-        return self.chooser.plugins
-
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(390, 760)
+        self._wire()
 
     # layout ---------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -201,13 +176,6 @@ class RenderPanel(QWidget):
         lay.addWidget(self.bar.charts, 2)
         lay.addWidget(self.bar.preview)
         return w
-
-    def set_plugins(self, plugins: Iterable[PluginInfo] | dict) -> None:
-        """Offer these plugins (PluginInfos or ``{name: plugin}``) instead of the installed ones."""
-        self.chooser.set_infos(as_infos(plugins))
-
-    def plugin(self):
-        return self.chooser.plugin()
 
     # scene ---------------------------------------------------------------------------------------
     @staticmethod
@@ -280,32 +248,25 @@ class RenderPanel(QWidget):
         self.compare_btn.setEnabled(has_model and self.viewset() is not None)
         self.chooser.box.setEnabled(not busy)
 
-    def _error(self, message: str) -> None:
-        self.last_error = message
-        box = QMessageBox(QMessageBox.Icon.Warning, "Neural rendering", message, QMessageBox.StandardButton.Ok, self)
-        box.setObjectName("error_dialog")
-        box.setModal(False)
-        box.show()
-
     # training -------------------------------------------------------------------------------------
     def train(self) -> None:
         plugin, vs, mesh = self.plugin(), self.viewset(), self.mesh()
         if self.job is not None or plugin is None:
             return
         if vs is None:
-            self._error("No photos: open a photo set first (File > Open photo set…: a transforms.json "
+            self.error("No photos: open a photo set first (File > Open photo set…: a transforms.json "
                         "folder, a Blender-style folder or a COLMAP model).")
             return
         if not vs.data.split("train"):
-            self._error(f"{vs.name} has no training frames.")
+            self.error(f"{vs.name} has no training frames.")
             return
         if mesh is None:
-            self._error("No geometry: open the mesh the photos show (File > Open…).")
+            self.error("No geometry: open the mesh the photos show (File > Open…).")
             return
         try:
             config = self.chooser.config()
         except (TypeError, ValueError) as exc:
-            self._error(f"Cannot train: {exc}")
+            self.error(f"Cannot train: {exc}")
             return
         views, geometry = vs.data, mesh.data
         mesh_file, scene_file = _existing(mesh.source), _existing(vs.source)
@@ -319,12 +280,9 @@ class RenderPanel(QWidget):
             return plugin.fit(views, geometry, config, progress, checkpoint_dir=ckpt, sources=sources)
 
         self.bar.start(self.jobs, work, f"Training {plugin.name}", lambda m: self._trained(plugin, m),
-                       failed=self._error, cancelled=lambda: self.bar.status.setText("Cancelled."))
+                       failed=self.error, cancelled=lambda: self.bar.status.setText("Cancelled."))
         self.bar.preview.set_hint("A held-out view appears here when the method shows one.")
         self.tabs.setCurrentIndex(0)
-
-    def cancel(self) -> None:
-        self.bar.cancel()
 
     def _trained(self, plugin, model) -> None:
         self._set_model(plugin, model, "trained here")
@@ -352,27 +310,18 @@ class RenderPanel(QWidget):
 
     # checkpoints ----------------------------------------------------------------------------------
     def _load_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Load renderer checkpoint (folder)", str(Path.home()))
+        folder = self._ask_folder("Load renderer checkpoint (folder)")
         if folder:
             self.load_checkpoint(folder)
 
     def load_checkpoint(self, folder: str) -> None:
         """Load a checkpoint folder in a job with the plugin that wrote it."""
-        chooser = self.chooser
-
-        def work(progress):
-            progress.update(0, 0, f"loading {Path(folder).name}")
-            plugin = chooser.plugin_for(folder)
-            warm_torch()
-            return plugin, plugin.load(folder, device="cpu")
-
-        def done(result) -> None:
-            plugin, model = result
+        def done(plugin, model) -> None:
             self.chooser.choose(plugin.name)
             self._set_model(plugin, model, f"loaded from {Path(folder).name}")
             self.bar.status.setText(f"Loaded checkpoint {folder}.")
 
-        self.jobs.submit(work, f"Loading {Path(folder).name}", on_done=done, on_error=self._error)
+        self._load(folder, warm_torch, done)
 
     def _save_dialog(self) -> None:
         if self.model is None:
@@ -385,16 +334,16 @@ class RenderPanel(QWidget):
     def save_checkpoint(self, folder: str) -> None:
         """Write the model's checkpoint folder (the plugin writes it atomically) in a job."""
         if self.model is None:
-            self._error("No model to save: train one or load a checkpoint first.")
+            self.error("No model to save: train one or load a checkpoint first.")
             return
         target = Path(folder)
         if target.exists() and (not target.is_dir() or (any(target.iterdir())
                                                         and not (target / "config.json").is_file())):
-            self._error(str(LoadError(target, "not an empty folder or a checkpoint: choose a new folder")))
+            self.error(str(LoadError(target, "not an empty folder or a checkpoint: choose a new folder")))
             return
         plugin, model = self.model_plugin, self.model
         self.jobs.submit(lambda _p: plugin.save(model, target), "Saving checkpoint",
-                         on_done=lambda p: self.bar.status.setText(f"Saved checkpoint to {p}."), on_error=self._error)
+                         on_done=lambda p: self.bar.status.setText(f"Saved checkpoint to {p}."), on_error=self.error)
 
     # learned view and comparison ------------------------------------------------------------------
     def _render_fn(self, background=None):
@@ -416,16 +365,16 @@ class RenderPanel(QWidget):
 
     def _learned_failed(self, message: str) -> None:
         self.learned_box.setChecked(False)
-        self._error(f"Learned view: {message}")
+        self.error(f"Learned view: {message}")
 
     def open_compare(self) -> None:
         vs = self.viewset()
         if self.model is None or vs is None:
-            self._error("Train a model or load a checkpoint, and open its photo set, to compare.")
+            self.error("Train a model or load a checkpoint, and open its photo set, to compare.")
             return
         self.compare_frames = held_out_frames(vs.data)
         if not self.compare_frames:
-            self._error(f"{vs.name} has no frames.")
+            self.error(f"{vs.name} has no frames.")
             return
         self._compare_background = vs.data.background
         if self.compare_view is None:
@@ -452,7 +401,7 @@ class RenderPanel(QWidget):
             return compare_images(frame.rgb(bg), fn(frame.camera))
 
         self.compare_jobs.submit(work, lambda r: self.compare_view.show_result(r, caption),
-                                 lambda m: (self.compare_view.show_busy(f"{caption}: failed"), self._error(m)))
+                                 lambda m: (self.compare_view.show_busy(f"{caption}: failed"), self.error(m)))
 
     def shutdown(self) -> None:
         """Stop the learned view and the comparison's worker (window closing)."""

@@ -1,4 +1,5 @@
-"""Small pieces the training panels share: curves, the time-left clock, images as pixmaps.
+"""Small pieces the training panels share: curves, the time-left clock, images as pixmaps
+(:mod:`viewer.ui.training_bar` puts them together).
 
 Images here are numpy arrays with row 0 at the top: (H, W, 3) RGB, uint8 or float in 0..1.
 """
@@ -32,8 +33,9 @@ def format_left(seconds: float) -> str:
 class ProgressClock:
     """Elapsed time and time left of a job from its reported fraction done.
 
-    The clock starts when the first step ends (that one is slow: imports, warm-up), as the
-    Segmentation panel's does; before one second of steady progress it says "estimating".
+    The clock starts when the first step ends (that one is slow: imports, warm-up): a job reports
+    a small first fraction (e.g. ``update(1, 1000)``) as its start marker, and the next report
+    starts the clock; before one second of steady progress it says "estimating".
     """
 
     def __init__(self) -> None:

@@ -18,18 +18,15 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
-from PySide6.QtCore import QSize
-from PySide6.QtWidgets import (
-    QFileDialog, QFormLayout, QHBoxLayout, QLabel, QMessageBox, QPushButton, QTabWidget, QVBoxLayout, QWidget,
-)
+from PySide6.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ...model import Scene
 from ...plugins import PluginInfo
-from ..methods import MethodChooser, as_infos
 from ..training_bar import TrainingBar
+from ..training_panel import TrainingPanel
 from ..training_widgets import warm_imports
 from .files import copy_checkpoint
 from .pairs import PairList
@@ -64,48 +61,32 @@ def _sources(pairs: list[dict]) -> list[dict]:
     return out
 
 
-class SegmentationPanel(QWidget):
+class SegmentationPanel(TrainingPanel):
     """Train / run / save segmenters on the scene's volumes. Lives in the window's right dock.
 
     ``infos``: the plugins to offer (PluginInfos or ``{name: plugin}``); default: every
     installed one (:func:`viewer.plugins.plugin_infos`).
     """
 
+    title = "Segmentation"
+
     def __init__(self, scene: Scene, jobs, parent: QWidget | None = None,
                  infos: Iterable[PluginInfo] | dict | None = None) -> None:
-        super().__init__(parent)
-        self.scene, self.jobs = scene, jobs
-        self.model: Any = None  # the trained or loaded model in memory
-        self.model_dir: str | None = None  # its checkpoint folder
+        bar = TrainingBar([("loss, Dice", lambda k: k in ("loss", "val_dice"))],
+                          "The validation prediction appears here while training runs.",
+                          "Stop the running job; a cancelled training keeps its best model so far", name="seg")
+        super().__init__(scene, jobs, "segmenter", bar, infos, parent)
+        self.model_dir: str | None = None  # the model's checkpoint folder
         self.train_dir: str | None = None  # checkpoint folder of the running training
         self._trained_dir: str | None = None  # checkpoint folder of the latest finished training
-        self.last_error: str | None = None
         self._warming = False
-        self.chooser = MethodChooser("segmenter", None if infos is None else as_infos(infos))
-        self.bar = TrainingBar([("loss, Dice", lambda k: k in ("loss", "val_dice"))],
-                               "The validation prediction appears here while training runs.",
-                               "Stop the running job; a cancelled training keeps its best model so far", name="seg")
         self.pairs = PairList(scene, jobs)
         self.run_tab = RunTab(self)
         self._build()
-        self.chooser.changed.connect(self._update)
-        self.bar.busy_changed.connect(lambda _busy: self._update())
         self.pairs.changed.connect(self._update)
         self.pairs.message.connect(self.bar.status.setText)
         self.pairs.error.connect(self.error)
-        scene.layer_inserted.connect(lambda *_: self._scene_changed())
-        scene.layer_removed.connect(lambda *_: self._scene_changed())
-        self._scene_changed()
-
-    @property
-    def job(self) -> Any:
-        """The panel's running training or prediction job, or None."""
-        return self.bar.job
-
-    @property
-    def form(self):
-        """The chosen segmenter's settings form (None when there is none)."""
-        return self.chooser.form
+        self._wire()
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().showEvent(event)
@@ -114,9 +95,6 @@ class SegmentationPanel(QWidget):
             # not a job: nothing to show, cancel or report
             self._warming = True
             threading.Thread(target=warm_up, name="lucid3d-warm-up", daemon=True).start()
-
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name): the dock's width when first shown
-        return QSize(390, 760)
 
     # layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -161,10 +139,6 @@ class SegmentationPanel(QWidget):
         lay.addWidget(self.bar.preview)
         return w
 
-    def set_plugins(self, plugins: Iterable[PluginInfo] | dict) -> None:
-        """Offer these plugins (PluginInfos or ``{name: plugin}``) instead of the installed ones."""
-        self.chooser.set_infos(as_infos(plugins))
-
     # state -> widgets -----------------------------------------------------------------------------
     def _scene_changed(self) -> None:
         self.pairs.refresh()
@@ -193,14 +167,6 @@ class SegmentationPanel(QWidget):
             if m.get("validated_on_training_data"):
                 text += " (on training data: its training patches, no case held out)"
         return text
-
-    def error(self, message: str) -> None:
-        """A non-modal warning (and ``last_error`` for tests and scripts)."""
-        self.last_error = message
-        box = QMessageBox(QMessageBox.Icon.Warning, "Segmentation", message, QMessageBox.StandardButton.Ok, self)
-        box.setObjectName("error_dialog")
-        box.setModal(False)
-        box.show()
 
     # training -------------------------------------------------------------------------------------
     def train(self) -> None:
@@ -255,36 +221,24 @@ class SegmentationPanel(QWidget):
         self.bar.finish(f"{how}: {dice_text}, {m.get('steps', 0)} steps in {m.get('seconds', 0):.0f} s.")
         self._update()
 
-    def cancel(self) -> None:
-        self.bar.cancel()
-
     # checkpoints ------------------------------------------------------------------------------------
     def _load_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Load model (checkpoint folder)", str(Path.home()))
+        folder = self._ask_folder("Load model (checkpoint folder)")
         if folder:
             self.load_model(folder)
 
     def load_model(self, folder: str) -> None:
         """Load a checkpoint folder in a job with the plugin that wrote it."""
-        chooser = self.chooser
-
-        def work(progress):
-            progress.update(0, 0, f"loading {Path(folder).name}")
-            plugin = chooser.plugin_for(folder)
-            warm_up()
-            return plugin.name, plugin.load(folder, device="cpu")
-
-        def done(result) -> None:
-            name, model = result
+        def done(plugin, model) -> None:
             if self.model_dir and self.model_dir == self._trained_dir and self.model_dir != self.train_dir:
-                shutil.rmtree(self.model_dir, ignore_errors=True)
+                shutil.rmtree(self.model_dir, ignore_errors=True)  # an earlier training's leftover
             self.model, self.model_dir = model, str(folder)
-            self.chooser.choose(name)
+            self.chooser.choose(plugin.name)
             self.run_tab.tta_box.setChecked(bool((model.config or {}).get("tta", True)))
             self.bar.status.setText(f"Loaded model {Path(folder).name}.")
             self._update()
 
-        self.jobs.submit(work, f"Loading model {Path(folder).name}", on_done=done, on_error=self.error)
+        self._load(folder, warm_up, done)
 
     def _save_model_dialog(self) -> None:
         if not self.model_dir:
