@@ -18,7 +18,7 @@ from nibabel.arrayproxy import ArrayProxy
 from ..model.errors import LoadError
 from ..model.labels import LabelMap
 from ..model.volume import Volume
-from .common import (atomic_path, check_data_fits_file, check_fits_in_memory, gzip_errors,
+from .common import (atomic_path, check_data_fits_file, check_fits_in_memory, gzip_backend, gzip_errors,
                      note_outside_file, open_gzip, require_regular_file)
 
 
@@ -259,6 +259,7 @@ def save_nifti(data: Volume | LabelMap, path: str | Path, protect=()) -> Path:
 
     Labels are stored as the smallest unsigned integer type that holds them; images keep their
     dtype. When the data came from a NIfTI file its header (units, descrip, intent) is reused.
+    ``.nii.gz`` is compressed with python-isal when installed (else by nibabel, with zlib).
     """
     path = Path(path)
     arr = np.asarray(data.array)
@@ -275,5 +276,20 @@ def save_nifti(data: Volume | LabelMap, path: str | Path, protect=()) -> Path:
     if header is not None:
         img.header["scl_slope"], img.header["scl_inter"] = 1.0, 0.0
     with atomic_path(path, protect=protect) as tmp:
-        nib.save(img, str(tmp))
+        if tmp.name.lower().endswith(".nii.gz") and gzip_backend() == "isal":
+            _save_gz_isal(img, tmp)
+        else:
+            nib.save(img, str(tmp))
     return path
+
+
+def _save_gz_isal(img: nib.Nifti1Image, target: Path) -> None:
+    """nibabel's own writer into an ISA-L gzip stream: level 1 compresses ~3.5x faster than
+    zlib's level 1 (nibabel's default) to about the same size. mtime 0, as nibabel writes it, and
+    no file name in the gzip header (it would be the temporary one): the same volume gives the
+    same bytes."""
+    from isal import igzip
+
+    with open(target, "wb") as raw, igzip.IGzipFile(filename="", fileobj=raw, mode="wb", compresslevel=1,
+                                                     mtime=0) as gz:
+        img.to_file_map({"image": nib.FileHolder(filename=str(target), fileobj=gz)})
