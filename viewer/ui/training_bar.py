@@ -147,7 +147,8 @@ class TrainingBar(QWidget):
     def _schedule(self) -> None:
         if not self._show_pending:
             self._show_pending = True
-            QTimer.singleShot(FLUSH_MS, self.flush)
+            # with the bar as context: a flush still queued when the panel is deleted never runs
+            QTimer.singleShot(FLUSH_MS, self, self.flush)
 
     def flush(self) -> None:
         """Show what the job reported since the last call, in one repaint."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
+from shiboken6 import isValid
 
 from ..model import Scene
 from ..render.interaction import attach_3d_interaction, attach_slice_interaction
@@ -50,6 +51,8 @@ class ViewPanel(QFrame):
 
     def schedule_render(self) -> None:
         """Coalesce the many redraw requests one user action causes into one frame."""
+        if not isValid(self):
+            return  # a worker's result arrived after the window closed: nothing left to draw
         if not self._render_pending:
             self._render_pending = True
             # with the panel as context: a frame still queued when the panel is deleted never runs
