@@ -69,13 +69,13 @@ class NeuralRendererPlugin(RendererBase):
         return fit_renderer(views, geometry, config, progress, plugin=self.name, build=self.build,
                             checkpoint_dir=checkpoint_dir, sources=sources)
 
-    def render(self, model: Any, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
+    def render(self, model: TrainedModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
         """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top)."""
         from .model import render_image
 
         return render_image(model, camera, background)
 
-    def save(self, model: Any, path: str | Path) -> Path:
+    def save(self, model: TrainedModel, path: str | Path) -> Path:
         from .checkpoint import save_checkpoint
 
         return save_checkpoint(model, path)

@@ -41,18 +41,18 @@ class PatchSegmenterPlugin(SegmenterBase):
         return train_segmenter(list(cases), config, progress, plugin=self.name, build=self.build_network,
                                checkpoint_dir=checkpoint_dir, sources=[dict(s) for s in sources])
 
-    def predict(self, model: Any, volume: Volume, progress: Progress, *,
+    def predict(self, model: TrainedModel, volume: Volume, progress: Progress, *,
                 tta: bool = False) -> tuple[LabelMap, Volume | None]:
         from .predict import predict_volume
 
         return predict_volume(model, volume, progress, tta=tta)
 
-    def check_volume(self, model: Any, volume: Volume) -> str | None:
+    def check_volume(self, model: TrainedModel, volume: Volume) -> str | None:
         from .checkpoint import check_prediction_grid
 
         return check_prediction_grid(model, volume.shape, volume.affine)
 
-    def save(self, model: Any, path: str | Path) -> Path:
+    def save(self, model: TrainedModel, path: str | Path) -> Path:
         from .checkpoint import save_checkpoint
 
         return save_checkpoint(model, path)
