@@ -59,8 +59,9 @@ def with_pyvista(name: str, dtype, **kw) -> Callable[[Path], tuple[Path, pv.Imag
     return make
 
 
-def with_xml_writer(name: str, dtype, mode: str, compressor: str = "None", raw: bool = False, **kw):
-    """vtkXMLImageDataWriter with a data mode (Ascii, Binary, Appended) and compressor."""
+def with_xml_writer(name: str, dtype, mode: str, compressor: str = "None", raw: bool = False, pieces: int = 1,
+                    **kw):
+    """vtkXMLImageDataWriter with a data mode (Ascii, Binary, Appended), compressor and pieces."""
     def make(tmp: Path):
         g, values = grid(dtype, **kw)
         w = vtk.vtkXMLImageDataWriter()
@@ -69,6 +70,7 @@ def with_xml_writer(name: str, dtype, mode: str, compressor: str = "None", raw: 
         getattr(w, f"SetCompressorTypeTo{compressor}")()
         if raw:
             w.SetEncodeAppendedData(False)
+        w.SetNumberOfPieces(pieces)
         w.SetFileName(str(tmp / name))
         assert w.Write() == 1
         return tmp / name, g, values
@@ -103,6 +105,7 @@ WRITTEN = {
     "vti-inline-base64": with_xml_writer("e.vti", np.float64, "Binary"),
     "vti-appended-raw": with_xml_writer("f.vti", np.int32, "Appended", raw=True),
     "vti-appended-lzma": with_xml_writer("g.vti", np.uint8, "Appended", compressor="LZMA"),
+    "vti-four-pieces": with_xml_writer("i.vti", np.int16, "Appended", raw=True, pieces=4),
     "vti-cell-data": with_pyvista("h.vti", np.float32, where="cell", direction=DIRECTION),
 }
 
@@ -273,6 +276,9 @@ HOSTILE = {  # id -> (file maker, a regular expression the one line must match)
                                 "corrupt compressed data header"),
     "vti-bad-extent": (write("e.vti", vti("0 3 0 x 0 1", "")), "WholeExtent"),
     "vti-empty-extent": (write("x.vti", vti("0 3 5 2 0 1", "")), "empty grid"),
+    "vti-bad-piece-extent": (write("q.vti", vti("0 3 0 2 0 1", "").replace(b'Piece Extent="0 3 0 2 0 1"',
+                                                                            b'Piece Extent="0 3"')),
+                             "no valid Piece Extent"),
     "vti-polydata-inside": (write("p.vti", b'<?xml version="1.0"?>\n<VTKFile type="PolyData" version="0.1">\n'
                                            b"<PolyData></PolyData></VTKFile>\n"), "not VTK image data"),
     "vti-cut-in-half": (write("h.vti", edited("vti-appended-raw", lambda b: b[: len(b) // 2])),

@@ -189,24 +189,30 @@ def _check_vti(path: Path, size: int) -> int:
         appended = buf.find(b"_", stop) + 1 if stop >= 0 else -1
         raw = stop >= 0 and b'encoding="raw"' in bytes(buf[stop:stop + 200])
         dims = _vti_dims(path, tags)
-        points, cells = _grid_counts(dims)
-        plain = packed = allocated = 0  # bytes in the file: uncompressed arrays, compressed ones
-        section = b""
+        whole = _grid_counts(dims)
+        plain = packed = 0  # bytes the arrays take in the file: uncompressed, compressed
+        allocated = {}  # (section, name) -> bytes VTK allocates for it over the whole extent
+        section, piece = b"", whole
         for closing, tag, attrs, end in tags:
+            if tag == b"Piece" and not closing:  # each piece holds its own extent's values
+                piece = _grid_counts(_extent_dims(path, attrs.get(b"Extent", b""), "Piece Extent"))
             if tag in (b"PointData", b"CellData", b"FieldData"):
                 section = b"" if closing else tag
             if tag != b"DataArray" or closing:
                 continue
             try:
                 comps = int(attrs.get(b"NumberOfComponents", 1))
-                default = points if section == b"PointData" else cells
-                tuples = int(attrs.get(b"NumberOfTuples", default)) if section == b"FieldData" else default
+                tuples = int(attrs.get(b"NumberOfTuples", 0)) if section == b"FieldData" \
+                    else piece[0] if section == b"PointData" else piece[1]
             except ValueError as exc:
                 raise LoadError(path, f"bad count in the image data header ({exc})") from None
             if comps < 1 or tuples < 0:
                 raise LoadError(path, f"bad count in the image data header ({comps} components, {tuples} tuples)")
-            nbytes = comps * tuples * _XML_SIZES.get(attrs.get(b"type", b""), 1)
-            allocated += nbytes
+            size_of = _XML_SIZES.get(attrs.get(b"type", b""), 1)
+            nbytes = comps * tuples * size_of
+            full = nbytes if section == b"FieldData" else comps * size_of * whole[section != b"PointData"]
+            key = (section, attrs.get(b"Name", b""))
+            allocated[key] = max(allocated.get(key, 0), full)
             if attrs.get(b"format") == b"ascii":
                 plain += 2 * comps * tuples  # a digit and a space a number
             elif kind:
@@ -217,21 +223,25 @@ def _check_vti(path: Path, size: int) -> int:
     check_claim_fits_file(path, plain, size, what="the image data header")
     check_claim_fits_file(path, packed, size, compression=kind, what="the image data header")
     _check_grid_fits(path, dims, size, kind)
-    return allocated
+    return sum(allocated.values())
 
 
 def _vti_dims(path: Path, tags: list) -> list[int]:
     image = next((a for c, t, a, _ in tags if t == b"ImageData" and not c), None)
-    text = (image or {}).get(b"WholeExtent", b"")
+    return _extent_dims(path, (image or {}).get(b"WholeExtent", b""), "WholeExtent")
+
+
+def _extent_dims(path: Path, text: bytes, what: str) -> list[int]:
+    """Points along each axis of an extent ``"x0 x1 y0 y1 z0 z1"``."""
     try:
         ext = [int(v) for v in text.split()]
     except ValueError:
         ext = []
     if len(ext) != 6:
-        raise LoadError(path, f"the image data has no valid WholeExtent ({text.decode('latin-1')[:60]!r})")
+        raise LoadError(path, f"the image data has no valid {what} ({text.decode('latin-1')[:60]!r})")
     dims = [ext[2 * a + 1] - ext[2 * a] + 1 for a in range(3)]
     if any(d < 1 for d in dims):
-        raise LoadError(path, f"the image data has WholeExtent {' '.join(map(str, ext))}: an empty grid")
+        raise LoadError(path, f"the image data has {what} {' '.join(map(str, ext))}: an empty grid")
     return dims
 
 
