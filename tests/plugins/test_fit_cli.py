@@ -21,20 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.conftest import ROOT, headless_env
+from tests.plugins import two_threads  # noqa: F401  (autouse: two torch threads)
 from tests.plugins.test_texture_dnr import capture_scene
 from viewer.cli import main as cli_main
-
-
-@pytest.fixture(autouse=True, scope="module")
-def two_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,11 @@ from viewer.analysis.images import psnr
 from plugins._nr.networks import LaplacianTexture, UNet2D, _BilinearBag, sh_basis
 from plugins.dnr import PLUGIN as DNR
 from plugins.texture import PLUGIN as TEXTURE
+from tests.plugins import two_threads  # noqa: F401  (autouse: two torch threads)
 from viewer.jobs.progress import Progress
 from viewer.model.errors import LoadError
 
 SIZE, VIEWS, TEST_FRACTION = 64, 16, 0.25
-
-
-@pytest.fixture(autouse=True, scope="module")
-def two_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
 
 
 def capture_scene(out: Path, views: int = VIEWS, size: int = SIZE) -> Path:
