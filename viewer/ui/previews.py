@@ -12,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..jobs.progress import ImagePreview, SlicePreview
 from .training_widgets import psnr, side_by_side, to_pixmap
@@ -95,6 +95,8 @@ class PreviewPane(QWidget):
 
     def __init__(self, hint: str = "", name: str = "training_preview", parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # its own height only: the curves above it take what the panel has to spare
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         self.image = QLabel()
