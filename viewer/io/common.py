@@ -465,10 +465,10 @@ def gzip_backend() -> str:
 def open_gzip(path: str | os.PathLike):
     """Open a gzip file for binary reading with the fastest decompressor installed.
 
-    python-isal's igzip (ISA-L) inflates the same stream in ~0.6x zlib's time (measured here) and, like
-    :mod:`gzip`, follows concatenated members and checks each member's CRC-32 and length at its
-    end; its ``readinto`` decompresses straight into the caller's buffer (no temporary chunk
-    copy). Without python-isal this is :func:`gzip.open`. Errors are those of
+    python-isal's igzip (ISA-L) inflates the same stream in ~0.6x zlib's time (measured here)
+    and, like :mod:`gzip`, follows concatenated members and checks each member's CRC-32 and
+    length at its end; its ``readinto`` decompresses straight into the caller's buffer (no
+    temporary chunk copy). Without python-isal this is :func:`gzip.open`. Errors are those of
     :func:`gzip_errors`; the caller closes the file (``with``).
     """
     igzip = _igzip()
