@@ -47,9 +47,9 @@ def main() -> None:
     for ck in args.checkpoints:
         plugin = plugin_for_checkpoint(ck, "renderer")
         model = plugin.load(ck, device=args.device)
-        o = model.meta["orbit"]
-        cams = orbit_cameras(args.frames, o["center"], o["radius"], args.size, elevation=o["elevation"],
-                             view_angle=o["view_angle"], up=o["up"])
+        o = plugin.orbit(model)
+        cams = orbit_cameras(args.frames, o.center, o.radius, args.size, elevation=o.elevation,
+                             view_angle=o.view_angle, up=o.up)
         for c in cams[:5]:
             plugin.render(model, c)
         ras = model.rasterizer()

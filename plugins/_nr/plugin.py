@@ -18,7 +18,7 @@ from viewer.jobs.progress import Progress
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame, ViewSet
-from viewer.plugins import RendererBase, TrainedModel
+from viewer.plugins import Orbit, RendererBase, TrainedModel
 
 from .config import FitConfig, texture_size_for
 
@@ -74,6 +74,16 @@ class NeuralRendererPlugin(RendererBase):
         from .model import render_image
 
         return render_image(model, camera, background)
+
+    def orbit(self, model: TrainedModel) -> Orbit:
+        """The fly-around fitting chose from the training cameras (``orbit_defaults``), or one
+        framing the mesh's bounding box for a checkpoint that stored none."""
+        o = model.meta.get("orbit") or {}
+        b = np.asarray(model.mesh.bounds(), float).reshape(3, 2)
+        return Orbit(center=tuple(map(float, o.get("center", b.mean(1)))),
+                     radius=float(o.get("radius", 1.5 * np.linalg.norm(b[:, 1] - b[:, 0]))),
+                     up=tuple(map(float, o.get("up", (0.0, 0.0, 1.0)))),
+                     elevation=float(o.get("elevation", 20.0)), view_angle=float(o.get("view_angle", 40.0)))
 
     def save(self, model: TrainedModel, path: str | Path) -> Path:
         from .checkpoint import save_checkpoint

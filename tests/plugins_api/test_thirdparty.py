@@ -106,6 +106,27 @@ def test_flat_renderer_fits_renders_and_evaluates_from_the_command_line(thirdpar
     assert json.loads(r.stdout)["psnr"] > 40
 
 
+def test_options_the_method_lacks_are_refused_by_name(thirdparty_env, tmp_path):
+    img, lab, _ = _ball_case(tmp_path, 0)
+    r = _cli(thirdparty_env, "train-segmenter", "--model", "threshold", "--image", img, "--label", lab,
+             "--out", tmp_path / "c", "--patch", "32")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --patch: the threshold segmenter has no such setting"
+    assert not (tmp_path / "c").exists()
+    (tmp_path / "scene").mkdir()
+    scene, mesh = _flat_scene(tmp_path)
+    r = _cli(thirdparty_env, "fit", "flat", "--scene", scene, "--mesh", mesh, "--out", tmp_path / "f", "--minutes", "1")
+    assert r.returncode == 2 and "--minutes: the flat renderer has no such setting" in r.stderr
+    r = _cli(thirdparty_env, "render", "--checkpoint", _fit_flat(thirdparty_env, scene, mesh, tmp_path / "f2"),
+             "--orbit", "3", "--out", tmp_path / "orbit")
+    assert r.returncode == 2 and "does not know where to fly around" in r.stderr
+
+
+def _fit_flat(env, scene, mesh, out):
+    r = _cli(env, "fit", "flat", "--scene", scene, "--mesh", mesh, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def test_unknown_method_names_what_is_installed(thirdparty_env, tmp_path):
     img, lab, _ = _ball_case(tmp_path, 0)
     r = _cli(thirdparty_env, "train-segmenter", "--model", "broken", "--image", img, "--label", lab,

@@ -14,7 +14,7 @@ from ..io.guards import (load_input, only_files, prepare_out_folder, reading, re
                          user_path)
 from ..model.errors import LoadError
 
-__all__ = ["CliError", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
+__all__ = ["CliError", "config_from_options", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
            "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV", "CtrlC"]
 
 DEBUG_ENV = "LUCID3D_DEBUG"  # =1: Python warnings, library chatter and full tracebacks are shown
@@ -40,6 +40,33 @@ def number_in(kind: type, lo: float, hi: float, lo_open: bool = False, hi_open: 
         return value
 
     return parse
+
+
+def config_from_options(plugin: Any, args: argparse.Namespace, options: dict[str, tuple[str, str]]) -> Any:
+    """``plugin.Config()`` with the options the user gave set on it, validated.
+
+    ``options`` maps an argparse destination to (Config field, option as typed). A Config need
+    not have every field (a third-party method may have no patch size): an option given for a
+    field it lacks is refused by name; ``--device`` is set only where the Config has a device.
+    """
+    import dataclasses
+
+    cfg = plugin.Config()
+    have = {f.name for f in dataclasses.fields(cfg)} if dataclasses.is_dataclass(cfg) else set(vars(cfg))
+    device = getattr(args, "device", None)
+    if "device" in have and device is not None:
+        cfg.device = device
+    elif device not in (None, "cpu"):
+        raise LoadError(f"--device {device}", f"the {plugin.name} {plugin.kind} has no device setting (it runs on the CPU)")
+    for dest, (name, option) in options.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if name not in have:
+            raise LoadError(option, f"the {plugin.name} {plugin.kind} has no such setting")
+        setattr(cfg, name, value)
+    validate_options(cfg, {name: option for name, option in options.values()})
+    return cfg
 
 
 def validate_options(cfg: Any, options: dict[str, str]) -> None:

@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .common import CtrlC, load_input, number_in, only_files, prepare_out_folder, reading, validate_options
+from .common import CtrlC, config_from_options, load_input, number_in, only_files, prepare_out_folder, reading
 from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS"]
@@ -147,11 +147,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise LoadError(args.method, str(exc)) from None
     _check_device(args.device)
     rank = int(os.environ.get("RANK", "0"))
-    cfg = plugin.Config(device=args.device)
-    for arg, name in (("minutes", "minutes"), ("iters", "iters"), ("size", "size"), ("seed", "seed")):
-        if getattr(args, arg) is not None:
-            setattr(cfg, name, getattr(args, arg))
-    validate_options(cfg, {"minutes": "--minutes", "iters": "--iters", "size": "--size", "seed": "--seed"})
+    cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "iters": ("iters", "--iters"),
+                                              "size": ("size", "--size"), "seed": ("seed", "--seed")})
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
         prepare_out_folder(out, inputs=[args.scene, args.mesh], what=f"{plugin.name} checkpoint",
@@ -239,12 +236,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
         else:
             _out_folder(out, [ckpt], args.overwrite)
         plugin, model = _load_model(args.checkpoint, args.device)
-        o = model.meta.get("orbit") or {}
-        b = np.asarray(model.mesh.bounds(), float).reshape(3, 2)
-        cams = orbit_cameras(args.orbit, o.get("center", b.mean(1)),
-                             float(o.get("radius", 1.5 * np.linalg.norm(b[:, 1] - b[:, 0]))), args.size,
-                             elevation=float(o.get("elevation", 20.0)), view_angle=float(o.get("view_angle", 40.0)),
-                             up=o.get("up", (0.0, 0.0, 1.0)))
+        o = plugin.orbit(model)
+        if o is None:
+            raise LoadError(ckpt, f"the {plugin.name} renderer does not know where to fly around its scene: "
+                                  "render the cameras of a scene with --scene DIR instead")
+        cams = orbit_cameras(args.orbit, o.center, o.radius, args.size, elevation=o.elevation,
+                             view_angle=o.view_angle, up=o.up)
         jobs = [(c, f"{c.name}.png") for c in cams]
         background = None
     if mp4:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import CtrlC, number_in, prepare_out_folder, reading, refuse_same_file, validate_options
+from .common import CtrlC, config_from_options, number_in, prepare_out_folder, reading, refuse_same_file
 from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS", "label_summary", "load_cases"]
@@ -92,13 +92,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise LoadError("--model", str(exc)) from None
     _check_device(args.device)
     rank = int(os.environ.get("RANK", "0"))
-    cfg = plugin.Config(device=args.device)
-    for arg, name in (("minutes", "minutes"), ("epochs", "max_epochs"), ("val_fraction", "val_fraction"),
-                      ("patch", "patch_size"), ("iters_per_epoch", "iters_per_epoch"), ("seed", "seed")):
-        if getattr(args, arg) is not None:
-            setattr(cfg, name, getattr(args, arg))
-    validate_options(cfg, {"minutes": "--minutes", "max_epochs": "--epochs", "val_fraction": "--val-fraction",
-                           "patch_size": "--patch", "iters_per_epoch": "--iters-per-epoch", "seed": "--seed"})
+    cfg = config_from_options(plugin, args, {
+        "minutes": ("minutes", "--minutes"), "epochs": ("max_epochs", "--epochs"),
+        "val_fraction": ("val_fraction", "--val-fraction"), "patch": ("patch_size", "--patch"),
+        "iters_per_epoch": ("iters_per_epoch", "--iters-per-epoch"), "seed": ("seed", "--seed")})
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
         prepare_out_folder(out, inputs=args.image + args.label, what=f"{plugin.name} checkpoint",

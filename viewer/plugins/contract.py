@@ -35,7 +35,7 @@ from ..jobs.progress import Progress
 from ..model import LabelMap, Volume
 
 __all__ = ["Case", "load_case", "TrainedModel", "SegmenterPlugin", "RendererPlugin", "SegmenterBase",
-           "RendererBase", "KINDS", "checkpoint_plugin_name"]
+           "RendererBase", "Orbit", "KINDS", "checkpoint_plugin_name"]
 
 KINDS = ("segmenter", "renderer")
 
@@ -78,6 +78,19 @@ def load_case(image_path: str | Path, label_path: str | Path, name: str | None =
         return Case(img, lab, name=name if name is not None else Path(image_path).name)
     except ValueError as exc:
         raise LoadError(label_path, f"does not match {Path(image_path).name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Orbit:
+    """Where a fly-around of a fitted scene goes (``render --orbit``, the learned view's start):
+    cameras on a circle of ``radius`` mm about ``center`` (RAS/world), at ``elevation`` degrees
+    above the plane normal to ``up``, each with a ``view_angle`` degree field of view."""
+
+    center: tuple[float, float, float]
+    radius: float
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    elevation: float = 20.0
+    view_angle: float = 40.0
 
 
 @runtime_checkable
@@ -144,6 +157,9 @@ class RendererPlugin(Protocol):
         """(H, W, 3) float image in 0..1 for a :class:`~viewer.model.camera.Camera`, composited
         over ``background`` (default: the training scene's)."""
 
+    def orbit(self, model: TrainedModel) -> Orbit | None:
+        """Where to fly around the fitted scene, or None if the model does not know its extent."""
+
     def save(self, model: TrainedModel, path: str | Path) -> Path: ...
 
     def load(self, path: str | Path, device: str = "cpu") -> TrainedModel: ...
@@ -194,3 +210,6 @@ class RendererBase(_Base):
     """A renderer's optional parts; subclasses write ``fit``, ``render``, ``save``, ``load``."""
 
     kind: ClassVar[str] = "renderer"
+
+    def orbit(self, model: TrainedModel) -> Orbit | None:
+        return None

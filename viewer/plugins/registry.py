@@ -46,7 +46,7 @@ class PluginInfo:
 # what a caller will call (the Protocols in contract.py)
 _COMMON = ("name", "description", "Config", "save", "load", "owns_checkpoint")
 _NEEDS = {"segmenter": _COMMON + ("train", "predict", "check_volume"),
-          "renderer": _COMMON + ("fit", "render")}
+          "renderer": _COMMON + ("fit", "render", "orbit")}
 
 _LOCK = threading.Lock()
 _INFOS: list[PluginInfo] | None = None

@@ -80,8 +80,8 @@ class Threshold(SegmenterBase):
 
 
 @dataclass
-class FlatConfig:
-    device: str = field(default="cpu", metadata={"help": "unused"})
+class FlatConfig:  # no settings at all: the command line and the form cope
+    pass
 
 
 class Flat(RendererBase):
