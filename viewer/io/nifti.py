@@ -157,6 +157,8 @@ def _load(path: Path) -> Volume:
     if frames > 1:
         meta["frames"] = frames
         meta["note"] = f"4D file with {frames} frames: showing the first"
+        meta["read_frame"] = _frame_reader(path, proxy, full, image_file, compression, offset, dtype,
+                                           (slope, inter) if scaled else None)
     if image_file != path:
         note_outside_file(meta, path, image_file)
     name = path.name
@@ -169,6 +171,32 @@ def _load(path: Path) -> Volume:
         return Volume(data, affine, modality=modality, name=name, source=str(path), meta=meta)
     except ValueError as exc:
         raise LoadError(path, str(exc)) from None
+
+
+def _frame_reader(path: Path, proxy: ArrayProxy, full: tuple[int, ...], image_file: Path, compression: str | None,
+                  offset: int, dtype: np.dtype, scaling: tuple[float, float] | None):
+    """A function giving the voxels of time frame k (frames beyond the 4th axis counted in the
+    file's order, the first extra axis fastest), the same type and layout as the first frame's.
+    Uncompressed unscaled files are memory-mapped; others are streamed from the frame's offset."""
+    shape = full[:3]
+    frames = int(np.prod(full[3:], dtype=object))
+    frame_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+    def read(k: int) -> np.ndarray:
+        if not 0 <= k < frames:
+            raise IndexError(f"frame {k} of {frames}")
+        try:
+            if scaling is None and compression is None:
+                idx = np.unravel_index(k, full[3:], order="F")
+                data = np.asanyarray(proxy[(..., *map(int, idx))]).reshape(shape, order="F")
+            else:
+                data = _read_stream(path, image_file, compression, offset + k * frame_bytes, dtype, shape,
+                                    scaling, whole=False)
+        except gzip_errors() as exc:
+            raise LoadError(path, f"the file is truncated or corrupt ({_why(exc, path)})") from None
+        return data.astype(np.uint8) if data.dtype.kind == "b" else data
+
+    return read
 
 
 def _check_data_file(path: Path, img, full: tuple[int, ...], dtype: np.dtype) -> tuple[Path, str | None, int]:

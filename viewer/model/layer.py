@@ -143,6 +143,8 @@ class LayerEvents(SignalGroup):
     frustum_scale = Signal(float)
     show_thumbnails = Signal(bool)
     selected_frame = Signal(int)
+    # 4D images: the time frame shown (its voxels arrive later, with ``data``)
+    frame = Signal(int)
     # the data itself was replaced (e.g. a label map edited or a prediction refined)
     data = Signal()
     # part of a label map was edited (the box of voxel slices): slices redraw at once; the 3D
@@ -202,10 +204,26 @@ class Layer:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+class _TimeFrame(Prop):
+    """The time frame of a 4D image shown, 0 .. ``n_frames - 1``."""
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        n = obj.n_frames
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < n:
+            raise ValueError(f"frame must be a whole number within 0..{n - 1}, got {value!r}")
+        super().__set__(obj, int(value))
+
+
 class ImageLayer(Layer):
-    """A scalar ``Volume`` drawn in grey levels (window/level) and optionally volume-rendered."""
+    """A scalar ``Volume`` drawn in grey levels (window/level) and optionally volume-rendered.
+
+    A 4D file's volume holds one time frame: ``n_frames`` says how many the file has, setting
+    ``frame`` asks for another (``events.frame``), and whoever reads it (the window, in a worker,
+    with :meth:`read_frame`) hands the voxels back through :meth:`show_frame`.
+    """
 
     kind = "image"
+    frame = _TimeFrame(0)
     window = Prop(1.0, _positive)
     level = Prop(0.0, _finite)
     colormap = Prop("gray", _one_of(COLORMAPS))
@@ -223,6 +241,26 @@ class ImageLayer(Layer):
 
     def bounds_world(self) -> np.ndarray:
         return self.data.bounds_world()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.data.meta.get("frames", 1)) if callable(self.data.meta.get("read_frame")) else 1
+
+    def read_frame(self, k: int) -> np.ndarray:
+        """The voxels of time frame ``k`` from the file (slow: call it in a worker)."""
+        return self.data.meta["read_frame"](int(k))
+
+    def show_frame(self, k: int, array: np.ndarray) -> bool:
+        """Show frame ``k``'s voxels (from :meth:`read_frame`) if it is still the one asked for;
+        False (and nothing changes) for a frame the user has since moved past."""
+        if int(k) != self.frame:
+            return False
+        if array.shape != self.data.shape:
+            raise ValueError(f"frame {k} has shape {array.shape}, the volume {self.data.shape}")
+        self.data.array = array
+        self.data.meta["frame"] = int(k)
+        self.events.data.emit()
+        return True
 
 
 class LabelLayer(Layer):
