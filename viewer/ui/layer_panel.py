@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (
     QListWidget, QListWidgetItem, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
     QWidget, QAbstractItemView, QLabel,
 )
-from superqt import QLabeledDoubleSlider
+from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from ..model import (COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer,
                      PointsLayer, Scene, ViewSetLayer)
@@ -144,6 +144,11 @@ class LayerPanel(QWidget):
         row3.addWidget(self.frustum_scale, 1)
         row3.addWidget(self.show_thumbnails)
         form.addRow("Frustum size", row3)
+        # 4D images: the time frame shown (read in a worker by the window's FrameLoader)
+        self.frame = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.frame.setToolTip("Time frame of a 4D image (frames are read from the file as you move)")
+        self.frame.valueChanged.connect(lambda v: self._set("frame", int(v)))
+        form.addRow("Frame", self.frame)
         self.form = form
         lay.addWidget(self.form_host, 2)
 
@@ -234,6 +239,7 @@ class LayerPanel(QWidget):
             self.form.setRowVisible(7, is_mesh or is_pts or is_vs)
             self.form.setRowVisible(9, is_vs)
             self._show_row(self.point_size, is_pts)
+            self._show_row(self.frame, is_img and layer.n_frames > 1)
             self.show_texture.setVisible(is_mesh)
             if layer is None:
                 return
@@ -243,6 +249,9 @@ class LayerPanel(QWidget):
                 self.window.setValue(layer.window)
                 self.level.setValue(layer.level)
                 self.render_mode.setCurrentIndex(RENDER_MODES.index(layer.render_mode))
+                if layer.n_frames > 1:
+                    self.frame.setRange(0, layer.n_frames - 1)
+                    self.frame.setValue(layer.frame)
             if is_lab:
                 self.outline.setChecked(layer.outline)
                 self.show_3d.setChecked(layer.show_3d)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from ..io import load_path
 from ..io.scene_file import load_source, read_scene, restore_layers, restore_measurements, save_scene
 from ..jobs.runner import JobRunner
+from .frames import FrameLoader
 from ..model import ImageLayer, LabelLayer, Scene, ViewSetLayer, layer_for
 from ..model.errors import LoadError
 from .layer_panel import LayerPanel
@@ -67,6 +68,7 @@ class MainWindow(FileOpening, QMainWindow):
         self.setAcceptDrops(True)
         self.scene = scene or Scene()
         self.jobs = JobRunner()
+        self.frame_loader = FrameLoader(self.scene, self.jobs)  # 4D images: the frame asked for
         self.settings = QSettings("Lucid3D", "Lucid3D")
         self.views: dict = {}
         self.is_ready = False
