@@ -86,6 +86,7 @@ _LEGACY = {"shade": 0, "unet_convs": 1, "texture_skip": False, "dense": 0}
 
 class DNRPlugin(NeuralRendererPlugin):
     name = "dnr"
+    priority = 10  # the default renderer
     description = "Deferred Neural Rendering: neural texture (Laplacian pyramid, SH view dependence) + U-Net"
     Config = Config
 

@@ -99,6 +99,7 @@ class UNet3D(PatchSegmenterPlugin):
     """The plugin object (the contract: :mod:`viewer.plugins`; the machinery: ``plugins/_seg``)."""
 
     name = "unet3d"
+    priority = 10  # the default segmenter: the best measured (docs/PERFORMANCE.md)
     description = "3D U-Net (MONAI), Dice + cross-entropy, half-foreground patches, sliding windows"
     Config = Config
 

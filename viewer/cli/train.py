@@ -19,7 +19,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 def add_parsers(sub) -> None:
     t = sub.add_parser("train-segmenter", help="train a segmenter on image/label pairs")
-    t.add_argument("--model", default="unet3d", help="segmenter plugin (default unet3d)")
+    t.add_argument("--model", default=None,
+                   help="segmenter plugin (default: the preferred one installed, unet3d; `main.py plugins` lists them)")
     t.add_argument("--image", action="append", required=True, metavar="IMG", help="image volume (repeat)")
     t.add_argument("--label", action="append", required=True, metavar="LBL", help="its label volume (repeat, same order)")
     t.add_argument("--out", required=True, metavar="DIR",
@@ -84,10 +85,10 @@ def load_cases(images: list[str], labels: list[str]) -> tuple[list, list[dict]]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..jobs.progress import TerminalProgress
-    from ..plugins import PluginError, get_plugin
+    from ..plugins import PluginError, get_plugin, preferred
 
     try:
-        plugin = get_plugin(args.model, "segmenter")
+        plugin = get_plugin(args.model or preferred("segmenter") or "unet3d", "segmenter")
     except PluginError as exc:
         raise LoadError("--model", str(exc)) from None
     _check_device(args.device)

@@ -188,6 +188,9 @@ class _Base:
     description: ClassVar[str] = ""
     #: the files a checkpoint folder of this plugin holds (``owns_checkpoint``)
     checkpoint_files: ClassVar[tuple[str, ...]] = ("config.json", "model.safetensors")
+    #: order of preference among methods of a kind: the highest is what the panels show first
+    #: and what a command uses when no method is named (ties: by name)
+    priority: ClassVar[int] = 0
 
     def owns_checkpoint(self, folder: Path) -> bool:
         from ..io.guards import only_files

@@ -17,7 +17,7 @@ from typing import Any
 
 from .contract import KINDS, checkpoint_plugin_name
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "discover", "plugin_infos", "get_plugin",
+__all__ = ["ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "discover", "plugin_infos", "get_plugin", "preferred",
            "plugin_for_checkpoint"]
 
 ENTRY_POINT_GROUP = "lucid3d.plugins"
@@ -105,6 +105,13 @@ def plugin_infos(refresh: bool = False) -> list[PluginInfo]:
 def discover(refresh: bool = False) -> dict[str, Any]:
     """The available plugins by name."""
     return {i.name: i.plugin for i in plugin_infos(refresh) if i.available}
+
+
+def preferred(kind: str) -> str | None:
+    """The name of the available plugin of ``kind`` with the highest ``priority`` (ties: by name)."""
+    ranked = sorted((-int(getattr(i.plugin, "priority", 0)), i.name) for i in plugin_infos()
+                    if i.available and i.kind == kind)
+    return ranked[0][1] if ranked else None
 
 
 def get_plugin(name: str, kind: str | None = None) -> Any:

@@ -74,7 +74,8 @@ class MethodChooser(QWidget):
                             if not i.available and _kind(i) in (None, self.kind)}
         self.box.blockSignals(True)
         self.box.clear()
-        for name, plugin in sorted(self.plugins.items()):
+        # the preferred method first (its ``priority``), then by name
+        for name, plugin in sorted(self.plugins.items(), key=lambda kv: (-int(getattr(kv[1], "priority", 0)), kv[0])):
             self.box.addItem(name, name)
             self.box.setItemData(self.box.count() - 1, str(getattr(plugin, "description", "") or ""),
                                  Qt.ItemDataRole.ToolTipRole)
