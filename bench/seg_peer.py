@@ -3,12 +3,17 @@
     .venv/bin/python bench/seg_peer.py [--sets mni-deep,phantom-small,phantom,mni] [--minutes 4]
     .venv/bin/python bench/seg_peer.py --sets frog            # the held-aside set, last
     .venv/bin/python bench/seg_peer.py --sets mni-deep --pair "ours:levels=4" ours   # an ablation
+    .venv/bin/python bench/seg_peer.py --sets phantom,mni-deep --minutes 3 --pair ours deepmedic
 
 For each data set two worker processes train AT THE SAME TIME, each with one torch thread, so on
 a shared, noisy machine both see the same load (recorded: os.getloadavg() every 10 s while they
 train, and their steps). By default the two are "ours" (the app's own `unet3d` plugin: its
 `train` with the default Config, then its `predict`, flip test-time augmentation included) and
-"peer", the plain recipe below. Both clocks start together (a file barrier) after the data set is
+"peer", the plain recipe below. Any segmenter plugin can be a side by its name (``deepmedic``,
+``deepmedic:patch_size=27``): its `train` with the default Config (plus overrides), then its
+`predict` with its Config's `tta`, as "ours" ("ours" is ``unet3d``). Each side's inference
+time per test case is recorded beside its Dice (`infer_seconds`: wall and CPU, one thread).
+Both clocks start together (a file barrier) after the data set is
 built, and the budget covers everything after that: preprocessing, training, any validation.
 The test Dice is `viewer.analysis.metrics.dice_per_label` for both, on the test cases neither trained on.
 
@@ -136,6 +141,12 @@ def peer_predict(net, case):
 
 
 # one side of a pair, in its own process --------------------------------------------------------
+def _plugin_name(side: str) -> str:
+    """The segmenter plugin a side names: "ours" is the app's U-Net, any other its plugin's name."""
+    name = side.partition(":")[0]
+    return "unet3d" if name == "ours" else name
+
+
 def _overrides(spec: str) -> dict[str, str]:
     _, _, rest = spec.partition(":")
     return dict(kv.split("=", 1) for kv in rest.split(",") if kv)
@@ -171,17 +182,25 @@ def worker(args) -> None:
     clock = time.process_time if args.clock == "cpu" else time.monotonic
     t0, c0 = time.monotonic(), clock()
     res: dict = {"side": args.side, "threads": torch.get_num_threads(), "clock": args.clock}
+    infer: list[tuple[float, float]] = []  # (wall, CPU) seconds per test case
+
+    def timed(call):
+        w, c = time.monotonic(), time.process_time()
+        out = call()
+        infer.append((time.monotonic() - w, time.process_time() - c))
+        return out
+
     if args.side == "peer":
         net, steps = peer_train(train, len(values) + 1, args.minutes, clock=clock)
         train_s = time.monotonic() - t0
         done.set()
         scores = []
         for case in test:
-            pred, ref = peer_predict(net, case)
+            pred, ref = timed(lambda: peer_predict(net, case))
             scores.append(dice_per_label(pred, ref, values))
         res.update(steps=steps, recipe="plain MONAI loop (see bench/seg_peer.py)")
     else:
-        plugin = get_plugin("unet3d", "segmenter")
+        plugin = get_plugin(_plugin_name(args.side), "segmenter")
         cfg = plugin.Config(minutes=args.minutes)
         for key, value in _overrides(args.side).items():
             kind = type(getattr(cfg, key))
@@ -191,7 +210,8 @@ def worker(args) -> None:
         done.set()
         scores = []
         for case in test:
-            pred, _ = plugin.predict(model, case.image, Progress(), tta=bool(model.config.get("tta", True)))
+            pred, _ = timed(lambda: plugin.predict(model, case.image, Progress(),
+                                                   tta=bool(model.config.get("tta", True))))
             scores.append(dice_per_label(np.asarray(pred.array), np.asarray(case.labels.array), values))
         m = model.metrics
         res.update(steps=m["steps"], validation=m.get("validation"), train_patch_or_val_dice=m.get("best_val_dice"),
@@ -199,7 +219,8 @@ def worker(args) -> None:
     per_label = {names[v]: float(np.mean([s[v] for s in scores])) for v in values}
     res.update(train_seconds=round(train_s, 1), train_clock_seconds=round(clock() - c0, 1), dice_per_label=per_label, dice_mean=float(np.mean(list(per_label.values()))),
                loadavg_1min=[round(x, 2) for x in load], loadavg_mean=round(float(np.mean(load)), 2) if load else None,
-               eval_seconds=round(time.monotonic() - t0 - train_s, 1))
+               eval_seconds=round(time.monotonic() - t0 - train_s, 1),
+               infer_seconds={"wall": [round(w, 2) for w, _ in infer], "cpu": [round(c, 2) for _, c in infer]})
     Path(args.result).write_text(json.dumps(res))
 
 
@@ -221,14 +242,16 @@ def run_pair(dataset: str, sides: list[str], minutes: float, clock: str) -> dict
 
 
 def table(results: dict) -> str:
-    rows = ["| data set | side | mean Dice | per label | steps | minutes | threads | load avg (mean) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| data set | side | mean Dice | per label | steps | minutes | infer CPU s/case | threads | load avg (mean) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["sets"].items():
         mark = " (held aside)" if name == HELD_ASIDE else ""
         for side, s in r["sides"].items():
             labels = ", ".join(f"{k} {v:.3f}" for k, v in s["dice_per_label"].items())
+            cpu = s.get("infer_seconds", {}).get("cpu") or []
+            infer = f"{sum(cpu) / len(cpu):.1f}" if cpu else "-"
             rows.append(f"| {name}{mark} | {side} | **{s['dice_mean']:.3f}** | {labels} | {s['steps']} | "
-                        f"{results['minutes']:g} | {s['threads']} | {s['loadavg_mean']} |")
+                        f"{results['minutes']:g} | {infer} | {s['threads']} | {s['loadavg_mean']} |")
     return "\n".join(rows)
 
 
@@ -237,7 +260,8 @@ def main() -> None:
     ap.add_argument("--sets", default="mni-deep,phantom-small,phantom,mni")
     ap.add_argument("--minutes", type=float, default=4.0)
     ap.add_argument("--pair", nargs=2, default=["ours", "peer"], metavar="SIDE",
-                    help="two of: peer, ours, ours:FIELD=VALUE,FIELD=VALUE (Config overrides)")
+                    help="two of: peer, ours (the U-Net), a segmenter plugin's name (deepmedic), each optionally "
+                         "with :FIELD=VALUE,FIELD=VALUE (Config overrides)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="what the minutes count: each process's CPU time (default: the same work whatever "

@@ -63,7 +63,13 @@ def label_table(cases: list[Case]) -> tuple[list[dict], dict[int, int]]:
 
 
 def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, int],
-                 patch: tuple[int, int, int], balanced: bool = False) -> Prepared:
+                 patch: tuple[int, int, int], balanced: bool = False, context: int = 0) -> Prepared:
+    """``case`` on the training grid, padded to at least one ``patch`` (the window sampled).
+
+    context : voxels per side that a network of unpadded convolutions reads beyond the voxels it
+        predicts (DeepMedic). The case is padded by that much on every side, so that its edge
+        voxels, too, can be predicted by a training window; the padding is never a window's centre.
+    """
     img, aff, _ = to_canonical(np.asarray(case.image.array), case.image.affine)
     lab, _, _ = to_canonical(np.asarray(case.labels.array), case.labels.affine)
     src = tuple(np.linalg.norm(aff[:3, :3], axis=0))
@@ -74,17 +80,25 @@ def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, i
         lut[v] = c
     lab = lut[np.clip(np.asarray(lab).astype(np.int64), 0, len(lut) - 1)]
     x = norm(img)
+    inside = None  # with context: the case's own voxels (centres are drawn from them only)
+    if context > 0:
+        inside = np.pad(np.ones(x.shape, np.uint8), context)
+        x = np.pad(x, context, constant_values=float(x.min()))
+        lab = np.pad(lab, context)
     # pad to at least one patch (before the foreground indices are taken)
     pad = [(0, max(0, p - n)) for p, n in zip(patch, x.shape)]
     if any(b for _, b in pad):
         x = np.pad(x, pad, constant_values=float(x.min()))
         lab = np.pad(lab, pad)
+        inside = None if inside is None else np.pad(inside, pad)
     x, y = x[None], lab[None]
-    fg, bg = map_binary_to_indices(y[0] > 0)
+    valid = None if inside is None else inside[None]
+    # indices over the whole (1, I, J, K) label: MONAI reduces its first axis as channels
+    fg, bg = map_binary_to_indices(y > 0, valid, 0)
     classes = None
     if balanced:
         n = len(to_class) + 1
-        classes = [np.asarray(i) for i in map_classes_to_indices(y, n)]
+        classes = [np.asarray(i) for i in map_classes_to_indices(y, n, valid, 0)]
     return Prepared(case.name, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y), np.asarray(fg),
                     np.asarray(bg), classes)
 

@@ -33,19 +33,26 @@ class PatchSegmenterPlugin(SegmenterBase):
         patches in, (B, n_classes, I, J, K) logits out."""
         raise NotImplementedError
 
+    def segment_function(self) -> Callable[..., Any] | None:
+        """How a whole normalised canonical volume is segmented, with the signature of
+        :func:`plugins._seg.infer.segment_array`; None (the default): that function, MONAI's
+        sliding windows. Called inside train and predict, so it may import torch."""
+        return None
+
     def train(self, cases: Sequence[Case], config: Any, progress: Progress, *,
               checkpoint_dir: str | Path | None = None,
               sources: Sequence[Mapping[str, str]] = ()) -> TrainedModel:
         from .train import train_segmenter
 
         return train_segmenter(list(cases), config, progress, plugin=self.name, build=self.build_network,
-                               checkpoint_dir=checkpoint_dir, sources=[dict(s) for s in sources])
+                               checkpoint_dir=checkpoint_dir, sources=[dict(s) for s in sources],
+                               segment=self.segment_function())
 
     def predict(self, model: TrainedModel, volume: Volume, progress: Progress, *,
                 tta: bool = False) -> tuple[LabelMap, Volume | None]:
         from .predict import predict_volume
 
-        return predict_volume(model, volume, progress, tta=tta)
+        return predict_volume(model, volume, progress, tta=tta, segment=self.segment_function())
 
     def check_volume(self, model: TrainedModel, volume: Volume) -> str | None:
         from .checkpoint import check_prediction_grid

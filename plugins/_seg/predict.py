@@ -3,6 +3,8 @@ grid exactly (same shape, same affine)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from viewer.jobs.progress import Progress
@@ -16,8 +18,13 @@ __all__ = ["predict_volume"]
 
 
 def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: bool = True,
-                   slab_bytes: int = 1 << 30) -> tuple[LabelMap, Volume | None]:
+                   slab_bytes: int = 1 << 30,
+                   segment: Callable[..., tuple[np.ndarray, np.ndarray | None]] | None = None,
+                   ) -> tuple[LabelMap, Volume | None]:
     """Segment ``volume``; returns the label map and (with ``tta``) the uncertainty.
+
+    ``segment`` replaces :func:`~plugins._seg.infer.segment_array` (same signature): a method's
+    own tiling of the volume.
 
     Returns
     -------
@@ -43,7 +50,7 @@ def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: boo
     amp = bool(model.config.get("amp", True)) and model.device.startswith("cuda")
     # checkpoints from before mirror_axes existed were trained with flips along all three axes
     flip_axes = tuple(model.config.get("mirror_axes", (0, 1, 2)))
-    classes, unc = segment_array(model.net, x, model.n_classes, tuple(model.patch), ov, swb, tta=tta,
+    classes, unc = (segment or segment_array)(model.net, x, model.n_classes, tuple(model.patch), ov, swb, tta=tta,
                                  device=model.device, amp=amp, slab_bytes=slab_bytes, flip_axes=flip_axes,
                                  progress=lambda done, total: progress.update(done, total, "segmenting"))
     del x

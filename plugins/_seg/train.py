@@ -45,12 +45,19 @@ def _split(cases: list[Case], fraction: float, seed: int) -> tuple[list[int], li
 
 def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: str,
                     build: Callable[[int, int, Any], torch.nn.Module],
-                    checkpoint_dir: str | None = None, sources: list[dict] | None = None) -> SegModel:
+                    checkpoint_dir: str | None = None, sources: list[dict] | None = None,
+                    segment: Callable[..., tuple[np.ndarray, np.ndarray | None]] | None = None) -> SegModel:
     """Train ``build(in_channels, n_classes, cfg)`` on ``cases``; return the model kept.
 
+    A network whose output is smaller than its input (unpadded convolutions: DeepMedic) says so
+    with an int attribute ``context``, the voxels per side it reads beyond the voxels it predicts:
+    the training windows are then ``patch_size + 2 * context`` of image around ``patch_size`` of
+    labels. ``segment`` replaces :func:`~plugins._seg.infer.segment_array` (same signature) for
+    validation: a method's own tiling of a whole volume.
+
     ``cfg`` fields used: patch_size, batch_size, learning_rate, max_epochs, iters_per_epoch,
-    val_every, minutes, val_fraction, overlap, sw_batch_size, seed, device, amp, and if present
-    sampling, affine_prob, mirror, val_share. Stops at the time budget, after ``max_epochs``, or
+    val_every, minutes, val_fraction, sw_batch_size, seed, device, amp, and if present
+    overlap, sampling, affine_prob, mirror, val_share. Stops at the time budget, after ``max_epochs``, or
     on cancel (``progress``); with ``checkpoint_dir`` the kept checkpoint is on disk whenever
     training ends, however it ends (rank 0 writes it).
 
@@ -75,6 +82,12 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     if not labels:
         raise ValueError("the label volumes are empty: nothing to learn")
     n_classes = len(labels) + 1
+    # built before the data: its context decides the training windows (nothing in between draws
+    # from torch's generator, so the initial weights are those of a later build)
+    net = build(1, n_classes, cfg).to(device)
+    context = int(getattr(net, "context", 0))
+    window = tuple(p + 2 * context for p in patch)
+    segment = segment or segment_array
     modality = cases[0].image.modality or ""
     spacing = target_spacing(cases)
     train_idx, val_idx = _split(cases, cfg.val_fraction, cfg.seed)
@@ -83,13 +96,12 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                              [cases[i].labels.array for i in train_idx], modality)
     sampling = str(getattr(cfg, "sampling", "posneg"))
     flips = mirror_axes([cases[i] for i in train_idx], to_class, str(getattr(cfg, "mirror", "all")))
-    train_set = [prepare_case(cases[i], spacing, norm, to_class, patch, balanced=sampling == "classes")
-                 for i in train_idx]
+    train_set = [prepare_case(cases[i], spacing, norm, to_class, window, balanced=sampling == "classes",
+                              context=context) for i in train_idx]
     val_set = [] if on_training_data else [prepare_case(cases[i], spacing, norm, to_class, patch) for i in val_idx]
-    sampler = patch_sampler(patch, 2, cfg.seed + run.rank, n_classes=len(to_class) + 1, sampling=sampling,
+    sampler = patch_sampler(window, 2, cfg.seed + run.rank, n_classes=len(to_class) + 1, sampling=sampling,
                             affine_prob=float(getattr(cfg, "affine_prob", 0.0)), flip_axes=flips)
 
-    net = build(1, n_classes, cfg).to(device)
     step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -111,8 +123,8 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
         net.eval()
         scores = []
         for j, p in enumerate(val_set):
-            lab, _ = segment_array(net, p.image[0], n_classes, patch, cfg.overlap, cfg.sw_batch_size,
-                                   device=device, amp=amp)
+            lab, _ = segment(net, p.image[0], n_classes, patch, float(getattr(cfg, "overlap", 0.25)),
+                             cfg.sw_batch_size, device=device, amp=amp)
             scores.append(dice_scores(lab, p.label[0], n_classes))
             if j == 0:
                 progress.preview(slice_preview(p, lab, labels, spacing))
@@ -136,7 +148,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
             overlap[:] = 0
             for it in range(int(cfg.iters_per_epoch)):
                 run.check()
-                x, y = _batch(train_set, sampler, rng, int(cfg.batch_size), device)
+                x, y = _batch(train_set, sampler, rng, int(cfg.batch_size), device, context)
                 # poly decay over the run: by the clock under a budget, so that a short budget
                 # still ends at a small learning rate (a step count would barely have begun)
                 frac = run.fraction()
@@ -199,15 +211,19 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
 
 
 def _batch(train_set: list, sampler: Any, rng: np.random.Generator, size: int,
-           device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` augmented patches of random training cases: images (B, 1, ...) float, labels long."""
+           device: str, context: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` augmented patches of random training cases: images (B, 1, ...) float, labels long
+    (with ``context``, only the centre of each window the network predicts)."""
     batch_x, batch_y = [], []
     while len(batch_x) < size:
         p = train_set[int(rng.integers(len(train_set)))]
         for d in sampler(p.sample_input()):
             batch_x.append(torch.as_tensor(np.asarray(d["image"])))
             batch_y.append(torch.as_tensor(np.asarray(d["label"])))
-    return torch.stack(batch_x[:size]).float().to(device), torch.stack(batch_y[:size]).long().to(device)
+    y = torch.stack(batch_y[:size])
+    if context:
+        y = y[:, :, context:-context, context:-context, context:-context]
+    return torch.stack(batch_x[:size]).float().to(device), y.long().to(device)
 
 
 def _count_overlap(logits: torch.Tensor, y: torch.Tensor, acc: np.ndarray) -> None:

@@ -1,0 +1,136 @@
+"""DeepMedic (Kamnitsas et al. 2017): a dual-pathway 3D CNN, trained densely on image segments.
+
+A normal-resolution and a ×3 low-resolution pathway of eight 3³ convolutions each, fused and
+classified by 1³ convolutions (:mod:`.network`); trained on segments whose centre is foreground
+or background half the time each, with Dice + cross-entropy, each step predicting a block of
+voxels; segmenting by dense blocks tiled over the volume (:mod:`.infer`). The rest (orientation,
+spacing, normalisation, sampling, the training loop, checkpoints) is ``plugins/_seg``'s.
+
+Light: torch is imported by the submodules, on the first call that needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from plugins._seg.plugin import PatchSegmenterPlugin
+from viewer.plugins import SEED_MAX, Range, validate_config
+
+__all__ = ["Config", "DeepMedicPlugin", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "build_network", "check_block"]
+
+# the network's geometry (plugins/deepmedic/network.py holds the same numbers, with torch)
+FACTOR, LAYERS = 3, 8
+CONTEXT = FACTOR * LAYERS  # voxels per side read beyond the predicted block
+# feature-map elements of one network call (widest map x its voxels x segments per call): 2^29
+# float32 is 2 GB per map, so an edited config is refused before it allocates tens of GB
+WINDOW_BUDGET = 1 << 29
+
+BOUNDS = {
+    "patch_size": Range(18, 252), "infer_block": Range(3, 252), "channels": Range(1, 128),
+    "fc_channels": Range(1, 512), "dropout": Range(0, 1, hi_open=True), "sampling": ("posneg", "classes"),
+    "affine_prob": Range(0, 1), "batch_size": Range(1, 256), "learning_rate": Range(0, 1, lo_open=True),
+    "max_epochs": Range(1, 1_000_000), "iters_per_epoch": Range(1, 1_000_000), "val_every": Range(1, 1_000_000),
+    "val_share": Range(0, 1), "minutes": Range(0, 100_000), "val_fraction": Range(0, 1, hi_open=True),
+    "sw_batch_size": Range(1, 64), "seed": Range(0, SEED_MAX),
+    "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
+}
+
+
+def check_block(block: tuple[int, ...], channels: int, fc_channels: int, per_call: int) -> str | None:
+    """Why an output block (voxels per axis) does not suit the network, or None: each edge a
+    multiple of 3 (the low-resolution pathway's voxels), and its feature maps within WINDOW_BUDGET."""
+    if any(b % FACTOR for b in block):
+        return f"{list(block)} is not a multiple of {FACTOR} (the low-resolution pathway's subsampling)"
+    widest = channels + 2 * channels // 3
+    normal, out = 1, 1
+    for b in block:
+        normal *= b + 2 * LAYERS
+        out *= b
+    elements = max(widest * normal, fc_channels * out) * per_call
+    if elements > WINDOW_BUDGET:
+        return (f"{list(block)} with {per_call} per call needs {elements * 4 / 2**30:.0f} GB per feature map "
+                f"(at most {WINDOW_BUDGET * 4 / 2**30:.0f})")
+    return None
+
+
+def _mirror_axes_problem(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(set(v)) == len(v) and all(a in (0, 1, 2) and not isinstance(a, bool) for a in v)
+    return None if ok else f"must be distinct axes 0, 1, 2, got {v!r}"
+
+
+@dataclass
+class Config:
+    """Settings of DeepMedic; the defaults (narrower than the paper's 30-50 and 150 feature maps)
+    learn in minutes on 2 CPU cores."""
+
+    patch_size: int = field(default=21, metadata={"help": "edge of the block of voxels one training segment predicts (a multiple of 3); the network reads 48 more of context (normal pathway: patch + 16)"})
+    infer_block: int = field(default=45, metadata={"help": "edge of the block predicted per tile when segmenting (a multiple of 3)"})
+    channels: int = field(default=12, metadata={"help": "feature maps of the first pathway layers (x4/3 for layers 3-6, x5/3 for 7-8; the paper: 30)"})
+    fc_channels: int = field(default=48, metadata={"help": "feature maps of the two 1x1x1 'fully connected' layers (the paper: 150)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout before the last two 1x1x1 layers (the paper: 0.5)"})
+    sampling: str = field(default="posneg", metadata={"help": "segment centres: posneg (half foreground, half background, as the paper) or classes (evenly over every label)"})
+    affine_prob: float = field(default=0.0, metadata={"help": "chance of a small random rotation/scaling of a training segment"})
+    mirror: str = field(default="auto", metadata={"help": "axes a training segment is mirrored along (and test-time flips): auto (left-right, unless a label lies on one side of the body), lr, all or none"})
+    batch_size: int = field(default=4, metadata={"help": "segments per step"})
+    learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate (poly decay)"})
+    max_epochs: int = field(default=400, metadata={"help": "epochs at most"})
+    iters_per_epoch: int = field(default=25, metadata={"help": "steps per epoch; validation after each"})
+    val_every: int = field(default=2, metadata={"help": "validate every N epochs"})
+    val_share: float = field(default=0.1, metadata={"help": "largest share of the training time validation may take"})
+    minutes: float = field(default=10.0, metadata={"help": "wall-clock budget (0 = none); the best checkpoint is kept"})
+    val_fraction: float = field(default=0.25, metadata={"help": "share of cases held out for validation Dice"})
+    sw_batch_size: int = field(default=2, metadata={"help": "tiles per network call when segmenting"})
+    tta: bool = field(default=True, metadata={"help": "flip test-time augmentation (gives the uncertainty map)"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA"})
+
+    # derived at training time and stored beside the settings in a checkpoint's config
+    STORED_EXTRA = {"mirror_axes": _mirror_axes_problem}
+
+    def validate(self) -> None:
+        """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
+        validate_config(self, BOUNDS)
+        if self.mirror not in ("auto", "lr", "all", "none"):
+            raise ValueError(f"mirror: must be one of auto, lr, all, none, got {self.mirror!r}")
+        problem = check_block((self.patch_size,) * 3, self.channels, self.fc_channels, self.batch_size)
+        if problem:
+            raise ValueError(f"patch_size: {problem}")
+        problem = check_block((self.infer_block,) * 3, self.channels, self.fc_channels, self.sw_batch_size)
+        if problem:
+            raise ValueError(f"infer_block: {problem}")
+
+    def patch_problem(self, patch: tuple[int, ...]) -> str | None:
+        """Why a stored training block (voxels per axis) does not suit this network, or None."""
+        return check_block(tuple(patch), self.channels, self.fc_channels, self.batch_size)
+
+
+def build_network(in_channels: int, n_classes: int, cfg: Any):
+    """The dual-pathway network of ``cfg``; it tiles inference by ``cfg.infer_block``."""
+    from .network import DeepMedic
+
+    net = DeepMedic(in_channels, n_classes, channels=int(cfg.channels), fc_channels=int(cfg.fc_channels),
+                    dropout=float(cfg.dropout))
+    net.infer_block = int(cfg.infer_block)
+    return net
+
+
+class DeepMedicPlugin(PatchSegmenterPlugin):
+    """The plugin object (the contract: :mod:`viewer.plugins`; the machinery: ``plugins/_seg``)."""
+
+    name = "deepmedic"
+    description = ("DeepMedic: dual-pathway 3D CNN (normal + x3 low resolution), dense segments with "
+                   "half-foreground centres, Dice + cross-entropy, tiled dense inference")
+    Config = Config
+
+    def build_network(self, in_channels: int, n_classes: int, config: Any):
+        return build_network(in_channels, n_classes, config)
+
+    def segment_function(self) -> Callable[..., Any]:
+        from .infer import segment_tiles
+
+        return segment_tiles
+
+
+PLUGIN = DeepMedicPlugin()
