@@ -71,3 +71,21 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def app_window(qtbot):
+    """The real main window, shown; at the end its jobs are cancelled and waited for (a worker
+    finishing after the window is gone would touch deleted Qt objects), then it is closed."""
+    from viewer.ui.app import make_window
+
+    win = make_window()
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if getattr(win, "render_panel", None) is not None:
+        win.render_panel.shutdown()
+    win.jobs.cancel_all()
+    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
+    win.close()

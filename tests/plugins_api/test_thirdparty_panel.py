@@ -21,18 +21,8 @@ def _ball(centre=(20, 22, 18), radius=7, seed=0):
 
 
 @pytest.fixture
-def window(qtbot, thirdparty_installed):
-    from viewer.ui.app import make_window
-
-    win = make_window()
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.render_panel.shutdown()
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=30000)
-    win.close()
+def window(thirdparty_installed, app_window):
+    return app_window
 
 
 def _press(qtbot, button):

@@ -13,17 +13,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def window(qtbot):
-    from viewer.ui.app import make_window
-
-    win = make_window()
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=30000)
-    win.close()
+def window(app_window):
+    return app_window
 
 
 def _four_d(tmp_path, gz: bool):

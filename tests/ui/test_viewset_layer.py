@@ -32,17 +32,8 @@ def sphere_views(n: int = 8, size: int = 32, radius: float = 4.0) -> ViewSet:
 
 
 @pytest.fixture
-def window(qtbot):
-    from viewer.ui.app import make_window
-
-    win = make_window()
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=30000)
-    win.close()
+def window(app_window):
+    return app_window
 
 
 def test_layer_props_check_store_emit():

@@ -4,20 +4,8 @@ layout, for training and testing neural renderers.
     python main.py capture MESH --out DIR [--views N] [--size S] [--test-fraction F]
                            [--texture IMG] [--specular K] [--seed N]
 
-``N`` cameras spread over a sphere around the mesh (all framing its bounding sphere, 40 degree
-field of view, world +z up) are split at random (by ``--seed``) into ``round(N * F)`` test views
-and the rest for training: ``--views 120 --test-fraction 0.1667`` gives 100 / 20; with ``F = 0``
-every view is a training view and no test file is written. A mesh without uv gets an xatlas
-atlas; a mesh without a texture, or any mesh with ``--texture``, gets the procedural texture
-(1024 px, from ``--seed``) or the given image. Lights are fixed in the world (key, fill, rim).
-
-DIR must be new or empty (never overwritten); it is written under a temporary name and renamed
-at the end, so a failure leaves nothing behind. It receives ``train/r_000.png`` ...,
-``test/r_000.png`` ... (RGBA, alpha = coverage, colour over white where uncovered),
-``transforms_train.json`` / ``transforms_test.json`` (``camera_angle_x``, ``fl_x``, ``fl_y``,
-``cx``, ``cy``, ``w``, ``h``, ``background``; frames with ``file_path`` like ``./train/r_000``
-and the OpenGL-axes camera-to-world ``transform_matrix``), and ``mesh.obj`` + ``mesh.mtl`` +
-``mesh.png`` (the mesh as rendered: uv, normals, texture). A one-line JSON summary is printed.
+What is written, and how, is :mod:`viewer.compute.photoset`'s docstring. A one-line JSON summary
+is printed.
 """
 
 from __future__ import annotations
@@ -25,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 from typing import Callable
-
 
 from ..compute.photoset import capture_dataset
 from .common import number_in

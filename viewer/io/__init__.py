@@ -6,8 +6,6 @@ readers are); every failure is a :class:`~viewer.model.LoadError` with a one-lin
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +34,6 @@ _DOUBLE_SUFFIXES = (".nii.gz", ".hdr.gz", ".img.gz")
 
 # ValueError covers UnicodeDecodeError, zlib errors are what gzip streams raise, RuntimeError
 # is how SimpleITK and VTK report a file they cannot parse
-_GARBAGE_ERRORS = (ValueError, OSError, EOFError, struct.error, zlib.error, RuntimeError)
 
 
 def _suffix(path: Path) -> str:
@@ -156,18 +153,10 @@ def load_path(path: str | Path, *, as_labels: bool = False, series: str | None =
     if kind == "unknown":
         raise LoadError(path, f"unsupported format {path.suffix or '(no extension)'}")
     reader = _readers()[kind if kind in ("dicom", "viewset") else _suffix(path)]
-    try:
+    from .guards import reading
+
+    with reading(path, kind):
         data = reader(path, series=series) if kind == "dicom" else reader(path)
-    except LoadError:
-        raise
-    except MemoryError:
-        raise LoadError(path, "not enough memory to load this file") from None
-    except _GARBAGE_ERRORS as exc:
-        # the libraries' own errors for garbage bytes: keep their reason, drop the traceback.
-        # KeyError, TypeError, AttributeError, IndexError are not here: from our code they are
-        # bugs and must show as such; a reader whose library raises them on bad bytes catches
-        # them itself (as nrrdfile and dicom do)
-        raise LoadError(path, f"cannot read it as {kind} ({type(exc).__name__}: {exc})") from None
     if as_labels:
         if not isinstance(data, Volume):
             raise LoadError(path, "only a volume can be opened as labels")

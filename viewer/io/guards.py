@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..model.errors import LoadError
 
-__all__ = ["user_path", "refuse_same_file", "prepare_out_folder", "only_files", "reading", "load_input"]
+__all__ = ["user_path", "refuse_same_file", "prepare_out_folder", "only_files", "reading", "load_input", "UNREADABLE"]
 
 
 # Paths the user gave --------------------------------------------------------------------------
@@ -95,24 +95,28 @@ def only_files(folder: Path, allowed: Callable[[str], bool]) -> bool:
     return True
 
 
-# What a hostile file makes a reader raise besides LoadError: bad input, said as such with the
-# path. Anything else (TypeError, AttributeError, ...) is a bug and reported as one.
-_UNREADABLE = (ValueError, OverflowError, KeyError, IndexError, EOFError, struct.error, zlib.error, RuntimeError)
+# What a hostile file makes a reader (ours or a library's) raise besides LoadError: bad input, said
+# as such with the path. KeyError, IndexError, TypeError, AttributeError are not here: from our code
+# they are bugs and must show as such (the CLI's "internal error" line); a reader whose library
+# raises them on bad bytes catches them itself (as nrrdfile and dicom do).
+UNREADABLE = (ValueError, OverflowError, EOFError, struct.error, zlib.error, RuntimeError)
 
 
 @contextlib.contextmanager
-def reading(path: str | os.PathLike) -> Iterator[None]:
-    """Blame ``path`` for what a reader raises while reading it: one line naming the file."""
+def reading(path: str | os.PathLike, kind: str | None = None) -> Iterator[None]:
+    """Blame ``path`` for what a reader raises while reading it: one LoadError line naming the
+    file (``cannot read it as KIND (...)`` when the reader's kind is known). The one error map of
+    every reader call: ``load_path`` and the commands use it alike."""
     try:
         yield
     except LoadError:
         raise
     except MemoryError:
         raise LoadError(path, "too large for this machine's memory") from None
-    except OSError as exc:
-        raise LoadError(path, f"cannot be read ({exc.strerror or exc})") from None
-    except _UNREADABLE as exc:
-        raise LoadError(path, f"cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+    except UNREADABLE + (OSError,) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        raise LoadError(path, f"cannot read it as {kind} ({why})" if kind else f"cannot be read ({why})") from None
 
 
 def load_input(path: str | os.PathLike, **kwargs: Any) -> Any:
