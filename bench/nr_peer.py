@@ -33,9 +33,9 @@ The peer: xatlas uv (the app's ``parametrize``, one rasterizer), a 4-level neura
 (256, 128, 64, 32 texels x 16 channels, the four bilinear samples summed), channels 0..8 times
 the degree-2 SH of the view direction, a 4-level U-Net (32-64-128-256, one 3x3 conv + ReLU per
 level and direction, max-pooling, bilinear upsampling), L1 on whole frames (2 per step), Adam 1e-3
-(network) / 1e-2 (texture). One conv per level reproduces the step time ENVIRONMENT.md measured for
-this prototype (~0.1 s per 2-view step at 128² on 2 threads; two convs per level are ~4x slower and
-make 64 steps in 2 minutes on one thread). Its image is composited over the background with the
+(network) / 1e-2 (texture). One conv per level reproduces the step time the issue's authors
+reported for their prototype on these machines (~0.1 s per 2-view step at 128² on 2 threads; two
+convs per level are ~4x slower and make 64 steps in 2 minutes on one thread). Its image is composited over the background with the
 rasterized mask: without that, on these captures (the mesh covers 5-30 % of the frame) the
 sigmoid output collapsed to the white background within its first hundred steps and stayed
 there (13.6 dB on airplane-vc-128, 12.1 dB on ant-tex-128, with texture noise 0.01 or 1.0).
