@@ -72,8 +72,14 @@ def main() -> int:
     ap.add_argument("--baseline", action="store_true", help="no warm-up, no gc.freeze, default switch interval")
     ap.add_argument("--hide-views", action="store_true",
                     help="window mode with the four VTK views hidden (tells painting from the GIL)")
+    ap.add_argument("--nice", type=int, default=None,
+                    help="worker threads' nice value (default: the app's, 10; 0 measures without it)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/ui_stall-MODE.json)")
     args = ap.parse_args()
+    if args.nice is not None:
+        import viewer.jobs.runner as runner
+
+        runner.BACKGROUND_NICE = args.nice
     if args.mode == "bare":
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif not os.environ.get("DISPLAY"):
@@ -201,7 +207,7 @@ def main() -> int:
     m = model.metrics if model is not None else {}
     result = {
         "benchmark": "ui_stall", "mode": args.mode, "baseline": args.baseline, "tick_ms": TICK_MS,
-        "views_hidden": bool(args.hide_views),
+        "views_hidden": bool(args.hide_views), "worker_nice": args.nice if args.nice is not None else 10,
         "target_max_ms": TARGET_MS,
         "training": {"plugin": "unet3d", "cases": "2 x ct_phantom(64, 64, 48)", "budget_s": args.seconds,
                      "wall_s": round(end - marks["train_start"], 1), "steps": m.get("steps"),
