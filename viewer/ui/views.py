@@ -34,7 +34,10 @@ class ViewPanel(QFrame):
         title.setStyleSheet(f"background: rgb({r},{g},{b}); color: #111; font-weight: 600; padding: 1px 6px;")
         title.setFixedHeight(18)
         lay.addWidget(title)
-        self.plotter = QtInteractor(self, auto_update=False)
+        # no multisampling in the slice views: their images are textures with their own
+        # interpolation, and 4x MSAA doubles a frame on a software renderer (30 -> 15 ms at 512²,
+        # bench/edit_redraw.py); the 3D view keeps it for its edges
+        self.plotter = QtInteractor(self, auto_update=False, **({} if kind == "3d" else {"multi_samples": 0}))
         self.plotter.enable_anti_aliasing = lambda *a, **k: None  # keep llvmpipe fast
         lay.addWidget(self.plotter.interactor, 1)
         renderer = self.plotter.renderer
