@@ -1,9 +1,11 @@
 """DeepMedic (Kamnitsas et al. 2017): a dual-pathway 3D CNN, trained densely on image segments.
 
 A normal-resolution and a ×3 low-resolution pathway of eight 3³ convolutions each, fused and
-classified by 1³ convolutions (:mod:`.network`); trained on segments whose centre is foreground
-or background half the time each, with Dice + cross-entropy, each step predicting a block of
-voxels; segmenting by dense blocks tiled over the volume (:mod:`.infer`). The rest (orientation,
+classified by 1³ convolutions (:mod:`.network`); trained densely on segments larger than the
+receptive field, each step predicting a block of voxels, with Dice + cross-entropy and segment
+centres drawn evenly over the labels (``sampling="classes"``; the paper's half-foreground,
+half-background is ``"posneg"``, which measured worse here: docs/PERFORMANCE.md); segmenting by
+dense blocks tiled over the volume (:mod:`.infer`). The rest (orientation,
 spacing, normalisation, sampling, the training loop, checkpoints) is ``plugins/_seg``'s.
 
 Light: torch is imported by the submodules, on the first call that needs them.
@@ -64,15 +66,15 @@ class Config:
     """Settings of DeepMedic; the defaults (narrower than the paper's 30-50 and 150 feature maps)
     learn in minutes on 2 CPU cores."""
 
-    patch_size: int = field(default=21, metadata={"help": "edge of the block of voxels one training segment predicts (a multiple of 3); the network reads 48 more of context (normal pathway: patch + 16)"})
+    patch_size: int = field(default=27, metadata={"help": "edge of the block of voxels one training segment predicts (a multiple of 3); the network reads 48 more of context (normal pathway: patch + 16)"})
     infer_block: int = field(default=45, metadata={"help": "edge of the block predicted per tile when segmenting (a multiple of 3)"})
     channels: int = field(default=12, metadata={"help": "feature maps of the first pathway layers (x4/3 for layers 3-6, x5/3 for 7-8; the paper: 30)"})
     fc_channels: int = field(default=48, metadata={"help": "feature maps of the two 1x1x1 'fully connected' layers (the paper: 150)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the last two 1x1x1 layers (the paper: 0.5)"})
-    sampling: str = field(default="posneg", metadata={"help": "segment centres: posneg (half foreground, half background, as the paper) or classes (evenly over every label)"})
+    sampling: str = field(default="classes", metadata={"help": "segment centres: classes (evenly over every label; measured better here) or posneg (half foreground, half background, as the paper)"})
     affine_prob: float = field(default=0.0, metadata={"help": "chance of a small random rotation/scaling of a training segment"})
     mirror: str = field(default="auto", metadata={"help": "axes a training segment is mirrored along (and test-time flips): auto (left-right, unless a label lies on one side of the body), lr, all or none"})
-    batch_size: int = field(default=4, metadata={"help": "segments per step"})
+    batch_size: int = field(default=2, metadata={"help": "segments per step"})
     learning_rate: float = field(default=3e-3, metadata={"help": "AdamW learning rate (poly decay)"})
     max_epochs: int = field(default=400, metadata={"help": "epochs at most"})
     iters_per_epoch: int = field(default=25, metadata={"help": "steps per epoch; validation after each"})
@@ -120,8 +122,8 @@ class DeepMedicPlugin(PatchSegmenterPlugin):
     """The plugin object (the contract: :mod:`viewer.plugins`; the machinery: ``plugins/_seg``)."""
 
     name = "deepmedic"
-    description = ("DeepMedic: dual-pathway 3D CNN (normal + x3 low resolution), dense segments with "
-                   "half-foreground centres, Dice + cross-entropy, tiled dense inference")
+    description = ("DeepMedic: dual-pathway 3D CNN (normal + x3 low resolution), dense training segments, "
+                   "Dice + cross-entropy, tiled dense inference")
     Config = Config
 
     def build_network(self, in_channels: int, n_classes: int, config: Any):

@@ -29,10 +29,15 @@ __all__ = ["segment_tiles", "tile_blocks"]
 
 
 def tile_blocks(shape: tuple[int, ...], block: int) -> list[int]:
-    """Block edge per axis: ``block`` (rounded down to a multiple of 3), or less on an axis the
-    volume is shorter along (the volume's length rounded up to a multiple of 3)."""
+    """Block edge per axis: the fewest blocks of at most ``block`` (rounded down to a multiple of
+    3) that cover the axis, made as even as multiples of 3 allow, so that the last block does not
+    overshoot the volume by up to a whole block (wasted work)."""
     b = max(FACTOR, int(block) // FACTOR * FACTOR)
-    return [min(b, math.ceil(n / FACTOR) * FACTOR) for n in shape]
+    edges = []
+    for n in shape:
+        count = math.ceil(n / b)
+        edges.append(min(b, math.ceil(math.ceil(n / count) / FACTOR) * FACTOR))
+    return edges
 
 
 def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: tuple[int, int, int],

@@ -15,9 +15,10 @@
   better than chance (an empty prediction has Dice 0), and its checkpoint loads to the same labels.
 * ``main.py train-segmenter --model deepmedic`` -> ``segment`` -> ``stats`` on real NIfTI files.
 
-Measured on the 2-core box (channels 4, fc 16, 18³ blocks, batch 2, lr 1e-2, 120 steps, one
-thread, ~12 s of CPU): unseen-phantom mean Dice 0.48-0.61 over seeds 0-2 (liver >= 0.70, bone
->= 0.98; the spleen is still 0-0.37 that early). Thresholds: mean > 0.35, liver and bone > 0.5.
+Measured on the 2-core box (channels 4, fc 16, 18³ blocks, batch 2, lr 1e-2, class-balanced
+centres, 120 steps, one thread, ~12 s of CPU): unseen-phantom mean Dice 0.69-0.77 over seeds 0-2,
+every organ >= 0.42 (with half-foreground centres 0.48-0.61, the spleen 0-0.37). Thresholds:
+mean > 0.5, every organ > 0.25.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ from viewer.plugins import Case, SegmenterPlugin, config_help, get_plugin, plugi
 from viewer.samples.phantom import LABEL_NAMES, ct_phantom
 
 SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)  # the phantom's 192 mm field of view, coarse
-MIN_MEAN_DICE = 0.35  # measured 0.48-0.61 over seeds 0-2
-MIN_LIVER_BONE_DICE = 0.5  # measured >= 0.70
+MIN_MEAN_DICE = 0.5  # measured 0.69-0.77 over seeds 0-2
+MIN_ORGAN_DICE = 0.25  # measured >= 0.42
 
 
 def tiny_net(n_classes: int = 2, seed: int = 0, dtype=torch.float32) -> DeepMedic:
@@ -274,7 +275,7 @@ def test_short_training_beats_chance_and_its_checkpoint_predicts_the_same(tmp_pa
     assert dice_scores(np.zeros(SHAPE, np.uint8), np.asarray(truth.array), 5) == [0.0] * 4  # chance
     print(f"unseen-phantom Dice {dict(zip(LABEL_NAMES.values(), np.round(dice, 3)))}, mean {np.mean(dice):.3f}")
     assert float(np.mean(dice)) > MIN_MEAN_DICE, dice
-    assert min(dice[0], dice[3]) > MIN_LIVER_BONE_DICE, dice  # liver, bone
+    assert min(dice) > MIN_ORGAN_DICE, dice
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     assert PLUGIN.owns_checkpoint(tmp_path) and not get_plugin("unet3d", "segmenter").owns_checkpoint(tmp_path)
