@@ -50,9 +50,10 @@ def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: boo
     amp = bool(model.config.get("amp", True)) and model.device.startswith("cuda")
     # checkpoints from before mirror_axes existed were trained with flips along all three axes
     flip_axes = tuple(model.config.get("mirror_axes", (0, 1, 2)))
-    classes, unc = (segment or segment_array)(model.net, x, model.n_classes, tuple(model.patch), ov, swb, tta=tta,
-                                 device=model.device, amp=amp, slab_bytes=slab_bytes, flip_axes=flip_axes,
-                                 progress=lambda done, total: progress.update(done, total, "segmenting"))
+    segment = segment or segment_array
+    classes, unc = segment(model.net, x, model.n_classes, tuple(model.patch), ov, swb, tta=tta,
+                           device=model.device, amp=amp, slab_bytes=slab_bytes, flip_axes=flip_axes,
+                           progress=lambda done, total: progress.update(done, total, "segmenting"))
     del x
     classes = resample_to(classes[core], model.spacing, src_spacing, order=0, shape=canon_shape)
     values = np.array([0] + [int(row["value"]) for row in model.labels])

@@ -313,7 +313,8 @@ def test_cli_train_segment_stats_round_trip(tmp_path):
     assert cfg["plugin"] == "deepmedic" and cfg["patch"] == [18, 18, 18] and cfg["config"]["patch_size"] == 18
 
     vol, truth = ct_phantom((40, 40, 24), (4.8, 4.8, 8.0), seed=5)  # unseen, on another grid
-    src, ref = _save(vol.array, vol.affine, tmp_path / "new.nii.gz"), _save(truth.array, truth.affine, tmp_path / "ref.nii.gz")
+    src = _save(vol.array, vol.affine, tmp_path / "new.nii.gz")
+    ref = _save(truth.array, truth.affine, tmp_path / "ref.nii.gz")
     mask = tmp_path / "mask.nii.gz"
     r = run_cli("segment", "--checkpoint", ckpt, "--input", src, "--output", mask, "--quiet")
     assert r.returncode == 0, r.stderr
