@@ -17,7 +17,6 @@ __all__ = ["ViewPanel"]
 
 
 FRAME_RATE_3D = 20.0  # frames per second the 3D view's volume rendering aims at (a 50 ms budget)
-SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "SWR", "Software Rasterizer")
 
 
 class ViewPanel(QFrame):
@@ -38,10 +37,11 @@ class ViewPanel(QFrame):
         title.setStyleSheet(f"background: rgb({r},{g},{b}); color: #111; font-weight: 600; padding: 1px 6px;")
         title.setFixedHeight(18)
         lay.addWidget(title)
-        # no multisampling in the slice views: their images are textures with their own
-        # interpolation, and 4x MSAA doubles a frame on a software renderer (30 -> 15 ms at 512²,
-        # bench/edit_redraw.py); the 3D view keeps it for its edges
-        self.plotter = QtInteractor(self, auto_update=False, **({} if kind == "3d" else {"multi_samples": 0}))
+        # no multisampling: the slice views' images are textures with their own interpolation,
+        # and 4x MSAA doubles a frame on a software renderer (30 -> 15 ms at 512² for a slice
+        # view, bench/edit_redraw.py; 1.5x for the 3D view). Asking the GL driver whether it is
+        # a software one needs the context current outside a paint, which crashed now and then.
+        self.plotter = QtInteractor(self, auto_update=False, multi_samples=0)
         self.plotter.enable_anti_aliasing = lambda *a, **k: None  # keep llvmpipe fast
         lay.addWidget(self.plotter.interactor, 1)
         renderer = self.plotter.renderer
@@ -75,26 +75,9 @@ class ViewPanel(QFrame):
     def _do_render(self) -> None:
         self._render_pending = False
         if self.isVisible():
-            self._check_renderer()
             # a repaint of the GL widget renders the scene once (its paintGL); plotter.render()
             # would render, then the repaint it causes would render the same frame again
             self.plotter.interactor.update()
-
-    _renderer_checked = False
-
-    def _check_renderer(self) -> None:
-        """Once the GL context exists: on a software renderer the 3D view draws without
-        multisampling too (it costs 1.5x a frame there; on a GPU it is free and kept)."""
-        rw = self.plotter.render_window
-        if self._renderer_checked or self.kind != "3d" or not rw.GetReadyForRendering():
-            return
-        self._renderer_checked = True
-        try:
-            caps = rw.ReportCapabilities() or ""
-        except Exception:  # no context yet on some platforms: keep the defaults
-            return
-        if any(name in caps for name in SOFTWARE_GL):
-            rw.SetMultiSamples(0)
 
     def reset(self) -> None:
         self.view.reset_camera()
