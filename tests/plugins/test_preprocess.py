@@ -280,7 +280,7 @@ def test_class_balanced_sampling_finds_small_labels_more_often():
     lab[0, 5:35, 5:35, 5:35] = 1          # a big organ
     lab[0, 40:43, 40:43, 40:43] = 2       # a tiny one
     img = lab.astype(np.float32)
-    fg, bg = map_binary_to_indices(lab[0] > 0)
+    fg, bg = map_binary_to_indices(lab > 0)  # the channel-first label, as Prepared holds it
     p = Prepared("x", img, lab, np.asarray(fg), np.asarray(bg),
                  [np.asarray(i) for i in map_classes_to_indices(lab, 3)])
     counts = {}
