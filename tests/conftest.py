@@ -89,3 +89,15 @@ def app_window(qtbot):
     win.jobs.cancel_all()
     qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
     win.close()
+
+
+@pytest.fixture(autouse=True)
+def _collect_windows_on_the_main_thread(request):
+    """After a GUI test, its closed windows (Qt widgets, VTK render windows in reference cycles)
+    are destroyed here, on the main thread, not by an automatic collection that a later test's
+    worker thread happens to trigger."""
+    yield
+    if request.node.get_closest_marker("gui") is not None:
+        import gc
+
+        gc.collect()

@@ -139,6 +139,37 @@ def test_heavy_policy_is_counted_per_running_job(qtbot):
     gc.unfreeze()
 
 
+def test_garbage_of_heavy_work_is_collected_on_the_ui_thread(qtbot):
+    """A cycle made in a worker (think: a closed window's widgets) is destroyed by the UI thread,
+    never by the worker whose allocations would have triggered an automatic collection."""
+    import gc
+
+    runner = JobRunner()
+    runner._gc_timer.setInterval(50)
+    where: list[str] = []
+
+    class Node:
+        def __del__(self):
+            where.append(threading.current_thread().name)
+
+    def work(progress):
+        assert not gc.isenabled()  # no automatic collection can start in this thread
+        for _ in range(200):
+            a, b = Node(), Node()
+            a.other, b.other = b, a  # a cycle: only the cyclic collector frees it
+        junk = [[i] for i in range(200_000)]  # allocations that would trigger collections
+        del junk
+        time.sleep(0.3)  # the UI thread's timer collects meanwhile
+
+    job = runner.submit(work, "heavy", lane="train", heavy=True)
+    _wait_for(qtbot, job)
+    qtbot.waitUntil(lambda: runner.heavy_running == 0, timeout=5000)
+    assert gc.isenabled()
+    gc.collect()
+    assert len(where) == 400 and set(where) == {threading.main_thread().name}, set(where)
+    gc.unfreeze()
+
+
 def test_unknown_lane_is_refused():
     with pytest.raises(ValueError, match="lane"):
         JobRunner().create(lambda p: None, "x", lane="gpu")

@@ -18,8 +18,12 @@ surface build behind it: ``"io"`` (loads, saves, scans: what the status bar show
 stops), ``"view"`` (surfaces, volume uploads, 3D preparation) and ``"train"`` (training and
 inference). **Heavy jobs** (torch work that holds both cores) switch on the responsiveness
 policy while at least one runs: a short GIL switch interval so the UI thread gets its turn
-within a millisecond, and, when the last one ends, ``gc.freeze()`` of the long-lived objects
-the work created, so later full collections stay short (docs/PERFORMANCE.md, UI stall). Every worker thread
+within a millisecond; Python's automatic garbage collection switched off, the UI thread
+collecting every second instead (an automatic collection runs in whichever thread allocates,
+and a cycle holding a Qt widget or a VTK render window must never be destroyed in a worker:
+that crashed the window); and, when the last one ends, ``gc.freeze()`` of the long-lived
+objects the work created, so later full collections stay short (docs/PERFORMANCE.md, UI
+stall). Every worker thread
 runs at a lower CPU priority than the UI thread (:func:`background_priority`).
 """
 
@@ -33,7 +37,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..model.errors import LoadError
 from .progress import Cancelled, Progress, TerminalProgress
@@ -44,6 +48,7 @@ __all__ = ["Cancelled", "Progress", "TerminalProgress", "Job", "JobRunner", "LAN
 BACKGROUND_NICE = 10
 LANES = {"io": 2, "view": 1, "train": 1}  # lane -> worker threads
 HEAVY_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
+GC_INTERVAL_MS = 1000  # while heavy jobs run, the UI thread collects young garbage this often
 
 
 def background_priority(nice: int | None = None) -> None:
@@ -138,6 +143,10 @@ class JobRunner(QObject):
         self.jobs: list[Job] = []
         self.heavy_running = 0
         self._switch = sys.getswitchinterval()
+        self._gc_was_enabled = gc.isenabled()
+        self._gc_timer = QTimer(self)  # the UI thread's collections while heavy jobs run
+        self._gc_timer.setInterval(GC_INTERVAL_MS)
+        self._gc_timer.timeout.connect(lambda: gc.collect(1))
 
     # create -> connect -> start ------------------------------------------------------------------
     def create(self, fn: Callable[[Progress], Any], label: str = "", lane: str = "io",
@@ -182,12 +191,18 @@ class JobRunner(QObject):
             self._switch = sys.getswitchinterval()
             # keeps the UI thread's turn short while torch's Python side holds the GIL
             sys.setswitchinterval(min(self._switch, HEAVY_SWITCH_INTERVAL))
+            self._gc_was_enabled = gc.isenabled()
+            gc.disable()
+            self._gc_timer.start()
         self.heavy_running += 1
 
     def _heavy_ended(self) -> None:
         self.heavy_running = max(0, self.heavy_running - 1)
         if self.heavy_running == 0:
             sys.setswitchinterval(self._switch)
+            self._gc_timer.stop()
+            if self._gc_was_enabled:
+                gc.enable()
             # the work made many long-lived objects (modules, tensors' wrappers): keep them out of
             # the full collections that would otherwise stall the UI thread for 100+ ms
             gc.collect()
@@ -223,3 +238,6 @@ class JobRunner(QObject):
         if self.heavy_running:
             self.heavy_running = 0
             sys.setswitchinterval(self._switch)
+            self._gc_timer.stop()
+            if self._gc_was_enabled:
+                gc.enable()
