@@ -20,8 +20,8 @@ inference). **Heavy jobs** (torch work that holds both cores) switch on the resp
 policy while at least one runs: a short GIL switch interval so the UI thread gets its turn
 within a millisecond; Python's automatic garbage collection switched off, the UI thread
 collecting every second instead (an automatic collection runs in whichever thread allocates,
-and a cycle holding a Qt widget or a VTK render window must never be destroyed in a worker:
-that crashed the window); and, when the last one ends, ``gc.freeze()`` of the long-lived
+and a cycle holding a Qt widget or a VTK render window must never be destroyed in a worker
+thread); and, when the last one ends, ``gc.freeze()`` of the long-lived
 objects the work created, so later full collections stay short (docs/PERFORMANCE.md, UI
 stall). Every worker thread
 runs at a lower CPU priority than the UI thread (:func:`background_priority`).
@@ -199,14 +199,18 @@ class JobRunner(QObject):
     def _heavy_ended(self) -> None:
         self.heavy_running = max(0, self.heavy_running - 1)
         if self.heavy_running == 0:
-            sys.setswitchinterval(self._switch)
-            self._gc_timer.stop()
-            if self._gc_was_enabled:
-                gc.enable()
+            self._policy_off()
             # the work made many long-lived objects (modules, tensors' wrappers): keep them out of
             # the full collections that would otherwise stall the UI thread for 100+ ms
             gc.collect()
             gc.freeze()
+
+    def _policy_off(self) -> None:
+        """Undo what :meth:`_heavy_started` switched on (the last heavy job ended, or shutdown)."""
+        sys.setswitchinterval(self._switch)
+        self._gc_timer.stop()
+        if self._gc_was_enabled:
+            gc.enable()
 
     def _ended(self, job: Job) -> None:
         if job in self.jobs:
@@ -237,7 +241,4 @@ class JobRunner(QObject):
             pool.shutdown(wait=False, cancel_futures=True)
         if self.heavy_running:
             self.heavy_running = 0
-            sys.setswitchinterval(self._switch)
-            self._gc_timer.stop()
-            if self._gc_was_enabled:
-                gc.enable()
+            self._policy_off()
