@@ -188,3 +188,33 @@ def test_staged_start_draws_the_window_before_the_views(qtbot, phantom_files):
     assert (np.abs(shot3d - row_bg).sum(-1) < 20).mean() > 0.3
     assert (np.abs(shot3d - row_bg).sum(-1) > 60).mean() > 0.005
     win.close()
+
+
+@pytest.mark.parametrize("how", ["close", "delete"])
+def test_views_let_go_of_the_gl_objects_qt_deletes(qtbot, how):
+    """A view's GL surface is Qt's: once the window is closed or deleted, no Python wrapper of it
+    may remain, or a later Qt object at the same address comes back to Python as that stale
+    wrapper (CI once saw ``menuBar().addMenu()`` return a QOffscreenSurface) and calls through
+    it use freed memory."""
+    import shiboken6
+
+    from viewer.ui.app import make_window
+
+    win = make_window()
+    if how == "close":
+        qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: all(p.plotter.__dict__.get("_surface") is not None for p in win.views.values()),
+                    timeout=30000)
+    plotters = [p.plotter for p in win.views.values()]
+    surfaces = [p.__dict__["_surface"] for p in plotters]
+    assert all(shiboken6.isValid(s) for s in surfaces)
+    if how == "close":
+        win.close()
+    else:
+        win.jobs.shutdown()
+        shiboken6.delete(win)  # deleted from C++ without a close event, as a parent deletes a child
+    qtbot.wait(10)
+    for plotter in plotters:
+        assert plotter.__dict__["_surface"] is None and plotter.__dict__["_ctx"] is None

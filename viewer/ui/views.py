@@ -3,6 +3,8 @@ with the matching view from ``viewer/render`` drawing into it."""
 
 from __future__ import annotations
 
+import weakref
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
@@ -14,6 +16,36 @@ from ..render.slice_view import VIEW_COLORS, SliceView
 from ..render.view3d import View3D
 
 __all__ = ["ViewPanel"]
+
+
+def _forget_gl_wrappers(ref: weakref.ref) -> None:
+    widget = ref()
+    if widget is not None:
+        for name in ("_ctx", "_surface", "_gl"):
+            widget.__dict__[name] = None
+
+
+class _Interactor(QtInteractor):
+    """pyvistaqt's interactor that lets go of its Qt-owned GL objects in time.
+
+    pyvistaqt keeps Python wrappers of the widget's GL context and of the offscreen surface
+    Qt made for it. Qt deletes the surface with the widget, but shiboken is never told, so the
+    wrapper stays in its address map: the next Qt object allocated at that address came back to
+    Python as the stale wrapper (``menuBar().addMenu()`` returned a ``QOffscreenSurface``), and a
+    make-current through it used freed memory (the long GUI test process crashed now and then).
+    The wrappers are dropped when the view closes, and when the surface dies whichever comes first.
+    """
+
+    def initializeGL(self) -> None:
+        super().initializeGL()
+        surface = self.__dict__.get("_surface")
+        if surface is not None:
+            ref = weakref.ref(self)
+            surface.destroyed.connect(lambda *_: _forget_gl_wrappers(ref))
+
+    def close(self) -> None:
+        super().close()
+        _forget_gl_wrappers(weakref.ref(self))
 
 
 class ViewPanel(QFrame):
@@ -34,7 +66,7 @@ class ViewPanel(QFrame):
         title.setStyleSheet(f"background: rgb({r},{g},{b}); color: #111; font-weight: 600; padding: 1px 6px;")
         title.setFixedHeight(18)
         lay.addWidget(title)
-        self.plotter = QtInteractor(self, auto_update=False)
+        self.plotter = _Interactor(self, auto_update=False)
         self.plotter.enable_anti_aliasing = lambda *a, **k: None  # keep llvmpipe fast
         lay.addWidget(self.plotter.interactor, 1)
         renderer = self.plotter.renderer
