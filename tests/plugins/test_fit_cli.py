@@ -179,6 +179,7 @@ BAD = [  # (case, what the one line says)
     ("out_is_file", "not a folder"), ("not_a_checkpoint", "not a Lucid3D renderer checkpoint"),
     ("segmenter_checkpoint", "not a Lucid3D renderer checkpoint"), ("empty_split", "the val split is empty"),
     ("scene_and_orbit", "exactly one of"), ("evaluate_file", "checkpoint is a folder"),
+    ("no_mesh", "dnr needs --mesh"), ("points_for_a_mesh_method", "give --mesh, not --points"),
 ]
 
 
@@ -201,6 +202,10 @@ def test_bad_inputs_exit_2_and_write_nothing(case, says, scene, ckpt, tmp_path, 
     elif case == "out_is_file":
         out.write_text("x")
         args = fit
+    elif case == "no_mesh":
+        args = fit[:4] + fit[6:]
+    elif case == "points_for_a_mesh_method":
+        args = fit[:4] + ["--points", mesh] + fit[6:]
     elif case in ("not_a_checkpoint", "segmenter_checkpoint"):
         ck = tmp_path / "ck"
         ck.mkdir()

@@ -3,10 +3,13 @@ any renderer plugin) from a terminal, with the same plugin calls the window make
 
     python main.py fit METHOD --scene DIR --mesh MESH --out CKPT [--minutes M] [--iters N]
                               [--size S] [--device cpu|cuda]
+    python main.py fit METHOD --scene DIR --points PTS --out CKPT ...   (methods that render points)
+    python main.py fit METHOD --scene DIR --out CKPT ...                (methods that learn the surface)
     python main.py render --checkpoint CKPT --scene DIR [--split test] --out OUTDIR
     python main.py render --checkpoint CKPT --orbit N [--size S] --out OUTDIR_OR.mp4
     python main.py evaluate --checkpoint CKPT --scene DIR [--split test]
 
+Which of ``--mesh``/``--points``/neither a method takes is its plugin's ``geometry``.
 ``fit`` trains on the scene's train split and scores its val (else test) split while fitting,
 keeping a checkpoint on disk (the best by val PSNR; with only a test split, the latest, so the
 test views never choose it; Ctrl-C or the time budget keep it too); a mesh without uv is
@@ -42,8 +45,11 @@ def add_parsers(sub) -> None:
     f = sub.add_parser("fit", help="fit a neural renderer (texture, dnr, ...) to a posed-photo scene and its mesh")
     f.add_argument("method", metavar="METHOD", help="renderer plugin: texture, dnr, ...")
     f.add_argument("--scene", required=True, metavar="DIR", help="transforms.json / Blender / COLMAP scene")
-    f.add_argument("--mesh", required=True, metavar="MESH",
-                   help="the scene's mesh (.obj/.ply/...), in its world frame")
+    f.add_argument("--mesh", metavar="MESH",
+                   help="the scene's mesh (.obj/.ply/...), in its world frame (methods that render a mesh)")
+    f.add_argument("--points", metavar="PTS",
+                   help="the scene's point cloud (.ply/.xyz/.pts/.las/.laz, or a COLMAP model's points3D), "
+                        "in its world frame (methods that render points)")
     f.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder: new or empty")
     f.add_argument("--overwrite", action="store_true",
                    help="replace a checkpoint of the same method in --out (its parametrized mesh is reused)")
@@ -114,6 +120,35 @@ def _load_mesh(path: str):
     return mesh
 
 
+def _load_points(path: str):
+    from ..model import PointCloud
+
+    cloud = load_input(path)
+    if not isinstance(cloud, PointCloud) or cloud.n_points == 0:
+        raise LoadError(path, "not a point cloud")
+    return cloud
+
+
+def _geometry_option(plugin, args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """("mesh"|"points"|None, its path) the method needs, from --mesh/--points; one clear line
+    when the wrong one or none is given."""
+    need = getattr(plugin, "geometry", "mesh")
+    given = {"mesh": args.mesh, "points": args.points}
+    if need == "none":
+        extra = [f"--{k}" for k, v in given.items() if v]
+        if extra:
+            raise LoadError(args.method, f"{plugin.name} learns its geometry from the photos: drop {' '.join(extra)}")
+        return None, None
+    other = "points" if need == "mesh" else "mesh"
+    if given[other] and not given[need]:
+        raise LoadError(args.method, f"{plugin.name} renders a {'triangle mesh' if need == 'mesh' else 'point cloud'}: "
+                                     f"give --{need}, not --{other}")
+    if not given[need]:
+        raise LoadError(args.method, f"{plugin.name} needs --{need} "
+                                     f"({'the scene mesh' if need == 'mesh' else 'the scene point cloud'})")
+    return need, given[need]
+
+
 NOT_A_RENDERER = "not a Lucid3D renderer checkpoint (a folder with config.json, model.safetensors and mesh.npz)"
 
 
@@ -149,22 +184,24 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "iters": ("iters", "--iters"),
                                               "size": ("size", "--size"), "seed": ("seed", "--seed")})
+    kind, geo_path = _geometry_option(plugin, args)
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear
-        prepare_out_folder(out, inputs=[args.scene, args.mesh], what=f"{plugin.name} checkpoint",
+        prepare_out_folder(out, inputs=[args.scene] + ([geo_path] if geo_path else []), what=f"{plugin.name} checkpoint",
                            ours=plugin.owns_checkpoint, overwrite=args.overwrite)
     scene = _load_scene(args.scene)
     _frames(scene, args.scene, "train")
-    mesh = _load_mesh(args.mesh)
-    sources = {"mesh": str(Path(args.mesh).resolve()), "mesh_sha256": sha256_file(args.mesh),
-               "scene": str(Path(args.scene).resolve())}
+    geometry = None if kind is None else (_load_mesh if kind == "mesh" else _load_points)(geo_path)
+    sources = {"scene": str(Path(args.scene).resolve())}
+    if kind is not None:  # provenance, and what lets a refit reuse work done on the same file
+        sources.update({kind: str(Path(geo_path).resolve()), f"{kind}_sha256": sha256_file(geo_path)})
     os.environ["LUCID3D_DEVICE"] = args.device
     progress = TerminalProgress(f"fitting {plugin.name}", disable=args.quiet or rank != 0)
     with CtrlC(progress):
         try:
             # every rank gets the folder (an earlier fit's parametrized mesh there is read by all,
             # so that all fit the same atlas); rank 0 alone writes
-            model = plugin.fit(scene, mesh, cfg, progress, checkpoint_dir=str(out), sources=sources)
+            model = plugin.fit(scene, geometry, cfg, progress, checkpoint_dir=str(out), sources=sources)
         except ValueError as exc:
             raise LoadError(args.scene, " ".join(str(exc).split())) from None
         except Cancelled:

@@ -35,9 +35,11 @@ from ..jobs.progress import Progress
 from ..model import LabelMap, Volume
 
 __all__ = ["Case", "load_case", "TrainedModel", "SegmenterPlugin", "RendererPlugin", "SegmenterBase",
-           "RendererBase", "Orbit", "KINDS", "checkpoint_plugin_name"]
+           "RendererBase", "Orbit", "KINDS", "GEOMETRIES", "checkpoint_plugin_name"]
 
 KINDS = ("segmenter", "renderer")
+GEOMETRIES = ("mesh", "points", "none")
+"""What a renderer's ``fit`` takes as ``geometry``: a Mesh, a PointCloud, or None."""
 
 
 @dataclass
@@ -144,6 +146,7 @@ class RendererPlugin(Protocol):
     kind: ClassVar[str]  # "renderer"
     description: ClassVar[str]
     Config: ClassVar[type]
+    geometry: ClassVar[str]  # "mesh", "points" or "none": what fit's ``geometry`` is
 
     def fit(self, views: Any, geometry: Any, config: Any, progress: Progress, *,
             checkpoint_dir: str | Path | None = None,
@@ -213,6 +216,10 @@ class RendererBase(_Base):
     """A renderer's optional parts; subclasses write ``fit``, ``render``, ``save``, ``load``."""
 
     kind: ClassVar[str] = "renderer"
+    #: what ``fit`` needs beside the photos: "mesh" (a triangle Mesh), "points" (a PointCloud)
+    #: or "none" (the method learns the geometry itself; ``geometry`` is None). The command line
+    #: asks for ``--mesh``/``--points`` and the panels offer layers of that kind from it.
+    geometry: ClassVar[str] = "mesh"
 
     def orbit(self, model: TrainedModel) -> Orbit | None:
         return None
