@@ -371,6 +371,52 @@ def test_contract_keywords_reach_the_plugin(make_panel, qtbot, tmp_path, kind):
     assert panel.bar.progress.value() == 1000 and plugin.name in panel.model_label.text()
 
 
+class PointsRenderer(StepRenderer):
+    name = "steps-points"
+    geometry = "points"
+
+    def fit(self, views, geometry, config, progress, *, checkpoint_dir=None, sources=None):
+        self.calls.append({"geometry": geometry})
+        return super().fit(views, geometry, config, progress, checkpoint_dir=checkpoint_dir, sources=sources)
+
+
+class SurfaceRenderer(PointsRenderer):
+    name = "steps-surface"
+    geometry = "none"
+
+
+@pytest.mark.parametrize("cls, box_text, gets", [
+    (StepRenderer, "uv_sphere", "Mesh"), (PointsRenderer, "cloud", "PointCloud"),
+    (SurfaceRenderer, "(learned from the photos)", "NoneType"),
+], ids=["mesh", "points", "none"])
+def test_the_geometry_a_method_renders_is_offered_and_reaches_fit(make_panel, qtbot, cls, box_text, gets):
+    """The Geometry box offers the layers of the kind the chosen method declares (``geometry``),
+    and Train hands fit that layer's data; a method that learns the surface needs none."""
+    from viewer.model import PointCloud, layer_for
+
+    from .test_viewset_layer import sphere_views
+
+    cloud = layer_for(PointCloud(np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)))
+    cloud.name = "cloud"
+    plugin = cls()
+    panel, _ = make_panel("render", {plugin.name: plugin}, data=True, layers=[cloud])
+    assert box_text in panel.mesh_box.currentText()
+    assert panel.mesh_box.isEnabled() == (cls.geometry != "none")
+    panel.form.set_values(steps=2, delay=0.0)
+    panel.train()
+    qtbot.waitUntil(lambda: panel.job is None and panel.model is not None, timeout=30000)
+    if cls is not StepRenderer:
+        assert type(plugin.calls[0]["geometry"]).__name__ == gets
+
+
+def test_a_point_method_without_a_cloud_says_so(make_panel):
+    plugin = PointsRenderer()
+    panel, _ = make_panel("render", {plugin.name: plugin}, data=True)
+    assert panel.mesh_box.currentText() == "(no point cloud loaded)"
+    panel.train()
+    assert panel.job is None and "renders a point cloud" in (panel.last_error or "")
+
+
 @pytest.mark.parametrize("kind, preview, left, right, caption", [
     ("segmentation", _slice_preview, RED, GREEN, "validation case case 7: reference | prediction"),
     ("render", _image_preview, BLUE, YELLOW, "held-out view r_003.png: ground truth | learned, PSNR"),

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ..model import MeshLayer, Scene, ViewSetLayer
+from ..model import MeshLayer, PointsLayer, Scene, ViewSetLayer
 from ..model.errors import LoadError
 from ..plugins import PluginInfo
 from .photo_view import CompareView, LatestOnly, LearnedView, compare_images
@@ -73,14 +73,18 @@ def _existing(source: str | None) -> str | None:
     return str(Path(source).resolve())
 
 
-def _fit_sources(mesh_file: str | None, scene_file: str | None) -> dict[str, str] | None:
-    """The fit's provenance (in a worker: hashing reads the mesh): mesh, mesh_sha256, scene;
-    None when neither came from a file (generated in the session)."""
+#: per renderer ``geometry``: the layers that can serve, and what the geometry box says without one
+GEOMETRY_LAYERS = {"mesh": (MeshLayer, "(no mesh loaded)"), "points": (PointsLayer, "(no point cloud loaded)")}
+
+
+def _fit_sources(geo_file: str | None, scene_file: str | None, kind: str = "mesh") -> dict[str, str] | None:
+    """The fit's provenance (in a worker: hashing reads the file): mesh or points, its sha256,
+    scene; None when neither came from a file (generated in the session)."""
     from ..plugins.checkpoint import sha256_file
 
     sources: dict[str, str] = {}
-    if mesh_file is not None and Path(mesh_file).is_file():
-        sources.update(mesh=mesh_file, mesh_sha256=sha256_file(mesh_file))
+    if geo_file is not None and Path(geo_file).is_file():
+        sources.update({kind: geo_file, f"{kind}_sha256": sha256_file(geo_file)})
     if scene_file is not None:
         sources["scene"] = scene_file
     return sources or None
@@ -124,9 +128,10 @@ class RenderPanel(TrainingPanel):
         self.viewset_box.setToolTip("Posed photos (File > Open photo set…): the training data")
         self.viewset_box.currentIndexChanged.connect(lambda *_: self._viewset_changed())
         head.addRow("Photos", self.viewset_box)
-        self.mesh_box = QComboBox()
-        self.mesh_box.setToolTip("The mesh the renderer draws its texture on (same world frame as the photos)")
+        self.mesh_box = QComboBox()  # the geometry the chosen method renders: a mesh or a point cloud
         head.addRow("Geometry", self.mesh_box)
+        self._geometry_shown: str | None = None
+        self.chooser.changed.connect(self._method_changed)
         head.addRow("Method", self.chooser.box)
         head.addRow(self.chooser.description)
         self.model_label = QLabel("none: train one or load a checkpoint")
@@ -199,14 +204,43 @@ class RenderPanel(TrainingPanel):
 
     def _scene_changed(self) -> None:
         self._fill(self.viewset_box, self.scene.of_kind(ViewSetLayer), "(no photo set loaded)")
-        self._fill(self.mesh_box, self.scene.of_kind(MeshLayer), "(no mesh loaded)")
+        self._fill_geometry()
         self._viewset_changed()
+
+    def geometry_kind(self) -> str:
+        """What the chosen method renders: "mesh", "points" or "none" (it learns the surface)."""
+        return getattr(self.plugin(), "geometry", "mesh")
+
+    def _fill_geometry(self) -> None:
+        kind = self.geometry_kind()
+        if kind not in GEOMETRY_LAYERS:  # the method learns its geometry from the photos
+            self.mesh_box.blockSignals(True)
+            self.mesh_box.clear()
+            self.mesh_box.addItem("(learned from the photos)", 0)
+            self.mesh_box.blockSignals(False)
+            self.mesh_box.setEnabled(False)
+            self.mesh_box.setToolTip("This method learns the surface itself: no mesh or point cloud needed")
+        else:
+            cls, none_text = GEOMETRY_LAYERS[kind]
+            if self._geometry_shown != kind:
+                self.mesh_box.clear()  # a mesh chosen for DNR is no choice for a point method
+            self._fill(self.mesh_box, self.scene.of_kind(cls), none_text)
+            self.mesh_box.setEnabled(True)
+            self.mesh_box.setToolTip("The mesh the renderer draws its texture on (same world frame as the photos)"
+                                     if kind == "mesh" else "The point cloud the renderer splats (same world frame "
+                                     "as the photos)")
+        self._geometry_shown = kind
+
+    def _method_changed(self) -> None:
+        if self.geometry_kind() != self._geometry_shown:
+            self._fill_geometry()
 
     def viewset(self) -> ViewSetLayer | None:
         return self._layer(self.viewset_box)
 
-    def mesh(self) -> MeshLayer | None:
-        return self._layer(self.mesh_box)
+    def mesh(self) -> MeshLayer | PointsLayer | None:
+        """The geometry layer chosen for the method (a mesh or a point cloud layer), or None."""
+        return self._layer(self.mesh_box) if self.geometry_kind() in GEOMETRY_LAYERS else None
 
     def _viewset_changed(self) -> None:
         layer = self.viewset()
@@ -260,22 +294,24 @@ class RenderPanel(TrainingPanel):
         if not vs.data.split("train"):
             self.error(f"{vs.name} has no training frames.")
             return
-        if mesh is None:
-            self.error("No geometry: open the mesh the photos show (File > Open…).")
+        kind = self.geometry_kind()
+        if mesh is None and kind in GEOMETRY_LAYERS:
+            what = "mesh" if kind == "mesh" else "point cloud"
+            self.error(f"No geometry: {plugin.name} renders a {what}; open the {what} the photos show (File > Open…).")
             return
         try:
             config = self.chooser.config()
         except (TypeError, ValueError) as exc:
             self.error(f"Cannot train: {exc}")
             return
-        views, geometry = vs.data, mesh.data
-        mesh_file, scene_file = _existing(mesh.source), _existing(vs.source)
+        views, geometry = vs.data, (mesh.data if mesh is not None else None)
+        mesh_file, scene_file = (_existing(mesh.source) if mesh is not None else None), _existing(vs.source)
         ckpt = tempfile.mkdtemp(prefix=f"lucid3d-{plugin.name}-")
         atexit.register(shutil.rmtree, ckpt, True)
 
         def work(progress):
             progress.update(1, 1000, "preparing")  # the clock's start marker (see ProgressClock)
-            sources = _fit_sources(mesh_file, scene_file)
+            sources = _fit_sources(mesh_file, scene_file, kind)
             warm_torch()
             return plugin.fit(views, geometry, config, progress, checkpoint_dir=ckpt, sources=sources)
 
