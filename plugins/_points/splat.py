@@ -1,0 +1,128 @@
+"""Point splatting in pure torch (CPU and CUDA; no OpenGL, no custom kernels).
+
+A point is drawn as the one pixel its projection falls in, at every scale of a pyramid (full
+resolution, 1/2, 1/4, ...): at scale ``s`` pixel ``(floor(u) >> s, floor(v) >> s)``, so the coarse
+rasters see through the holes a sparse cloud leaves at full resolution (NPBG, Aliev et al. 2020).
+Each pixel keeps the nearest point: a z-buffer by one ``scatter_reduce(..., "amin")`` over keys
+``depth_bits << 32 | point_id`` (the IEEE bits of a positive float32 sort as the float does), so
+ties in depth go to the lower point id, and all scales are done in the same call.
+
+Cameras are :class:`~viewer.model.camera.Camera` (OpenCV axes, camera-to-world; pixel (i, j)
+spans [i, i + 1)); :meth:`Camera.project` is the reference, the same projection the mesh
+rasterizer of the DNR renderers draws with. Points behind the near plane or whose projection
+falls outside the image are dropped. Raster sizes are those of the image padded to a multiple of
+``2 ** (scales - 1)``, halved per scale, so they line up with the levels of a U-Net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from viewer.model.camera import Camera
+
+__all__ = ["SCALES", "PointSet", "Projection", "project", "raster_sizes", "zbuffer", "splat", "gather"]
+
+SCALES = 5  # full, 1/2, 1/4, 1/8, 1/16
+_NEAR = 1e-6  # fraction of the cloud's extent in front of the camera below which a point is dropped
+_ID_BITS = 32
+_EMPTY = torch.iinfo(torch.int64).max
+
+
+@dataclass(eq=False)
+class PointSet:
+    """A cloud on a torch device, stored relative to ``origin`` (float64, world) in float32 so
+    that large world coordinates (metres of a projected CRS) keep their precision.
+
+    Build with :meth:`from_numpy`.
+    """
+
+    local: torch.Tensor  # (N, 3) float32 = points - origin
+    origin: np.ndarray  # (3,) float64
+    extent: float  # bounding-box diagonal, world units
+
+    @classmethod
+    def from_numpy(cls, points: np.ndarray, device: str | torch.device = "cpu") -> "PointSet":
+        p = np.asarray(points, np.float64).reshape(-1, 3)
+        origin = p.mean(0) if len(p) else np.zeros(3)
+        extent = float(np.linalg.norm(p.max(0) - p.min(0))) if len(p) else 1.0
+        return cls(torch.from_numpy((p - origin).astype(np.float32)).to(device), origin, max(extent, 1e-12))
+
+    @property
+    def n(self) -> int:
+        return int(self.local.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.local.device
+
+
+@dataclass(eq=False)
+class Projection:
+    """Every point through one camera: pixel coordinates ``u``, ``v`` (N,) float32 (pixel i spans
+    [i, i + 1)), depth ``z`` (N,) along the optical axis and ``keep`` (N,) bool: in front of the
+    near plane and inside the image."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+    z: torch.Tensor
+    keep: torch.Tensor
+    width: int
+    height: int
+
+
+def project(points: PointSet, camera: Camera) -> Projection:
+    """Project ``points`` through ``camera`` (OpenCV axes) in float32 on the points' device."""
+    dev = points.device
+    w2c = camera.w2c
+    rot = torch.as_tensor(w2c[:3, :3], dtype=torch.float32, device=dev)
+    # the translation of the local frame: w2c applied to the origin (float64, then float32)
+    t = torch.as_tensor(w2c[:3, :3] @ points.origin + w2c[:3, 3], dtype=torch.float32, device=dev)
+    pc = torch.addmm(t, points.local, rot.t())
+    z = pc[:, 2]
+    zs = torch.where(z > 0, z, torch.ones_like(z))
+    u = pc[:, 0] / zs * float(camera.fx) + float(camera.cx)
+    v = pc[:, 1] / zs * float(camera.fy) + float(camera.cy)
+    keep = (z > _NEAR * points.extent) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    return Projection(u, v, z, keep, camera.width, camera.height)
+
+
+def raster_sizes(width: int, height: int, scales: int = SCALES) -> list[tuple[int, int]]:
+    """(height, width) of each scale's raster: the image padded to a multiple of
+    ``2 ** (scales - 1)``, halved per scale."""
+    m = 2 ** (scales - 1)
+    hp, wp = -(-height // m) * m, -(-width // m) * m
+    return [(hp >> s, wp >> s) for s in range(scales)]
+
+
+def zbuffer(proj: Projection, scales: int = SCALES) -> list[torch.Tensor]:
+    """The nearest point's id per pixel at each scale: ``scales`` int64 tensors (H_s, W_s), -1
+    where no point falls (sizes :func:`raster_sizes`)."""
+    sizes = raster_sizes(proj.width, proj.height, scales)
+    ids = torch.nonzero(proj.keep).squeeze(1)
+    dev = proj.u.device
+    x = proj.u[ids].floor().long()
+    y = proj.v[ids].floor().long()
+    bits = proj.z[ids].contiguous().view(torch.int32).long()  # positive floats: monotone bits
+    key = (bits << _ID_BITS) | ids
+    offsets = np.cumsum([0] + [h * w for h, w in sizes])
+    flat = torch.cat([(y >> s) * sizes[s][1] + (x >> s) + int(offsets[s]) for s in range(scales)])
+    buf = torch.full((int(offsets[-1]),), _EMPTY, dtype=torch.int64, device=dev)
+    buf.scatter_reduce_(0, flat, key.repeat(scales), reduce="amin", include_self=True)
+    won = torch.where(buf == _EMPTY, torch.full_like(buf, -1), buf & ((1 << _ID_BITS) - 1))
+    return [won[int(offsets[s]):int(offsets[s + 1])].view(*sizes[s]) for s in range(scales)]
+
+
+def splat(points: PointSet, camera: Camera, scales: int = SCALES) -> list[torch.Tensor]:
+    """:func:`zbuffer` of :func:`project`: per scale, the id of the point each pixel shows, or -1."""
+    return zbuffer(project(points, camera), scales)
+
+
+def gather(descriptors: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Per-pixel descriptors: ``descriptors`` (N, C) at ``ids`` (..., H, W) (-1 = empty, zeros)
+    as (..., C, H, W)."""
+    pad = torch.cat([descriptors.new_zeros(1, descriptors.shape[1]), descriptors], 0)
+    out = pad[ids + 1]  # (..., H, W, C)
+    return out.movedim(-1, -3)

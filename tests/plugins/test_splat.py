@@ -1,0 +1,102 @@
+"""Point splatting (plugins/_points/splat.py): the projection against Camera.project, and the
+z-buffer at five scales against a brute-force Python reference (exact equality of the winning
+point ids), points behind the camera and outside the frustum dropped, ties to the lower id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from plugins._points.splat import PointSet, gather, project, raster_sizes, splat, zbuffer
+from viewer.model.camera import Camera, look_at
+
+
+def _camera(width: int, height: int, eye=(0.0, -3.0, 1.0), fov_px: float = 40.0) -> Camera:
+    c2w = look_at(np.array(eye), np.zeros(3), np.array([0.0, 0.0, 1.0]))
+    return Camera(fov_px, fov_px * 1.1, width / 2 + 0.3, height / 2 - 0.7, width, height, c2w)
+
+
+def _brute_force(u, v, z, keep, width, height, scales=5):
+    """Per scale, {(row, col): id} of the nearest point (ties: lower id), by Python loops."""
+    sizes = raster_sizes(width, height, scales)
+    out = []
+    for s in range(scales):
+        best: dict[tuple[int, int], tuple[float, int]] = {}
+        for i in range(len(u)):
+            if not keep[i]:
+                continue
+            px = (int(np.floor(u[i])) >> s, int(np.floor(v[i])) >> s)
+            cand = (float(z[i]), i)
+            if px[::-1] not in best or cand < best[px[::-1]]:
+                best[px[::-1]] = cand
+        img = np.full(sizes[s], -1, np.int64)
+        for (r, c), (_, i) in best.items():
+            img[r, c] = i
+        out.append(img)
+    return out
+
+
+def _cloud(n: int, seed: int, dup: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3)) * [1.0, 2.5, 1.0]  # some behind the camera (y < -3), some outside the view
+    p[0] = 0.0  # the look-at point: at least one point is seen
+    if dup:  # exact copies: the same depth, so the lower id must win
+        p[n // 2:n // 2 + 20] = p[:20]
+    return p
+
+
+@pytest.mark.parametrize("n,width,height,seed,dup", [
+    (50, 16, 16, 0, False), (400, 33, 20, 1, True), (2000, 40, 31, 2, True), (3000, 64, 48, 3, False),
+    (1, 8, 8, 4, False),
+], ids=["50pts-16x16", "400pts-33x20-dups", "2k-40x31-dups", "3k-64x48", "one-point-8x8"])
+def test_zbuffer_matches_brute_force(n, width, height, seed, dup):
+    cam = _camera(width, height)
+    pts = PointSet.from_numpy(_cloud(n, seed, dup))
+    proj = project(pts, cam)
+    got = zbuffer(proj)
+    want = _brute_force(proj.u.numpy(), proj.v.numpy(), proj.z.numpy(), proj.keep.numpy(), width, height)
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for g, w in zip(got, want):
+        assert np.array_equal(g.numpy(), w)
+    assert (got[0] >= 0).any()
+
+
+def test_projection_matches_the_camera_and_drops_what_it_cannot_see():
+    cam = _camera(32, 24)
+    rng = np.random.default_rng(5)
+    p = rng.normal(size=(500, 3)) * 2.0 + [1e5, -2e5, 3e3]  # large world coordinates keep precision
+    cam.c2w[:3, 3] += [1e5, -2e5, 3e3]
+    proj = project(PointSet.from_numpy(p), cam)
+    uv, z = cam.project(p)
+    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 32) & (uv[:, 1] >= 0) & (uv[:, 1] < 24)
+    assert inside.sum() > 20 and (z <= 0).sum() > 20
+    np.testing.assert_allclose(proj.z.numpy()[inside], z[inside], rtol=1e-5)
+    np.testing.assert_allclose(proj.u.numpy()[inside], uv[inside, 0], atol=2e-3)
+    np.testing.assert_allclose(proj.v.numpy()[inside], uv[inside, 1], atol=2e-3)
+    # a point is kept where the float64 projection says it is visible (but for a hair at an edge)
+    agree = proj.keep.numpy() == inside
+    assert agree.mean() > 0.99
+
+
+def test_behind_the_camera_never_wins():
+    cam = _camera(8, 8, eye=(0.0, -3.0, 0.0))
+    # on the optical axis: one in front (depth 2), one behind (depth -1, would project mirrored)
+    pts = PointSet.from_numpy(np.array([[0.0, -1.0, 0.0], [0.0, -4.0, 0.0]]))
+    ids = splat(pts, cam)
+    assert set(ids[0].unique().tolist()) == {-1, 0}
+
+
+def test_gather_puts_descriptors_where_the_points_won():
+    desc = torch.arange(6, dtype=torch.float32).view(3, 2) + 1
+    ids = torch.tensor([[-1, 2], [0, -1]])
+    out = gather(desc, ids)
+    assert out.shape == (2, 2, 2)
+    assert out[:, 0, 0].tolist() == [0, 0] and out[:, 0, 1].tolist() == [5, 6] and out[:, 1, 0].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("w,h,want", [(256, 256, [(256, 256), (128, 128), (64, 64), (32, 32), (16, 16)]),
+                                      (33, 20, [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)])],
+                         ids=["256", "33x20-padded"])
+def test_raster_sizes(w, h, want):
+    assert raster_sizes(w, h) == want
