@@ -7,6 +7,8 @@ Views subscribe to these events; nothing here knows about Qt or VTK.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Any, Callable
 
 import numpy as np
@@ -152,6 +154,29 @@ class LayerEvents(SignalGroup):
     edited = Signal(object)
 
 
+#: file and folder names that say nothing about what they hold (a capture's ``mesh.obj``,
+#: COLMAP's ``sparse/0``): a layer from one is named with its folder too
+GENERIC_NAMES = frozenset({"mesh", "model", "scene", "points", "points3d", "cloud", "pointcloud", "transforms",
+                           "sparse", "images", "0", "dense", "fused", "output", "out", "data", "image", "volume",
+                           "label", "labels", "seg", "mask"})
+
+
+def readable_name(name: str, source: str | None) -> str:
+    """``name``, or ``folder/name`` when the name alone is generic (``capture-globe/mesh.obj``);
+    folders named generically are skipped too (``garden/sparse/0`` reads ``garden``)."""
+    if not name or not source or str(source).startswith("demo:"):
+        return name
+    stem = name.split(".", 1)[0].lower()
+    if stem not in GENERIC_NAMES:
+        return name
+    path = Path(str(source))
+    folders = [q.name for q in (path.parents if path.name == name else [path, *path.parents]) if q.name]
+    folder = next((f for f in folders if f.split(".", 1)[0].lower() not in GENERIC_NAMES), None)
+    if folder is None:
+        return name
+    return f"{folder}/{name}" if "." in name else folder  # a file keeps its name; a folder is replaced
+
+
 class Layer:
     """Base of all layers: a name, visibility and opacity, and ``events``."""
 
@@ -163,7 +188,7 @@ class Layer:
     def __init__(self, data: Any, name: str = "", **display: Any) -> None:
         self.events = LayerEvents()
         self.data = data
-        self.name = name or getattr(data, "name", "") or self.kind
+        self.name = name or readable_name(getattr(data, "name", ""), getattr(data, "source", None)) or self.kind
         for key, value in display.items():
             if not isinstance(getattr(type(self), key, None), Prop):
                 raise TypeError(f"{type(self).__name__} has no display property {key!r}")
@@ -331,11 +356,33 @@ class ViewSetLayer(Layer):
         return self.data.frames[i] if 0 <= i < len(self.data.frames) else None
 
 
+def _look_at_distance(views: ViewSet) -> float | None:
+    """Median distance from the cameras to what they look at: the point nearest all their
+    optical axes (least squares) for a rig around an object, else the sparse points' centre;
+    None when neither is known (parallel axes and no points)."""
+    frames = views.frames[:: max(1, len(views.frames) // 1000)]
+    c = np.array([f.camera.center for f in frames], float)
+    d = np.array([f.camera.forward for f in frames], float)
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    proj = np.eye(3)[None] - d[:, :, None] * d[:, None, :]  # removes the along-axis part
+    a, b = proj.sum(0), np.einsum("nij,nj->i", proj, c)
+    target = None
+    if len(frames) > 1 and np.linalg.eigvalsh(a)[0] > 0.05 * len(frames):  # axes that cross somewhere
+        target = np.linalg.solve(a, b)
+    elif views.points is not None and views.points.n_points:
+        target = np.asarray(views.points.points, float).mean(0)
+    if target is None:
+        return None
+    dist = float(np.median(np.linalg.norm(c - target, axis=1)))
+    return dist if np.isfinite(dist) and dist > 0 else None
+
+
 def default_frustum_scale(views: ViewSet) -> float:
-    """A frustum depth that reads well: 1/20 of the extent of the cameras and points, and at most
+    """A frustum depth that reads well: 1/20 of the extent of the cameras and points, at most
     0.6 of the median distance between neighbouring cameras (so that dense rigs do not turn into
-    a wall of photos); for a scene with one camera position, a tenth of its distance from the
-    origin (else 1)."""
+    a wall of photos) and at most 6 % of the cameras' distance to what they look at (so that the
+    photos in front do not hide the object); for a scene with one camera position, a tenth of
+    its distance from the origin (else 1)."""
     b = np.asarray(views.bounds(), float).reshape(3, 2)
     extent = float(np.linalg.norm(b[:, 1] - b[:, 0]))
     if extent > 1e-9 and np.isfinite(extent):
@@ -348,6 +395,9 @@ def default_frustum_scale(views: ViewSet) -> float:
             nearest = nearest[np.isfinite(nearest) & (nearest > 1e-9 * extent)]
             if len(nearest):
                 scale = min(scale, 0.6 * float(np.median(nearest)))
+            far = _look_at_distance(views)
+            if far is not None:
+                scale = min(scale, 0.06 * far)
         return scale
     if views.frames:
         d = float(np.linalg.norm(views.frames[0].camera.center))

@@ -42,7 +42,11 @@ def _build(name: str) -> list[tuple[Any, dict]]:
         from ..io import load_path
 
         folder = rendering_capture()
-        return [(load_path(folder / "mesh.obj"), {}), (load_path(folder), {})]
+        mesh, views = load_path(folder / "mesh.obj"), load_path(folder)
+        mesh.name = "globe mesh"  # names a person reads, not the cache folder's key
+        n = {s: len(views.split(s)) for s in views.splits}
+        views.name = "globe photos (" + ", ".join(f"{k} {v}" for k, v in n.items()) + ")"
+        return [(mesh, {}), (views, {})]
     raise KeyError(f"no demo named {name!r}; choose from {', '.join(DEMOS)}")
 
 
