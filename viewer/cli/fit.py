@@ -123,7 +123,13 @@ def _load_mesh(path: str):
 def _load_points(path: str):
     from ..model import PointCloud
 
-    cloud = load_input(path)
+    if Path(path).name.lower() in ("points3d.txt", "points3d.bin"):  # a COLMAP model's points
+        from ..io.colmap import load_colmap_points
+
+        with reading(path):
+            cloud = load_colmap_points(path)
+    else:
+        cloud = load_input(path)
     if not isinstance(cloud, PointCloud) or cloud.n_points == 0:
         raise LoadError(path, "not a point cloud")
     return cloud
