@@ -79,16 +79,19 @@ def app_window(qtbot):
     finishing after the window is gone would touch deleted Qt objects), then it is closed."""
     from viewer.ui.app import make_window
 
+    def quiesce(win) -> None:
+        # before pytest-qt closes and deletes the window (which it does before fixture teardown
+        # code after the yield would run; waiting there spun the event loop on a deleted window)
+        if getattr(win, "render_panel", None) is not None:
+            win.render_panel.shutdown()
+        win.jobs.cancel_all()
+        qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
+
     win = make_window()
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=quiesce)
     win.show()
     qtbot.waitExposed(win)
     yield win
-    if getattr(win, "render_panel", None) is not None:
-        win.render_panel.shutdown()
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
-    win.close()
 
 
 @pytest.fixture(autouse=True)

@@ -173,3 +173,29 @@ def test_garbage_of_heavy_work_is_collected_on_the_ui_thread(qtbot):
 def test_unknown_lane_is_refused():
     with pytest.raises(ValueError, match="lane"):
         JobRunner().create(lambda p: None, "x", lane="gpu")
+
+
+@pytest.mark.parametrize("when", ["finishes after", "finished before"])
+def test_after_shutdown_no_job_is_heard_from(qtbot, when):
+    """A window closes while a load runs: the load's result never reaches its (deleted) widgets,
+    whether the worker ends after the shutdown or had already posted its result."""
+    runner = JobRunner()
+    heard, release = [], threading.Event()
+
+    def work(progress):
+        release.wait(10)
+        return "late result"
+
+    job = runner.submit(work, "a load", on_done=heard.append, on_error=heard.append)
+    job.metrics.connect(lambda *a: heard.append(a))
+    if when == "finished before":
+        release.set()
+        deadline = time.monotonic() + 10
+        while not job.done and time.monotonic() < deadline:  # its result posted, not yet delivered
+            time.sleep(0.01)
+        assert job.done
+    runner.shutdown()
+    release.set()
+    assert not runner.busy()
+    qtbot.wait(300)
+    assert heard == []

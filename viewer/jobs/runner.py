@@ -37,7 +37,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from ..model.errors import LoadError
 from .progress import Cancelled, Progress, TerminalProgress
@@ -236,7 +236,15 @@ class JobRunner(QObject):
             job.cancel()
 
     def shutdown(self) -> None:
+        """Cancel everything; no job that is still running is heard from again (its window is
+        closing: a result delivered later would touch deleted widgets)."""
         self.cancel_all()
+        for job in self.jobs:
+            job.blockSignals(True)  # what it emits from now on goes nowhere
+            QCoreApplication.removePostedEvents(job)  # and what it emitted is not delivered
+        # kept referenced here, so that no Job (a QObject of this thread) is ever freed by a worker
+        # thread dropping the last reference; no longer counted as running
+        self._shut_down_jobs, self.jobs = self.jobs, []
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         if self.heavy_running:
