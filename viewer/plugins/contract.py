@@ -14,7 +14,20 @@ Renderer (``kind = "renderer"``)::
     image = plugin.render(model, camera, background)   # (H, W, 3) float in 0..1
     plugin.save(model, DIR); model = plugin.load(DIR, device="cpu")
 
-Both: ``name``, ``kind``, ``description``, ``Config`` (a dataclass whose fields have defaults that
+Classifier (``kind = "classifier"``)::
+
+    model = plugin.train(cases, config, progress, checkpoint_dir=DIR, sources=[...])   # ImageCases
+    result = plugin.classify(model, volume)      # {"label": name, "probabilities": {name: p, ...}}
+    heat = plugin.saliency(model, volume)        # a Volume on ``volume``'s exact grid, or None
+    plugin.save(model, DIR); model = plugin.load(DIR, device="cpu")
+
+Detector (``kind = "detector"``)::
+
+    model = plugin.train(cases, config, progress, checkpoint_dir=DIR, sources=[...])   # ImageCases
+    found = plugin.detect(model, volume, min_score)   # [{"box": [r0, a0, s0, r1, a1, s1], "score": s}]
+    plugin.save(model, DIR); model = plugin.load(DIR, device="cpu")
+
+All: ``name``, ``kind``, ``description``, ``Config`` (a dataclass whose fields have defaults that
 work on a laptop CPU, ``metadata["help"]`` per field, and ``validate()``), ``owns_checkpoint(DIR)``.
 A trained model is a :class:`TrainedModel`: callers read ``plugin``, ``config`` and ``metrics``
 and hand the object back to the plugin for everything else. While working, a plugin reports
@@ -35,9 +48,10 @@ from ..jobs.progress import Progress
 from ..model import LabelMap, Volume
 
 __all__ = ["Case", "load_case", "TrainedModel", "SegmenterPlugin", "RendererPlugin", "SegmenterBase",
-           "RendererBase", "Orbit", "KINDS", "GEOMETRIES", "checkpoint_plugin_name"]
+           "RendererBase", "Orbit", "KINDS", "GEOMETRIES", "checkpoint_plugin_name", "ImageCase", "Box",
+           "ClassifierPlugin", "DetectorPlugin", "ClassifierBase", "DetectorBase"]
 
-KINDS = ("segmenter", "renderer")
+KINDS = ("segmenter", "renderer", "classifier", "detector")
 GEOMETRIES = ("mesh", "points", "none")
 """What a renderer's ``fit`` takes as ``geometry``: a Mesh, a PointCloud, or None."""
 
@@ -80,6 +94,24 @@ def load_case(image_path: str | Path, label_path: str | Path, name: str | None =
         return Case(img, lab, name=name if name is not None else Path(image_path).name)
     except ValueError as exc:
         raise LoadError(label_path, f"does not match {Path(image_path).name}: {exc}") from None
+
+
+Box = tuple[float, float, float, float, float, float]
+"""A box in RAS millimetres: (r0, a0, s0, r1, a1, s1), its min corner then its max corner."""
+
+
+@dataclass
+class ImageCase:
+    """One classification or detection training case (a row of a ``cases.json`` manifest).
+
+    ``label``: its class name. ``boxes``: what it holds in RAS mm (:data:`Box`); an empty list
+    means nothing (no lesion), None means not said (a manifest of labels alone).
+    """
+
+    image: Volume
+    label: str
+    boxes: list[Box] | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +202,56 @@ class RendererPlugin(Protocol):
     def owns_checkpoint(self, folder: Path) -> bool: ...
 
 
+@runtime_checkable
+class ClassifierPlugin(Protocol):
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "classifier"
+    description: ClassVar[str]
+    Config: ClassVar[type]
+
+    def train(self, cases: Sequence[ImageCase], config: Any, progress: Progress, *,
+              checkpoint_dir: str | Path | None = None,
+              sources: Sequence[Mapping[str, str]] = ()) -> TrainedModel:
+        """Learn the cases' labels (and from their boxes, when every case has them and the
+        method can use them); ``sources`` (one dict per case: image, image_sha256) is provenance."""
+
+    def classify(self, model: TrainedModel, volume: Volume) -> dict[str, Any]:
+        """``{"label": name, "probabilities": {name: p, ...}}``, the probabilities summing to 1."""
+
+    def saliency(self, model: TrainedModel, volume: Volume) -> Volume | None:
+        """Where the decision comes from: float32 on ``volume``'s exact grid (shape and affine),
+        higher = more, or None if the method has no map."""
+
+    def save(self, model: TrainedModel, path: str | Path) -> Path: ...
+
+    def load(self, path: str | Path, device: str = "cpu") -> TrainedModel: ...
+
+    def owns_checkpoint(self, folder: Path) -> bool: ...
+
+
+@runtime_checkable
+class DetectorPlugin(Protocol):
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "detector"
+    description: ClassVar[str]
+    Config: ClassVar[type]
+
+    def train(self, cases: Sequence[ImageCase], config: Any, progress: Progress, *,
+              checkpoint_dir: str | Path | None = None,
+              sources: Sequence[Mapping[str, str]] = ()) -> TrainedModel:
+        """Learn to find the cases' boxes (every case has a list, empty when it holds nothing)."""
+
+    def detect(self, model: TrainedModel, volume: Volume, min_score: float = 0.5) -> list[dict[str, Any]]:
+        """``[{"box": [r0, a0, s0, r1, a1, s1], "score": s}, ...]`` in RAS mm, best first, every
+        score at least ``min_score`` (0..1)."""
+
+    def save(self, model: TrainedModel, path: str | Path) -> Path: ...
+
+    def load(self, path: str | Path, device: str = "cpu") -> TrainedModel: ...
+
+    def owns_checkpoint(self, folder: Path) -> bool: ...
+
+
 def checkpoint_plugin_name(folder: Path) -> str | None:
     """The ``plugin`` a checkpoint folder's config.json names, or None (no readable config)."""
     from ..model.errors import LoadError
@@ -184,7 +266,7 @@ def checkpoint_plugin_name(folder: Path) -> str | None:
 
 
 class _Base:
-    """Defaults shared by both kinds."""
+    """Defaults shared by every kind."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
@@ -223,3 +305,18 @@ class RendererBase(_Base):
 
     def orbit(self, model: TrainedModel) -> Orbit | None:
         return None
+
+
+class ClassifierBase(_Base):
+    """A classifier's optional parts; subclasses write ``train``, ``classify``, ``save``, ``load``."""
+
+    kind: ClassVar[str] = "classifier"
+
+    def saliency(self, model: TrainedModel, volume: Volume) -> Volume | None:
+        return None
+
+
+class DetectorBase(_Base):
+    """A detector's optional parts; subclasses write ``train``, ``detect``, ``save``, ``load``."""
+
+    kind: ClassVar[str] = "detector"

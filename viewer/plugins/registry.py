@@ -36,7 +36,7 @@ class PluginInfo:
     distribution: str
     plugin: Any = None
     problem: str | None = None
-    kind: str | None = None  # "segmenter" or "renderer" when the object says so
+    kind: str | None = None  # one of KINDS when the object says so
 
     @property
     def available(self) -> bool:
@@ -46,7 +46,9 @@ class PluginInfo:
 # what a caller will call (the Protocols in contract.py)
 _COMMON = ("name", "description", "Config", "save", "load", "owns_checkpoint")
 _NEEDS = {"segmenter": _COMMON + ("train", "predict", "check_volume"),
-          "renderer": _COMMON + ("fit", "render", "orbit")}
+          "renderer": _COMMON + ("fit", "render", "orbit"),
+          "classifier": _COMMON + ("train", "classify", "saliency"),
+          "detector": _COMMON + ("train", "detect")}
 
 _LOCK = threading.Lock()
 _INFOS: list[PluginInfo] | None = None
@@ -67,6 +69,9 @@ def _load(ep: Any) -> PluginInfo:
         return PluginInfo(ep.name, ep.value, dist, problem=f"is not a plugin (kind {kind!r}, not one of {', '.join(KINDS)})")
     needs = _NEEDS[kind]
     missing = [m for m in needs if not hasattr(obj, m)]
+    if len(missing) == len(needs):  # a kind word and nothing of the kind: some other object
+        return PluginInfo(ep.name, ep.value, dist, problem=f"is not a plugin (says kind {kind!r} but has none of "
+                                                            f"a {kind}'s parts: {', '.join(needs)})")
     if missing:
         return PluginInfo(ep.name, ep.value, dist, problem=f"lacks {', '.join(missing)} of a {kind}", kind=kind)
     return PluginInfo(getattr(obj, "name", None) or ep.name, ep.value, dist, plugin=obj, kind=kind)
