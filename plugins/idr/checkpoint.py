@@ -83,7 +83,8 @@ def read_config(directory: Path) -> dict[str, Any]:
     """The checked config.json; LoadError naming the file."""
     path = directory / "config.json"
     cfg = read_checkpoint_json(path)
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+    is_ours = isinstance(cfg, dict) and cfg.get("format") == FORMAT
+    if not is_ours:
         raise LoadError(directory, "not an IDR checkpoint (config.json with \"format\": \"lucid3d-idr\")")
     try:
         check_json_object(cfg, _SCHEMA, optional=_OPTIONAL)

@@ -262,14 +262,13 @@ def fit_idr(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, *, p
             model.metrics = _metrics(run, history, curve, "in progress", held_from, None, model)
             save_checkpoint(model, checkpoint_dir, state=run.best_state)
 
-    net.train()
     run.begin()
+    net.train()
     with run.loop():
         while True:
             run.check()
             frac = run.fraction()
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * float(cfg.lr_decay) ** frac
+            _schedule(opt, float(cfg.lr_decay) ** frac)
             alpha = float(cfg.alpha_init) * 2.0 ** min(int(frac * (cfg.alpha_doublings + 1)), cfg.alpha_doublings)
             idx = torch.randint(0, len(rays.view), (int(config["rays"]),), generator=rng).to(device)
             parts = _losses(net, rays, idx, config, alpha)
@@ -297,6 +296,12 @@ def fit_idr(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, *, p
     if checkpoint_dir:
         save_checkpoint(model, checkpoint_dir)
     return model
+
+
+def _schedule(opt: torch.optim.Optimizer, factor: float) -> None:
+    """Every group's learning rate at ``factor`` times its first."""
+    for group in opt.param_groups:
+        group["lr"] = group["base_lr"] * factor
 
 
 def _score(model: IDRModel, views: list, frames: Sequence[Frame], background, preview: bool = True) -> tuple[list[float], Any]:

@@ -40,10 +40,11 @@ def _small(camera: Camera, mask: np.ndarray) -> tuple[Camera, np.ndarray]:
 
 
 def carve(views: Sequence[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.ndarray, res: int,
-          min_seen: int = 2) -> np.ndarray:
+          min_seen: float = 0.5) -> np.ndarray:
     """(res, res, res) bool occupancy, indexed [i, j, k] along x, y, z, of voxel centres in the
     box ``lo``..``hi`` that every camera seeing them sees inside its mask (``views``: camera and
-    (H, W) bool mask); a voxel seen by fewer than ``min_seen`` cameras is dropped."""
+    (H, W) bool mask). A voxel in view of fewer than ``min_seen`` of the cameras (at least two)
+    is dropped: the photos frame the object, and what few of them see is what nothing carved."""
     axes = [np.linspace(lo[i], hi[i], res, endpoint=False) + (hi[i] - lo[i]) / (2 * res) for i in range(3)]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     keep = np.ones(len(pts), bool)
@@ -59,7 +60,8 @@ def carve(views: Sequence[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
         hit[inside] = mask[vi, ui]
         keep &= hit | ~inside
         seen += inside
-    return (keep & (seen >= min(min_seen, len(views)))).reshape(res, res, res)
+    need = max(min(2, len(views)), int(np.ceil(min_seen * len(views))))
+    return (keep & (seen >= need)).reshape(res, res, res)
 
 
 def common_volume(views: Sequence[tuple[Camera, np.ndarray]], res: int = 48) -> tuple[np.ndarray, float]:

@@ -26,7 +26,7 @@ from .common import DEBUG_ENV, CliError, Parser, user_path
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = ("info", "convert", "screenshot", "demo", "gui", "train-segmenter", "segment", "stats",
-            "capture", "fit", "render", "evaluate", "plugins")
+            "capture", "fit", "render", "evaluate", "plugins", "export-mesh")
 
 
 
@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from . import capture, files, fit, methods, stats, train
+    from . import capture, export_mesh, files, fit, methods, stats, train
 
-    return (files, stats, train, capture, fit, methods)
+    return (files, stats, train, capture, fit, methods, export_mesh)
 
 
 def _one_line(text: str) -> str:

@@ -59,6 +59,8 @@ def add_parsers(sub) -> None:
                    help=f"training image size: longer side at most S pixels (16..{MAX_SIZE})")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     f.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
+    f.add_argument("--refine-cameras", action="store_const", const=True, default=None,
+                   help="learn a rotation and translation per training view (methods that can, e.g. idr)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["fit"] = _cmd_fit
 
@@ -189,7 +191,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     _check_device(args.device)
     rank = int(os.environ.get("RANK", "0"))
     cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "iters": ("iters", "--iters"),
-                                              "size": ("size", "--size"), "seed": ("seed", "--seed")})
+                                              "size": ("size", "--size"), "seed": ("seed", "--seed"),
+                                              "refine_cameras": ("refine_cameras", "--refine-cameras")})
     kind, geo_path = _geometry_option(plugin, args)
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear

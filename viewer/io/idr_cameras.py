@@ -144,7 +144,7 @@ def _normalization(arrays: dict, path: Path) -> dict | None:
     if "scale_mat_0" not in arrays:
         return None
     s = _matrix(arrays, "scale_mat_0", path)
-    scale = float(np.cbrt(abs(np.linalg.det(s[:3, :3]))))
+    scale = float(np.mean(np.diag(s[:3, :3])))
     if scale <= 0 or not np.allclose(s[:3, :3], scale * np.eye(3), rtol=1e-4, atol=1e-9 * scale):
         raise LoadError(path, "scale_mat_0 is not a uniform scale and a shift")
     return {"center": [float(v) for v in s[:3, 3]], "scale": scale}

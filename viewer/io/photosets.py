@@ -14,6 +14,8 @@ Formats read by :func:`load_viewset`:
   ``sparse/0/`` or ``sparse/``; images in ``images/``. Only PINHOLE and SIMPLE_PINHOLE cameras
   (no undistortion is offered). COLMAP has no splits: images are sorted by name and every 8th
   one, starting with the first, is "test" (the LLFF convention); the rest are "train".
+* **IDR / NeuS folders**: ``cameras.npz`` (``world_mat_i``, ``scale_mat_i``) with ``image/`` and
+  ``mask/`` (:mod:`viewer.io.idr_cameras`).
 
 Photos are opened only when they are regular files; every photo's size is read from its header
 and the total checked against :func:`pixel_budget` before any is decoded; photos from outside
@@ -36,6 +38,7 @@ from ..model.errors import LoadError
 from ..model.viewset import Frame, ViewSet
 from .colmap import LLFF_HOLD, colmap_dir, load_colmap
 from .common import atomic_path, note_outside_file, require_file
+from .idr_cameras import CAMERA_FILES, idr_camera_file, load_idr
 from .photos import IMAGE_EXTS, check_pixel_budget, find_image, image_size, pixel_budget, read_mask, read_rgba
 
 # read_rgba, pixel_budget (photos.py) and LLFF_HOLD (colmap.py) are re-exported: callers import them from here
@@ -64,7 +67,7 @@ def is_viewset_path(path: str | Path) -> bool:
                 return True
         except OSError:
             return False
-        return colmap_dir(path) is not None
+        return colmap_dir(path) is not None or idr_camera_file(path) is not None
     return _is_transforms_name(path.name)
 
 
@@ -309,6 +312,8 @@ def load_viewset(path: str | Path) -> ViewSet:
     if path.is_file():
         if path.name.lower() in ("cameras.txt", "images.txt", "points3d.txt"):
             return load_colmap(path.parent, path.parent)
+        if path.name.lower() in CAMERA_FILES:
+            return load_idr(path.parent, path)
         if path.suffix.lower() != ".json":
             raise LoadError(path, "not a transforms .json file or a scene folder")
         return _load_transforms_set(path)
@@ -319,9 +324,11 @@ def load_viewset(path: str | Path) -> ViewSet:
     if has_transforms:
         return _load_transforms_set(path)
     model = colmap_dir(path)
+    if model is None and idr_camera_file(path) is not None:
+        return load_idr(path, idr_camera_file(path))
     if model is None:
-        raise LoadError(path, "no transforms.json, transforms_train.json or COLMAP model "
-                              "(cameras.txt, images.txt) here or in sparse/0/")
+        raise LoadError(path, "no transforms.json, transforms_train.json, COLMAP model "
+                              "(cameras.txt, images.txt) here or in sparse/0/, or IDR cameras.npz with image/")
     return load_colmap(path, model)
 
 
