@@ -4,7 +4,6 @@ renderer written to the plugin contract, and the real texture plugin), the learn
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,19 +13,12 @@ import pytest
 import torch
 
 from viewer.jobs.progress import ImagePreview
-
-ISOLATED_ENV = "LUCID3D_RENDER_PANEL_TESTS"
 from viewer.model import layer_for
 from viewer.plugins import RendererBase
 
 from .test_viewset_layer import sphere_views
 
-# These trainings run in a fresh process (tests/ui/test_render_panel_process.py): in the long
-# process of the whole suite, after many windows were made and destroyed, a render-panel training
-# segfaulted now and then in the Qt/VTK paint path (root cause not found yet; docs/RELIABILITY.md).
-pytestmark = [pytest.mark.gui, pytest.mark.slow,
-              pytest.mark.skipif(os.environ.get(ISOLATED_ENV) != "1",
-                                 reason="runs in its own process: tests/ui/test_render_panel_process.py")]
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 
 @dataclass
