@@ -409,6 +409,42 @@ def test_the_geometry_a_method_renders_is_offered_and_reaches_fit(make_panel, qt
         assert type(plugin.calls[0]["geometry"]).__name__ == gets
 
 
+class DescriptorRenderer(PointsRenderer):
+    """Learns two descriptors: one for the points with x < 0, another for the rest."""
+
+    name = "steps-descriptors"
+
+    def learned_points(self, model):
+        cloud = self.calls[0]["geometry"]
+        desc = np.zeros((cloud.n_points, 8), np.float32)
+        desc[:, 0] = np.where(cloud.points[:, 0] < 0, -1.0, 1.0)
+        return cloud, desc
+
+
+def test_points_are_coloured_by_what_was_learned(make_panel, qtbot):
+    from viewer.model import PointCloud, PointsLayer, layer_for
+
+    pts = np.random.default_rng(1).normal(size=(60, 3)).astype(np.float32)
+    cloud = layer_for(PointCloud(pts, name="scan"))
+    plugin = DescriptorRenderer()
+    panel, _ = make_panel("render", {plugin.name: plugin}, data=True, layers=[cloud])
+    assert not panel.descriptors_btn.isVisible()  # no model yet
+    panel.form.set_values(steps=2, delay=0.0)
+    panel.train()
+    qtbot.waitUntil(lambda: panel.job is None and panel.model is not None, timeout=30000)
+    assert panel.descriptors_btn.isVisible()
+    n = len(panel.scene)
+    panel.descriptors_btn.click()
+    qtbot.waitUntil(lambda: len(panel.scene) == n + 1, timeout=10000)
+    layer = list(panel.scene)[-1]
+    assert isinstance(layer, PointsLayer) and layer.name == "scan (learned)"
+    np.testing.assert_array_equal(layer.data.points, pts)
+    c = layer.data.colors.astype(int)
+    left, right = c[pts[:, 0] < 0], c[pts[:, 0] >= 0]
+    assert (left == left[0]).all() and (right == right[0]).all()  # one colour per descriptor
+    assert np.abs(left[0] - right[0]).max() > 200  # far apart
+
+
 def test_a_point_method_without_a_cloud_says_so(make_panel):
     plugin = PointsRenderer()
     panel, _ = make_panel("render", {plugin.name: plugin}, data=True)

@@ -306,6 +306,11 @@ class RendererBase(_Base):
     def orbit(self, model: TrainedModel) -> Orbit | None:
         return None
 
+    def learned_points(self, model: TrainedModel) -> tuple[Any, Any] | None:
+        """(the PointCloud the model renders, its (N, C) learned descriptors as a numpy array), for
+        a point renderer; the panel colours the points by them. None: nothing per point."""
+        return None
+
 
 class ClassifierBase(_Base):
     """A classifier's optional parts; subclasses write ``train``, ``classify``, ``save``, ``load``."""

@@ -157,6 +157,12 @@ class RenderPanel(TrainingPanel):
         row.addWidget(self.learned_box)
         row.addWidget(self.compare_btn)
         head.addRow(row)
+        self.descriptors_btn = QPushButton("Points by what was learned")
+        self.descriptors_btn.setToolTip("A copy of the model's point cloud coloured by its learned descriptors "
+                                        "(first three principal components as red, green, blue)")
+        self.descriptors_btn.clicked.connect(self.show_descriptors)
+        self.descriptors_btn.setVisible(False)  # only for a model with descriptors per point
+        head.addRow(self.descriptors_btn)
         lay.addLayout(head)
 
         self.tabs = QTabWidget()
@@ -280,6 +286,9 @@ class RenderPanel(TrainingPanel):
         self.save_btn.setEnabled(not busy and has_model)
         self.learned_box.setEnabled(has_model and self.learned is not None)
         self.compare_btn.setEnabled(has_model and self.viewset() is not None)
+        self.descriptors_btn.setVisible(has_model and self.model_plugin is not None
+                                        and getattr(self.model_plugin, "geometry", "mesh") == "points")
+        self.descriptors_btn.setEnabled(not busy)
         self.chooser.box.setEnabled(not busy)
 
     # training -------------------------------------------------------------------------------------
@@ -343,6 +352,36 @@ class RenderPanel(TrainingPanel):
             self.set_learned_view(True)
         if self.compare_view is not None and self.compare_view.isVisible():
             self.compare_step(0)
+
+    def show_descriptors(self) -> None:
+        """Add the model's points, coloured by the first three principal components of what each
+        point learned, as a new points layer (computed in a worker: millions of points)."""
+        plugin, model = self.model_plugin, self.model
+        if plugin is None or model is None:
+            return
+
+        def work(progress):
+            from ..analysis.descriptors import descriptor_colors
+            from ..model import PointCloud
+
+            got = plugin.learned_points(model)
+            if got is None:
+                return None
+            cloud, desc = got
+            colors = descriptor_colors(np.asarray(desc))
+            if len(colors) != cloud.n_points:
+                raise ValueError(f"{len(colors)} descriptors for {cloud.n_points} points")
+            return PointCloud(np.asarray(cloud.points), colors=colors, name=f"{cloud.name or 'points'} (learned)")
+
+        def done(cloud) -> None:
+            if cloud is None:
+                self.error(f"{plugin.name} has no descriptors per point to show.")
+                return
+            from ..model import layer_for
+
+            self.scene.add(layer_for(cloud))
+
+        self.jobs.submit(work, "colouring points by descriptors", on_done=done, on_error=self.error)
 
     # checkpoints ----------------------------------------------------------------------------------
     def _load_dialog(self) -> None:
