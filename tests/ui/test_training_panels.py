@@ -445,6 +445,37 @@ def test_points_are_coloured_by_what_was_learned(make_panel, qtbot):
     assert np.abs(left[0] - right[0]).max() > 200  # far apart
 
 
+class GrowingSurface(SurfaceRenderer):
+    """Reports the surface it has so far twice: a small sphere, then a bigger one."""
+
+    name = "steps-growing"
+
+    def fit(self, views, geometry, config, progress, *, checkpoint_dir=None, sources=None):
+        from viewer.geometry.primitives import uv_sphere
+        from viewer.jobs.progress import MeshPreview
+
+        for radius in (0.5, 2.0):
+            mesh = uv_sphere(12, 6)
+            mesh.points = mesh.points * radius
+            progress.preview(MeshPreview("surface so far", mesh))
+            time.sleep(0.2)
+        return super().fit(views, geometry, config, progress, checkpoint_dir=checkpoint_dir, sources=sources)
+
+
+def test_a_surface_reported_while_training_is_one_mesh_layer_kept_current(make_panel, qtbot):
+    from viewer.model import MeshLayer
+
+    plugin = GrowingSurface()
+    panel, _ = make_panel("render", {plugin.name: plugin}, data=True)
+    before = [l for l in panel.scene if isinstance(l, MeshLayer)]
+    panel.form.set_values(steps=2, delay=0.0)
+    panel.train()
+    qtbot.waitUntil(lambda: panel.job is None and panel.model is not None, timeout=30000)
+    surfaces = [l for l in panel.scene if isinstance(l, MeshLayer) and l not in before]
+    assert len(surfaces) == 1 and surfaces[0].name == "surface so far"
+    assert np.abs(surfaces[0].data.points).max() > 1.5  # the latest (bigger) one
+
+
 def test_a_point_method_without_a_cloud_says_so(make_panel):
     plugin = PointsRenderer()
     panel, _ = make_panel("render", {plugin.name: plugin}, data=True)

@@ -10,7 +10,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-__all__ = ["Cancelled", "Progress", "TerminalProgress", "SlicePreview", "ImagePreview", "Preview"]
+__all__ = ["Cancelled", "Progress", "TerminalProgress", "SlicePreview", "ImagePreview", "MeshPreview", "Preview"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,17 @@ class ImagePreview:
     target: np.ndarray | None = None
 
 
-Preview = Union[SlicePreview, ImagePreview]
+@dataclass(frozen=True)
+class MeshPreview:
+    """A surface a renderer has learned so far (IDR's zero level set), a
+    :class:`~viewer.model.Mesh` in the scene's world frame: the window shows it as a mesh layer,
+    each one replacing the one before. ``name`` is the layer's name."""
+
+    name: str
+    mesh: object
+
+
+Preview = Union[SlicePreview, ImagePreview, MeshPreview]
 
 
 class Cancelled(Exception):
@@ -88,8 +98,8 @@ class Progress:
         self.check()
 
     def preview(self, obj: Preview) -> None:
-        if not isinstance(obj, (SlicePreview, ImagePreview)):
-            raise TypeError(f"a preview is a SlicePreview or an ImagePreview, not {type(obj).__name__}")
+        if not isinstance(obj, (SlicePreview, ImagePreview, MeshPreview)):
+            raise TypeError(f"a preview is a SlicePreview, an ImagePreview or a MeshPreview, not {type(obj).__name__}")
         if self._on_preview is not None:
             self._on_preview(obj)
 

@@ -112,6 +112,8 @@ class RenderPanel(TrainingPanel):
         self.learned = LearnedView(view3d, host, parent=self) if view3d is not None and host is not None else None
         if self.learned is not None:
             self.learned.failed.connect(self._learned_failed)
+        self.surface_layer: MeshLayer | None = None  # the surface a training reported last
+        bar.surface.connect(self._show_surface)
         self.compare_jobs = LatestOnly("compare", self)
         self.compare_view: CompareView | None = None
         self.compare_frames: list = []
@@ -352,6 +354,17 @@ class RenderPanel(TrainingPanel):
             self.set_learned_view(True)
         if self.compare_view is not None and self.compare_view.isVisible():
             self.compare_step(0)
+
+    def _show_surface(self, preview) -> None:
+        """A training's surface so far as a mesh layer, in place of the one it reported before."""
+        from ..model import layer_for
+
+        old = self.surface_layer
+        layer = layer_for(preview.mesh, name=preview.name)
+        if old is not None and old in self.scene:
+            layer.color, layer.opacity, layer.visible = old.color, old.opacity, old.visible  # the user's choices
+            self.scene.remove(old)
+        self.surface_layer = self.scene.add(layer)
 
     def show_descriptors(self) -> None:
         """Add the model's points, coloured by the first three principal components of what each

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ..jobs.progress import MeshPreview
 from .previews import PreviewPane
 from .training_widgets import CurvePlot, ProgressClock
 
@@ -35,6 +36,7 @@ class TrainingBar(QWidget):
     """
 
     busy_changed = Signal(bool)
+    surface = Signal(object)  # a MeshPreview the job reported
 
     def __init__(self, plots: Sequence[tuple[str, Callable[[str], bool]]], preview_hint: str = "",
                  cancel_tip: str = "Stop the running job", name: str = "training",
@@ -141,6 +143,9 @@ class TrainingBar(QWidget):
         self._schedule()
 
     def _on_preview(self, preview: Any) -> None:
+        if isinstance(preview, MeshPreview):  # a surface: the panel shows it in the scene
+            self.surface.emit(preview)
+            return
         self._pending_preview = preview  # only the newest is drawn
         self._schedule()
 
