@@ -194,3 +194,26 @@ def test_scene_file_restores_a_view_set(tmp_path):
     assert isinstance(restored, ViewSetLayer) and len(restored.data.frames) == 4
     assert (restored.frustum_scale, restored.show_thumbnails, restored.selected_frame) == (0.25, False, 3)
     assert restored.color == (0.2, 0.9, 0.3)
+
+
+def test_frustum_size_slider_scales_by_decades(window, qtbot):
+    """The slider spans a tenth to ten times the size the layer opened with, on a log scale, and
+    the frusta drawn follow it; the box shows the exact value."""
+    from viewer.model.layer import default_frustum_scale
+    from viewer.ui.layer_panel import FRUSTUM_STEPS
+
+    layer = window.scene.add(layer_for(sphere_views(8)))
+    window.scene.selected = layer
+    panel = window.layer_panel
+    default = default_frustum_scale(layer.data)
+    assert panel.frustum_slider.value() == 0
+    visual = window.views["3d"].view.frusta[id(layer)]
+    depth = lambda: float(np.linalg.norm(visual.frusta[0][1:5].mean(0) - visual.frusta[0][0]))  # noqa: E731
+    before = depth()
+    for pos, factor in ((FRUSTUM_STEPS, 10.0), (-FRUSTUM_STEPS, 0.1), (FRUSTUM_STEPS // 2, 10 ** 0.5)):
+        panel.frustum_slider.setValue(pos)
+        assert layer.frustum_scale == pytest.approx(default * factor)
+        assert panel.frustum_scale.value() == pytest.approx(layer.frustum_scale, rel=1e-2)
+        assert depth() / before == pytest.approx(factor, rel=1e-6)
+    layer.frustum_scale = default * 100  # set elsewhere (a scene file): the slider pins at its end
+    assert panel.frustum_slider.value() == FRUSTUM_STEPS

@@ -8,13 +8,15 @@ from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView,
     QListWidget, QListWidgetItem, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-    QWidget, QAbstractItemView, QLabel,
+    QWidget, QAbstractItemView, QLabel, QSlider,
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from ..model import (COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer,
                      PointsLayer, Scene, ViewSetLayer)
 from ..resources import volume_presets, window_level_presets
+
+FRUSTUM_STEPS = 100  # slider positions per decade of frustum size
 
 __all__ = ["LayerPanel"]
 
@@ -140,7 +142,15 @@ class LayerPanel(QWidget):
         self.show_thumbnails = QCheckBox("Photos")
         self.show_thumbnails.setToolTip("Each photo (shrunk) on its camera's frustum")
         self.show_thumbnails.toggled.connect(lambda b: self._set("show_thumbnails", b))
+        # a slider too, on a log scale from a tenth to ten times the size the layer opened with:
+        # dragging finds a size that reads well in any unit; the box holds the exact value
+        self.frustum_slider = QSlider(Qt.Orientation.Horizontal)
+        self.frustum_slider.setRange(-FRUSTUM_STEPS, FRUSTUM_STEPS)
+        self.frustum_slider.setToolTip("Frustum size: from a tenth to ten times the default")
+        self.frustum_slider.valueChanged.connect(self._frustum_slid)
+        self._frustum_defaults: dict[int, float] = {}
         row3 = QHBoxLayout()
+        row3.addWidget(self.frustum_slider, 2)
         row3.addWidget(self.frustum_scale, 1)
         row3.addWidget(self.show_thumbnails)
         form.addRow("Frustum size", row3)
@@ -266,10 +276,31 @@ class LayerPanel(QWidget):
                 self.frustum_scale.setDecimals(int(np.clip(3 - digits, 0, 9)))
                 self.frustum_scale.setSingleStep(0.5 * 10.0 ** digits)
                 self.frustum_scale.setValue(layer.frustum_scale)
+                ratio = layer.frustum_scale / self._frustum_default(layer)
+                self.frustum_slider.setValue(int(round(np.clip(np.log10(ratio), -1, 1) * FRUSTUM_STEPS)))
                 self.show_thumbnails.setChecked(layer.show_thumbnails)
             item = self.list.currentItem()
             if item is not None:
                 item.setCheckState(Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked)
+        finally:
+            self._updating = False
+
+    def _frustum_default(self, layer) -> float:
+        """The size the view set opened with (computed once per layer: it looks at every camera)."""
+        key = id(layer)
+        if key not in self._frustum_defaults:
+            from ..model.layer import default_frustum_scale
+
+            self._frustum_defaults[key] = default_frustum_scale(layer.data)
+        return self._frustum_defaults[key]
+
+    def _frustum_slid(self, pos: int) -> None:
+        if self._updating or self._bound is None or not hasattr(type(self._bound), "frustum_scale"):
+            return
+        self._set("frustum_scale", self._frustum_default(self._bound) * 10.0 ** (pos / FRUSTUM_STEPS))
+        self._updating = True
+        try:
+            self.frustum_scale.setValue(self._bound.frustum_scale)
         finally:
             self._updating = False
 
