@@ -27,7 +27,7 @@ from viewer.plugins.training import TrainingRun
 from . import resolved
 from .checkpoint import save_checkpoint
 from .hull import common_volume
-from .model import IDRModel, render_image, trace_settings
+from .model import IDRModel, cpu_threads, render_image, trace_settings
 from .network import IDRNet, gradient, rodrigues
 from .tracing import differentiable_points, min_sdf_points, sphere_bounds, sphere_trace
 
@@ -208,7 +208,12 @@ def fit_idr(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, *, p
     Raises ValueError (one line) for views without masks, cameras that do not look at a common
     volume, or no training frames.
     """
-    sources = dict(sources or {})
+    with cpu_threads(int(cfg.threads) if not str(cfg.device).startswith("cuda") else 0):
+        return _fit(views, cfg, progress, plugin, checkpoint_dir, dict(sources or {}))
+
+
+def _fit(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, plugin: str,
+         checkpoint_dir: str | os.PathLike | None, sources: dict) -> IDRModel:
     train_frames, held_frames, held_from = _split(views, int(cfg.val_views))
     if not train_frames:
         raise ValueError("no training frames")

@@ -8,8 +8,9 @@ sphere); cameras are :class:`~viewer.model.camera.Camera` (OpenCV axes, camera-t
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from viewer.model.camera import Camera
 from .network import IDRNet, gradient
 from .tracing import sphere_bounds, sphere_trace
 
-__all__ = ["IDRModel", "camera_rays", "trace_and_shade", "render_image", "CHUNK"]
+__all__ = ["IDRModel", "camera_rays", "trace_and_shade", "render_image", "cpu_threads", "CHUNK"]
 
 CHUNK = 8192  # rays per pass when rendering a whole image
 
@@ -86,16 +87,29 @@ def trace_and_shade(net: IDRNet, o: torch.Tensor, d: torch.Tensor, config: dict[
     return rgb, hit
 
 
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` (0: left alone) for the block, then restored."""
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def render_image(model: IDRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
     """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top)."""
     bg = np.asarray(model.background if background is None else background, np.float32)[:3]
     o, d = camera_rays(camera, model.centre, model.scale, model.device)
     rgbs, hits = [], []
     model.net.eval()
-    for i in range(0, len(d), CHUNK):
-        rgb, hit = trace_and_shade(model.net, o[i:i + CHUNK], d[i:i + CHUNK], model.config)
-        rgbs.append(rgb.cpu())
-        hits.append(hit.cpu())
+    with cpu_threads(int(model.config.get("threads", 0)) if model.device == "cpu" else 0):
+        for i in range(0, len(d), CHUNK):
+            rgb, hit = trace_and_shade(model.net, o[i:i + CHUNK], d[i:i + CHUNK], model.config)
+            rgbs.append(rgb.cpu())
+            hits.append(hit.cpu())
     rgb = torch.cat(rgbs).numpy()
     hit = torch.cat(hits).numpy()[:, None]
     img = np.where(hit, rgb, bg[None])
