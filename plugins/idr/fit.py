@@ -26,7 +26,7 @@ from viewer.plugins.training import TrainingRun
 
 from . import resolved
 from .checkpoint import save_checkpoint
-from .hull import common_volume
+from .hull import check_in_view, common_volume
 from .model import IDRModel, cpu_threads, render_image, trace_settings
 from .network import IDRNet, gradient, rodrigues
 from .tracing import differentiable_points, min_sdf_points, sphere_bounds, sphere_trace
@@ -48,7 +48,9 @@ def normalisation(views: ViewSet | Sequence[Frame], frames: Sequence[Frame]) -> 
     sphere around the visual hull of the masks, a little larger."""
     norm = views.meta.get("normalization") if isinstance(views, ViewSet) else None
     if norm:
-        return np.asarray(norm["center"], float), float(norm["scale"]), "scale matrix"
+        centre = np.asarray(norm["center"], float)
+        check_in_view([f.camera for f in frames], centre, "the centre of the scale matrix")
+        return centre, float(norm["scale"]), "scale matrix"
     centre, radius = common_volume([(f.camera, f.alpha >= 0.5) for f in frames])
     return centre, radius * HULL_MARGIN, "visual hull"
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from viewer.model.camera import Camera
 
-__all__ = ["axes_meeting_point", "carve", "common_volume", "MASK_SIDE"]
+__all__ = ["axes_meeting_point", "carve", "check_in_view", "common_volume", "MASK_SIDE"]
 
 MASK_SIDE = 128  # masks are carved at this longer side at most: the hull only frames the scene
 
@@ -64,6 +64,19 @@ def carve(views: Sequence[tuple[Camera, np.ndarray]], lo: np.ndarray, hi: np.nda
     return (keep & (seen >= need)).reshape(res, res, res)
 
 
+def check_in_view(cams: Sequence[Camera], point: np.ndarray, what: str, share: float = 0.8) -> None:
+    """ValueError unless ``point`` (world) is in front of and inside the image of at least
+    ``share`` of the cameras: otherwise they do not look at a common volume."""
+    p = np.asarray(point, float)[None]
+    seen = 0
+    for c in cams:
+        uv, z = c.project(p)
+        seen += bool(z[0] > 0 and 0 <= uv[0, 0] < c.width and 0 <= uv[0, 1] < c.height)
+    if seen < share * len(cams):
+        raise ValueError(f"the cameras do not look at a common volume: {what} is in view of only "
+                         f"{seen} of {len(cams)} cameras")
+
+
 def common_volume(views: Sequence[tuple[Camera, np.ndarray]], res: int = 48) -> tuple[np.ndarray, float]:
     """(centre, radius) of a sphere holding the visual hull of the masks.
 
@@ -74,12 +87,7 @@ def common_volume(views: Sequence[tuple[Camera, np.ndarray]], res: int = 48) -> 
     if len(cams) < 2:
         raise ValueError("at least two views with masks are needed to find the object")
     c0 = axes_meeting_point(cams)
-    uv, z = np.array([c.project(c0[None])[0][0] for c in cams]), np.array([c.project(c0[None])[1][0] for c in cams])
-    w, h = np.array([c.width for c in cams]), np.array([c.height for c in cams])
-    sees = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] < w) & (uv[:, 1] < h)
-    if sees.mean() < 0.8:
-        raise ValueError(f"the cameras do not look at a common volume: the point nearest their optical axes "
-                         f"is in view of only {int(sees.sum())} of {len(cams)} cameras")
+    check_in_view(cams, c0, "the point nearest their optical axes")
     dist = np.linalg.norm(np.array([c.center for c in cams]) - c0, axis=1)
     half_fov = np.array([np.arctan(0.5 * max(c.width / c.fx, c.height / c.fy)) for c in cams])
     half = float(np.median(dist * np.tan(half_fov)))

@@ -10,8 +10,9 @@ and the command line's bad inputs.
 * ``fit idr`` on a tiny capture of an ellipsoid lowers the mask loss, and the surface that
   ``export-mesh`` writes is within a Chamfer bound of the true ellipsoid; the checkpoint renders
   and ``evaluate`` scores it; ``--refine-cameras`` stores a pose correction per training view.
-* Bad input (views without masks, cameras looking away from each other, an empty surface at
-  export, an existing --out) is one line, exit 2, nothing written.
+* An IDR folder (cameras.npz, image/, mask/) fits with its masks and its scale matrix.
+* Bad input (views without masks, cameras looking away from each other or a scale matrix off to
+  the side, an empty surface at export, an existing --out) is one line, exit 2, nothing written.
 """
 
 from __future__ import annotations
@@ -264,6 +265,36 @@ def test_bad_scenes_are_one_line_and_write_nothing(ellipsoid, tmp_path, capsys, 
     rc, _, err = _run(capsys, "fit", "idr", "--scene", scene, "--out", out, *FIT)
     assert rc == 2 and words in _one_error_line(err)
     assert not out.exists()
+
+
+def _idr_folder(src: Path, dst: Path, centre) -> Path:
+    """``src`` in IDR's layout: opaque photos in image/, masks in mask/, cameras.npz whose scale
+    matrix is centred on ``centre``."""
+    from viewer.io.idr_cameras import save_idr_cameras
+    from viewer.io.photosets import load_viewset
+
+    frames = load_viewset(src).frames
+    (dst / "image").mkdir(parents=True)
+    (dst / "mask").mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(np.ascontiguousarray(f.rgba[..., :3])).save(dst / "image" / f"{i:06d}.png")
+        Image.fromarray(((f.rgba[..., 3] >= 128) * 255).astype(np.uint8)).save(dst / "mask" / f"{i:06d}.png")
+    save_idr_cameras(dst / "cameras.npz", [f.camera for f in frames], center=centre, scale=1.5)
+    return dst
+
+
+@pytest.mark.parametrize("centre,words", [(CENTRE, None), (CENTRE + 50.0, "do not look at a common volume")],
+                         ids=["masks-from-mask-folder", "scale-matrix-off-to-the-side"])
+def test_fit_reads_an_idr_folder(ellipsoid, tmp_path, capsys, centre, words):
+    scene = _idr_folder(ellipsoid, tmp_path / "idr", centre)
+    out = tmp_path / "ck"
+    rc, _, err = _run(capsys, "fit", "idr", "--scene", scene, "--out", out, "--iters", "2", "--size", "24", "--quiet")
+    if words is None:
+        assert rc == 0, err
+        cfg = json.loads((out / "config.json").read_text())
+        assert cfg["normalised_by"] == "scale matrix" and cfg["normalisation"]["scale"] == 1.5
+    else:
+        assert rc == 2 and words in _one_error_line(err) and not out.exists()
 
 
 def _empty_checkpoint(fitted: Path, dst: Path) -> Path:
