@@ -35,8 +35,9 @@ def _logits(model: HeatModel, p: Prepared) -> np.ndarray:
     return out[0].float().cpu().numpy()
 
 
-def smoothed(heat: np.ndarray, sigma: float) -> np.ndarray:
-    return ndimage.gaussian_filter(heat, sigma, mode="nearest") if sigma > 0 else heat
+def smoothed(heat: np.ndarray, sigma: float, axes: tuple[int, ...] | None = None) -> np.ndarray:
+    """Gaussian smoothing of ``sigma`` voxels (along ``axes``, default all)."""
+    return ndimage.gaussian_filter(heat, sigma, mode="nearest", axes=axes) if sigma > 0 else heat
 
 
 def class_maps(model: HeatModel, volume: Volume) -> tuple[Prepared, np.ndarray, np.ndarray]:
@@ -66,7 +67,7 @@ def maps_of(model: HeatModel, p: Prepared) -> tuple[np.ndarray, np.ndarray]:
     t = torch.from_numpy(logits)
     pooled = torch.logsumexp(t.flatten(1), dim=1) - np.log(t[0].numel())
     probs = torch.softmax(pooled, 0).numpy()
-    maps = smoothed(torch.softmax(t, 0).numpy(), (0, sigma, sigma, sigma) if sigma > 0 else 0)
+    maps = smoothed(torch.softmax(t, 0).numpy(), sigma, axes=(1, 2, 3))
     return probs.astype(float), maps.astype(np.float32)
 
 

@@ -116,8 +116,16 @@ def _patch(p: Prepared, patch: int, rng: np.random.Generator, on_box: bool) -> t
     return p.image[sl], p.target[sl]
 
 
-def _augment(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator):
-    """Mirror along any axis (lesions have no side) and a small intensity scale and shift."""
+def _augment(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator, swap: tuple[int, ...] = ()):
+    """Mirror along any axis (lesions have no side), swap the axes of equal spacing (``swap``:
+    a round lesion looks the same turned), and a small intensity scale and shift."""
+    if len(swap) > 1:
+        order = list(range(x.ndim))
+        picked = list(swap)
+        for a, b in zip(swap, rng.permutation(picked)):
+            order[a] = int(b)
+        x = np.transpose(x, order)
+        y = np.transpose(y, order) if y is not None else None
     for a in range(3):
         if rng.random() < 0.5:
             x = np.flip(x, a)
@@ -126,13 +134,13 @@ def _augment(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator):
     return np.ascontiguousarray(x, np.float32), (np.ascontiguousarray(y) if y is not None else None)
 
 
-def _box_batch(train: list[Prepared], cfg: Any, rng: np.random.Generator, device: str):
+def _box_batch(train: list[Prepared], cfg: Any, rng: np.random.Generator, device: str, swap: tuple[int, ...]):
     xs, ys = [], []
     with_box = [p for p in train if p.target is not None and p.target.any()]
     for _ in range(int(cfg.batch_size)):
         on_box = bool(with_box) and rng.random() < float(cfg.lesion_share)
         p = with_box[rng.integers(len(with_box))] if on_box else train[rng.integers(len(train))]
-        x, y = _augment(*_patch(p, int(cfg.patch_size), rng, on_box), rng)
+        x, y = _augment(*_patch(p, int(cfg.patch_size), rng, on_box), rng, swap)
         xs.append(x)
         ys.append(y)
     return (torch.from_numpy(np.stack(xs))[:, None].to(device),
@@ -200,6 +208,7 @@ def train_heatmap(cases: list[ImageCase], cfg: Any, progress: Progress, *, plugi
     val = [prepared[i] for i in val_idx]
     if mode == "labels":
         model.patch = tuple(int(s) for s in train[0].image.shape)  # whole images, one window
+    swap = _equal_axes(spacing)
     step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=float(cfg.learning_rate), weight_decay=1e-5)
     run.choose_best = bool(val)
@@ -220,7 +229,7 @@ def train_heatmap(cases: list[ImageCase], cfg: Any, progress: Progress, *, plugi
             for g in opt.param_groups:
                 g["lr"] = float(cfg.learning_rate) * (1.0 - frac) ** 0.9
             if mode == "boxes":
-                x, y = _box_batch(train, cfg, rng, device)
+                x, y = _box_batch(train, cfg, rng, device, swap)
                 loss = box_loss(step_net(x), y)
             else:
                 x, k = _label_batch(train, cfg, rng, device)
@@ -260,6 +269,15 @@ def train_heatmap(cases: list[ImageCase], cfg: Any, progress: Progress, *, plugi
     if checkpoint_dir and run.leader:
         save_checkpoint(model, checkpoint_dir)
     return model
+
+
+def _equal_axes(spacing: tuple[float, ...]) -> tuple[int, ...]:
+    """The largest group of axes whose spacings agree within 10 % (their swaps keep mm as mm)."""
+    best: tuple[int, ...] = ()
+    for a in range(3):
+        group = tuple(b for b in range(3) if abs(spacing[b] / spacing[a] - 1) <= 0.1)
+        best = group if len(group) > len(best) else best
+    return best
 
 
 def _canonical_spacing(affine: Any) -> np.ndarray:
