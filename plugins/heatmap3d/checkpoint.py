@@ -5,7 +5,7 @@ only), and the network they describe.
 config.json: format, version, plugin, kind, config (the plugin's Config), mode ("boxes": one
 heat map of the ``positive`` class; "labels": one per class), classes (names, in output order),
 positive, normalisation, spacing (canonical mm the network works at), patch, metrics,
-training_data, weights_sha256.
+network ("unet" or "densenet121"), training_data, weights_sha256.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class HeatModel:
     normalisation: dict[str, Any]
     spacing: tuple[float, float, float]
     patch: tuple[int, int, int]
+    network: str = "unet"  # "unet" (heat maps) or "densenet121" (labels alone, one logit per class)
     metrics: dict[str, Any] = field(default_factory=dict)
     data: list[dict[str, str]] = field(default_factory=list)
     device: str = "cpu"
@@ -49,8 +50,20 @@ class HeatModel:
         return 1 if self.mode == "boxes" else len(self.classes)
 
 
-def build_network(out_channels: int, cfg: Any) -> torch.nn.Module:
-    """MONAI's UNet: channels base·2^l, stride-2 downsampling, residual units, instance norm."""
+NETWORKS = ("unet", "densenet121")
+
+
+def build_network(out_channels: int, cfg: Any, network: str = "unet") -> torch.nn.Module:
+    """MONAI's UNet (channels base·2^l, stride-2 downsampling, residual units, instance norm), or
+    with ``network="densenet121"`` MONAI's DenseNet121 at a small width (``init_features``
+    base·2, growth ``base``, bottleneck 2: 0.4 M parameters at base 8, against 11 M at MONAI's
+    defaults) for labels alone."""
+    if network == "densenet121":
+        from monai.networks.nets import DenseNet121
+
+        base = int(cfg["base_channels"])
+        return DenseNet121(spatial_dims=3, in_channels=1, out_channels=out_channels, init_features=2 * base,
+                           growth_rate=base, bn_size=2)
     from monai.networks.nets import UNet
 
     levels, base = int(cfg["levels"]), int(cfg["base_channels"])
@@ -65,7 +78,7 @@ def save_checkpoint(model: HeatModel, directory: str | os.PathLike, weights: Any
     cfg = {"format": FORMAT, "version": 1, "plugin": model.plugin, "kind": model.kind, "config": model.config,
            "mode": model.mode, "classes": model.classes, "positive": model.positive,
            "normalisation": model.normalisation, "spacing": list(model.spacing), "patch": list(model.patch),
-           "metrics": model.metrics, "training_data": model.data}
+           "network": model.network, "metrics": model.metrics, "training_data": model.data}
     return write_checkpoint(directory, model.net if weights is None else weights, cfg, metadata={"format": FORMAT})
 
 
@@ -84,6 +97,7 @@ _SCHEMA = {
                              **{k: lambda v: numbers(1, Range(-1e12, 1e12))([v]) for k in
                                 ("clip_low", "clip_high", "mean", "std")}}),
     "spacing": numbers(3, Range(0.1, 100.0)), "patch": numbers(3, Range(16, 128), integer=True),
+    "network": lambda v: None if v in NETWORKS else f"must be one of {', '.join(NETWORKS)}, got {v!r}",
     "metrics": of_type(dict), "training_data": of_type(list), "weights_sha256": of_type(str),
 }
 
@@ -104,6 +118,8 @@ def load_checkpoint(directory: str | os.PathLike, device: str, config_cls: type,
         check_json_object(cfg, _SCHEMA)
         if cfg["kind"] != kind:
             raise ValueError(f"kind: a {cfg['kind']}'s checkpoint, not a {kind}'s")
+        if cfg["network"] != "unet" and cfg["mode"] != "labels":
+            raise ValueError(f"mode: a {cfg['network']} learns from labels alone")
         if cfg["mode"] == "boxes" and cfg["positive"] not in cfg["classes"]:
             raise ValueError("positive: not one of the classes")
         config = config_from_dict(config_cls, cfg["config"])
@@ -112,8 +128,9 @@ def load_checkpoint(directory: str | os.PathLike, device: str, config_cls: type,
     except (ValueError, TypeError) as exc:
         raise LoadError(cfg_path, " ".join(str(exc).split())) from None
     out = 1 if cfg["mode"] == "boxes" else len(cfg["classes"])
-    net = load_weights(directory, cfg, lambda: build_network(out, cfg["config"]), device)
+    net = load_weights(directory, cfg, lambda: build_network(out, cfg["config"], cfg["network"]), device)
     return HeatModel(net=net, plugin=cfg["plugin"], kind=cfg["kind"], config=cfg["config"], mode=cfg["mode"],
                      classes=list(cfg["classes"]), positive=cfg["positive"], normalisation=cfg["normalisation"],
-                     spacing=tuple(cfg["spacing"]), patch=tuple(cfg["patch"]), metrics=cfg["metrics"],
+                     spacing=tuple(cfg["spacing"]), patch=tuple(cfg["patch"]), network=cfg["network"],
+                     metrics=cfg["metrics"],
                      data=cfg["training_data"], device=device)

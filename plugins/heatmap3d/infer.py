@@ -18,7 +18,10 @@ from .data import Prepared, back_to_grid, prepare
 
 __all__ = ["heat_map", "class_maps", "maps_of", "classify", "saliency", "detect", "smoothed", "boxes_from_heat"]
 
-_FLOOR = 0.05  # heat below this joins no detection, whatever min_score asks for
+_FLOOR = 0.05
+# Grad-CAM's layer in the DenseNet: the second transition's activation, at 1/8 of the input
+# (the last block's is 1/32: a single voxel for a 32^3 crop, one number and no map)
+GRAD_CAM_LAYER = "features.transition2.relu"  # heat below this joins no detection, whatever min_score asks for
 
 
 def _norm(model: HeatModel) -> Normalisation:
@@ -50,8 +53,21 @@ def class_maps(model: HeatModel, volume: Volume) -> tuple[Prepared, np.ndarray, 
     return p, probs, maps
 
 
-def maps_of(model: HeatModel, p: Prepared) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`class_maps` of a scan already on the network's grid (training's validation)."""
+def _padded(model: HeatModel, p: Prepared) -> torch.Tensor:
+    """The scan padded (edge values) to at least the training images' common shape, as training
+    padded them: (1, 1, I, J, K) on the model's device."""
+    pad = [(0, max(0, w - n)) for n, w in zip(p.image.shape, model.patch)]
+    return torch.from_numpy(np.ascontiguousarray(np.pad(p.image, pad, mode="edge")))[None, None].to(model.device)
+
+
+def maps_of(model: HeatModel, p: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`class_maps` of a scan already on the network's grid (training's validation); a
+    DenseNet's maps are None (its saliency is Grad-CAM's, :func:`saliency`)."""
+    if model.network != "unet":
+        model.net.eval()
+        with torch.no_grad():
+            logits = model.net(_padded(model, p))[0].float()
+        return torch.softmax(logits, 0).cpu().numpy().astype(float), None
     logits = _logits(model, p)
     sigma = float(model.config.get("smooth_sigma", 1.0))
     if model.mode == "boxes":
@@ -83,9 +99,24 @@ def saliency(model: HeatModel, volume: Volume) -> Volume:
     ``volume``'s exact grid: float32 in 0..1, same shape and affine."""
     p, probs, maps = class_maps(model, volume)
     k = model.classes.index(model.positive) if model.mode == "boxes" else int(np.argmax(probs))
+    if maps is None:
+        maps = {k: _grad_cam(model, p, k)}
     heat = back_to_grid(maps[k], p).astype(np.float32)
     return Volume(heat, np.asarray(volume.affine, float).copy(), modality="", name=f"{volume.name or 'image'} saliency",
                   meta={"format": "saliency", "class": model.classes[k]})
+
+
+def _grad_cam(model: HeatModel, p: Prepared, k: int) -> np.ndarray:
+    """MONAI's Grad-CAM of class ``k`` at :data:`GRAD_CAM_LAYER`, upsampled to the
+    (padded) input and cut back to the scan: 0..1 on the network's grid."""
+    from monai.visualize import GradCAM
+
+    model.net.eval()
+    cam = GradCAM(nn_module=model.net, target_layers=GRAD_CAM_LAYER)
+    with torch.enable_grad():
+        out = cam(x=_padded(model, p), class_idx=k)
+    i, j, l = p.image.shape
+    return np.clip(out[0, 0, :i, :j, :l].detach().float().cpu().numpy(), 0.0, 1.0)
 
 
 def heat_map(model: HeatModel, volume: Volume) -> tuple[Prepared, np.ndarray]:

@@ -21,7 +21,7 @@ from .data import Prepared, ellipsoid_target, normalisation_for, prepare
 
 __all__ = ["train_heatmap", "choose_mode", "roc_auc"]
 
-MAX_WHOLE_VOXELS = 128**3  # labels mode trains on whole images: beyond this, crops or boxes are needed
+MAX_WHOLE_VOXELS = 128**3  # labels mode trains on whole images (at most 128 per axis): beyond, crops or boxes
 _WRITE_EVERY_S = 60.0  # the latest weights on disk at least this often (Ctrl-C or a crash keeps them)
 
 
@@ -92,9 +92,10 @@ def _prepare_all(cases: list[ImageCase], model: HeatModel, norm: Any, patch: int
             p.image = _pad_to(p.image, (patch,) * 3, "edge")
             p.target = _pad_to(p.target, (patch,) * 3, "constant")
     else:
-        step = 2 ** (int(model.config["levels"]) - 1)
-        common = tuple(int(np.ceil(max(16, *(p.image.shape[a] for p in out)) / step) * step) for a in range(3))
-        if int(np.prod(common)) > MAX_WHOLE_VOXELS:
+        # a DenseNet halves its input five times: 32 voxels per axis at least, in steps of 32
+        step = 2 ** (int(model.config["levels"]) - 1) if model.network == "unet" else 32
+        common = tuple(int(np.ceil(max(16, step, *(p.image.shape[a] for p in out)) / step) * step) for a in range(3))
+        if int(np.prod(common)) > MAX_WHOLE_VOXELS or max(common) > 128:
             raise ValueError(f"labels alone: whole images are trained on, and {list(common)} voxels at "
                              f"{[round(s, 2) for s in model.spacing]} mm is too large; give boxes or smaller crops")
         for p in out:
@@ -147,9 +148,10 @@ def _box_batch(train: list[Prepared], cfg: Any, rng: np.random.Generator, device
             torch.from_numpy(np.stack(ys).astype(np.float32))[:, None].to(device))
 
 
-def _label_batch(train: list[Prepared], cfg: Any, rng: np.random.Generator, device: str):
+def _label_batch(train: list[Prepared], cfg: Any, rng: np.random.Generator, device: str, swap: tuple[int, ...]):
     picks = [train[rng.integers(len(train))] for _ in range(int(cfg.batch_size))]
-    xs = [_augment(p.image, None, rng)[0] for p in picks]
+    xs = [_augment(p.image, None, rng, swap if len(set(p.image.shape[a] for a in swap)) == 1 else ())[0]
+          for p in picks]
     return torch.from_numpy(np.stack(xs))[:, None].to(device), torch.tensor([p.klass for p in picks], device=device)
 
 
@@ -182,12 +184,14 @@ def _validate(model: HeatModel, val: list[Prepared]) -> float:
 
 
 def train_heatmap(cases: list[ImageCase], cfg: Any, progress: Progress, *, plugin: str, kind: str,
-                  checkpoint_dir: str | None = None, sources: list[dict] | None = None) -> HeatModel:
+                  checkpoint_dir: str | None = None, sources: list[dict] | None = None,
+                  network: str = "unet") -> HeatModel:
     """Train on ``cases``; return the model kept (the latest weights, or with held-out cases the
-    best by their AUC). With ``checkpoint_dir`` the kept model is on disk whenever training ends."""
+    best by their AUC). With ``checkpoint_dir`` the kept model is on disk whenever training ends.
+    ``network="densenet121"``: labels alone, whole images, the network's logits themselves."""
     if not cases:
         raise ValueError("no cases to train on")
-    mode, classes, positive = choose_mode(cases, str(cfg.mode), kind)
+    mode, classes, positive = choose_mode(cases, "labels" if network != "unet" else str(cfg.mode), kind)
     run = TrainingRun(progress, minutes=cfg.minutes, device=cfg.device, seed=cfg.seed, max_steps=int(cfg.max_steps))
     device = run.device
     rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
@@ -198,10 +202,10 @@ def train_heatmap(cases: list[ImageCase], cfg: Any, progress: Progress, *, plugi
     patch = int(cfg.patch_size)
     out_ch = 1 if mode == "boxes" else len(classes)
     config = asdict(cfg)
-    net = build_network(out_ch, config).to(device)
+    net = build_network(out_ch, config, network).to(device)
     model = HeatModel(net=net, plugin=plugin, kind=kind, config=config, mode=mode, classes=classes, positive=positive,
-                      normalisation=norm.to_dict(), spacing=spacing, patch=(patch,) * 3, data=sources or [],
-                      device=device)
+                      normalisation=norm.to_dict(), spacing=spacing, patch=(patch,) * 3, network=network,
+                      data=sources or [], device=device)
     train_idx, val_idx = _split(cases, float(cfg.val_fraction), int(cfg.seed))
     prepared = _prepare_all(cases, model, norm, patch)
     train = [prepared[i] for i in train_idx]
@@ -232,8 +236,8 @@ def train_heatmap(cases: list[ImageCase], cfg: Any, progress: Progress, *, plugi
                 x, y = _box_batch(train, cfg, rng, device, swap)
                 loss = box_loss(step_net(x), y)
             else:
-                x, k = _label_batch(train, cfg, rng, device)
-                loss = label_loss(step_net(x), k)
+                x, k = _label_batch(train, cfg, rng, device, swap)
+                loss = label_loss(step_net(x), k) if network == "unet" else F.cross_entropy(step_net(x), k)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

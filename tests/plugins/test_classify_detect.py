@@ -11,7 +11,8 @@
 * The saliency map lies on the input's exact grid (shape, affine), also for a scan stored in
   another voxel order than training's; through ``classify --saliency`` too.
 * Labels alone (no boxes in the manifest): the per-class pooled heat maps train and give
-  probabilities summing to 1.
+  probabilities summing to 1; so does the DenseNet121 (``densenet3d``, labels alone even with
+  boxes given), whose Grad-CAM saliency lies on the input's exact grid, in 0..1, and not flat.
 * Checkpoints round-trip (the same output after save/load), are owned only by their plugin,
   and a classifier's checkpoint is refused by ``detect``.
 * Bad input through the command line: one line ``error: ...``, exit 2, nothing written.
@@ -70,6 +71,7 @@ def classifier(crops, tmp_path_factory):
 @pytest.mark.parametrize("name, kind, protocol, base, methods", [
     ("heatmap3d", "classifier", ClassifierPlugin, ClassifierBase, ("train", "classify", "saliency", "save", "load")),
     ("heatmap3d-detector", "detector", DetectorPlugin, DetectorBase, ("train", "detect", "save", "load")),
+    ("densenet3d", "classifier", ClassifierPlugin, ClassifierBase, ("train", "classify", "saliency", "save", "load")),
 ])
 def test_discovered_and_matching_the_contract(name, kind, protocol, base, methods):
     import inspect
@@ -178,6 +180,22 @@ def test_labels_alone_train_per_class_maps(crops):
     assert abs(sum(r["probabilities"].values()) - 1) < 1e-6
     sal = plugin.saliency(model, crops["test"][1].volume)
     assert sal.shape == crops["test"][1].volume.shape
+
+
+def test_densenet_learns_labels_alone_with_grad_cam(crops, tmp_path):
+    plugin = get_plugin("densenet3d", "classifier")
+    cfg = plugin.Config(minutes=0, max_steps=6, batch_size=2)
+    model = plugin.train(_cases(crops["train"][:6]), cfg, Progress(), checkpoint_dir=tmp_path / "dn")
+    assert model.mode == "labels" and model.network == "densenet121"
+    c = crops["test"][0]
+    loaded = plugin.load(tmp_path / "dn")
+    assert plugin.classify(loaded, c.volume)["probabilities"] == pytest.approx(
+        plugin.classify(model, c.volume)["probabilities"], abs=1e-6)
+    for volume in (c.volume, _reoriented(c.volume)):
+        sal = plugin.saliency(loaded, volume)
+        assert sal.shape == volume.shape and np.array_equal(sal.affine, volume.affine)
+        assert 0 <= sal.array.min() < sal.array.max() <= 1  # a map, not one number
+    assert plugin.owns_checkpoint(tmp_path / "dn") and not get_plugin("heatmap3d").owns_checkpoint(tmp_path / "dn")
 
 
 # the command line --------------------------------------------------------------------------------
