@@ -5,8 +5,9 @@
 config.json (``"format": "lucid3d-renderer"``) holds the plugin and its Config, the background
 colour, the training size, the metrics, orbit defaults, the mesh's source path and SHA-256, and
 the SHA-256 of the stored mesh arrays and of the weights file. The mesh (points, faces, uv: what
-the rasterizer needs) sits inside the folder, so a checkpoint renders with nothing else. Files
-are written mesh, weights, config: the config names the others' hashes, so a crash never leaves
+the rasterizer needs) sits inside the folder, so a checkpoint renders with nothing else. A point
+renderer's checkpoint holds ``points.npz`` (points float64, colours uint8 when the cloud has them)
+and a ``points`` entry in place of the mesh. Files are written mesh, weights, config: the config names the others' hashes, so a crash never leaves
 a set that loads as if whole.
 """
 
@@ -23,7 +24,7 @@ import torch
 
 from viewer.io.common import atomic_path, require_regular_file
 from viewer.model.errors import LoadError
-from viewer.model.geometry import Mesh
+from viewer.model.geometry import Mesh, PointCloud
 from viewer.plugins import (Range, check_json_object, config_from_dict, nested, numbers, of_type,
                             read_checkpoint_json)
 from viewer.plugins.checkpoint import load_weights, write_checkpoint
@@ -31,10 +32,11 @@ from viewer.plugins.checkpoint import load_weights, write_checkpoint
 from .model import NRModel
 from .plugin import FORMAT
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "read_checked_config",
-           "check_mesh_file", "read_cached_mesh"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "read_config", "mesh_digest", "points_digest",
+           "read_checked_config", "check_mesh_file", "check_npz_file", "read_cached_mesh", "MAX_CLOUD_POINTS"]
 
 MAX_MESH_POINTS = 50_000_000  # a checkpoint's stored mesh, before any of it is read
+MAX_CLOUD_POINTS = 20_000_000  # a point renderer's cloud (what fitting accepts)
 
 
 def mesh_digest(mesh: Mesh) -> str:
@@ -54,26 +56,58 @@ def _save_mesh(mesh: Mesh, path: Path) -> None:
                      uv=np.asarray(mesh.uv, np.float32))
 
 
+def points_digest(cloud: PointCloud) -> str:
+    """SHA-256 of what a point renderer uses: points float64 and, when present, colours uint8."""
+    h = hashlib.sha256()
+    arrays = [np.asarray(cloud.points, np.float64)] + ([np.asarray(cloud.colors, np.uint8)]
+                                                       if cloud.colors is not None else [])
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _save_points(cloud: PointCloud, path: Path) -> None:
+    arrays = {"points": np.asarray(cloud.points, np.float64)}
+    if cloud.colors is not None:
+        arrays["colors"] = np.asarray(cloud.colors, np.uint8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def _geometry_entry(model: NRModel, directory: Path) -> tuple[str, dict[str, Any]]:
+    """("mesh"|"points", its config.json entry), writing the geometry file when it changed."""
+    kind = "mesh" if model.points is None else "points"
+    geo = model.mesh if kind == "mesh" else model.points
+    digest = model.meta.get(f"{kind}_sha256") or (mesh_digest if kind == "mesh" else points_digest)(geo)
+    file = directory / f"{kind}.npz"
+    old = read_config(directory, quiet=True)
+    if not file.is_file() or ((old or {}).get(kind) or {}).get("sha256") != digest:
+        (_save_mesh if kind == "mesh" else _save_points)(geo, file)
+    entry = {"file": file.name, "sha256": digest, "n_points": geo.n_points,
+             "source": model.meta.get(f"{kind}_source"), "source_sha256": model.meta.get(f"{kind}_source_sha256")}
+    if kind == "mesh":
+        entry["n_faces"] = geo.n_faces
+    else:
+        entry["colors"] = geo.colors is not None
+    return kind, entry
+
+
 def save_checkpoint(model: NRModel, directory: str | os.PathLike,
                     state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``model`` into ``directory`` (made if missing); the mesh only when it changed.
+    """Write ``model`` into ``directory`` (made if missing); the mesh (or point cloud) only when
+    it changed.
 
     ``state`` : weights to store instead of the network's current ones (the best so far).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    digest = model.meta.get("mesh_sha256") or mesh_digest(model.mesh)
-    mesh_file = directory / "mesh.npz"
-    old = read_config(directory, quiet=True)
-    if not mesh_file.is_file() or (old or {}).get("mesh", {}).get("sha256") != digest:
-        _save_mesh(model.mesh, mesh_file)
+    kind, entry = _geometry_entry(model, directory)
     cfg = {
         "format": FORMAT, "version": 1, "plugin": model.plugin, "config": model.config,
         "background": [float(c) for c in model.background], "train_size": list(model.train_size),
-        "mesh": {"file": "mesh.npz", "sha256": digest, "n_points": model.mesh.n_points,
-                 "n_faces": model.mesh.n_faces, "source": model.meta.get("mesh_source"),
-                 "source_sha256": model.meta.get("mesh_source_sha256")},
-        "orbit": model.meta.get("orbit"), "scene": model.meta.get("scene"), "metrics": model.metrics,
+        kind: entry, "orbit": model.meta.get("orbit"), "scene": model.meta.get("scene"), "metrics": model.metrics,
     }
     return write_checkpoint(directory, model.net if state is None else state, cfg,
                             metadata={"format": FORMAT, "plugin": model.plugin})
@@ -123,13 +157,21 @@ _ORBIT = nested({"center": numbers(3, _FINITE), "radius": _number(Range(0, math.
                  "up": numbers(3, _FINITE)}, optional=("center", "radius", "elevation", "view_angle", "up"))
 
 
+_POINT_COUNT = Range(1, MAX_CLOUD_POINTS)
+_POINTS = nested({"file": _plain_name, "sha256": of_type(str),
+                  "n_points": lambda v: of_type(int)(v) or _POINT_COUNT.problem(v), "colors": of_type(bool),
+                  "source": of_type(str, type(None)), "source_sha256": of_type(str, type(None))},
+                 optional=("source", "source_sha256"))
+
+
 _SCHEMA = {
     "format": of_type(str), "version": lambda v: None if v == 1 and v is not True else f"must be 1, got {v!r}",
     "plugin": of_type(str), "config": of_type(dict), "background": numbers(3, Range(0, 1)),
-    "train_size": numbers(2, Range(0, 65536), integer=True), "mesh": _MESH, "orbit": _orbit_problem,
-    "scene": of_type(str, type(None)), "metrics": of_type(dict), "weights_sha256": of_type(str),
+    "train_size": numbers(2, Range(0, 65536), integer=True), "mesh": _MESH, "points": _POINTS,
+    "orbit": _orbit_problem, "scene": of_type(str, type(None)), "metrics": of_type(dict),
+    "weights_sha256": of_type(str),
 }
-_OPTIONAL = ("version", "background", "train_size", "orbit", "scene", "metrics")
+_OPTIONAL = ("version", "background", "train_size", "orbit", "scene", "metrics", "mesh", "points")
 
 
 def read_checked_config(directory: Path) -> dict[str, Any]:
@@ -141,6 +183,8 @@ def read_checked_config(directory: Path) -> dict[str, Any]:
     cfg_path = directory / "config.json"
     try:
         check_json_object(cfg, _SCHEMA, optional=_OPTIONAL)
+        if ("mesh" in cfg) == ("points" in cfg):
+            raise ValueError("names neither a mesh nor a point cloud (or both)")
         try:
             plugin = get_plugin(cfg["plugin"], "renderer")
         except PluginError as exc:
@@ -154,16 +198,21 @@ def read_checked_config(directory: Path) -> dict[str, Any]:
 def check_mesh_file(path: Path, n_points: int, n_faces: int) -> None:
     """The npy headers inside mesh.npz against the config's counts, before any array is read
     (a small deflated member can expand to gigabytes)."""
+    check_npz_file(path, {"points.npy": ((n_points, 3), np.float64), "faces.npy": ((n_faces, 3), np.int64),
+                          "uv.npy": ((n_points, 2), np.float32)}, "mesh")
+
+
+def check_npz_file(path: Path, want: dict[str, tuple[tuple[int, ...], Any]], what: str) -> None:
+    """The npy headers inside an .npz against the shapes and dtypes ``want`` (member -> (shape,
+    dtype)), before any array is read; LoadError ``unreadable WHAT (...)``."""
     import zipfile
 
-    want = {"points.npy": ((n_points, 3), np.float64), "faces.npy": ((n_faces, 3), np.int64),
-            "uv.npy": ((n_points, 2), np.float32)}
     require_regular_file(path)
     try:
         with zipfile.ZipFile(path) as z:
             infos = {i.filename: i for i in z.infolist()}
             if set(infos) != set(want):
-                raise ValueError(f"holds {sorted(infos)}, not points, faces and uv")
+                raise ValueError(f"holds {sorted(infos)}, not {', '.join(sorted(want))}")
             for name, (shape, dtype) in want.items():
                 with z.open(infos[name]) as fh:
                     version = np.lib.format.read_magic(fh)
@@ -175,7 +224,30 @@ def check_mesh_file(path: Path, n_points: int, n_faces: int) -> None:
                 if infos[name].file_size > int(np.prod(shape)) * np.dtype(dtype).itemsize + 4096:
                     raise ValueError(f"{name} is larger than its header says")
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise LoadError(path, f"unreadable mesh ({' '.join(str(exc).split())[:200]})") from None
+        raise LoadError(path, f"unreadable {what} ({' '.join(str(exc).split())[:200]})") from None
+
+
+def _read_points(directory: Path, cfg: dict[str, Any]) -> PointCloud:
+    """The checkpoint's point cloud, checked against the config (npy headers, then the digest)."""
+    entry = cfg["points"]
+    file = directory / entry["file"]
+    if not file.exists() and not file.is_symlink():
+        raise LoadError(file, "missing: the checkpoint is incomplete")
+    n = entry["n_points"]
+    want = {"points.npy": ((n, 3), np.float64)}
+    if entry["colors"]:
+        want["colors.npy"] = ((n, 3), np.uint8)
+    check_npz_file(file, want, "point cloud")
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            cloud = PointCloud(z["points"], z["colors"] if entry["colors"] else None)
+    except Exception as exc:  # zip, key and shape errors alike
+        raise LoadError(file, f"unreadable point cloud ({' '.join(str(exc).split())})") from None
+    if points_digest(cloud) != entry["sha256"]:
+        raise LoadError(file, "the point cloud does not belong to this config")
+    if not np.all(np.isfinite(cloud.points)):
+        raise LoadError(file, "the point cloud has non-finite points")
+    return cloud
 
 
 def _read_mesh(directory: Path, cfg: dict[str, Any]) -> Mesh:
@@ -207,7 +279,7 @@ def read_cached_mesh(directory: str | os.PathLike, source_sha256: str | None) ->
         return None
     try:
         cfg = read_checked_config(directory)
-        if cfg["mesh"].get("source_sha256") != source_sha256:
+        if (cfg.get("mesh") or {}).get("source_sha256") != source_sha256:
             return None
         return _read_mesh(directory, cfg)
     except LoadError:
@@ -228,13 +300,15 @@ def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.
     if not directory.is_dir():
         raise LoadError(directory, "a renderer checkpoint is a folder (config.json, model.safetensors, mesh.npz)")
     cfg = read_checked_config(directory)
-    mesh = _read_mesh(directory, cfg)
+    kind = "mesh" if "mesh" in cfg else "points"
+    mesh = _read_mesh(directory, cfg) if kind == "mesh" else None
+    points = _read_points(directory, cfg) if kind == "points" else None
     net = load_weights(directory, cfg, lambda: build(dict(cfg.get("config", {}))), device)
     if device == "cpu":
         net.to(memory_format=torch.channels_last)  # as fitted: the same kernels, the same pixels
-    meta = {"mesh_source": cfg["mesh"].get("source"), "mesh_source_sha256": cfg["mesh"].get("source_sha256"),
-            "mesh_sha256": cfg["mesh"]["sha256"], "orbit": cfg.get("orbit"), "scene": cfg.get("scene")}
+    meta = {f"{kind}_source": cfg[kind].get("source"), f"{kind}_source_sha256": cfg[kind].get("source_sha256"),
+            f"{kind}_sha256": cfg[kind]["sha256"], "orbit": cfg.get("orbit"), "scene": cfg.get("scene")}
     return NRModel(net=net, plugin=cfg["plugin"], config=cfg.get("config", {}), mesh=mesh,
                    background=tuple(float(c) for c in cfg.get("background", (1, 1, 1))),
                    train_size=tuple(cfg.get("train_size", (0, 0))), metrics=cfg.get("metrics", {}),
-                   meta=meta, device=device)
+                   meta=meta, device=device, points=points)

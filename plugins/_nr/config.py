@@ -34,6 +34,9 @@ class FitConfig:
                                                            "by the end of the budget"})
     val_every: int = field(default=250, metadata={"help": "score the held-out views every N steps"})
     val_views: int = field(default=8, metadata={"help": "held-out views scored while fitting (all at the end)"})
+    val_fraction: float = field(default=0.0, metadata={"help": "share of the training views carved out as the "
+                                                                "val split that chooses the kept checkpoint (0 = "
+                                                                "the scene's own splits)"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
 
@@ -43,6 +46,7 @@ FIT_BOUNDS = {
     "size": Range(0, 4096), "minutes": Range(0, 100_000), "iters": Range(0, 100_000_000), "batch": Range(1, 64),
     "crop": Range(0, 4096), "lr": Range(0, 1, lo_open=True), "lr_texture": Range(0, 10, lo_open=True),
     "lr_decay": Range(0, 1, lo_open=True), "val_every": Range(1, 100_000_000), "val_views": Range(0, 100_000),
+    "val_fraction": Range(0, 0.9),
     "seed": Range(0, SEED_MAX),
     "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
 }

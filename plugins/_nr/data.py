@@ -21,7 +21,7 @@ from viewer.model.viewset import Frame
 
 from .shading import MeshShading, mesh_shading
 
-__all__ = ["ViewData", "PixelBatch", "training_size", "make_rasterizer", "prepare_views",
+__all__ = ["ViewData", "PixelBatch", "training_size", "resize_image", "make_rasterizer", "prepare_views",
            "prepare_view", "full_batch", "random_batch", "camera_batch", "cover_box"]
 
 
@@ -99,7 +99,7 @@ def training_size(camera: Camera, size: int) -> tuple[int, int]:
     return max(1, round(camera.width * s)), max(1, round(camera.height * s))
 
 
-def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
     """(H, W, C) float32 -> (h, w, C), antialiased bilinear (area-like when shrinking)."""
     if img.shape[:2] == (h, w):
         return np.ascontiguousarray(img, np.float32)
@@ -115,7 +115,7 @@ def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float
     w, h = training_size(frame.camera, size)
     cam = frame.camera.scaled(w, h) if (w, h) != (frame.camera.width, frame.camera.height) else frame.camera
     m = rasterizer.rasterize(cam)
-    target = _resize(frame.rgb(background), w, h)
+    target = resize_image(frame.rgb(background), w, h)
     normal = None if shading is None else torch.from_numpy(shading.normals(m.face, m.uv))
     return ViewData(name=frame.name or frame.camera.name, camera=cam,
                     uv=torch.from_numpy(np.ascontiguousarray(m.uv, np.float32)),

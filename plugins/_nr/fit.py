@@ -15,7 +15,7 @@ scores weights the test views never chose.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -32,18 +32,28 @@ from .checkpoint import mesh_digest, read_cached_mesh, save_checkpoint
 from .data import ViewData, full_batch, prepare_views, random_batch
 from .model import NRModel, composite
 
-__all__ = ["fit_renderer", "split_views", "orbit_defaults", "ensure_uv"]
+__all__ = ["fit_renderer", "fit_geometry", "FitGeometry", "split_views", "orbit_defaults", "ensure_uv"]
 
 
 LOSS_EVERY = 25  # steps between points of the training-loss curve (held-out PSNR: val_every)
 
 
-def split_views(views: ViewSet | Sequence[Frame], val_views: int) -> tuple[list[Frame], list[Frame], str]:
+def split_views(views: ViewSet | Sequence[Frame], val_views: int,
+                val_fraction: float = 0.0) -> tuple[list[Frame], list[Frame], str]:
     """(training frames, held-out frames, where the held-out frames come from).
 
     A ViewSet trains on its "train" split (all frames if it has no split called so) and holds out
-    "val", else "test"; a plain list of frames trains on all and holds out a few of them.
+    "val", else "test"; a plain list of frames trains on all and holds out a few of them. With
+    ``val_fraction`` > 0, that share of the training frames (evenly spaced, at least one, never
+    all) is carved out of training as the val split, whatever splits the scene has.
     """
+    if val_fraction > 0:
+        train, _, _ = split_views(views, val_views)
+        if len(train) >= 2:
+            n = min(len(train) - 1, max(1, int(round(len(train) * float(val_fraction)))))
+            idx = set(np.unique(np.linspace(0, len(train) - 1, n).round().astype(int)).tolist())
+            return ([f for i, f in enumerate(train) if i not in idx], [train[i] for i in sorted(idx)],
+                    "val (carved out of train)")
     if isinstance(views, ViewSet):
         train = views.split("train") or ([] if views.split("val") or views.split("test") else list(views.frames))
         for name in ("val", "test"):
@@ -69,8 +79,8 @@ def ensure_uv(mesh: Mesh) -> Mesh:
     return parametrize(mesh)
 
 
-def orbit_defaults(mesh: Mesh, cameras: Sequence[Camera]) -> dict[str, Any]:
-    """Where an orbit around the mesh should fly, from the training cameras: centre (bounding-box
+def orbit_defaults(mesh: Any, cameras: Sequence[Camera]) -> dict[str, Any]:
+    """Where an orbit around the mesh (or point cloud) should fly, from the training cameras: centre (bounding-box
     centre, world), radius (median camera distance), up (mean of the cameras' up vectors, i.e.
     -y in OpenCV axes), vertical view angle (degrees) and elevation (median, degrees)."""
     b = np.asarray(mesh.bounds(), float).reshape(3, 2)
@@ -88,14 +98,42 @@ def orbit_defaults(mesh: Mesh, cameras: Sequence[Camera]) -> dict[str, Any]:
             "view_angle": float(np.median(fov)), "elevation": float(np.clip(np.median(elev), -80, 80))}
 
 
+@dataclass(eq=False)
+class FitGeometry:
+    """What the fitting loop needs of a renderer's geometry (:func:`fit_renderer` makes the mesh's,
+    ``plugins/_points`` a point cloud's).
+
+    Attributes
+    ----------
+    kind : "mesh" or "points": the checkpoint entry and the ``sources`` keys.
+    data : the Mesh (with uv) or PointCloud the checkpoint stores.
+    digest : SHA-256 of ``data`` as stored.
+    prepare : (frames, size, background, report) -> per-frame views at the training size, each
+        with ``name``, ``camera``, ``shape``, ``target`` (H, W, 3) and ``covered`` (flat indices).
+    random_batch : (views, n, crop, rng, device) -> (batch, target (B, 3, h, w)).
+    full_batch : (view, device) -> a batch of the whole frame.
+    init : what ``build`` gets beside the photo statistics (e.g. the number of points).
+    empty : why fitting cannot start when the geometry covers no training pixel.
+    """
+
+    kind: str
+    data: Any
+    digest: str
+    prepare: Callable[..., list]
+    random_batch: Callable[..., tuple[Any, torch.Tensor]]
+    full_batch: Callable[..., Any]
+    init: dict[str, Any] = field(default_factory=dict)
+    empty: str = "the geometry covers no pixel of any training view"
+
+
 def _score(net: torch.nn.Module, views: Sequence[ViewData], background, device: str,
-           preview: bool = False) -> tuple[list[float], ImagePreview | None]:
+           preview: bool = False, batch: Callable[..., Any] = full_batch) -> tuple[list[float], ImagePreview | None]:
     """PSNR of each held-out view at the training size; the first view's render beside its photo."""
     net.eval()
     scores, first = [], None
     with torch.inference_mode():
         for v in views:
-            rgb, alpha, _ = net(full_batch(v, device))
+            rgb, alpha, _ = net(batch(v, device))
             img = composite(rgb, alpha, background)[0].permute(1, 2, 0).clamp(0, 1).cpu()
             scores.append(psnr(img, v.target))
             if preview and first is None:
@@ -129,36 +167,56 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     NRModel with the kept weights (the best by val PSNR, else the latest) and metrics.
     """
     sources = dict(sources or {})
+    if mesh.uv is None and checkpoint_dir:
+        mesh = read_cached_mesh(checkpoint_dir, sources.get("mesh_sha256")) or mesh
+    if mesh.uv is None:
+        progress.update(0, 0, "parametrizing the mesh")
+    mesh = ensure_uv(mesh)
+    geo = FitGeometry("mesh", mesh, mesh_digest(mesh),
+                      lambda frames, size, background, report: prepare_views(frames, mesh, size, background, report),
+                      random_batch, full_batch,
+                      empty="the mesh covers no pixel of any training view: is it in the cameras' world frame and units?")
+    return fit_geometry(views, geo, cfg, progress, plugin=plugin, build=build, checkpoint_dir=checkpoint_dir,
+                        sources=sources)
+
+
+def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, progress: Progress, *,
+                 plugin: str, build: Callable[[dict, dict], torch.nn.Module],
+                 checkpoint_dir: str | os.PathLike | None = None,
+                 sources: Mapping[str, str] | None = None,
+                 extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 optimise: bool = True) -> NRModel:
+    """:func:`fit_renderer` on any geometry: ``geo`` says how frames become training data;
+    ``extra_loss(image, target)`` (both (B, 3, h, w), composited) is added to the L1. With
+    ``optimise`` False the network ``build`` makes is only scored and written (a method whose
+    network comes ready, e.g. NPBG++ with no per-scene fitting)."""
+    sources = dict(sources or {})
     iters = int(cfg.iters) if cfg.iters and cfg.iters > 0 else 10**9
-    if not (cfg.minutes and cfg.minutes > 0) and iters >= 10**9:
+    if optimise and not (cfg.minutes and cfg.minutes > 0) and iters >= 10**9:
         raise ValueError("give a time budget (minutes) or a number of iterations")
     run = TrainingRun(progress, minutes=cfg.minutes, device=cfg.device, seed=cfg.seed, max_steps=iters)
     device = run.device
     rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
 
-    train_frames, held_frames, held_from = split_views(views, cfg.val_views)
+    train_frames, held_frames, held_from = split_views(views, cfg.val_views, getattr(cfg, "val_fraction", 0.0))
     if not train_frames:
         raise ValueError("no training frames")
     background = tuple(float(c) for c in (views.background if isinstance(views, ViewSet) else (1.0, 1.0, 1.0)))
-    if mesh.uv is None and checkpoint_dir:
-        mesh = read_cached_mesh(checkpoint_dir, sources.get("mesh_sha256")) or mesh
-    progress.update(0, 0, "parametrizing the mesh" if mesh.uv is None else "rasterizing the views")
-    mesh = ensure_uv(mesh)
+    progress.update(0, 0, "rasterizing the views")
     n_all = len(train_frames) + len(held_frames)
-    train = prepare_views(train_frames, mesh, cfg.size, background,
-                          lambda i, n: progress.update(i, n_all, "rasterizing the views"))
-    held = prepare_views(held_frames, mesh, cfg.size, background,
-                         lambda i, n: progress.update(len(train) + i, n_all, "rasterizing the views"))
+    train = geo.prepare(train_frames, cfg.size, background,
+                        lambda i, n: progress.update(i, n_all, "rasterizing the views"))
+    held = geo.prepare(held_frames, cfg.size, background,
+                       lambda i, n: progress.update(len(train) + i, n_all, "rasterizing the views"))
     n_val = max(1, min(len(held), int(cfg.val_views) or len(held)))
     val = [held[i] for i in np.unique(np.linspace(0, len(held) - 1, n_val).round().astype(int))]
     covered = torch.cat([v.target.reshape(-1, 3)[v.covered] for v in train])
     if len(covered) == 0:
-        raise ValueError("the mesh covers no pixel of any training view: is it in the cameras' world "
-                         "frame and units?")
+        raise ValueError(geo.empty)
     mean_rgb = covered.mean(0)
 
     config = asdict(cfg)
-    net = build(config, {"mean_rgb": mean_rgb, "covered_pixels": int(len(covered))}).to(device)
+    net = build(config, {"mean_rgb": mean_rgb, "covered_pixels": int(len(covered)), **geo.init}).to(device)
     dense = int(config.get("dense", 0) or 0) if hasattr(net, "dense_colour") else 0
     # every covered training pixel's uv: pixels for the network's cheap direct loss (``dense``)
     pool_uv = torch.cat([v.uv.reshape(-1, 2)[v.covered] for v in train]) if dense > 0 else None
@@ -173,20 +231,21 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     opt = torch.optim.Adam(groups, fused=device == "cpu" or device.startswith("cuda"))
     aux_weight = float(config.get("aux_weight", 0.0))
 
-    meta = {"mesh_source": sources.get("mesh"), "mesh_source_sha256": sources.get("mesh_sha256"),
-            "mesh_sha256": mesh_digest(mesh), "orbit": orbit_defaults(mesh, [f.camera for f in train_frames]),
-            "scene": sources.get("scene")}
-    model = NRModel(net=net, plugin=plugin, config=config, mesh=mesh, background=background,
-                    train_size=(train[0].shape[1], train[0].shape[0]), meta=meta, device=device)
+    k = geo.kind
+    meta = {f"{k}_source": sources.get(k), f"{k}_source_sha256": sources.get(f"{k}_sha256"), f"{k}_sha256": geo.digest,
+            "orbit": orbit_defaults(geo.data, [f.camera for f in train_frames]), "scene": sources.get("scene")}
+    model = NRModel(net=net, plugin=plugin, config=config, mesh=geo.data if k == "mesh" else None,
+                    background=background, train_size=(train[0].shape[1], train[0].shape[0]), meta=meta,
+                    device=device, points=geo.data if k == "points" else None)
     # only a val split may choose among checkpoints; a watched test split must not
-    run.choose_best = held_from == "val"
+    run.choose_best = held_from.startswith("val")
     history: list[dict[str, float]] = []
     running, n_running, last_report = 0.0, 0, 0.0
     window_loss, window_n = 0.0, 0  # the loss curve gets a point every LOSS_EVERY steps
 
     def validate() -> None:
         with run.validation():
-            scores, preview = _score(net, val, background, device, preview=True)
+            scores, preview = _score(net, val, background, device, preview=True, batch=geo.full_batch)
         mean = float(np.mean(scores))
         entry = {"step": run.step, "seconds": round(run.elapsed(), 2), "psnr": mean,
                  "loss": running / max(1, n_running)}
@@ -201,14 +260,17 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     net.train()
     run.begin()
     with run.loop():
-        while True:
+        while optimise:
             run.check()
             lr_scale = float(cfg.lr_decay) ** run.fraction()
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_scale
-            batch, target = random_batch(train, int(cfg.batch), int(cfg.crop), rng, device)
+            batch, target = geo.random_batch(train, int(cfg.batch), int(cfg.crop), rng, device)
             rgb, alpha, feats = step_net(batch)
-            loss = (composite(rgb, alpha, background) - target).abs().mean()
+            image = composite(rgb, alpha, background)
+            loss = (image - target).abs().mean()
+            if extra_loss is not None:
+                loss = loss + extra_loss(image, target)
             if pool_uv is not None:
                 # the texture's colour gets many more pixels than the U-Net can afford a step, at
                 # the cost of a texture lookup each (what makes the plain texture converge fast)
@@ -240,7 +302,7 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
         validate()  # the weights since the last validation may be the best
     run.restore(net)
     ddp = run.share_weights(net)
-    all_scores = _score(net, held, background, device)[0] if run.leader else []
+    all_scores = _score(net, held, background, device, batch=geo.full_batch)[0] if run.leader else []
     model.metrics = _metrics(run, history, run.stopped_by, held_from, val, (held, all_scores))
     if ddp is not None:
         model.metrics["ddp"] = {k: v for k, v in ddp.items() if k != "checksums"}
@@ -256,7 +318,7 @@ def _metrics(run: TrainingRun, history: list[dict], stop_reason: str, held_from:
         "best_heldout_psnr": run.best_score, "best_step": run.best_at or 0, "steps": run.step,
         "seconds": round(run.elapsed(), 1), "stopped_by": stop_reason,
         "heldout_from": held_from, "validation_views": [v.name for v in val], "history": history,
-        "kept": "best by val PSNR" if held_from == "val" else "latest (held-out views watched, not used to choose)",
+        "kept": "best by val PSNR" if held_from.startswith("val") else "latest (held-out views watched, not used to choose)",
     }
     if final is not None:
         held, scores = final

@@ -54,23 +54,26 @@ class NRModel:
     net : the network (a :class:`RendererNet`).
     plugin : the plugin's name.
     config : the plugin's Config as a dict.
-    mesh : the mesh with uv (N, 2), origin bottom-left; world frame of the scene.
+    mesh : the mesh with uv (N, 2), origin bottom-left; world frame of the scene (None for a
+        point renderer).
     background : RGB in 0..1 the photos were composited over.
     train_size : (width, height) of the first training frame at the training size.
     metrics : held-out PSNR, steps, seconds, how the fit stopped, history.
     meta : mesh source and hashes, orbit defaults (centre, radius, up, view angle, elevation).
     device : torch device of ``net``.
+    points : a point renderer's :class:`~viewer.model.geometry.PointCloud` (None for a mesh).
     """
 
     net: nn.Module
     plugin: str
     config: dict[str, Any]
-    mesh: Mesh
+    mesh: Mesh | None
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     train_size: tuple[int, int] = (0, 0)
     metrics: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    points: Any = None
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def rasterizer(self):

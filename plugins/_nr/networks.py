@@ -194,9 +194,12 @@ class UNet2D(nn.Module):
     torch.Size([1, 4, 70, 50])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...], convs: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, channels: tuple[int, ...], convs: int = 1,
+                 extra: tuple[int, ...] = ()) -> None:
         super().__init__()
         ch = [int(c) for c in channels]
+        # channels concatenated onto levels 1, 2, ... after pooling (NPBG's multi-scale rasters)
+        ex = [int(e) for e in extra] + [0] * (len(ch) - 1 - len(extra))
         if len(ch) < 2:
             raise ValueError("the U-Net needs at least 2 levels")
         if convs < 1:
@@ -207,19 +210,23 @@ class UNet2D(nn.Module):
                 return _conv(cin, cout)
             return nn.Sequential(_conv(cin, cout), *[_conv(cout, cout) for _ in range(convs - 1)])
 
-        self.down = nn.ModuleList([block(in_channels, ch[0])] + [block(ch[i - 1], ch[i]) for i in range(1, len(ch))])
+        self.down = nn.ModuleList([block(in_channels, ch[0])] + [block(ch[i - 1] + ex[i - 1], ch[i])
+                                                                 for i in range(1, len(ch))])
         self.bottom = _conv(ch[-1], ch[-1])
         self.up = nn.ModuleList([block(ch[i + 1] + ch[i], ch[i]) for i in range(len(ch) - 1)])
         self.head = nn.Conv2d(ch[0], out_channels, 1)
         self.multiple = 2 ** (len(ch) - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
+    def forward(self, x: torch.Tensor, extra: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels, H, W); ``extra[i - 1]`` (B, extra[i - 1],
+        H_p / 2^i, W_p / 2^i) joins level i (H_p, W_p: H, W padded to the multiple)."""
         x, h, w = pad_to_multiple(x, self.multiple)
         skips = []
         for i, conv in enumerate(self.down):
             if i:
                 x = F.avg_pool2d(x, 2)
+                if extra is not None and i - 1 < len(extra):
+                    x = torch.cat([x, extra[i - 1]], dim=1)
             x = conv(x)
             skips.append(x)
         x = self.bottom(x)

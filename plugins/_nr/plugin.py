@@ -77,9 +77,9 @@ class NeuralRendererPlugin(RendererBase):
 
     def orbit(self, model: TrainedModel) -> Orbit:
         """The fly-around fitting chose from the training cameras (``orbit_defaults``), or one
-        framing the mesh's bounding box for a checkpoint that stored none."""
+        framing the mesh's (or point cloud's) bounding box for a checkpoint that stored none."""
         o = model.meta.get("orbit") or {}
-        b = np.asarray(model.mesh.bounds(), float).reshape(3, 2)
+        b = np.asarray((model.mesh if model.mesh is not None else model.points).bounds(), float).reshape(3, 2)
         return Orbit(center=tuple(map(float, o.get("center", b.mean(1)))),
                      radius=float(o.get("radius", 1.5 * np.linalg.norm(b[:, 1] - b[:, 0]))),
                      up=tuple(map(float, o.get("up", (0.0, 0.0, 1.0)))),

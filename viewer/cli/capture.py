@@ -2,7 +2,7 @@
 layout, for training and testing neural renderers.
 
     python main.py capture MESH --out DIR [--views N] [--size S] [--test-fraction F]
-                           [--texture IMG] [--specular K] [--seed N]
+                           [--texture IMG] [--specular K] [--seed N] [--points P]
 
 What is written, and how, is :mod:`viewer.compute.photoset`'s docstring. A one-line JSON summary
 is printed.
@@ -33,13 +33,15 @@ def add_parsers(sub) -> None:
     c.add_argument("--texture", metavar="IMG", help="texture image to use (else the mesh's own, or procedural)")
     c.add_argument("--specular", type=float, default=0.5, help="specular coefficient, 0 = matte (default 0.5)")
     c.add_argument("--seed", type=number_in(int, 0, 2**32 - 1), default=0, help="cameras, split and procedural texture (default 0)")
+    c.add_argument("--points", type=number_in(int, 1, 20_000_000), default=100_000,
+                   help="points sampled on the surface into points.ply, for the point renderers (default 100000)")
     HANDLERS["capture"] = _cmd_capture
 
 
 def _cmd_capture(args: argparse.Namespace) -> int:
     summary = capture_dataset(args.mesh, args.out, views=args.views, size=args.size,
                               test_fraction=args.test_fraction, texture=args.texture,
-                              specular=args.specular, seed=args.seed)
+                              specular=args.specular, seed=args.seed, points=args.points)
     print(json.dumps(summary))
     return 0
 

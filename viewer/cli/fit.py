@@ -2,8 +2,9 @@
 any renderer plugin) from a terminal, with the same plugin calls the window makes.
 
     python main.py fit METHOD --scene DIR --mesh MESH --out CKPT [--minutes M] [--iters N]
-                              [--size S] [--device cpu|cuda]
-    python main.py fit METHOD --scene DIR --points PTS --out CKPT ...   (methods that render points)
+                              [--size S] [--val-fraction F] [--device cpu|cuda]
+    python main.py fit METHOD --scene DIR --points PTS --out CKPT ...   (methods that render points;
+                              PTS may be a COLMAP points3D.txt/.bin; [--vgg-weights FILE] [--pretrained CKPT])
     python main.py fit METHOD --scene DIR --out CKPT ...                (methods that learn the surface)
     python main.py render --checkpoint CKPT --scene DIR [--split test] --out OUTDIR
     python main.py render --checkpoint CKPT --orbit N [--size S] --out OUTDIR_OR.mp4
@@ -39,6 +40,7 @@ __all__ = ["add_parsers", "HANDLERS"]
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 MAX_SIZE = 4096  # pixels, as capture: an orbit frame or a training frame's longer side
+MAX_POINTS = 20_000_000  # a point renderer's cloud
 
 
 def add_parsers(sub) -> None:
@@ -57,6 +59,12 @@ def add_parsers(sub) -> None:
     f.add_argument("--iters", type=number_in(int, 0, 100_000_000), help="optimisation steps at most, 0 = no limit")
     f.add_argument("--size", type=number_in(int, 16, MAX_SIZE),
                    help=f"training image size: longer side at most S pixels (16..{MAX_SIZE})")
+    f.add_argument("--val-fraction", type=number_in(float, 0, 0.9), metavar="F",
+                   help="carve this share of the training views out as the val split that chooses the kept "
+                        "checkpoint (default: the scene's own val split, if any)")
+    f.add_argument("--vgg-weights", metavar="FILE",
+                   help="a local VGG-19 state dict for a perceptual loss (methods that have one; nothing downloads)")
+    f.add_argument("--pretrained", metavar="CKPT", help="pretrained weights to start from (methods that have them)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     f.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
     f.add_argument("--refine-cameras", action="store_const", const=True, default=None,
@@ -123,6 +131,8 @@ def _load_mesh(path: str):
 
 
 def _load_points(path: str):
+    import numpy as np
+
     from ..model import PointCloud
 
     if Path(path).name.lower() in ("points3d.txt", "points3d.bin"):  # a COLMAP model's points
@@ -134,6 +144,10 @@ def _load_points(path: str):
         cloud = load_input(path)
     if not isinstance(cloud, PointCloud) or cloud.n_points == 0:
         raise LoadError(path, "not a point cloud")
+    if cloud.n_points > MAX_POINTS:
+        raise LoadError(path, f"{cloud.n_points:,} points; at most {MAX_POINTS:,} are supported (subsample it first)")
+    if not np.all(np.isfinite(cloud.points)):
+        raise LoadError(path, f"{int((~np.isfinite(cloud.points).all(1)).sum())} points have NaN or infinite coordinates")
     return cloud
 
 
@@ -192,7 +206,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "iters": ("iters", "--iters"),
                                               "size": ("size", "--size"), "seed": ("seed", "--seed"),
+                                              "val_fraction": ("val_fraction", "--val-fraction"),
+                                              "vgg_weights": ("vgg_weights", "--vgg-weights"),
+                                              "pretrained": ("pretrained", "--pretrained"),
                                               "refine_cameras": ("refine_cameras", "--refine-cameras")})
+    for option, value in (("--vgg-weights", args.vgg_weights), ("--pretrained", args.pretrained)):
+        if value is not None and not Path(value).exists():
+            raise LoadError(value, f"no such file or folder ({option})")
     kind, geo_path = _geometry_option(plugin, args)
     out = Path(args.out)
     if rank == 0:  # only rank 0 writes; the others would see its first checkpoint appear

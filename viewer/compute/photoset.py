@@ -16,8 +16,11 @@ at the end, so a failure leaves nothing behind. It receives ``train/r_000.png`` 
 ``test/r_000.png`` ... (RGBA, alpha = coverage, colour over white where uncovered),
 ``transforms_train.json`` / ``transforms_test.json`` (``camera_angle_x``, ``fl_x``, ``fl_y``,
 ``cx``, ``cy``, ``w``, ``h``, ``background``; frames with ``file_path`` like ``./train/r_000``
-and the OpenGL-axes camera-to-world ``transform_matrix``), and ``mesh.obj`` + ``mesh.mtl`` +
-``mesh.png`` (the mesh as rendered: uv, normals, texture). A one-line JSON summary is printed.
+and the OpenGL-axes camera-to-world ``transform_matrix``), ``mesh.obj`` + ``mesh.mtl`` +
+``mesh.png`` (the mesh as rendered: uv, normals, texture), and ``points.ply``: ``--points``
+points sampled uniformly over the rendered surface (area-weighted, seeded), coloured by the
+texture at each sample's uv (binary PLY: double x y z, uchar red green blue), for the point
+renderers. A one-line JSON summary is printed.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ import numpy as np
 from ..io.guards import load_input, prepare_out_folder
 from ..model.errors import LoadError
 
-__all__ = ["capture_dataset", "TEXTURE_SIZE", "VIEW_ANGLE"]
+__all__ = ["capture_dataset", "sample_surface", "write_points_ply", "TEXTURE_SIZE", "VIEW_ANGLE", "SURFACE_POINTS"]
 
 TEXTURE_SIZE = 1024  # procedural texture edge (pixels); xatlas packs its charts for this size
 VIEW_ANGLE = 40.0  # degrees, horizontal = vertical (square images)
+SURFACE_POINTS = 100_000  # points.ply: samples of the surface
 
 
 def _check_args(views: int, size: int, test_fraction: float, specular: float) -> tuple[int, int]:
@@ -128,6 +132,54 @@ def _save_and_reload(mesh, folder: Path):
     return back
 
 
+def sample_surface(mesh, n: int, seed: int = 0):
+    """``n`` points uniformly on ``mesh``'s triangles (area-weighted), as a PointCloud coloured
+    by the texture at each point's uv (nearest texel), else by the interpolated vertex colours,
+    else uncoloured."""
+    from ..model.geometry import PointCloud
+
+    rng = np.random.default_rng(seed)
+    p, f = np.asarray(mesh.points, np.float64), np.asarray(mesh.faces, np.int64)
+    area = 0.5 * np.linalg.norm(np.cross(p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]]), axis=1)
+    if not np.isfinite(area).all() or area.sum() <= 0:
+        raise ValueError("the mesh has no area to sample")
+    tri = rng.choice(len(f), size=int(n), p=area / area.sum())
+    r1, r2 = np.sqrt(rng.random(int(n))), rng.random(int(n))
+    w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)  # uniform barycentrics on each triangle
+    corners = f[tri]
+    pts = np.einsum("nk,nkc->nc", w, p[corners])
+    colors = None
+    if mesh.uv is not None and mesh.texture is not None:
+        uv = np.einsum("nk,nkc->nc", w, np.asarray(mesh.uv, np.float64)[corners])
+        tex = np.asarray(mesh.texture)
+        h, wd = tex.shape[:2]
+        col = np.clip((uv[:, 0] % 1.0) * wd, 0, wd - 1).astype(np.int64)
+        row = np.clip((1.0 - uv[:, 1] % 1.0) * h, 0, h - 1).astype(np.int64)  # v up, row 0 at the top
+        colors = tex[row, col, :3].astype(np.uint8)
+    elif mesh.colors is not None:
+        colors = np.clip(np.einsum("nk,nkc->nc", w, np.asarray(mesh.colors, np.float64)[corners]).round(), 0, 255)
+        colors = colors.astype(np.uint8)
+    return PointCloud(pts, colors, name="points")
+
+
+def write_points_ply(cloud, path: Path) -> None:
+    """A binary little-endian PLY of the cloud's points (double) and colours (uchar, if any)."""
+    fields = [("x", "<f8"), ("y", "<f8"), ("z", "<f8")]
+    if cloud.colors is not None:
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    rec = np.empty(cloud.n_points, dtype=fields)
+    for i, k in enumerate("xyz"):
+        rec[k] = cloud.points[:, i]
+    if cloud.colors is not None:
+        for i, k in enumerate(("red", "green", "blue")):
+            rec[k] = cloud.colors[:, i]
+    props = "".join(f"property {'double' if t == '<f8' else 'uchar'} {k}\n" for k, t in fields)
+    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {cloud.n_points}\n{props}end_header\n"
+    with open(path, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(rec.tobytes())
+
+
 def _transforms(cams, names: list[str], split: str, background) -> dict:
     c = cams[0]
     return {"camera_angle_x": 2.0 * math.atan(0.5 * c.width / c.fx),
@@ -140,7 +192,7 @@ def _transforms(cams, names: list[str], split: str, background) -> dict:
 
 def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 256,
                     test_fraction: float = 0.2, texture: str | None = None, specular: float = 0.5,
-                    seed: int = 0, background=(1.0, 1.0, 1.0)) -> dict:
+                    seed: int = 0, background=(1.0, 1.0, 1.0), points: int = SURFACE_POINTS) -> dict:
     """Render the data set described in this module's docstring; returns the summary dict.
 
     Raises
@@ -154,6 +206,8 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
 
     t0 = time.perf_counter()
     n_train, n_test = _check_args(views, size, test_fraction, specular)
+    if not 1 <= points <= 20_000_000:
+        raise LoadError("--points", f"must be between 1 and 20000000, got {points}")
     out_dir = Path(out)
     if not 0 <= seed <= 2**32 - 1:
         raise LoadError("--seed", f"must be in [0, {2**32 - 1}], got {seed}")
@@ -168,6 +222,7 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
     tmp.mkdir()  # beside DIR (same file system, for the rename); the user's umask applies
     try:
         rendered = _save_and_reload(mesh, tmp)
+        write_points_ply(sample_surface(rendered, points, seed), tmp / "points.ply")
         for split, idx in splits.items():
             if not idx:
                 continue
@@ -186,5 +241,5 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
         raise
     return {"out": str(out_dir), "train": n_train, "test": n_test, "size": size,
             "n_points": rendered.n_points, "n_faces": rendered.n_faces, "uv": uv_from,
-            "texture": tex_from, "specular": specular, "seed": seed,
+            "texture": tex_from, "specular": specular, "seed": seed, "surface_points": points,
             "seconds": round(time.perf_counter() - t0, 2)}

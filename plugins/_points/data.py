@@ -1,0 +1,128 @@
+"""Training data of the point renderers: per frame, the ids of the points each pixel shows at
+every scale (:mod:`.splat`, computed once for the whole fit), the photo composited over the
+background, and the camera for per-pixel view directions; random crops of a few frames per step.
+
+Crops are aligned to the coarsest scale (their corner and size are multiples of
+``2 ** (scales - 1)`` pixels), so every scale's raster crops to exactly the cells under the
+crop. Rasters cover the frame padded to that multiple (:func:`~.splat.raster_sizes`); the padding
+shows no point and its target is the background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from plugins._nr.data import ViewData, resize_image, training_size
+from viewer.model.camera import Camera
+from viewer.model.viewset import Frame
+
+from .splat import PointSet, splat
+
+__all__ = ["PointView", "PointBatch", "prepare_point_views", "point_batch", "full_point_batch",
+           "random_point_batch", "ray_dirs"]
+
+
+@dataclass(eq=False)
+class PointView(ViewData):
+    """One frame at the training size (a :class:`~plugins._nr.data.ViewData` without uv or
+    normals): ``ids`` per scale (H_s, W_s) int32 (-1 = no point) of the padded frame; ``mask``
+    the frame's pixels a point is drawn in (full scale); ``target`` (H, W, 3) float32 photo over
+    the background."""
+
+    ids: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class PointBatch:
+    """What a point renderer's network sees: ``ids`` per scale (B, H_s, W_s) int64 on the
+    device, unit world view ``dirs`` (B, 3, H_0, W_0) (camera -> scene), and ``shape`` (B, H, W)
+    of the images it returns (the top-left of the rasters' full scale)."""
+
+    ids: list[torch.Tensor]
+    dirs: torch.Tensor
+    shape: tuple[int, int, int]
+
+
+def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, background: Sequence[float],
+                        scales: int, report: Callable[[int, int], None] | None = None) -> list[PointView]:
+    """Splat every frame once at the training size (longer side ``size``)."""
+    out = []
+    for i, f in enumerate(frames):
+        w, h = training_size(f.camera, size)
+        cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
+        ids = [t.to("cpu", torch.int32) for t in splat(points, cam, scales)]
+        target = torch.from_numpy(resize_image(f.rgb(background), w, h))
+        out.append(PointView(f.name or f.camera.name, cam, uv=None, mask=ids[0][:h, :w] >= 0, target=target, ids=ids))
+        if report is not None:
+            report(i + 1, len(frames))
+    return out
+
+
+def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: int, w: int,
+             device) -> torch.Tensor:
+    """(B, 3, h, w) unit world directions through the pixel centres of crops whose top-left
+    pixels are (x0, y0) in their cameras' images."""
+    k = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cams], dtype=torch.float32, device=device)
+    r = torch.tensor(np.stack([c.c2w[:3, :3] for c in cams]), dtype=torch.float32, device=device)
+    xs = torch.arange(w, dtype=torch.float32, device=device)[None] + torch.tensor(x0, device=device)[:, None] + 0.5
+    ys = torch.arange(h, dtype=torch.float32, device=device)[None] + torch.tensor(y0, device=device)[:, None] + 0.5
+    dx = ((xs - k[:, 2:3]) / k[:, 0:1])[:, None, :].expand(-1, h, -1)
+    dy = ((ys - k[:, 3:4]) / k[:, 1:2])[:, :, None].expand(-1, -1, w)
+    d = torch.stack([dx, dy, torch.ones_like(dx)], -1)  # (B, h, w, 3) camera axes
+    d = torch.einsum("bij,bhwj->bihw", r, d)
+    return F.normalize(d, dim=1)
+
+
+def point_batch(ids: list[torch.Tensor], cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int],
+                out_hw: tuple[int, int], device) -> PointBatch:
+    """A PointBatch from stacked per-scale ids (B, H_s, W_s) of crops at (x0, y0)."""
+    ids = [t.to(device, torch.int64) for t in ids]
+    h0, w0 = ids[0].shape[-2:]
+    return PointBatch(ids, ray_dirs(cams, x0, y0, h0, w0, device), (ids[0].shape[0], *out_hw))
+
+
+def full_point_batch(view: PointView, device="cpu") -> PointBatch:
+    """The whole frame as a batch of one."""
+    return point_batch([t[None] for t in view.ids], [view.camera], [0], [0], view.shape, device)
+
+
+def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.random.Generator,
+                       device="cpu", background: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[PointBatch, torch.Tensor]:
+    """``n`` random crops (aligned, see the module docstring) of about ``crop`` pixels, each on a
+    random drawn pixel 90 % of the time; the batch and the targets (B, 3, c, c)."""
+    scales = len(views[0].ids)
+    m = 2 ** (scales - 1)
+    picks = [views[int(i)] for i in rng.integers(0, len(views), size=n)]
+    c = max(m, -(-int(crop or 1 << 30) // m) * m)
+    ch = min([c] + [v.ids[0].shape[0] for v in picks])
+    cw = min([c] + [v.ids[0].shape[1] for v in picks])
+    ids: list[list[torch.Tensor]] = [[] for _ in range(scales)]
+    targets, xs, ys = [], [], []
+    bg = torch.tensor(background, dtype=torch.float32)
+    for v in picks:
+        hp, wp = v.ids[0].shape
+        h, w = v.shape
+        cov = v.covered
+        if len(cov) and rng.random() < 0.9:
+            yc, xc = divmod(int(cov[int(rng.integers(0, len(cov)))]), w)
+        else:
+            yc, xc = int(rng.integers(0, h)), int(rng.integers(0, w))
+        y0 = int(np.clip((yc - ch // 2) // m * m, 0, hp - ch))
+        x0 = int(np.clip((xc - cw // 2) // m * m, 0, wp - cw))
+        for s in range(scales):
+            ids[s].append(v.ids[s][y0 >> s:(y0 + ch) >> s, x0 >> s:(x0 + cw) >> s])
+        t = bg.expand(ch, cw, 3).clone()
+        th, tw = max(0, min(ch, h - y0)), max(0, min(cw, w - x0))
+        t[:th, :tw] = v.target[y0:y0 + th, x0:x0 + tw]
+        targets.append(t)
+        xs.append(x0)
+        ys.append(y0)
+    batch = point_batch([torch.stack(t) for t in ids], [v.camera for v in picks], xs, ys, (ch, cw), device)
+    target = torch.stack(targets).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
+    return batch, target
+

@@ -1,0 +1,86 @@
+"""A point renderer fitted and drawn: the point cloud as the shared fitting loop's geometry
+(:class:`plugins._nr.fit.FitGeometry`), the checks a cloud must pass first, and rendering a
+camera with a fitted model."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from plugins._nr.checkpoint import MAX_CLOUD_POINTS, points_digest
+from plugins._nr.fit import FitGeometry, fit_geometry, split_views
+from plugins._nr.model import NRModel, composite
+from viewer.jobs.progress import Progress
+from viewer.model.camera import Camera
+from viewer.model.geometry import PointCloud
+from viewer.model.viewset import Frame, ViewSet
+
+from .data import full_point_batch, point_batch, prepare_point_views, random_point_batch
+from .splat import PointSet, project, splat
+
+__all__ = ["check_cloud", "fit_points", "render_points", "point_set"]
+
+
+def check_cloud(cloud: Any, cameras: Sequence[Camera]) -> None:
+    """ValueError (one line) for a cloud a point renderer cannot fit: not a point cloud, empty,
+    over :data:`MAX_CLOUD_POINTS`, NaN or infinite coordinates, no point in any camera's view."""
+    if not isinstance(cloud, PointCloud) or cloud.n_points == 0:
+        raise ValueError("a point renderer needs a point cloud with at least one point")
+    if cloud.n_points > MAX_CLOUD_POINTS:
+        raise ValueError(f"the point cloud has {cloud.n_points:,} points; at most {MAX_CLOUD_POINTS:,} are supported "
+                         "(subsample it first)")
+    if not np.all(np.isfinite(cloud.points)):
+        bad = int((~np.isfinite(cloud.points).all(1)).sum())
+        raise ValueError(f"the point cloud has {bad} points with NaN or infinite coordinates")
+    pts = PointSet.from_numpy(cloud.points)
+    if not any(bool(project(pts, c).keep.any()) for c in cameras):
+        raise ValueError("no point of the cloud is in any training camera's view: is it in the cameras' world "
+                         "frame and units?")
+
+
+def point_set(model: NRModel) -> PointSet:
+    """The model's cloud on its device (made once, kept in the model's meta)."""
+    key = ("_points", id(model.points), str(model.device))
+    cached = model.meta.get("_point_set")
+    if not (isinstance(cached, tuple) and cached[0] == key):
+        cached = model.meta["_point_set"] = (key, PointSet.from_numpy(model.points.points, model.device))
+    return cached[1]
+
+
+def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, progress: Progress, *,
+               plugin: str, build: Callable[[dict, dict], torch.nn.Module],
+               checkpoint_dir: str | os.PathLike | None = None, sources: Mapping[str, str] | None = None,
+               extra_loss: Callable | None = None, init: Mapping[str, Any] | None = None) -> NRModel:
+    """Fit ``build`` (a :class:`~.network.PointRendererNet`) to the photos of ``views`` drawn from
+    ``cloud``; see :func:`plugins._nr.fit.fit_renderer` for the loop, the held-out views and
+    the checkpoint. ``init`` goes to ``build`` (beside n_points, colours and the photo mean)."""
+    train, _, _ = split_views(views, cfg.val_views, getattr(cfg, "val_fraction", 0.0))
+    check_cloud(cloud, [f.camera for f in train])
+    scales = int(cfg.unet_levels)
+    pts = PointSet.from_numpy(cloud.points)
+    background = tuple(float(c) for c in (views.background if isinstance(views, ViewSet) else (1.0, 1.0, 1.0)))
+    colors = None if cloud.colors is None else torch.from_numpy(np.asarray(cloud.colors, np.float32) / 255.0)
+    geo = FitGeometry(
+        "points", cloud, points_digest(cloud),
+        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report),
+        partial(random_point_batch, background=background), full_point_batch,
+        init={"n_points": cloud.n_points, "colors": colors, **(init or {})},
+        empty="no point of the cloud is drawn in any training view: is it in the cameras' world frame and units?")
+    return fit_geometry(views, geo, cfg, progress, plugin=plugin, build=build, checkpoint_dir=checkpoint_dir,
+                        sources=sources, extra_loss=extra_loss)
+
+
+def render_points(model: NRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
+    """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top)."""
+    net = model.net.module if hasattr(model.net, "module") else model.net
+    bg = [float(c) for c in (model.background if background is None else background)]
+    with torch.inference_mode():
+        ids = splat(point_set(model), camera, net.scales)
+        batch = point_batch([t[None] for t in ids], [camera], [0], [0], (camera.height, camera.width), model.device)
+        rgb, alpha, _ = net(batch)
+        img = composite(rgb, alpha, bg)
+    return img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()

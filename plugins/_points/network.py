@@ -1,0 +1,162 @@
+"""The point renderer's network and losses (torch).
+
+* :class:`PointRendererNet`: the per-point descriptors (``descriptors`` (N, C), fitted per scene
+  by NPBG, predicted from the photos by NPBG++) drawn at every scale of the z-buffer, each scale
+  with a coverage channel (1 where a point was drawn), the full scale with the view direction
+  too; the U-Net of :mod:`plugins._nr.networks` takes the full scale as its input and joins the
+  coarser ones at its encoder levels (NPBG's multi-scale input), or, ``multiscale=False``, only
+  the full scale (the plain variant). It predicts colour and coverage (sigmoids), composited
+  over the background by the shared fitting loop.
+* Losses beside the shared L1: ``1 - SSIM`` (MONAI's SSIMLoss, 7-pixel Gaussian window) and,
+  only with a local weights file, a VGG-19 perceptual loss (nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plugins._nr.model import RendererNet
+from plugins._nr.networks import UNet2D
+
+from .data import PointBatch
+from .splat import gather
+
+__all__ = ["PointRendererNet", "PointTexture", "image_loss", "VGGLoss"]
+
+
+class PointTexture(nn.Module):
+    """A learnable descriptor per point: ``descriptors`` (N, C); the fitting loop's "texture"
+    learning rate applies to it (its parameters are named ``texture.*``)."""
+
+    def __init__(self, n_points: int, channels: int, init: torch.Tensor | None = None, noise: float = 0.1) -> None:
+        super().__init__()
+        d = torch.randn(int(n_points), int(channels)) * noise
+        if init is not None:
+            k = min(int(channels), init.shape[1])
+            d[:, :k] = init[:, :k].to(torch.float32)
+        self.descriptors = nn.Parameter(d)
+
+
+class PointRendererNet(RendererNet):
+    """Descriptors + multi-scale rasters + U-Net (see the module docstring).
+
+    Parameters
+    ----------
+    n_points, channels : the descriptor table.
+    unet : U-Net channels per level, finest first (as many levels as the rasters have scales).
+    multiscale : join the coarser rasters at the encoder levels (else only the full scale).
+    view_dirs : the full scale also gets the per-pixel view direction (3 channels).
+    init : (N, k) start of the first k descriptor channels (the points' colours), else noise.
+    mean_rgb : (3,) the photos' mean colour: where the colour head starts.
+    raster_channels : channels :meth:`rasters` draws per pixel (default ``channels``).
+    """
+
+    def __init__(self, n_points: int, channels: int, unet: tuple[int, ...], multiscale: bool = True,
+                 view_dirs: bool = True, convs: int = 1, init: torch.Tensor | None = None,
+                 mean_rgb: torch.Tensor | None = None, raster_channels: int | None = None) -> None:
+        super().__init__()
+        self.texture = PointTexture(n_points, channels, init)
+        self.scales = len(unet)
+        self.multiscale = bool(multiscale)
+        self.view_dirs = bool(view_dirs)
+        # what :meth:`rasters` draws per pixel (a subclass may draw other than the descriptors)
+        per_scale = int(channels if raster_channels is None else raster_channels) + 1
+        extra = (per_scale,) * (self.scales - 1) if self.multiscale else ()
+        self.unet = UNet2D(per_scale + (3 if self.view_dirs else 0), 4, unet, convs=convs, extra=extra)
+        if mean_rgb is not None:
+            with torch.no_grad():
+                m = torch.as_tensor(mean_rgb, dtype=torch.float32).clamp(0.02, 0.98)
+                self.unet.head.bias[:3] = torch.log(m / (1 - m))
+
+    def rasters(self, batch: PointBatch, descriptors: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per scale (B, C + 1, H_s, W_s): the descriptors drawn and the coverage."""
+        d = self.texture.descriptors if descriptors is None else descriptors
+        return [torch.cat([gather(d, ids), (ids >= 0).to(d.dtype)[:, None]], 1) for ids in batch.ids]
+
+    def forward(self, batch: PointBatch, descriptors: torch.Tensor | None = None):
+        """rgb (B, 3, H, W) and alpha (B, 1, H, W) in 0..1 (and no texture colours)."""
+        r = self.rasters(batch, descriptors)
+        x = torch.cat([r[0], batch.dirs.to(r[0].dtype)], 1) if self.view_dirs else r[0]
+        y = self.unet(x, r[1:] if self.multiscale else None)
+        h, w = batch.shape[1:]
+        y = y[..., :h, :w]
+        return torch.sigmoid(y[:, :3]), torch.sigmoid(y[:, 3:4]), None
+
+
+# VGG-19's convolutions up to relu4_4, numbered as torchvision numbers ``features`` (so its
+# state dicts load as they are); the loss compares relu1_2, relu2_2, relu3_4 and relu4_4
+_VGG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512]
+_TAPS = (3, 8, 17, 26)
+
+
+class VGGLoss(nn.Module):
+    """Mean L1 between VGG-19 features of image and target, weights from a local file (a
+    torchvision ``vgg19`` state dict, .pth or .safetensors; ``features.`` prefixes accepted)."""
+
+    def __init__(self, weights: str | Path) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in _VGG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU(inplace=False)]
+                cin = int(v)
+        self.features = nn.Sequential(*layers)
+        self.features.load_state_dict(_read_vgg(Path(weights), self.features.state_dict().keys()))
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([image, target]).sub(self.mean).div(self.std)
+        loss = x.new_zeros(())
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in _TAPS:
+                a, b = x.chunk(2)
+                loss = loss + (a - b).abs().mean()
+        return loss / len(_TAPS)
+
+
+def _read_vgg(path: Path, keys) -> dict[str, torch.Tensor]:
+    """The conv weights in ``path``, keyed as our Sequential names them; ValueError one line."""
+    if not path.is_file():
+        raise ValueError(f"vgg_weights: {path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and format errors alike
+        raise ValueError(f"vgg_weights: {path}: not a readable state dict ({' '.join(str(exc).split())[:120]})") from None
+    state = {k[len("features."):] if k.startswith("features.") else k: v for k, v in dict(state).items()}
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"vgg_weights: {path}: not VGG-19 weights (lacks {missing[0]})")
+    return {k: state[k] for k in keys}
+
+
+def image_loss(ssim_weight: float, vgg_weight: float, vgg_weights: str,
+               device: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """``ssim_weight * (1 - SSIM) + vgg_weight * VGG`` of (image, target), or None if both are off."""
+    terms: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = []
+    if ssim_weight > 0:
+        from monai.losses import SSIMLoss
+
+        ssim = SSIMLoss(spatial_dims=2, data_range=1.0, win_size=7)
+        terms.append(lambda a, b: ssim_weight * ssim(a.float().contiguous(), b.float().contiguous()))
+    if vgg_weights and vgg_weight > 0:
+        vgg = VGGLoss(vgg_weights).to(device)
+        terms.append(lambda a, b: vgg_weight * vgg(a, b))
+    if not terms:
+        return None
+    return lambda a, b: sum(t(a, b) for t in terms)

@@ -1,0 +1,113 @@
+"""Neural Point-Based Graphics (Aliev, Sevastopolsky, Kolos, Ulyanov, Lempitsky 2020): a learnable
+descriptor per point, drawn by a pure-torch z-buffer at five scales (``plugins/_points/splat.py``,
+no OpenGL), and a U-Net that takes the coarser rasters at its encoder levels and makes the image;
+descriptors and U-Net are fitted per scene.
+
+* Descriptors: ``channels`` per point (8 by default); the first three start at the point's colour
+  when the cloud has colours. Their Adam learning rate is ``lr_texture``.
+* Rasters: per scale, the nearest point's descriptor and a coverage channel; the full scale also
+  carries the pixel's view direction (``view_dirs``) for view-dependent effects.
+* Renderer: the U-Net of the DNR machinery (``unet_base`` channels at the finest levels), with
+  the coarse rasters concatenated at its encoder levels (``multiscale``, as in the paper) or only
+  the full-resolution raster (the plain variant). It predicts colour and coverage.
+* Loss: L1 of the composite over the background (the shared loop) + ``ssim_weight`` (1 - SSIM)
+  (MONAI), + ``vgg_weight`` VGG-19 perceptual loss only with ``vgg_weights`` a local file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from plugins._nr.config import FitConfig, validate_fit_config
+from plugins._nr.plugin import NeuralRendererPlugin
+from viewer.jobs.progress import Progress
+from viewer.plugins import Range, TrainedModel
+
+__all__ = ["BOUNDS", "Config", "NPBGPlugin", "PLUGIN", "PointRendererPlugin"]
+
+BOUNDS = {"channels": Range(1, 64), "unet_base": Range(1, 256), "unet_levels": Range(2, 6),
+          "unet_convs": Range(1, 8), "n_points": Range(0, 20_000_000), "ssim_weight": Range(0, 100),
+          "vgg_weight": Range(0, 100)}
+
+
+@dataclass
+class Config(FitConfig):
+    """Settings of NPBG; the defaults fit in 10 minutes on 2 CPU cores."""
+
+    channels: int = field(default=8, metadata={"help": "descriptor channels per point"})
+    unet_base: int = field(default=16, metadata={"help": "U-Net channels at the finest level"})
+    unet_levels: int = field(default=5, metadata={"help": "U-Net levels = raster scales (full, 1/2, 1/4, ...)"})
+    unet_convs: int = field(default=1, metadata={"help": "3x3 convolutions per U-Net level and direction"})
+    multiscale: bool = field(default=True, metadata={"help": "the coarser rasters join the U-Net's encoder "
+                                                             "levels (else only the full-resolution raster)"})
+    view_dirs: bool = field(default=True, metadata={"help": "the full-resolution raster carries the view "
+                                                            "direction"})
+    ssim_weight: float = field(default=0.2, metadata={"help": "weight of 1 - SSIM beside the L1 (0 = off)"})
+    vgg_weight: float = field(default=0.1, metadata={"help": "weight of the VGG-19 loss (with vgg_weights)"})
+    vgg_weights: str = field(default="", metadata={"help": "a local VGG-19 state dict (torchvision keys) for the "
+                                                           "perceptual loss; empty = off (nothing downloads)"})
+    n_points: int = field(default=0, metadata={"help": "points of the cloud (set by fitting)"})
+    batch: int = field(default=4, metadata={"help": "random crops (of different frames) per step"})
+    crop: int = field(default=64, metadata={"help": "crop edge in pixels, a multiple of 16 (0 = whole frames)"})
+    lr_texture: float = field(default=5e-2, metadata={"help": "Adam learning rate of the descriptors"})
+
+    def validate(self) -> None:
+        """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
+        validate_fit_config(self, BOUNDS)
+        if not isinstance(self.vgg_weights, str):
+            raise ValueError(f"vgg_weights: must be a file name, got {self.vgg_weights!r}")
+
+
+def unet_channels(base: int, levels: int) -> tuple[int, ...]:
+    """base, base, 2 base, 4 base, 4 base, ... (as DNR's): the full and half scales dominate the cost."""
+    return tuple(int(base) * min(4, 2 ** max(0, i - 1)) for i in range(int(levels)))
+
+
+class PointRendererPlugin(NeuralRendererPlugin):
+    """The renderer contract around a :class:`plugins._points.network.PointRendererNet`: fit from
+    a point cloud, checkpoints with ``points.npz`` (shared by NPBG and NPBG++)."""
+
+    geometry = "points"
+    checkpoint_files = ("config.json", "model.safetensors", "points.npz")
+
+    def extra_loss(self, cfg: Any):
+        from plugins._points.network import image_loss
+
+        return image_loss(float(cfg.ssim_weight), float(cfg.vgg_weight), str(cfg.vgg_weights or ""),
+                          str(cfg.device))
+
+    def fit(self, views: Any, geometry: Any, config: Any, progress: Progress, *,
+            checkpoint_dir: str | Path | None = None, sources: Mapping[str, str] | None = None) -> TrainedModel:
+        """Fit to the photos of ``views`` drawn from ``geometry``, a PointCloud in the cameras'
+        world frame; ``sources`` = {"points", "points_sha256", "scene"} (stored as provenance)."""
+        from plugins._points.fit import fit_points
+
+        return fit_points(views, geometry, config, progress, plugin=self.name, build=self.build,
+                          checkpoint_dir=checkpoint_dir, sources=sources, extra_loss=self.extra_loss(config))
+
+    def render(self, model: TrainedModel, camera: Any, background: Sequence[float] | None = None) -> Any:
+        from plugins._points.fit import render_points
+
+        return render_points(model, camera, background)
+
+
+class NPBGPlugin(PointRendererPlugin):
+    name = "npbg"
+    description = "Neural Point-Based Graphics: a learned descriptor per point, 5-scale z-buffer splats + U-Net"
+    Config = Config
+
+    def build(self, config: dict[str, Any], init: dict[str, Any]) -> Any:
+        """A :class:`~plugins._points.network.PointRendererNet` (torch loads here, on first use)."""
+        from plugins._points.network import PointRendererNet
+
+        if init:  # fitting: the cloud sizes the descriptor table, and the checkpoint stores it
+            config["n_points"] = int(init["n_points"])
+        cfg = self.config_from(config)
+        return PointRendererNet(cfg.n_points, cfg.channels, unet_channels(cfg.unet_base, cfg.unet_levels),
+                                cfg.multiscale, cfg.view_dirs, cfg.unet_convs, init.get("colors"),
+                                init.get("mean_rgb"))
+
+
+PLUGIN = NPBGPlugin()
