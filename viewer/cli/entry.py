@@ -27,6 +27,7 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = ("info", "convert", "screenshot", "demo", "gui", "train-segmenter", "segment", "stats",
             "capture", "fit", "render", "evaluate", "plugins", "export-mesh")
+COMMANDS += ("pretrain",)
 COMMANDS += ("train-classifier", "classify", "train-detector", "detect")
 
 
@@ -41,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules():
     from . import capture, export_mesh, files, fit, lesions, methods, stats, train
+    from . import pretrain  # main.py pretrain (NPBG++)
 
-    return (files, stats, train, capture, fit, methods, export_mesh, lesions)
+    return (pretrain, files, stats, train, capture, fit, methods, export_mesh, lesions)
 
 
 def _one_line(text: str) -> str:

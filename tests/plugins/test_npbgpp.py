@@ -1,0 +1,111 @@
+"""NPBG++ (plugins/npbgpp) on the tiny globe capture of test_npbg.
+
+* Visibility: a point behind another one in the same pixel, or outside the view, takes nothing
+  from that view; aggregation gives zeros to points no view sees.
+* ``main.py pretrain npbgpp`` writes float16 weights that load; ``fit npbgpp --minutes 0`` with
+  them (and with the shipped model) writes a checkpoint without any optimisation step, that
+  renders identical pixels after loading, and ``evaluate`` scores it; ``--minutes M`` fine-tunes.
+* Bad input: a scene without points.ply, --pretrained that is not a pretrained model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from plugins.npbgpp import PLUGIN as NPBGPP
+from plugins.npbgpp.network import LearnedSH, ViewEncoder, aggregate, observe
+from plugins.npbgpp.pretrain import load_pretrained, shipped_pretrained
+from plugins._points.splat import PointSet
+from tests.plugins import two_threads  # noqa: F401  (autouse: two torch threads)
+from tests.plugins.test_npbg import data, scene  # noqa: F401  (fixtures: the globe capture)
+from viewer.cli import main as cli_main
+from viewer.jobs.progress import Progress
+from viewer.model.camera import Camera, look_at
+
+
+def _cam() -> Camera:
+    return Camera(20, 20, 8, 8, 16, 16, look_at(np.array([0.0, -5.0, 0.0]), np.zeros(3)))
+
+
+def test_visibility_hides_points_behind_others_and_outside_the_view():
+    # 0: in front on the axis, 1: right behind it (hidden), 2: beside 0 at the same depth,
+    # 3: far outside the view
+    pts = np.array([[0.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.5, 0.0, 0.0], [50.0, 0.0, 0.0]])
+    obs = observe(PointSet.from_numpy(pts), _cam(), np.zeros((16, 16, 3), np.float32))
+    assert sorted(obs.ids.tolist()) == [0, 2]
+    torch.manual_seed(0)
+    desc = aggregate(ViewEncoder(4, 4), LearnedSH(), [obs], 4, 4)
+    assert desc.shape == (4, 36)
+    assert desc[[1, 3]].abs().max() == 0 and desc[[0, 2]].abs().max() > 0
+
+
+@pytest.fixture(scope="module")
+def pretrained(scene, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pre") / "npbgpp"
+    assert cli_main(["pretrain", "npbgpp", "--scenes", str(scene), "--out", str(out), "--iters", "3",
+                     "--minutes", "0", "--size", "32", "--quiet"]) == 0
+    return out
+
+
+def test_pretrain_writes_float16_weights_that_load(pretrained):
+    from safetensors import safe_open
+
+    cfg = json.loads((pretrained / "config.json").read_text())
+    assert cfg["format"] == "lucid3d-npbgpp-pretrained" and cfg["metrics"]["steps"] == 3
+    with safe_open(str(pretrained / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    net, arch = load_pretrained(pretrained)
+    assert arch["channels"] == 8 and next(net.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("which", ["pretrain-cli", "shipped"])
+def test_fit_with_no_fitting_renders_and_round_trips(which, pretrained, scene, data, tmp_path, capsys):
+    if which == "shipped" and not (shipped_pretrained() / "config.json").is_file():
+        pytest.skip("no shipped model in resources/npbgpp")
+    out = tmp_path / "ck"
+    args = ["fit", "npbgpp", "--scene", str(scene), "--points", str(scene / "points.ply"), "--out", str(out),
+            "--minutes", "0", "--size", "48", "--quiet"]
+    if which == "pretrain-cli":
+        args += ["--pretrained", str(pretrained)]
+    assert cli_main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 0 and np.isfinite(summary["heldout_psnr"])
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "points.npz"]
+    model, back = None, NPBGPP.load(out)
+    cam = data[0].split("test")[0].camera
+    a = NPBGPP.render(back, cam)
+    assert a.shape == (cam.height, cam.width, 3) and np.isfinite(a).all()
+    assert np.array_equal(a, NPBGPP.render(NPBGPP.load(out), cam))
+    assert cli_main(["evaluate", "--checkpoint", str(out), "--scene", str(scene)]) == 0
+    assert np.isfinite(json.loads(capsys.readouterr().out)["psnr"])
+    if which == "shipped":  # the shipped model has never seen the globe; it still draws it
+        assert summary["heldout_psnr"] > 12.0
+
+
+def test_fine_tuning_runs_the_shared_loop(pretrained, data, tmp_path):
+    views, cloud, _ = data
+    cfg = NPBGPP.Config(minutes=5, iters=6, pretrained=str(pretrained), size=32, crop=32, val_every=3)
+    model = NPBGPP.fit(views, cloud, cfg, Progress(), checkpoint_dir=tmp_path / "ck")
+    assert model.metrics["steps"] == 6 and np.isfinite(model.metrics["heldout_psnr"])
+
+
+def test_bad_pretraining_inputs_say_one_line(scene, tmp_path, capsys):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(scene, bare)
+    (bare / "points.ply").unlink()
+    rc = cli_main(["pretrain", "npbgpp", "--scenes", str(bare), "--out", str(tmp_path / "o"), "--iters", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no such point cloud" in err[0]
+    assert not (tmp_path / "o").exists()
+    rc = cli_main(["fit", "npbgpp", "--scene", str(scene), "--points", str(scene / "points.ply"),
+                   "--out", str(tmp_path / "o"), "--pretrained", str(scene), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not NPBG++ pretrained weights" in err[0]
+    assert not any((tmp_path / "o").glob("*")) if (tmp_path / "o").exists() else True
