@@ -13,7 +13,6 @@ so a scene renders with no per-scene optimisation; the same splatting and render
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -62,7 +61,6 @@ class NPBGPPPlugin(PointRendererPlugin):
         if init.get("start") is not None:
             config["n_points"] = int(init["n_points"])
             return init["start"]
-        from plugins._points.network import PointRendererNet  # noqa: F401  (torch)
         from .network import SHRendererNet
         from .pretrain import unet_for
 

@@ -9,9 +9,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-import torch
-
 from plugins._nr.checkpoint import points_digest
 from plugins._nr.fit import FitGeometry, fit_geometry, split_views
 from plugins._points.data import full_point_batch, prepare_point_views, random_point_batch

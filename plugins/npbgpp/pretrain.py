@@ -30,7 +30,7 @@ from plugins._points.splat import PointSet
 from viewer.analysis.images import psnr
 from viewer.jobs.progress import Progress
 from viewer.model.errors import LoadError
-from viewer.plugins import check_json_object, numbers, of_type, read_checkpoint_json, Range
+from viewer.plugins import Range, check_json_object, of_type, read_checkpoint_json
 from viewer.plugins.checkpoint import load_weights, write_checkpoint
 
 from .network import Observation, Pretrained, aggregate, observe

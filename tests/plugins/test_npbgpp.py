@@ -76,7 +76,7 @@ def test_fit_with_no_fitting_renders_and_round_trips(which, pretrained, scene, d
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 0 and np.isfinite(summary["heldout_psnr"])
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "points.npz"]
-    model, back = None, NPBGPP.load(out)
+    back = NPBGPP.load(out)
     cam = data[0].split("test")[0].camera
     a = NPBGPP.render(back, cam)
     assert a.shape == (cam.height, cam.width, 3) and np.isfinite(a).all()
