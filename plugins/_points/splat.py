@@ -5,7 +5,8 @@ resolution, 1/2, 1/4, ...): at scale ``s`` pixel ``(floor(u) >> s, floor(v) >> s
 rasters see through the holes a sparse cloud leaves at full resolution (NPBG, Aliev et al. 2020).
 Each pixel keeps the nearest point: a z-buffer by one ``scatter_reduce(..., "amin")`` over keys
 ``depth_bits << 32 | point_id`` (the IEEE bits of a positive float32 sort as the float does), so
-ties in depth go to the lower point id, and all scales are done in the same call.
+ties in depth go to the lower point id; the coarser scales min-pool those keys 2 x 2 (the same
+winners as a scatter of their own, at the cost of a few image-sized reductions).
 
 Cameras are :class:`~viewer.model.camera.Camera` (OpenCV axes, camera-to-world; pixel (i, j)
 spans [i, i + 1)); :meth:`Camera.project` is the reference, the same projection the mesh
@@ -107,12 +108,16 @@ def zbuffer(proj: Projection, scales: int = SCALES) -> list[torch.Tensor]:
     y = proj.v[ids].floor().long()
     bits = proj.z[ids].contiguous().view(torch.int32).long()  # positive floats: monotone bits
     key = (bits << _ID_BITS) | ids
-    offsets = np.cumsum([0] + [h * w for h, w in sizes])
-    flat = torch.cat([(y >> s) * sizes[s][1] + (x >> s) + int(offsets[s]) for s in range(scales)])
-    buf = torch.full((int(offsets[-1]),), _EMPTY, dtype=torch.int64, device=dev)
-    buf.scatter_reduce_(0, flat, key.repeat(scales), reduce="amin", include_self=True)
-    won = torch.where(buf == _EMPTY, torch.full_like(buf, -1), buf & ((1 << _ID_BITS) - 1))
-    return [won[int(offsets[s]):int(offsets[s + 1])].view(*sizes[s]) for s in range(scales)]
+    h, w = sizes[0]
+    buf = torch.full((h * w,), _EMPTY, dtype=torch.int64, device=dev)
+    buf.scatter_reduce_(0, y * w + x, key, reduce="amin", include_self=True)
+    # a coarser pixel's winner is the least key of the 2 x 2 finer pixels under it (the minimum
+    # over a union is the minimum of the minima): one scatter at full scale, then min-pooling
+    keys = [buf.view(h, w)]
+    for s in range(1, scales):
+        hs, ws = sizes[s]
+        keys.append(keys[-1].view(hs, 2, ws, 2).amin(dim=(1, 3)))
+    return [torch.where(k == _EMPTY, torch.full_like(k, -1), k & ((1 << _ID_BITS) - 1)) for k in keys]
 
 
 def splat(points: PointSet, camera: Camera, scales: int = SCALES) -> list[torch.Tensor]:
