@@ -188,3 +188,14 @@ def test_val_fraction_carves_val_out_of_train(n, fraction, n_val):
         return
     assert len(held) == n_val and len(train) == n - n_val and where == "val (carved out of train)"
     assert not {f.name for f in train} & {f.name for f in held}
+
+
+@pytest.mark.parametrize("method", ["texture", "dnr"])
+def test_val_fraction_for_the_mesh_renderers(method, scene, tmp_path, capsys):
+    out = tmp_path / "ck"
+    assert cli_main(["fit", method, "--scene", str(scene), "--mesh", str(scene / "mesh.obj"), "--out", str(out),
+                     "--iters", "3", "--size", "32", "--val-fraction", "0.25", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["heldout_from"] == "val (carved out of train)"
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["val_fraction"] == 0.25 and len(cfg["metrics"]["heldout_views"]) == 3  # 12 train x 0.25
