@@ -73,8 +73,8 @@ def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: in
     ys = torch.arange(h, dtype=torch.float32, device=device)[None] + torch.tensor(y0, device=device)[:, None] + 0.5
     dx = ((xs - k[:, 2:3]) / k[:, 0:1])[:, None, :].expand(-1, h, -1)
     dy = ((ys - k[:, 3:4]) / k[:, 1:2])[:, :, None].expand(-1, -1, w)
-    d = torch.stack([dx, dy, torch.ones_like(dx)], -1)  # (B, h, w, 3) camera axes
-    d = torch.einsum("bij,bhwj->bihw", r, d)
+    # world = R (dx, dy, 1): three image-sized multiply-adds per output channel
+    d = (r[:, :, 0, None, None] * dx[:, None] + r[:, :, 1, None, None] * dy[:, None] + r[:, :, 2, None, None])
     return F.normalize(d, dim=1)
 
 

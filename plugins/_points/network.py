@@ -23,7 +23,7 @@ from plugins._nr.model import RendererNet
 from plugins._nr.networks import UNet2D
 
 from .data import PointBatch
-from .splat import gather
+from .splat import gather, pad_descriptors
 
 __all__ = ["PointRendererNet", "PointTexture", "image_loss", "VGGLoss"]
 
@@ -75,7 +75,8 @@ class PointRendererNet(RendererNet):
     def rasters(self, batch: PointBatch, descriptors: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Per scale (B, C + 1, H_s, W_s): the descriptors drawn and the coverage."""
         d = self.texture.descriptors if descriptors is None else descriptors
-        return [torch.cat([gather(d, ids), (ids >= 0).to(d.dtype)[:, None]], 1) for ids in batch.ids]
+        pad = pad_descriptors(d)
+        return [torch.cat([gather(pad, ids, padded=True), (ids >= 0).to(d.dtype)[:, None]], 1) for ids in batch.ids]
 
     def forward(self, batch: PointBatch, descriptors: torch.Tensor | None = None):
         """rgb (B, 3, H, W) and alpha (B, 1, H, W) in 0..1 (and no texture colours)."""

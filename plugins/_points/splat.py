@@ -24,7 +24,8 @@ import torch
 
 from viewer.model.camera import Camera
 
-__all__ = ["SCALES", "PointSet", "Projection", "project", "raster_sizes", "zbuffer", "splat", "gather"]
+__all__ = ["SCALES", "PointSet", "Projection", "project", "raster_sizes", "zbuffer", "splat", "gather",
+           "pad_descriptors"]
 
 SCALES = 5  # full, 1/2, 1/4, 1/8, 1/16
 _NEAR = 1e-6  # fraction of the cloud's extent in front of the camera below which a point is dropped
@@ -125,9 +126,15 @@ def splat(points: PointSet, camera: Camera, scales: int = SCALES) -> list[torch.
     return zbuffer(project(points, camera), scales)
 
 
-def gather(descriptors: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def gather(descriptors: torch.Tensor, ids: torch.Tensor, padded: bool = False) -> torch.Tensor:
     """Per-pixel descriptors: ``descriptors`` (N, C) at ``ids`` (..., H, W) (-1 = empty, zeros)
-    as (..., C, H, W)."""
-    pad = torch.cat([descriptors.new_zeros(1, descriptors.shape[1]), descriptors], 0)
+    as (..., C, H, W). ``padded``: ``descriptors`` already has the zero row first (N + 1, C)
+    (:func:`pad_descriptors`; made once for all scales, not once per scale)."""
+    pad = descriptors if padded else pad_descriptors(descriptors)
     out = pad[ids + 1]  # (..., H, W, C)
     return out.movedim(-1, -3)
+
+
+def pad_descriptors(descriptors: torch.Tensor) -> torch.Tensor:
+    """(N + 1, C): a zero row (empty pixels) and then ``descriptors``."""
+    return torch.cat([descriptors.new_zeros(1, descriptors.shape[1]), descriptors], 0)

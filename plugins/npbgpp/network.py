@@ -25,7 +25,7 @@ from torch import nn
 from plugins._nr.networks import UNet2D, sh_basis
 from plugins._points.data import PointBatch, ray_dirs
 from plugins._points.network import PointRendererNet
-from plugins._points.splat import PointSet, gather, project, zbuffer
+from plugins._points.splat import PointSet, gather, pad_descriptors, project, zbuffer
 from viewer.model.camera import Camera
 
 __all__ = ["LearnedSH", "ViewEncoder", "SHRendererNet", "Pretrained", "Observation", "observe", "aggregate"]
@@ -74,12 +74,13 @@ class SHRendererNet(PointRendererNet):
 
     def rasters(self, batch: PointBatch, descriptors: torch.Tensor | None = None) -> list[torch.Tensor]:
         d = self.texture.descriptors if descriptors is None else descriptors
+        pad = pad_descriptors(d)
         out = []
         for s, ids in enumerate(batch.ids):
             dirs = F.normalize(F.avg_pool2d(batch.dirs, 2 ** s) if s else batch.dirs, dim=1)
             b, _, h, w = dirs.shape
             y = self.basis(dirs.permute(0, 2, 3, 1).reshape(-1, 3)).view(b, h, w, N_SH).permute(0, 3, 1, 2)
-            coef = gather(d, ids).view(b, self.channels, N_SH, h, w)
+            coef = gather(pad, ids, padded=True).view(b, self.channels, N_SH, h, w)
             feat = torch.einsum("bckhw,bkhw->bchw", coef, y.to(coef.dtype))
             out.append(torch.cat([feat, (ids >= 0).to(d.dtype)[:, None]], 1))
         return out

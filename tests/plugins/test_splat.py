@@ -100,3 +100,14 @@ def test_gather_puts_descriptors_where_the_points_won():
                          ids=["256", "33x20-padded"])
 def test_raster_sizes(w, h, want):
     assert raster_sizes(w, h) == want
+
+
+def test_ray_dirs_match_the_camera():
+    from plugins._points.data import ray_dirs
+
+    cam = _camera(12, 9)
+    _, want = cam.pixel_rays()
+    got = ray_dirs([cam], [0], [0], 9, 12, "cpu")[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    crop = ray_dirs([cam], [4], [2], 3, 5, "cpu")[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(crop, want[2:5, 4:9], atol=1e-5)
