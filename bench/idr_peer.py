@@ -3,6 +3,7 @@ refinement from noisy poses.
 
     .venv/bin/python bench/idr_peer.py [--mesh globe|nut|PATH] [--minutes 15] [--size 128]
                                        [--views 120] [--test 20] [--refine-minutes 7.5] [--no-refine]
+                                       [--work DIR]   (an interrupted run's folder: finished fits reused)
 
 Drives the commands a user types (``capture``, ``fit idr``, ``export-mesh``, ``evaluate``) as
 subprocesses, one after another (never two fits at once on the 2 cores):
@@ -156,10 +157,14 @@ def fit_and_measure(scene: Path, work: Path, tag: str, minutes: float, size: int
     from viewer.io import load_path
 
     ck, surf = work / f"ck-{tag}", work / f"{tag}.ply"
-    line, secs = run("fit", "idr", "--scene", str(scene), "--out", str(ck), "--minutes", str(minutes),
-                     "--size", str(size), "--quiet", *extra)
-    fit = json.loads(line)
-    run("export-mesh", "--checkpoint", str(ck), "--out", str(surf), "--resolution", "256")
+    if (ck / "config.json").is_file() and surf.is_file():  # --work of an interrupted run: measured again, not refitted
+        m = json.loads((ck / "config.json").read_text())["metrics"]
+        fit, secs = {k: m.get(k) for k in ("heldout_psnr", "steps", "seconds", "stopped_by")}, float("nan")
+    else:
+        line, secs = run("fit", "idr", "--scene", str(scene), "--out", str(ck), "--minutes", str(minutes),
+                         "--size", str(size), "--quiet", *extra)
+        fit = json.loads(line)
+        run("export-mesh", "--checkpoint", str(ck), "--out", str(surf), "--resolution", "256")
     ev = json.loads(run("evaluate", "--checkpoint", str(ck), "--scene", str(scene))[0])
     return {"fit": fit, "fit_wall_s": round(secs, 1), "chamfer_pct": chamfer_percent(load_path(surf), truth, diag),
             "heldout_psnr": ev["psnr"], "heldout_ssim": ev["ssim"], "checkpoint": str(ck)}
@@ -174,14 +179,16 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=120)
     ap.add_argument("--test", type=int, default=20)
     ap.add_argument("--no-refine", action="store_true")
+    ap.add_argument("--work", type=Path, help="the folder of an interrupted run: what it finished is reused")
     args = ap.parse_args()
     from viewer.io import load_path
 
-    work = Path(tempfile.mkdtemp(prefix="idr-peer-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="idr-peer-"))
     load0 = os.getloadavg()
     scene = work / "scene"
-    run("capture", shipped_mesh(args.mesh), "--out", str(scene), "--views", str(args.views), "--size", str(args.size),
-        "--test-fraction", str(args.test / args.views))
+    if not scene.is_dir():
+        run("capture", shipped_mesh(args.mesh), "--out", str(scene), "--views", str(args.views), "--size",
+            str(args.size), "--test-fraction", str(args.test / args.views))
     truth = load_path(scene / "mesh.obj")
     b = np.asarray(truth.bounds()).reshape(3, 2)
     diag = float(np.linalg.norm(b[:, 1] - b[:, 0]))
@@ -197,7 +204,8 @@ def main() -> None:
     print(json.dumps(result["idr"]), flush=True)
     if not args.no_refine:
         noisy = work / "noisy"
-        perturb(scene, noisy, 3.0, 0.03)
+        if not noisy.is_dir():
+            perturb(scene, noisy, 3.0, 0.03)
         for tag, extra in (("noisy", ()), ("refined", ("--refine-cameras",))):
             r = fit_and_measure(noisy, work, tag, args.refine_minutes, args.size, truth, diag, extra)
             r["poses"] = pose_errors(scene, noisy, Path(r["checkpoint"]) if extra else None)
