@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from plugins._nr.model import RendererNet
@@ -53,12 +54,16 @@ class PointRendererNet(RendererNet):
     init : (N, k) start of the first k descriptor channels (the points' colours), else noise.
     mean_rgb : (3,) the photos' mean colour: where the colour head starts.
     raster_channels : channels :meth:`rasters` draws per pixel (default ``channels``).
+    colour_skip : descriptor channels 0..2 are the colour (holes filled from coarser scales) and
+        the U-Net adds a correction (its colour head starts at zero).
     """
 
     def __init__(self, n_points: int, channels: int, unet: tuple[int, ...], multiscale: bool = True,
                  view_dirs: bool = True, convs: int = 1, init: torch.Tensor | None = None,
-                 mean_rgb: torch.Tensor | None = None, raster_channels: int | None = None) -> None:
+                 mean_rgb: torch.Tensor | None = None, raster_channels: int | None = None,
+                 colour_skip: bool = False) -> None:
         super().__init__()
+        self.colour_skip = bool(colour_skip)
         self.texture = PointTexture(n_points, channels, init)
         self.scales = len(unet)
         self.multiscale = bool(multiscale)
@@ -71,6 +76,20 @@ class PointRendererNet(RendererNet):
             with torch.no_grad():
                 m = torch.as_tensor(mean_rgb, dtype=torch.float32).clamp(0.02, 0.98)
                 self.unet.head.bias[:3] = torch.log(m / (1 - m))
+        if self.colour_skip:  # the colour starts as the drawn descriptors' channels 0..2
+            with torch.no_grad():
+                self.unet.head.weight[:3].zero_()
+                self.unet.head.bias[:3].zero_()
+
+    @staticmethod
+    def drawn_colour(rasters: list[torch.Tensor]) -> torch.Tensor:
+        """(B, 3, H_0, W_0): channels 0..2 of the nearest point at each pixel, holes filled from
+        the finest coarser scale that drew a point there."""
+        c = rasters[-1][:, :3]
+        for r in reversed(rasters[:-1]):
+            cov = r[:, -1:]
+            c = cov * r[:, :3] + (1.0 - cov) * F.interpolate(c, size=r.shape[-2:], mode="nearest")
+        return c
 
     def rasters(self, batch: PointBatch, descriptors: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Per scale (B, C + 1, H_s, W_s): the descriptors drawn and the coverage."""
@@ -85,6 +104,8 @@ class PointRendererNet(RendererNet):
         y = self.unet(x, r[1:] if self.multiscale else None)
         h, w = batch.shape[1:]
         y = y[..., :h, :w]
+        if self.colour_skip:  # the U-Net corrects the drawn colour (as DNR's texture_skip)
+            return self.drawn_colour(r)[..., :h, :w] + y[:, :3], torch.sigmoid(y[:, 3:4]), None
         return torch.sigmoid(y[:, :3]), torch.sigmoid(y[:, 3:4]), None
 
 

@@ -44,6 +44,9 @@ class Config(FitConfig):
                                                              "levels (else only the full-resolution raster)"})
     view_dirs: bool = field(default=True, metadata={"help": "the full-resolution raster carries the view "
                                                             "direction"})
+    colour_skip: bool = field(default=False, metadata={"help": "descriptor channels 0..2 are the colour and the "
+                                                               "U-Net adds a correction (it starts as the "
+                                                               "points' colours; measured worse, off)"})
     ssim_weight: float = field(default=0.2, metadata={"help": "weight of 1 - SSIM beside the L1 (0 = off)"})
     vgg_weight: float = field(default=0.1, metadata={"help": "weight of the VGG-19 loss (with vgg_weights)"})
     vgg_weights: str = field(default="", metadata={"help": "a local VGG-19 state dict (torchvision keys) for the "
@@ -107,7 +110,7 @@ class NPBGPlugin(PointRendererPlugin):
         cfg = self.config_from(config)
         return PointRendererNet(cfg.n_points, cfg.channels, unet_channels(cfg.unet_base, cfg.unet_levels),
                                 cfg.multiscale, cfg.view_dirs, cfg.unet_convs, init.get("colors"),
-                                init.get("mean_rgb"))
+                                init.get("mean_rgb"), colour_skip=cfg.colour_skip)
 
 
 PLUGIN = NPBGPlugin()

@@ -111,3 +111,15 @@ def test_ray_dirs_match_the_camera():
     np.testing.assert_allclose(got, want, atol=1e-5)
     crop = ray_dirs([cam], [4], [2], 3, 5, "cpu")[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(crop, want[2:5, 4:9], atol=1e-5)
+
+
+def test_drawn_colour_fills_holes_from_the_coarser_scales():
+    from plugins._points.network import PointRendererNet
+
+    full = torch.zeros(1, 4, 4, 4)
+    full[0, :3, 0, 0], full[0, 3, 0, 0] = torch.tensor([1.0, 0.0, 0.0]), 1.0  # one drawn pixel, red
+    half = torch.zeros(1, 4, 2, 2)
+    half[0, :3], half[0, 3] = torch.tensor([0.0, 0.0, 1.0])[:, None, None], 1.0  # blue everywhere
+    c = PointRendererNet.drawn_colour([full, half])
+    assert c[0, :, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert (c[0, 2].sum() == 15.0) and c[0, 0, 1:, :].abs().sum() == 0  # the holes take the coarse blue
