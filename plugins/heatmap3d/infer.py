@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from scipy import ndimage
+from scipy import ndimage, special
 
 from plugins._seg.preprocess import Normalisation
 from viewer.model import Volume
@@ -71,7 +71,7 @@ def maps_of(model: HeatModel, p: Prepared) -> tuple[np.ndarray, np.ndarray | Non
     logits = _logits(model, p)
     sigma = float(model.config.get("smooth_sigma", 1.0))
     if model.mode == "boxes":
-        heat = smoothed(1.0 / (1.0 + np.exp(-logits[0])), sigma)
+        heat = smoothed(special.expit(logits[0]), sigma)  # the logistic, without overflow
         top = float(np.clip(heat.max(), 0.0, 1.0))
         pos = model.classes.index(model.positive)
         probs = np.full(len(model.classes), (1.0 - top) / max(len(model.classes) - 1, 1))
