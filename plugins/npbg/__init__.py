@@ -95,6 +95,13 @@ class PointRendererPlugin(NeuralRendererPlugin):
 
         return render_points(model, camera, background)
 
+    def learned_points(self, model: TrainedModel) -> tuple[Any, Any]:
+        """(the cloud, its (N, C) descriptors as float32 numpy): what the panel colours by."""
+        import torch
+
+        net = model.net.module if hasattr(model.net, "module") else model.net
+        return model.points, net.texture.descriptors.detach().to("cpu", torch.float32).numpy()
+
 
 class NPBGPlugin(PointRendererPlugin):
     name = "npbg"

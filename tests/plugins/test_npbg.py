@@ -199,3 +199,10 @@ def test_val_fraction_for_the_mesh_renderers(method, scene, tmp_path, capsys):
     assert summary["heldout_from"] == "val (carved out of train)"
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["config"]["val_fraction"] == 0.25 and len(cfg["metrics"]["heldout_views"]) == 3  # 12 train x 0.25
+
+
+def test_learned_points_are_the_cloud_and_its_descriptors(fitted, data):
+    model, _ = fitted
+    cloud, desc = NPBG.learned_points(model)
+    assert cloud.n_points == data[1].n_points and desc.shape == (cloud.n_points, 8) and desc.dtype == np.float32
+    assert np.isfinite(desc).all() and desc.std(0).min() > 0
