@@ -100,10 +100,17 @@ def test_binary_model_reads_the_cameras_and_points(tmp_path):
                          ids=["binary", "text"])
 def test_points3d_alone_is_a_coloured_cloud(tmp_path, name, write):
     write(tmp_path / name)
-    cloud = load_colmap_points(tmp_path / name)
+    from viewer.io import kind_of, load_path
+    from viewer.io.photosets import load_viewset
+
     xyz, rgb, _ = _points()
-    np.testing.assert_allclose(cloud.points, xyz, rtol=0, atol=0)
-    np.testing.assert_array_equal(cloud.colors, rgb)
+    # read directly, and as the window and `fit --points` open any file
+    assert kind_of(tmp_path / name) == "points"
+    for cloud in (load_colmap_points(tmp_path / name), load_path(tmp_path / name)):
+        np.testing.assert_allclose(cloud.points, xyz, rtol=0, atol=0)
+        np.testing.assert_array_equal(cloud.colors, rgb)
+    with pytest.raises(LoadError, match="lacks"):  # the file alone is no photo set
+        load_viewset(tmp_path / name)
 
 
 def _cut(file: str, keep: int):

@@ -171,6 +171,8 @@ def test_bad_clouds_exit_2_and_write_nothing(case, scene, tmp_path, capsys, monk
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
+    if case in ("outside_every_view", "nan_in_xyz", "nan_in_ply"):  # said of the cloud's file
+        assert lines[0].startswith(f"error: {pts}: "), err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 

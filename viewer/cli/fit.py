@@ -135,13 +135,7 @@ def _load_points(path: str):
 
     from ..model import PointCloud
 
-    if Path(path).name.lower() in ("points3d.txt", "points3d.bin"):  # a COLMAP model's points
-        from ..io.colmap import load_colmap_points
-
-        with reading(path):
-            cloud = load_colmap_points(path)
-    else:
-        cloud = load_input(path)
+    cloud = load_input(path)  # a COLMAP model's points3D.txt/.bin too
     if not isinstance(cloud, PointCloud) or cloud.n_points == 0:
         raise LoadError(path, "not a point cloud")
     if cloud.n_points > MAX_POINTS:
@@ -232,7 +226,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             # so that all fit the same atlas); rank 0 alone writes
             model = plugin.fit(scene, geometry, cfg, progress, checkpoint_dir=str(out), sources=sources)
         except ValueError as exc:
-            raise LoadError(args.scene, " ".join(str(exc).split())) from None
+            msg = " ".join(str(exc).split())
+            # what is wrong with the cloud or the mesh is said of that file, the rest of the scene
+            about_geometry = geo_path is not None and msg.startswith(("the point cloud", "no point of the cloud",
+                                                                       "the mesh"))
+            raise LoadError(geo_path if about_geometry else args.scene, msg) from None
         except Cancelled:
             raise LoadError(out, "cancelled before the first checkpoint; nothing written") from None
         finally:

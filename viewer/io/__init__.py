@@ -50,6 +50,9 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+COLMAP_POINT_FILES = ("points3d.txt", "points3d.bin")  # lower-cased names of COLMAP's sparse points
+
+
 def kind_of(path: str | Path) -> str:
     """'volume', 'mesh', 'points', 'mesh-or-points' (PLY), 'dicom', 'viewset' or 'scene'.
 
@@ -59,11 +62,14 @@ def kind_of(path: str | Path) -> str:
     'viewset' (posed photos, :mod:`viewer.io.photosets`): a ``transforms*.json`` file, or a folder
     holding one or a COLMAP model (``cameras.txt``/``images.txt`` there, in ``sparse/0/`` or in
     ``sparse/``). Other folders are 'dicom'; other ``.json`` files are Lucid3D scene files.
+    A COLMAP ``points3D.txt``/``.bin`` is 'points'.
     """
     path = Path(path)
     if path.is_dir():
         from .photosets import is_viewset_path
         return "viewset" if is_viewset_path(path) else "dicom"
+    if path.name.lower() in COLMAP_POINT_FILES:
+        return "points"
     suf = _suffix(path)
     if suf == ".ply":
         return "mesh-or-points"
@@ -152,7 +158,10 @@ def load_path(path: str | Path, *, as_labels: bool = False, series: str | None =
         raise LoadError(path, "this is a scene file: open it with File > Open scene or `main.py PATH`")
     if kind == "unknown":
         raise LoadError(path, f"unsupported format {path.suffix or '(no extension)'}")
-    reader = _readers()[kind if kind in ("dicom", "viewset") else _suffix(path)]
+    if path.name.lower() in COLMAP_POINT_FILES:  # a COLMAP model's sparse points, with colours
+        from .colmap import load_colmap_points as reader
+    else:
+        reader = _readers()[kind if kind in ("dicom", "viewset") else _suffix(path)]
     from .guards import reading
 
     with reading(path, kind):

@@ -310,7 +310,8 @@ def load_viewset(path: str | Path) -> ViewSet:
     path = Path(path)
     require_file(path)  # `fit` and `evaluate` come here directly: no FIFO or device either
     if path.is_file():
-        if path.name.lower() in ("cameras.txt", "images.txt", "points3d.txt"):
+        if path.name.lower() in ("cameras.txt", "images.txt", "points3d.txt", "cameras.bin", "images.bin",
+                                 "points3d.bin"):
             return load_colmap(path.parent, path.parent)
         if path.name.lower() in CAMERA_FILES:
             return load_idr(path.parent, path)
