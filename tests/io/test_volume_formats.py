@@ -218,3 +218,22 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     with atomic_path(tmp_path / "out.txt") as tmp:
         tmp.write_text("x")
     assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("descrip, values, ct", [
+    (b"CT", (0, 200), True),  # exactly "CT": NUL-padded in the header
+    (b"ct scan", (0, 200), True),
+    (b"Hounsfield units", (0, 200), True),
+    (b"T1 MPRAGE", (0, 200), False),
+    (b"", (-1024, 1500), True),  # no description: an HU-like range
+], ids=["CT", "ct-scan", "hounsfield", "mr", "hu-range"])
+def test_nifti_modality_from_the_description_or_the_range(tmp_path, descrip, values, ct):
+    import nibabel as nib
+
+    from viewer.io import load_path
+
+    data = np.linspace(values[0], values[1], 8 * 8 * 8).reshape(8, 8, 8).astype(np.int16)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header["descrip"] = descrip
+    nib.save(img, tmp_path / "v.nii")
+    assert (load_path(tmp_path / "v.nii").modality == "CT") == ct

@@ -29,7 +29,7 @@ class Half:  # says it is a renderer, lacks most of one
     name = "half"
 
 class NotAPlugin:
-    kind = "classifier"
+    kind = "teleporter"
 
 SEG, HALF, ODD = Seg(), Half(), NotAPlugin()
 '''

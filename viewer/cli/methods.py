@@ -16,8 +16,11 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("plugins", help="list the installed methods (segmenters, renderers) as JSON lines")
-    p.add_argument("--kind", choices=("segmenter", "renderer"), help="only this kind")
+    from ..plugins.contract import KINDS
+
+    p = sub.add_parser("plugins", help="list the installed methods (segmenters, renderers, classifiers, "
+                                       "detectors) as JSON lines")
+    p.add_argument("--kind", choices=KINDS, help="only this kind")
     HANDLERS["plugins"] = _cmd_plugins
 
 

@@ -273,7 +273,8 @@ def _fill(path: Path, fh: BinaryIO, view: memoryview) -> None:
 
 def _looks_like_ct(img, data: np.ndarray) -> bool:
     """NIfTI carries no modality; a header description or HU-like range gives CT away."""
-    descrip = bytes(img.header.get("descrip", b"")).lower() if "descrip" in img.header else b""
+    # the field is NUL-padded: a description of exactly "CT" is b"CT\x00\x00..." in the file
+    descrip = bytes(img.header.get("descrip", b"")).replace(b"\x00", b" ").lower() if "descrip" in img.header else b""
     if b"ct" in descrip.split() or b"hounsfield" in descrip:
         return True
     if data.dtype.kind not in "iuf" or data.size == 0:
