@@ -71,6 +71,8 @@ class Config:
     lr_cameras: float = field(default=1e-3, metadata={"help": "Adam learning rate of the pose corrections"})
     val_every: int = field(default=500, metadata={"help": "score the held-out views every N steps"})
     val_views: int = field(default=4, metadata={"help": "held-out views scored while fitting (all at the end)"})
+    surface_minutes: float = field(default=2.0, metadata={
+        "help": "report the surface so far (a coarse mesh the window shows) every M minutes; 0 = only at the end"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads while fitting and rendering (0 = torch's "
@@ -96,7 +98,7 @@ BOUNDS = {
     "trace_steps": Range(0, 1000), "samples": Range(0, 1024), "secant_steps": Range(0, 100),
     "mask_weight": Range(0, 1e6), "eikonal_weight": Range(0, 1e6), "alpha_init": Range(0, 1e6, lo_open=True),
     "alpha_doublings": Range(0, 20), "lr_cameras": Range(0, 1, lo_open=True), "val_every": Range(1, 100_000_000),
-    "val_views": Range(0, 100_000), "seed": Range(0, SEED_MAX), "threads": Range(0, 1024),
+    "val_views": Range(0, 100_000), "surface_minutes": Range(0, 100_000), "seed": Range(0, SEED_MAX), "threads": Range(0, 1024),
     "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
 }
 

@@ -202,6 +202,9 @@ def _orbit(centre: np.ndarray, cams: Sequence[Camera]) -> dict[str, Any]:
             "view_angle": float(np.median(fov)), "elevation": float(np.clip(np.median(elev), -80, 80))}
 
 
+SURFACE_PREVIEW_RESOLUTION = 64  # grid of the surface reported while fitting (export-mesh: 128 and up)
+
+
 def fit_idr(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, *, plugin: str,
             checkpoint_dir: str | os.PathLike | None = None,
             sources: Mapping[str, str] | None = None) -> IDRModel:
@@ -269,6 +272,22 @@ def _fit(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, plugin:
             model.metrics = _metrics(run, history, curve, "in progress", held_from, None, model)
             save_checkpoint(model, checkpoint_dir, state=run.best_state)
 
+    surface_at = [0.0]  # run time of the last surface reported
+
+    def report_surface(resolution: int = SURFACE_PREVIEW_RESOLUTION) -> None:
+        """The surface so far as a mesh in the world frame, for the window to show (a coarse grid:
+        about a second on a CPU, timed as a validation)."""
+        from viewer.jobs.progress import MeshPreview
+
+        from .surface import extract_mesh
+
+        with run.validation():
+            mesh = extract_mesh(model, resolution)
+        surface_at[0] = run.elapsed()
+        if mesh is not None:
+            mesh.name = f"{plugin} surface"
+            run.report(progress.preview, MeshPreview(f"{plugin} surface (step {run.step})", mesh))
+
     run.begin()
     net.train()
     with run.loop():
@@ -294,10 +313,13 @@ def _fit(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, plugin:
                 window = {}
             if val and run.step % max(1, int(cfg.val_every)) == 0:
                 validate()
+            if cfg.surface_minutes > 0 and run.elapsed() - surface_at[0] >= 60.0 * float(cfg.surface_minutes):
+                report_surface()
     if val and (run.best_at is None or (history and history[-1]["step"] != run.step)):
         validate()
     run.restore(net)
     net.eval()
+    report_surface()  # the kept model's surface
     scores = _score(model, held, held_frames, background, preview=False)[0] if held else []
     model.metrics = _metrics(run, history, curve, run.stopped_by, held_from, (held_frames, scores), model)
     if checkpoint_dir:

@@ -317,3 +317,20 @@ def test_export_refuses_an_empty_surface_and_an_existing_file(fitted, tmp_path, 
     out.write_bytes(b"mine")
     rc, _, err = _run(capsys, "export-mesh", "--checkpoint", fitted, "--out", out, "--resolution", 24)
     assert rc == 2 and "exists" in _one_error_line(err) and out.read_bytes() == b"mine"
+
+
+def test_fit_reports_its_surface_while_it_trains(ellipsoid):
+    """A MeshPreview of the surface so far every ``surface_minutes`` (the window shows it as a
+    mesh layer), and the kept model's at the end, in the scene's world frame."""
+    from plugins.idr import PLUGIN
+    from viewer.io.photosets import load_viewset
+    from viewer.jobs.progress import MeshPreview, Progress
+
+    seen = []
+    progress = Progress(on_preview=seen.append)
+    cfg = PLUGIN.Config(iters=30, size=32, minutes=0, surface_minutes=1e-6, val_every=1000, seed=0)
+    PLUGIN.fit(load_viewset(ellipsoid), None, cfg, progress)
+    surfaces = [p for p in seen if isinstance(p, MeshPreview)]
+    assert len(surfaces) >= 2  # while training, and the final one
+    final = surfaces[-1].mesh
+    assert final.n_faces > 50 and _chamfer_percent(final.points) < 6.0  # a 64³ grid after 30 steps
