@@ -26,10 +26,8 @@ from .common import DEBUG_ENV, CliError, Parser, user_path
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 COMMANDS = ("info", "convert", "screenshot", "demo", "gui", "train-segmenter", "segment", "stats",
-            "capture", "fit", "render", "evaluate", "plugins", "export-mesh")
-COMMANDS += ("pretrain",)
-COMMANDS += ("train-classifier", "classify", "train-detector", "detect")
-
+            "train-classifier", "classify", "train-detector", "detect",
+            "capture", "fit", "pretrain", "render", "evaluate", "export-mesh", "plugins")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules():
-    from . import capture, export_mesh, files, fit, lesions, methods, stats, train
-    from . import pretrain  # main.py pretrain (NPBG++)
+    from . import capture, export_mesh, files, fit, lesions, methods, pretrain, stats, train
 
-    return (pretrain, files, stats, train, capture, fit, methods, export_mesh, lesions)
+    # the order `main.py --help` lists them in: viewing, segmentation, lesions, rendering, plugins
+    return (files, stats, train, lesions, capture, fit, pretrain, export_mesh, methods)
 
 
 def _one_line(text: str) -> str:

@@ -5,7 +5,7 @@ any renderer plugin) from a terminal, with the same plugin calls the window make
                               [--size S] [--val-fraction F] [--device cpu|cuda]
     python main.py fit METHOD --scene DIR --points PTS --out CKPT ...   (methods that render points;
                               PTS may be a COLMAP points3D.txt/.bin; [--vgg-weights FILE] [--pretrained CKPT])
-    python main.py fit METHOD --scene DIR --out CKPT ...                (methods that learn the surface)
+    python main.py fit METHOD --scene DIR --out CKPT [--refine-cameras] ...   (methods that learn the surface: idr)
     python main.py render --checkpoint CKPT --scene DIR [--split test] --out OUTDIR
     python main.py render --checkpoint CKPT --orbit N [--size S] --out OUTDIR_OR.mp4
     python main.py evaluate --checkpoint CKPT --scene DIR [--split test]
