@@ -147,6 +147,12 @@ class IDRPlugin(RendererBase):
 
         return extract_mesh(model, resolution, view_dir)
 
+    def learned_volume(self, model: TrainedModel, resolution: int = 128) -> Any:
+        """The signed distance as a Volume in the world frame (negative inside)."""
+        from .surface import sdf_volume
+
+        return sdf_volume(model, resolution)
+
     def save(self, model: TrainedModel, path: str | Path) -> Path:
         from .checkpoint import save_checkpoint
 

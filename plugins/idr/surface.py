@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from viewer.model.geometry import Mesh
+from viewer.model.volume import Volume
 
 from .model import IDRModel
 from .network import gradient
@@ -112,3 +113,13 @@ def extract_mesh(model: IDRModel, resolution: int = 128, view_dir: Sequence[floa
         normals.append(n.cpu().numpy())
     rgb = (np.clip(np.concatenate(colours), 0, 1) * 255 + 0.5).astype(np.uint8)
     return Mesh(model.to_world(pts), faces, colors=rgb, normals=np.concatenate(normals).astype(np.float32))
+
+
+def sdf_volume(model: IDRModel, resolution: int = 128) -> Volume:
+    """The signed distance on a ``resolution``³ grid over the object's bounding sphere, in world
+    units and the world frame (RAS mm for a scan-like scene): negative inside, zero on the surface."""
+    values, origin, step = sdf_grid(model, resolution)
+    affine = np.eye(4)
+    affine[:3, :3] *= step * model.scale  # voxel index -> world, as to_world does to the grid
+    affine[:3, 3] = model.to_world(origin)
+    return Volume(values * np.float32(model.scale), affine, name=f"{model.plugin} signed distance")

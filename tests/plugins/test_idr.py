@@ -334,3 +334,19 @@ def test_fit_reports_its_surface_while_it_trains(ellipsoid):
     assert len(surfaces) >= 2  # while training, and the final one
     final = surfaces[-1].mesh
     assert final.n_faces > 50 and _chamfer_percent(final.points) < 6.0  # a 64³ grid after 30 steps
+
+
+def test_signed_distance_volume_is_in_the_world_frame(fitted):
+    """The SDF as a Volume: negative at the ellipsoid's centre, positive at its box's corners,
+    and its zero crossings (voxel centres through the affine) near the true surface."""
+    from plugins.idr import PLUGIN
+
+    model = PLUGIN.load(fitted)
+    vol = PLUGIN.learned_volume(model, 48)
+    a = vol.array
+    ijk = np.indices(a.shape).reshape(3, -1).T
+    ras = ijk @ vol.affine[:3, :3].T + vol.affine[:3, 3]
+    inside = np.linalg.norm((ras - CENTRE) / AXES, axis=1)
+    assert a.ravel()[np.argmin(inside)] < 0 and a.ravel()[np.argmax(inside)] > 0
+    near_zero = np.abs(a.ravel()) < 0.5 * np.abs(vol.affine[0, 0])
+    assert near_zero.any() and abs(float(np.median(inside[near_zero])) - 1.0) < 0.15

@@ -476,6 +476,39 @@ def test_a_surface_reported_while_training_is_one_mesh_layer_kept_current(make_p
     assert np.abs(surfaces[0].data.points).max() > 1.5  # the latest (bigger) one
 
 
+class FieldRenderer(SurfaceRenderer):
+    """Learns a signed distance: a sphere of radius 1 around the origin."""
+
+    name = "steps-field"
+
+    def learned_volume(self, model, resolution=128):
+        from viewer.model import Volume
+
+        n = 21
+        affine = np.diag([0.2, 0.2, 0.2, 1.0])
+        affine[:3, 3] = -2.0
+        ijk = np.indices((n, n, n)).reshape(3, -1).T
+        ras = ijk * 0.2 - 2.0
+        return Volume((np.linalg.norm(ras, axis=1) - 1.0).reshape(n, n, n).astype(np.float32), affine,
+                      name="signed distance")
+
+
+def test_a_learned_field_opens_as_a_volume_centred_on_its_zero_level(make_panel, qtbot):
+    from viewer.model import ImageLayer
+
+    plugin = FieldRenderer()
+    panel, _ = make_panel("render", {plugin.name: plugin}, data=True)
+    panel.form.set_values(steps=2, delay=0.0)
+    panel.train()
+    qtbot.waitUntil(lambda: panel.job is None and panel.model is not None, timeout=30000)
+    assert panel.volume_btn.isVisible() and not panel.descriptors_btn.isVisible()
+    panel.volume_btn.click()
+    qtbot.waitUntil(lambda: any(isinstance(l, ImageLayer) for l in panel.scene), timeout=10000)
+    layer = next(l for l in panel.scene if isinstance(l, ImageLayer))
+    assert layer.name == "signed distance" and layer.level == 0.0 and layer.window > 0
+    assert layer.data.array.min() < 0 < layer.data.array.max()
+
+
 def test_a_point_method_without_a_cloud_says_so(make_panel):
     plugin = PointsRenderer()
     panel, _ = make_panel("render", {plugin.name: plugin}, data=True)

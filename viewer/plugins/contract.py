@@ -306,6 +306,12 @@ class RendererBase(_Base):
     def orbit(self, model: TrainedModel) -> Orbit | None:
         return None
 
+    def learned_volume(self, model: TrainedModel, resolution: int = 128) -> Volume | None:
+        """A field the model learned over the scene as a :class:`~viewer.model.Volume` in the
+        world frame (IDR: the signed distance, its zero level set the surface); the panel opens
+        it as an image layer. None: no such field."""
+        return None
+
     def learned_points(self, model: TrainedModel) -> tuple[Any, Any] | None:
         """(the PointCloud the model renders, its (N, C) learned descriptors as a numpy array), for
         a point renderer; the panel colours the points by them. None: nothing per point."""

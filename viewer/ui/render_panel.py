@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from ..model import MeshLayer, PointsLayer, Scene, ViewSetLayer
 from ..model.errors import LoadError
-from ..plugins import PluginInfo
+from ..plugins import PluginInfo, RendererBase
 from .photo_view import CompareView, LatestOnly, LearnedView, compare_images
 from .training_bar import TrainingBar
 from .training_panel import TrainingPanel
@@ -165,6 +165,12 @@ class RenderPanel(TrainingPanel):
         self.descriptors_btn.clicked.connect(self.show_descriptors)
         self.descriptors_btn.setVisible(False)  # only for a model with descriptors per point
         head.addRow(self.descriptors_btn)
+        self.volume_btn = QPushButton("Open the learned field as a volume")
+        self.volume_btn.setToolTip("The field the model learned over the scene (IDR: the signed distance, "
+                                   "zero on the surface) as an image layer: slices show the surface")
+        self.volume_btn.clicked.connect(self.show_learned_volume)
+        self.volume_btn.setVisible(False)  # only for a method that learns one
+        head.addRow(self.volume_btn)
         lay.addLayout(head)
 
         self.tabs = QTabWidget()
@@ -291,6 +297,9 @@ class RenderPanel(TrainingPanel):
         self.descriptors_btn.setVisible(has_model and self.model_plugin is not None
                                         and getattr(self.model_plugin, "geometry", "mesh") == "points")
         self.descriptors_btn.setEnabled(not busy)
+        learns_field = getattr(type(self.model_plugin), "learned_volume", None) not in (None, RendererBase.learned_volume)
+        self.volume_btn.setVisible(has_model and learns_field)
+        self.volume_btn.setEnabled(not busy)
         self.chooser.box.setEnabled(not busy)
 
     # training -------------------------------------------------------------------------------------
@@ -365,6 +374,25 @@ class RenderPanel(TrainingPanel):
             layer.color, layer.opacity, layer.visible = old.color, old.opacity, old.visible  # the user's choices
             self.scene.remove(old)
         self.surface_layer = self.scene.add(layer)
+
+    def show_learned_volume(self) -> None:
+        """Add the field the model learned (IDR's signed distance) as an image layer, computed in a
+        worker, windowed so that the zero level set is the middle grey."""
+        plugin, model = self.model_plugin, self.model
+        if plugin is None or model is None:
+            return
+
+        def done(volume) -> None:
+            if volume is None:
+                self.error(f"{plugin.name} learned no field to show as a volume.")
+                return
+            from ..model import layer_for
+
+            spread = float(np.percentile(np.abs(volume.array), 95)) or 1.0
+            self.scene.add(layer_for(volume, colormap="jet", window=2 * spread, level=0.0))
+
+        self.jobs.submit(lambda _p: plugin.learned_volume(model), "computing the learned field", on_done=done,
+                         on_error=self.error)
 
     def show_descriptors(self) -> None:
         """Add the model's points, coloured by the first three principal components of what each
