@@ -73,22 +73,28 @@ def cli():
     return run_cli
 
 
+def quiesce(qtbot):
+    """A ``before_close_func`` for ``qtbot.addWidget(window, ...)``: stop the window's trainings and
+    wait for its jobs before pytest-qt closes and deletes it. (pytest-qt does that before any
+    fixture code after ``yield`` runs; waiting there spun the event loop on a deleted window.)"""
+
+    def run(win) -> None:
+        if getattr(win, "render_panel", None) is not None:
+            win.render_panel.shutdown()
+        win.jobs.cancel_all()
+        qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
+
+    return run
+
+
 @pytest.fixture
 def app_window(qtbot):
     """The real main window, shown; at the end its jobs are cancelled and waited for (a worker
     finishing after the window is gone would touch deleted Qt objects), then it is closed."""
     from viewer.ui.app import make_window
 
-    def quiesce(win) -> None:
-        # before pytest-qt closes and deletes the window (which it does before fixture teardown
-        # code after the yield would run; waiting there spun the event loop on a deleted window)
-        if getattr(win, "render_panel", None) is not None:
-            win.render_panel.shutdown()
-        win.jobs.cancel_all()
-        qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
-
     win = make_window()
-    qtbot.addWidget(win, before_close_func=quiesce)
+    qtbot.addWidget(win, before_close_func=quiesce(qtbot))
     win.show()
     qtbot.waitExposed(win)
     yield win

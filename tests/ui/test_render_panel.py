@@ -16,6 +16,7 @@ from viewer.jobs.progress import ImagePreview
 from viewer.model import layer_for
 from viewer.plugins import RendererBase
 
+from ..conftest import quiesce
 from .test_viewset_layer import sphere_views
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
@@ -104,17 +105,13 @@ def window(qtbot):
     from viewer.ui.app import make_window
 
     win = make_window()
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=quiesce(qtbot))
     win.scene.add(layer_for(uv_sphere(48, 24)))
     win.scene.add(layer_for(sphere_views(8, size=32)))
     win.render_dock.show()
     win.show()
     qtbot.waitExposed(win)
     yield win
-    win.render_panel.shutdown()
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=60000)
-    win.close()
 
 
 def _train(panel, qtbot, timeout=60000):

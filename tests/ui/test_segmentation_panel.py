@@ -13,6 +13,8 @@ import pytest
 
 from viewer.model import ImageLayer, LabelLayer
 
+from ..conftest import quiesce
+
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 TINY = dict(patch_size=32, minutes=0.25, iters_per_epoch=3, val_every=1, batch_size=2, levels=3,
@@ -26,7 +28,7 @@ def window(qtbot):
     from viewer.ui.app import make_window
 
     win = make_window()
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=quiesce(qtbot))
     image, labels = ct_phantom(shape=(48, 48, 32))
     win.scene.add(layer_for(image))
     win.scene.add(layer_for(labels))
@@ -34,9 +36,6 @@ def window(qtbot):
     win.show()
     qtbot.waitExposed(win)
     yield win
-    win.jobs.cancel_all()
-    qtbot.waitUntil(lambda: not win.jobs.busy(), timeout=30000)
-    win.close()
 
 
 def _panel(win, **settings):

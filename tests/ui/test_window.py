@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from viewer.model import ImageLayer, LabelLayer
 
+from ..conftest import quiesce
+
 pytestmark = pytest.mark.gui
 
 
@@ -21,11 +23,10 @@ def window(qtbot):
     from viewer.ui.app import make_window
 
     win = make_window()
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=quiesce(qtbot))
     win.show()
     qtbot.waitExposed(win)
     yield win
-    win.close()
 
 
 def drop(win, paths):
