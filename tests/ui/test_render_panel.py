@@ -297,3 +297,35 @@ def test_texture_plugin_trains_from_the_panel(window, qtbot, tmp_path):
     panel.load_checkpoint(str(tmp_path / "ckpt"))
     qtbot.waitUntil(lambda: panel.model is not old, timeout=30000)
     assert "loaded" in panel.model_label.text()
+
+
+def test_npbg_trains_from_a_points_layer_and_colours_it(window, qtbot):
+    """The real point renderer from the panel: the Geometry box offers the points layer, the
+    learned view draws the object, and the cloud comes back coloured by its descriptors."""
+    npbg = pytest.importorskip("plugins.npbg")
+    from viewer.model import PointCloud, PointsLayer
+
+    panel = window.render_panel
+    if "npbg" not in panel.plugins:
+        panel.set_plugins({"npbg": npbg.PLUGIN})
+    sphere = window.scene[0].data  # the fixture's mesh: sample its vertices as the cloud
+    cloud = window.scene.add(layer_for(PointCloud(np.asarray(sphere.points, np.float32), name="sphere points")))
+    panel.chooser.choose("npbg")
+    assert panel.geometry_kind() == "points" and panel.mesh() is cloud
+    panel.form.set_values(size=32, minutes=0.0, iters=6, batch=2, crop=0, val_every=3, val_views=2, unet_levels=3)
+    _train(panel, qtbot, timeout=120000)
+    assert "npbg" in panel.model_label.text() and panel.descriptors_btn.isVisible()
+    window.scene[1].selected_frame = 0
+    learned = panel.learned
+    with qtbot.waitSignal(learned.shown, timeout=60000):
+        panel.learned_box.setChecked(True)
+    qtbot.waitUntil(lambda: learned.last_camera is not None and not learned.scheduler.busy(), timeout=60000)
+    w, h = window.views["3d"].view.renderer.GetSize()
+    assert learned.overlay.image.shape == (h, w, 3)
+    panel.learned_box.setChecked(False)
+    n = len(window.scene)
+    panel.descriptors_btn.click()
+    qtbot.waitUntil(lambda: len(window.scene) == n + 1, timeout=30000)
+    coloured = window.scene[len(window.scene) - 1]
+    assert isinstance(coloured, PointsLayer) and coloured.data.n_points == cloud.data.n_points
+    assert coloured.data.colors is not None and coloured.data.colors.std() > 0
