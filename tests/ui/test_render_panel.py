@@ -329,3 +329,27 @@ def test_npbg_trains_from_a_points_layer_and_colours_it(window, qtbot):
     coloured = window.scene[len(window.scene) - 1]
     assert isinstance(coloured, PointsLayer) and coloured.data.n_points == cloud.data.n_points
     assert coloured.data.colors is not None and coloured.data.colors.std() > 0
+
+
+def test_idr_trains_from_photos_alone_and_shows_its_surface(window, qtbot):
+    """IDR from the panel: no geometry to choose, its surface appears as a mesh layer, and its
+    signed distance opens as a volume whose slices cross zero."""
+    idr = pytest.importorskip("plugins.idr")
+    from viewer.model import ImageLayer, MeshLayer
+
+    panel = window.render_panel
+    if "idr" not in panel.plugins:
+        panel.set_plugins({"idr": idr.PLUGIN})
+    panel.chooser.choose("idr")
+    assert panel.geometry_kind() == "none" and not panel.mesh_box.isEnabled() and panel.mesh() is None
+    meshes = len(window.scene.of_kind(MeshLayer))
+    panel.form.set_values(size=32, minutes=0.0, iters=20, val_every=10, val_views=2)
+    _train(panel, qtbot, timeout=120000)
+    assert "idr" in panel.model_label.text()
+    surfaces = window.scene.of_kind(MeshLayer)[meshes:]
+    assert len(surfaces) == 1 and surfaces[0].name.startswith("idr surface") and surfaces[0].data.n_faces > 0
+    assert panel.volume_btn.isVisible()
+    panel.volume_btn.click()
+    qtbot.waitUntil(lambda: bool(window.scene.of_kind(ImageLayer)), timeout=60000)
+    sdf = window.scene.of_kind(ImageLayer)[0]
+    assert sdf.level == 0.0 and sdf.data.array.min() < 0 < sdf.data.array.max()
