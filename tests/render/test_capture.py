@@ -134,8 +134,9 @@ def test_capture_writes_a_blender_dataset(tmp_path, capsys):
     summary = json.loads(lines[-1])
     assert summary["train"] == 4 and summary["test"] == 2 and summary["uv"] == "xatlas"
     assert summary["texture"] == "procedural"
-    assert sorted(p.name for p in out.iterdir()) == ["mesh.mtl", "mesh.obj", "mesh.png", "test", "train",
-                                                    "transforms_test.json", "transforms_train.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["mesh.mtl", "mesh.obj", "mesh.png", "points.ply", "test",
+                                                    "train", "transforms_test.json", "transforms_train.json"]
+    assert load_path(out / "points.ply").n_points == summary["surface_points"]  # for the point renderers
     mesh = load_path(out / "mesh.obj")
     assert mesh.uv is not None and mesh.texture is not None and mesh.n_faces == summary["n_faces"]
     assert np.array_equal(mesh.texture[..., :3], procedural_texture(1024, 5))
