@@ -66,6 +66,9 @@ def finish_distributed() -> None:
     """Leave the process group together: a rank that exits while another still talks to it makes
     gloo abort the other (SIGABRT). Call once, at the end of a process that trained."""
     if dist.is_available() and dist.is_initialized():
+        # a DistributedDataParallel wrapper left in a reference cycle holds the group; freed only
+        # at interpreter exit, after the group is gone, its gloo threads can abort the process
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
