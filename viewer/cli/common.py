@@ -15,12 +15,21 @@ from ..io.guards import (load_input, only_files, prepare_out_folder, reading, re
 from ..model.errors import LoadError
 
 __all__ = ["CliError", "config_from_options", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
-           "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV", "CtrlC"]
+           "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV", "CtrlC", "check_device"]
 
 DEBUG_ENV = "LUCID3D_DEBUG"  # =1: Python warnings, library chatter and full tracebacks are shown
 
 class CliError(Exception):
     """A usage problem with a one-line message (printed as ``error: ...``, exit 2)."""
+
+
+def check_device(device: str) -> None:
+    """``--device cuda`` on a machine without CUDA: one line, before any input is read."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise LoadError("--device cuda", "CUDA is not available on this machine")
 
 
 # Option values --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..model.errors import LoadError
-from .common import number_in
+from .common import check_device, number_in
 
 __all__ = ["add_parsers", "HANDLERS"]
 
@@ -67,11 +67,7 @@ def _cmd_export_mesh(args: argparse.Namespace) -> int:
     _check_out(out, ckpt, args.overwrite)
     if args.view_dir is not None and math.hypot(*args.view_dir) == 0:
         raise LoadError("--view-dir", "must not be zero")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise LoadError("--device cuda", "CUDA is not available on this machine")
+    check_device(args.device)
     plugin = plugin_for_checkpoint(ckpt, "renderer")
     if not callable(getattr(plugin, "extract_mesh", None)):
         raise LoadError(ckpt, f"the {plugin.name} renderer learns no surface to export (it renders a given one)")

@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .common import CtrlC, config_from_options, load_input, number_in, only_files, prepare_out_folder, reading
+from .common import CtrlC, check_device, config_from_options, load_input, number_in, only_files, prepare_out_folder, reading
 from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS"]
@@ -94,13 +94,6 @@ def add_parsers(sub) -> None:
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     HANDLERS["evaluate"] = _cmd_evaluate
 
-
-def _check_device(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise LoadError("--device cuda", "CUDA is not available on this machine")
 
 
 def _load_scene(path: str):
@@ -172,7 +165,7 @@ def _load_model(path: str, device: str):
     """The renderer plugin a checkpoint folder names, and the model it loads from there."""
     from ..plugins import PluginError, checkpoint_plugin_name, discover, get_plugin
 
-    _check_device(device)
+    check_device(device)
     p = Path(path)
     if not p.is_dir():
         raise LoadError(p, "no such checkpoint folder" if not p.exists() else "a renderer checkpoint is a folder")
@@ -196,7 +189,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         plugin = get_plugin(args.method, "renderer")
     except PluginError as exc:
         raise LoadError(args.method, str(exc)) from None
-    _check_device(args.device)
+    check_device(args.device)
     rank = int(os.environ.get("RANK", "0"))
     cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "iters": ("iters", "--iters"),
                                               "size": ("size", "--size"), "seed": ("seed", "--seed"),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..model.errors import LoadError
-from .common import CtrlC, config_from_options, number_in, prepare_out_folder, refuse_same_file
+from .common import CtrlC, check_device, config_from_options, number_in, prepare_out_folder, refuse_same_file
 
 __all__ = ["add_parsers", "HANDLERS", "load_image_cases"]
 
@@ -61,13 +61,6 @@ def add_parsers(sub) -> None:
     HANDLERS["detect"] = _cmd_detect
 
 
-def _check_device(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise LoadError("--device cuda", "CUDA is not available on this machine")
-
 
 def load_image_cases(manifest: str | os.PathLike, need_boxes: bool = False) -> tuple[list, list[dict]]:
     """The manifest's cases as plugin ImageCases, and their provenance (paths and hashes)."""
@@ -98,7 +91,7 @@ def _cmd_train(args: argparse.Namespace, kind: str) -> int:
         plugin = get_plugin(args.model or preferred(kind) or _DEFAULT[kind], kind)
     except PluginError as exc:
         raise LoadError("--model", str(exc)) from None
-    _check_device(args.device)
+    check_device(args.device)
     rank = int(os.environ.get("RANK", "0"))
     cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "steps": ("max_steps", "--steps"),
                                              "seed": ("seed", "--seed")})
@@ -150,7 +143,7 @@ def _load(args: argparse.Namespace, kind: str, outputs: list[Path]):
         refuse_same_file(o, input=src)
         if (src.is_dir() and o.resolve().is_relative_to(src.resolve())) or o.resolve().is_relative_to(ckpt.resolve()):
             raise LoadError(o, "refusing to write into an input folder")
-    _check_device(args.device)
+    check_device(args.device)
     plugin = plugin_for_checkpoint(ckpt, kind)
     model = plugin.load(ckpt, device=args.device)
     volume = load_input(args.input)

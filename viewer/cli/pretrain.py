@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..model.errors import LoadError
-from .common import CtrlC, config_from_options, number_in, prepare_out_folder
+from .common import CtrlC, check_device, config_from_options, number_in, prepare_out_folder
 
 __all__ = ["add_parsers", "HANDLERS"]
 
@@ -43,7 +43,7 @@ def add_parsers(sub) -> None:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ..jobs.progress import Cancelled, TerminalProgress
     from ..plugins import PluginError, get_plugin
-    from .fit import _check_device, _frames, _load_points, _load_scene
+    from .fit import _frames, _load_points, _load_scene
 
     try:
         plugin = get_plugin(args.method, "renderer")
@@ -51,7 +51,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         raise LoadError(args.method, str(exc)) from None
     if not callable(getattr(plugin, "pretrain", None)):
         raise LoadError(args.method, f"the {plugin.name} renderer has nothing to pretrain")
-    _check_device(args.device)
+    check_device(args.device)
     cfg = config_from_options(plugin, args, {"minutes": ("minutes", "--minutes"), "iters": ("iters", "--iters"),
                                               "size": ("size", "--size"), "seed": ("seed", "--seed")})
     if args.minutes == 0 and not args.iters:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import CtrlC, config_from_options, number_in, prepare_out_folder, reading, refuse_same_file
+from .common import CtrlC, check_device, config_from_options, number_in, prepare_out_folder, reading, refuse_same_file
 from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS", "label_summary", "load_cases"]
@@ -49,13 +49,6 @@ def add_parsers(sub) -> None:
     HANDLERS["segment"] = _cmd_segment
 
 
-def _check_device(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise LoadError("--device cuda", "CUDA is not available on this machine")
-
 
 def _nifti_out(path: str) -> Path:
     p = Path(path)
@@ -91,7 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         plugin = get_plugin(args.model or preferred("segmenter") or "unet3d", "segmenter")
     except PluginError as exc:
         raise LoadError("--model", str(exc)) from None
-    _check_device(args.device)
+    check_device(args.device)
     rank = int(os.environ.get("RANK", "0"))
     cfg = config_from_options(plugin, args, {
         "minutes": ("minutes", "--minutes"), "epochs": ("max_epochs", "--epochs"),
@@ -149,7 +142,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     for o in filter(None, (out, unc_out)):
         if (src.is_dir() and o.resolve().is_relative_to(src.resolve())) or o.resolve().is_relative_to(ckpt.resolve()):
             raise LoadError(o, "refusing to write into an input folder")
-    _check_device(args.device)
+    check_device(args.device)
     plugin = plugin_for_checkpoint(ckpt, "segmenter")
     model = plugin.load(ckpt, device=args.device)
     volume = load_input(args.input)
