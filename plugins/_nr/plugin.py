@@ -18,7 +18,7 @@ from viewer.jobs.progress import Progress
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame, ViewSet
-from viewer.plugins import Orbit, RendererBase, TrainedModel
+from viewer.plugins import GeometryError, Orbit, RendererBase, TrainedModel
 
 from .config import FitConfig, texture_size_for
 
@@ -65,7 +65,7 @@ class NeuralRendererPlugin(RendererBase):
         from .fit import fit_renderer
 
         if not isinstance(geometry, Mesh) or geometry.n_faces == 0:
-            raise ValueError("a neural renderer needs a triangle mesh")
+            raise GeometryError("a neural renderer needs a triangle mesh")
         return fit_renderer(views, geometry, config, progress, plugin=self.name, build=self.build,
                             checkpoint_dir=checkpoint_dir, sources=sources)
 

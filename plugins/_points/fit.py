@@ -18,6 +18,7 @@ from viewer.jobs.progress import Progress
 from viewer.model.camera import Camera
 from viewer.model.geometry import PointCloud
 from viewer.model.viewset import Frame, ViewSet
+from viewer.plugins import GeometryError
 
 from .data import full_point_batch, point_batch, prepare_point_views, random_point_batch
 from .splat import PointSet, project, splat
@@ -26,19 +27,19 @@ __all__ = ["check_cloud", "fit_points", "render_points", "point_set"]
 
 
 def check_cloud(cloud: Any, cameras: Sequence[Camera]) -> None:
-    """ValueError (one line) for a cloud a point renderer cannot fit: not a point cloud, empty,
+    """GeometryError (a ValueError, one line) for a cloud a point renderer cannot fit: not a point cloud, empty,
     over :data:`MAX_CLOUD_POINTS`, NaN or infinite coordinates, no point in any camera's view."""
     if not isinstance(cloud, PointCloud) or cloud.n_points == 0:
-        raise ValueError("a point renderer needs a point cloud with at least one point")
+        raise GeometryError("a point renderer needs a point cloud with at least one point")
     if cloud.n_points > MAX_CLOUD_POINTS:
-        raise ValueError(f"the point cloud has {cloud.n_points:,} points; at most {MAX_CLOUD_POINTS:,} are supported "
+        raise GeometryError(f"the point cloud has {cloud.n_points:,} points; at most {MAX_CLOUD_POINTS:,} are supported "
                          "(subsample it first)")
     if not np.all(np.isfinite(cloud.points)):
         bad = int((~np.isfinite(cloud.points).all(1)).sum())
-        raise ValueError(f"the point cloud has {bad} points with NaN or infinite coordinates")
+        raise GeometryError(f"the point cloud has {bad} points with NaN or infinite coordinates")
     pts = PointSet.from_numpy(cloud.points)
     if not any(bool(project(pts, c).keep.any()) for c in cameras):
-        raise ValueError("no point of the cloud is in any training camera's view: is it in the cameras' world "
+        raise GeometryError("no point of the cloud is in any training camera's view: is it in the cameras' world "
                          "frame and units?")
 
 

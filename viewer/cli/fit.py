@@ -182,7 +182,7 @@ def _load_model(path: str, device: str):
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from ..jobs.progress import Cancelled, TerminalProgress
-    from ..plugins import PluginError, get_plugin
+    from ..plugins import GeometryError, PluginError, get_plugin
     from ..plugins.checkpoint import sha256_file
 
     try:
@@ -219,11 +219,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             # so that all fit the same atlas); rank 0 alone writes
             model = plugin.fit(scene, geometry, cfg, progress, checkpoint_dir=str(out), sources=sources)
         except ValueError as exc:
-            msg = " ".join(str(exc).split())
             # what is wrong with the cloud or the mesh is said of that file, the rest of the scene
-            about_geometry = geo_path is not None and msg.startswith(("the point cloud", "no point of the cloud",
-                                                                       "the mesh"))
-            raise LoadError(geo_path if about_geometry else args.scene, msg) from None
+            about_geometry = geo_path is not None and isinstance(exc, GeometryError)
+            raise LoadError(geo_path if about_geometry else args.scene, " ".join(str(exc).split())) from None
         except Cancelled:
             raise LoadError(out, "cancelled before the first checkpoint; nothing written") from None
         finally:

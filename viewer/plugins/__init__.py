@@ -10,14 +10,14 @@ method; ``docs/PLUGINS.md`` shows how to write one.
 
 from .config import (MAX_CONFIG_BYTES, SEED_MAX, Range, check_json_object, check_weights_fit, config_from_dict,
                      config_help, nested, numbers, of_type, read_checkpoint_json, validate_config)
-from .contract import (GEOMETRIES, KINDS, Case, Orbit, RendererBase, RendererPlugin, SegmenterBase, SegmenterPlugin, TrainedModel,
+from .contract import (GEOMETRIES, KINDS, Case, GeometryError, Orbit, RendererBase, RendererPlugin, SegmenterBase, SegmenterPlugin, TrainedModel,
                        checkpoint_plugin_name, load_case)
 from .contract import Box, ClassifierBase, ClassifierPlugin, DetectorBase, DetectorPlugin, ImageCase
 from .registry import (ENTRY_POINT_GROUP, PluginError, PluginInfo, discover, get_plugin, plugin_for_checkpoint,
                        plugin_infos, preferred)
 
 __all__ = ["Case", "load_case", "TrainedModel", "SegmenterPlugin", "RendererPlugin", "SegmenterBase", "RendererBase",
-           "Orbit", "KINDS", "GEOMETRIES", "checkpoint_plugin_name", "ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "discover",
+           "Orbit", "KINDS", "GEOMETRIES", "GeometryError", "checkpoint_plugin_name", "ENTRY_POINT_GROUP", "PluginError", "PluginInfo", "discover",
            "get_plugin", "plugin_for_checkpoint", "plugin_infos", "preferred", "Range", "SEED_MAX", "MAX_CONFIG_BYTES",
            "validate_config", "config_from_dict", "config_help", "numbers", "of_type", "check_json_object", "nested",
            "read_checkpoint_json", "check_weights_fit", "ImageCase", "Box", "ClassifierPlugin", "DetectorPlugin",

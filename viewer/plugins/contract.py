@@ -48,11 +48,17 @@ from ..jobs.progress import Progress
 from ..model import LabelMap, Volume
 
 __all__ = ["Case", "load_case", "TrainedModel", "SegmenterPlugin", "RendererPlugin", "SegmenterBase",
-           "RendererBase", "Orbit", "KINDS", "GEOMETRIES", "checkpoint_plugin_name", "ImageCase", "Box",
+           "RendererBase", "Orbit", "KINDS", "GEOMETRIES", "GeometryError", "checkpoint_plugin_name", "ImageCase", "Box",
            "ClassifierPlugin", "DetectorPlugin", "ClassifierBase", "DetectorBase"]
 
 KINDS = ("segmenter", "renderer", "classifier", "detector")
 GEOMETRIES = ("mesh", "points", "none")
+
+
+class GeometryError(ValueError):
+    """What ``fit`` raises when the ``geometry`` it was given cannot be fitted (an empty mesh, a
+    cloud with NaN coordinates or out of every camera's view): callers then name the geometry's
+    file rather than the scene. A ValueError, so callers that catch those keep working."""
 """What a renderer's ``fit`` takes as ``geometry``: a Mesh, a PointCloud, or None."""
 
 
