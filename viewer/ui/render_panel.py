@@ -90,6 +90,12 @@ def _fit_sources(geo_file: str | None, scene_file: str | None, kind: str = "mesh
     return sources or None
 
 
+def _offers(plugin: Any, part: str) -> bool:
+    """Whether ``plugin`` has its own ``part`` (an optional part of the renderer contract), not
+    RendererBase's default that returns None."""
+    return getattr(type(plugin), part, None) not in (None, getattr(RendererBase, part))
+
+
 class RenderPanel(TrainingPanel):
     """Train / load / save / view neural renderers. Lives in the window's right dock.
 
@@ -294,12 +300,9 @@ class RenderPanel(TrainingPanel):
         self.save_btn.setEnabled(not busy and has_model)
         self.learned_box.setEnabled(has_model and self.learned is not None)
         self.compare_btn.setEnabled(has_model and self.viewset() is not None)
-        self.descriptors_btn.setVisible(has_model and self.model_plugin is not None
-                                        and getattr(self.model_plugin, "geometry", "mesh") == "points")
-        self.descriptors_btn.setEnabled(not busy)
-        learns_field = getattr(type(self.model_plugin), "learned_volume", None) not in (None, RendererBase.learned_volume)
-        self.volume_btn.setVisible(has_model and learns_field)
-        self.volume_btn.setEnabled(not busy)
+        for btn, part in ((self.descriptors_btn, "learned_points"), (self.volume_btn, "learned_volume")):
+            btn.setVisible(has_model and _offers(self.model_plugin, part))
+            btn.setEnabled(not busy)
         self.chooser.box.setEnabled(not busy)
 
     # training -------------------------------------------------------------------------------------
