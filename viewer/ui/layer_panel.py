@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QIcon, QPixmap
@@ -148,7 +150,7 @@ class LayerPanel(QWidget):
         self.frustum_slider.setRange(-FRUSTUM_STEPS, FRUSTUM_STEPS)
         self.frustum_slider.setToolTip("Frustum size: from a tenth to ten times the default")
         self.frustum_slider.valueChanged.connect(self._frustum_slid)
-        self._frustum_defaults: dict[int, float] = {}
+        self._frustum_defaults: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> opening size
         row3 = QHBoxLayout()
         row3.addWidget(self.frustum_slider, 2)
         row3.addWidget(self.frustum_scale, 1)
@@ -287,12 +289,11 @@ class LayerPanel(QWidget):
 
     def _frustum_default(self, layer) -> float:
         """The size the view set opened with (computed once per layer: it looks at every camera)."""
-        key = id(layer)
-        if key not in self._frustum_defaults:
+        if layer not in self._frustum_defaults:
             from ..model.layer import default_frustum_scale
 
-            self._frustum_defaults[key] = default_frustum_scale(layer.data)
-        return self._frustum_defaults[key]
+            self._frustum_defaults[layer] = default_frustum_scale(layer.data)
+        return self._frustum_defaults[layer]
 
     def _frustum_slid(self, pos: int) -> None:
         if self._updating or self._bound is None or not hasattr(type(self._bound), "frustum_scale"):
