@@ -272,18 +272,19 @@ def _fit(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, plugin:
             model.metrics = _metrics(run, history, curve, "in progress", held_from, None, model)
             save_checkpoint(model, checkpoint_dir, state=run.best_state)
 
-    surface_at = [0.0]  # run time of the last surface reported
+    surface_at = 0.0  # run time of the last surface reported
 
     def report_surface(resolution: int = SURFACE_PREVIEW_RESOLUTION) -> None:
         """The surface so far as a mesh in the world frame, for the window to show (a coarse grid:
         about a second on a CPU, timed as a validation)."""
+        nonlocal surface_at
         from viewer.jobs.progress import MeshPreview
 
         from .surface import extract_mesh
 
         with run.validation():
             mesh = extract_mesh(model, resolution)
-        surface_at[0] = run.elapsed()
+        surface_at = run.elapsed()
         if mesh is not None:
             mesh.name = f"{plugin} surface"
             run.report(progress.preview, MeshPreview(f"{plugin} surface (step {run.step})", mesh))
@@ -313,7 +314,7 @@ def _fit(views: ViewSet | Sequence[Frame], cfg: Any, progress: Progress, plugin:
                 window = {}
             if val and run.step % max(1, int(cfg.val_every)) == 0:
                 validate()
-            if cfg.surface_minutes > 0 and run.elapsed() - surface_at[0] >= 60.0 * float(cfg.surface_minutes):
+            if cfg.surface_minutes > 0 and run.elapsed() - surface_at >= 60.0 * float(cfg.surface_minutes):
                 report_surface()
     if val and (run.best_at is None or (history and history[-1]["step"] != run.step)):
         validate()
