@@ -78,3 +78,57 @@ def test_three_d_volume_has_one_frame(tmp_path):
     assert layer.n_frames == 1
     with pytest.raises(ValueError):
         layer.frame = 1
+
+
+# --- NRRD and MetaImage: the same frame contract, checked against the writing library's array ---
+def _nrrd(path, data, kinds, encoding):
+    import nrrd
+    steps = iter(np.diag([1.5, 1.5, 2.0]))
+    dirs = [next(steps) if k == "domain" else np.full(3, np.nan) for k in kinds]
+    nrrd.write(str(path), data, {"kinds": kinds, "encoding": encoding, "space": "left-posterior-superior",
+                                 "space directions": np.array(dirs)}, index_order="F")
+    return path
+
+
+@pytest.mark.parametrize("kinds,encoding", [
+    (["domain", "domain", "domain", "list"], "raw"),
+    (["domain", "domain", "domain", "time"], "gzip"),
+    (["list", "domain", "domain", "domain"], "raw"),  # the frame axis first (fastest), as DWI files are
+], ids=["time-last-raw", "time-last-gzip", "list-first-raw"])
+def test_every_nrrd_frame_equals_pynrrds(tmp_path, kinds, encoding):
+    import nrrd
+    rng = np.random.default_rng(1)
+    spatial = [9, 8, 7]
+    shape = [4 if k != "domain" else spatial.pop(0) for k in kinds]
+    data = rng.integers(-500, 1000, shape).astype(np.int16)
+    path = _nrrd(tmp_path / "t.nrrd", data, kinds, encoding)
+    ref, _ = nrrd.read(str(path), index_order="F")
+    t = kinds.index(next(k for k in kinds if k != "domain"))
+    layer = ImageLayer(load_path(path))
+    assert layer.n_frames == 4
+    for k in (0, 3, 1, 2):
+        frame = layer.read_frame(k)
+        assert frame.shape == layer.data.array.shape and frame.dtype == layer.data.array.dtype
+        assert np.array_equal(frame, np.take(ref, k, axis=t))
+    with pytest.raises(IndexError):
+        layer.read_frame(4)
+
+
+@pytest.mark.parametrize("ncomp", [1, 3], ids=["scalar", "vector"])
+def test_every_metaimage_frame_equals_simpleitks(tmp_path, ncomp):
+    import SimpleITK as sitk
+    rng = np.random.default_rng(2)
+    tzyx = rng.integers(0, 1000, (4, 7, 8, 9, ncomp) if ncomp > 1 else (4, 7, 8, 9)).astype(np.int16)
+    img = sitk.GetImageFromArray(tzyx, isVector=ncomp > 1)
+    img.SetSpacing((1.5, 1.5, 2.0, 1.0))
+    path = tmp_path / "t.mha"
+    sitk.WriteImage(img, str(path))
+    layer = ImageLayer(load_path(path))
+    assert layer.n_frames == 4 and layer.data.array.shape == (9, 8, 7)
+    for k in (0, 3, 2):
+        want = tzyx[k, ..., 0] if ncomp > 1 else tzyx[k]
+        frame = layer.read_frame(k)
+        assert frame.dtype == layer.data.array.dtype
+        assert np.array_equal(frame, want.transpose(2, 1, 0))
+    with pytest.raises(IndexError):
+        layer.read_frame(-1)

@@ -191,6 +191,36 @@ def _quiet(path: Path, action: str, call):
     return out
 
 
+def _frame_reader(path: Path, size: tuple[int, ...], ncomp: int):
+    """A function giving time frame k's voxels, the same type and layout as the first frame's:
+    ITK streams just that frame's region (a reader of its own per call, so a worker thread
+    never shares one with another)."""
+    frames = size[3]
+
+    def read(k: int) -> np.ndarray:
+        if not 0 <= k < frames:
+            raise IndexError(f"frame {k} of {frames}")
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.SetExtractIndex([0, 0, 0, int(k)])
+        reader.SetExtractSize([*size[:3], 0])
+
+        def run():
+            image = reader.Execute()
+            if ncomp > 1:
+                image = sitk.VectorIndexSelectionCast(image, 0)
+            return sitk.GetArrayFromImage(image)
+
+        zyx = _quiet(path, "the file is truncated or corrupt", run)
+        if zyx.ndim == 2:
+            zyx = zyx[None]
+        if zyx.dtype.kind == "b":
+            zyx = zyx.astype(np.uint8)
+        return zyx.transpose(2, 1, 0)
+
+    return read
+
+
 def load_itk(path: Path) -> Volume:
     """Read a MetaImage file into a ``Volume`` with its RAS affine.
 
@@ -239,6 +269,7 @@ def load_itk(path: Path) -> Volume:
         if size[3] > 1:
             meta["frames"] = size[3]
             notes.append(f"4D image with {size[3]} frames: showing the first")
+            meta["read_frame"] = _frame_reader(path, size, ncomp)
 
     def read():
         image = reader.Execute()

@@ -122,11 +122,9 @@ def _volume(path: Path, meta: dict[str, Any]) -> Volume:
         frames = int(np.prod([data.shape[a] for a in others]))
         if frames > 1:
             meta["frames"] = frames
-            note = f"{frames} frames (non-spatial axis): showing the first"
-            meta["note"] = note
-        index = tuple(slice(None) if a in axes else 0 for a in range(data.ndim))
-        # a copy, so the other frames are freed instead of kept alive behind a view
-        data = np.array(data[index], order="F")
+            meta["note"] = f"{frames} frames (non-spatial axis): showing the first"
+            meta["read_frame"] = _frame_reader(path, data, axes, others)
+        data = _frame(data, axes, others, 0)
     if data.ndim == 2:  # one slice: a third axis of length 1
         data = data[:, :, None]
         axes = axes + [None]  # type: ignore[list-item]
@@ -143,6 +141,38 @@ def _volume(path: Path, meta: dict[str, Any]) -> Volume:
         return Volume(data, affine, modality=modality, name=_name(path), source=str(path), meta=meta)
     except ValueError as exc:
         raise LoadError(path, str(exc)) from None
+
+
+def _frame(data: np.ndarray, axes: list[int], others: list[int], k: int) -> np.ndarray:
+    """Frame ``k`` of the non-spatial axes (the first of them fastest, as NRRD stores them):
+    a Fortran-ordered copy, so the other frames are not kept alive behind a view."""
+    idx = np.unravel_index(k, [data.shape[a] for a in others], order="F")
+    where = dict(zip(others, map(int, idx)))
+    index = tuple(slice(None) if a in axes else where[a] for a in range(data.ndim))
+    frame = np.array(data[index], order="F")
+    if frame.dtype.byteorder not in "=|":
+        frame = frame.astype(frame.dtype.newbyteorder("="))
+    return frame.astype(np.uint8) if frame.dtype.kind == "b" else frame
+
+
+# Frames of a file up to this size stay in memory after the load (it read them all anyway), so
+# stepping through them is instant; a bigger file is read again for each frame asked for.
+KEEP_FRAMES_BYTES = 1 << 30
+
+
+def _frame_reader(path: Path, data: np.ndarray, axes: list[int], others: list[int]):
+    """A function giving frame k's voxels, the same type and layout as the first frame's."""
+    frames = int(np.prod([data.shape[a] for a in others]))
+    kept = data if data.nbytes <= KEEP_FRAMES_BYTES else None
+
+    def read(k: int) -> np.ndarray:
+        if not 0 <= k < frames:
+            raise IndexError(f"frame {k} of {frames}")
+        whole = kept if kept is not None else _read(path, {})[1]
+        frame = _frame(whole, axes, others, k)
+        return frame[:, :, None] if frame.ndim == 2 else frame  # one slice, as the first frame
+
+    return read
 
 
 def _affine(path: Path, header: dict[str, Any], axes: list[int | None], dirs: np.ndarray | None,
