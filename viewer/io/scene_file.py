@@ -10,7 +10,9 @@ Format (version 1)::
      "selected": 0,                              # index into layers or null
      "cameras": {"axial": {...}, "3d": {...}}}   # as the views report them
 
-Sources are absolute paths, or ``demo:NAME`` for the built-in demo data.
+Sources are absolute paths, or ``demo:NAME`` for the built-in demo data. Detection boxes have
+no file: a ``"kind": "boxes"`` entry holds them itself (``"boxes": [{"box": [...], "score": s,
+"label": name}, ...]``, RAS mm) and needs no source.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from ..model import LabelLayer, LabelTable, Layer, Scene, layer_for
+from ..model import Boxes, BoxesLayer, LabelLayer, LabelTable, Layer, Scene, layer_for
 from ..model.errors import LoadError
 from ..model.layer import ImageLayer
 from ..model.measure import measurement_from_dict
@@ -32,13 +34,16 @@ __all__ = ["scene_to_dict", "save_scene", "read_scene", "validate_scene", "resto
 FORMAT = "lucid3d-scene"
 MAX_SCENE_BYTES = 16 << 20  # a scene lists files and settings: kilobytes; refuse a runaway file
 MAX_LAYERS = 1000
-_LAYER_KINDS = ("image", "labels", "mesh", "points", "viewset")
+_LAYER_KINDS = ("image", "labels", "mesh", "points", "viewset", "boxes")
 
 
 def scene_to_dict(scene: Scene, cameras: dict[str, dict] | None = None) -> dict[str, Any]:
     layers = []
     for layer in scene:
         src = layer.source
+        if isinstance(layer, BoxesLayer):  # the boxes themselves: a detection has no file
+            layers.append({"kind": "boxes", "boxes": layer.data.to_list(), "display": layer.display_state()})
+            continue
         if not src:
             raise LoadError(layer.name, "this layer has no file behind it; save it first")
         entry: dict[str, Any] = {
@@ -116,6 +121,14 @@ def validate_scene(data: Any, path: str | Path) -> None:
         where = f"layers[{i}]"
         if not isinstance(entry, dict):
             raise bad(where, "must be an object")
+        if entry.get("kind") == "boxes" and "boxes" in entry:
+            try:
+                Boxes.from_list(entry["boxes"])
+            except ValueError as exc:
+                raise bad(f"{where}.boxes", str(exc)) from None
+            if not isinstance(entry.get("display", {}), dict):
+                raise bad(f"{where}.display", "must be an object")
+            continue
         src = entry.get("source")
         if not isinstance(src, str) or not src.strip():
             raise bad(f"{where}.source", "must be a file path or demo:NAME")
@@ -197,7 +210,8 @@ def restore_layers(data: dict[str, Any], load: Callable[[dict], Any] = load_sour
     the caller has replaced anything."""
     layers = []
     for i, entry in enumerate(data.get("layers", [])):
-        obj = load(entry)
+        inline = entry.get("kind") == "boxes" and "boxes" in entry
+        obj = Boxes.from_list(entry["boxes"]) if inline else load(entry)
         if entry.get("labels") and hasattr(obj, "table"):
             obj.table = LabelTable.from_list(entry["labels"])
         layer = layer_for(obj)

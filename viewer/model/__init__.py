@@ -6,11 +6,12 @@ from .geometry import Mesh, PointCloud
 from .labels import Label, LabelMap, LabelTable, default_color
 from .layer import COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, ViewSetLayer, layer_for
 from .scene import Scene
+from .boxes import Boxes, BoxesLayer, score_color
 from .viewset import Frame, ViewSet
 from .volume import Volume, axcodes, voxel_volume_ml
 
 __all__ = [
     "Camera", "Frame", "ViewSet", "LoadError", "Mesh", "PointCloud", "Label", "LabelMap", "LabelTable", "default_color",
     "COLORMAPS", "RENDER_MODES", "ImageLayer", "LabelLayer", "Layer", "MeshLayer", "PointsLayer", "ViewSetLayer",
-    "layer_for", "Scene", "Volume", "axcodes", "voxel_volume_ml",
+    "layer_for", "Scene", "Boxes", "BoxesLayer", "score_color", "Volume", "axcodes", "voxel_volume_ml",
 ]

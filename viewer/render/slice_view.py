@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from psygnal import Signal
 
-from ..model import ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene
+from ..model import BoxesLayer, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene
 from .slicing import SliceImage, extract_slice, plane_axes, slice_step
 from .vtkutil import colormap_lut, image_2d, label_lut, vtk
 
@@ -138,6 +138,9 @@ class SliceView:
     """
 
     hovered = Signal(object)  # RAS (3,) under the mouse, or None
+    #: layer type -> what draws it where it crosses the plane (an object with ``recut()`` and
+    #: ``close()``); filled below, a new layer type adds one entry
+    OVERLAYS: dict[type, Callable] = {}
 
     def __init__(self, renderer, scene: Scene, orientation: str,
                  render: Callable[[], None] | None = None) -> None:
@@ -236,11 +239,11 @@ class SliceView:
 
     # scene events ---------------------------------------------------------------------------
     def _on_inserted(self, index: int, layer: Layer) -> None:
-        if isinstance(layer, (MeshLayer, PointsLayer)) and id(layer) not in self.cuts:
-            from .slice_cuts import CutVisual
-
-            self.cuts[id(layer)] = CutVisual(self, layer)
-            self.request_render()
+        overlay = next((make for kind, make in self.OVERLAYS.items() if isinstance(layer, kind)), None)
+        if overlay is not None:
+            if id(layer) not in self.cuts:
+                self.cuts[id(layer)] = overlay(self, layer)
+                self.request_render()
             return
         if not isinstance(layer, (ImageLayer, LabelLayer)) or id(layer) in self.visuals:
             return
@@ -484,3 +487,18 @@ class SliceView:
         for cut in self.cuts.values():
             cut.close()
         self.cuts.clear()
+
+
+def _cut_visual(view: SliceView, layer: Layer):
+    from .slice_cuts import CutVisual
+
+    return CutVisual(view, layer)
+
+
+def _box_visual(view: SliceView, layer: Layer):
+    from .box_visuals import BoxSliceVisual
+
+    return BoxSliceVisual(view, layer)
+
+
+SliceView.OVERLAYS = {MeshLayer: _cut_visual, PointsLayer: _cut_visual, BoxesLayer: _box_visual}

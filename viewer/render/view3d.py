@@ -12,8 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..model import Camera, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene, ViewSetLayer
+from ..model import BoxesLayer, Camera, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene, ViewSetLayer
 from ..resources import volume_presets
+from .box_visuals import add_boxes_3d
 from .frusta import FrustaVisual, pick_frame
 from .slicing import plane_axes
 from .slice_view import VIEW_COLORS
@@ -585,4 +586,5 @@ View3D.VISUALS = {
     MeshLayer: View3D._add_mesh,
     PointsLayer: View3D._add_points,
     ViewSetLayer: View3D._add_viewset,
+    BoxesLayer: add_boxes_3d,  # detection boxes: their own module (box_visuals)
 }
