@@ -78,7 +78,8 @@ def entropy(prob: torch.Tensor) -> torch.Tensor:
 def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: tuple[int, int, int],
                   overlap: float = 0.25, sw_batch_size: int = 4, tta: bool = False, device: str = "cpu",
                   amp: bool = False, slab_bytes: int = 1 << 30, flip_axes=(0, 1, 2),
-                  progress: Callable[[float, float], None] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  progress: Callable[[float, float], None] | None = None,
+                  refine: Callable[[torch.Tensor], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and, with ``tta``, entropy of the mean flipped softmax) of a normalised volume.
 
     Parameters
@@ -86,6 +87,9 @@ def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
     image : (I, J, K) float32 normalised intensities, canonical orientation.
     slab_bytes : largest float32 class buffer allowed for one MONAI call; above it, slabs.
     flip_axes : canonical axes flipped for test-time augmentation (one pass each, plus none).
+    refine : ``(C, I, J, K) float32 probabilities -> (I, J, K) labels`` over the whole volume
+        (a CRF, :func:`plugins._seg.crf.crf_refiner`) in place of the argmax; the probabilities
+        are then kept whole, C float32 values per voxel.
 
     Returns
     -------
@@ -117,23 +121,30 @@ def segment_array(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
         # one MONAI call over the whole volume: hand it the array as it is (a Fortran-ordered
         # float32 array becomes a strided tensor, no copy; MONAI crops its windows either way)
         x = torch.from_numpy(image if image.dtype == np.float32 else image.astype(np.float32))[None, None]
-        prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick, softmax=tta)
-        labels = _argmax_classes(prob[0]).numpy()
+        prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick,
+                                     softmax=tta or refine is not None)
+        labels = _argmax_classes(prob[0]).numpy() if refine is None else np.asarray(refine(prob[0]))
         if labels.dtype != label_dtype:
             labels = labels.astype(label_dtype)
         unc1 = entropy(prob).numpy() if tta else None
         return labels, unc1
     labels = np.empty(shape, label_dtype)
     unc = np.empty(shape, np.float16) if tta else None
+    whole = torch.empty((n_classes, *shape), dtype=torch.float32) if refine is not None else None
     for lo, hi, c0, c1 in slabs:
         x = torch.from_numpy(np.ascontiguousarray(image[:, :, lo:hi], dtype=np.float32))[None, None]
         prob = predict_probabilities(net, x, roi, overlap, sw_batch_size, flips, device, amp, tick,
-                                     softmax=tta)
+                                     softmax=tta or refine is not None)
         keep = slice(c0 - lo, c1 - lo)
-        labels[:, :, c0:c1] = _argmax_classes(prob[0][:, :, :, keep]).numpy().astype(label_dtype)
+        if whole is not None:
+            whole[:, :, :, c0:c1] = prob[0][:, :, :, keep]
+        else:
+            labels[:, :, c0:c1] = _argmax_classes(prob[0][:, :, :, keep]).numpy().astype(label_dtype)
         if unc is not None:
             unc[:, :, c0:c1] = entropy(prob)[:, :, keep].numpy()
         del prob
+    if whole is not None:
+        labels = np.asarray(refine(whole)).astype(label_dtype, copy=False)
     return labels, (unc.astype(np.float32) if unc is not None else None)
 
 

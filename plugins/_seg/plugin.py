@@ -49,10 +49,25 @@ class PatchSegmenterPlugin(SegmenterBase):
                                segment=self.segment_function())
 
     def predict(self, model: TrainedModel, volume: Volume, progress: Progress, *,
-                tta: bool = False) -> tuple[LabelMap, Volume | None]:
+                tta: bool = False, settings: Mapping[str, Any] | None = None) -> tuple[LabelMap, Volume | None]:
         from .predict import predict_volume
 
-        return predict_volume(model, volume, progress, tta=tta, segment=self.segment_function())
+        if settings:
+            self._check_settings(model, settings)
+        return predict_volume(model, volume, progress, tta=tta, segment=self.segment_function(),
+                              settings=dict(settings or {}))
+
+    def _check_settings(self, model: TrainedModel, settings: Mapping[str, Any]) -> None:
+        """ValueError ``"field: problem"`` for a setting this Config lacks or refuses, checked
+        with the checkpoint's other settings."""
+        names = set(getattr(self.Config, "__dataclass_fields__", {}))
+        for key in settings:
+            if key not in names:
+                raise ValueError(f"{key}: the {self.name} segmenter has no such setting")
+        stored = {k: v for k, v in model.config.items() if k in names}
+        check = getattr(self.Config(**{**stored, **settings}), "validate", None)
+        if check is not None:
+            check()
 
     def check_volume(self, model: TrainedModel, volume: Volume) -> str | None:
         from .checkpoint import check_prediction_grid

@@ -11,6 +11,7 @@ from viewer.jobs.progress import Progress
 from viewer.model import Label, LabelMap, LabelTable, Volume
 
 from .checkpoint import SegModel
+from .crf import crf_refiner, crf_settings
 from .infer import segment_array
 from .preprocess import Normalisation, resample_to, to_canonical
 
@@ -20,11 +21,14 @@ __all__ = ["predict_volume"]
 def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: bool = True,
                    slab_bytes: int = 1 << 30,
                    segment: Callable[..., tuple[np.ndarray, np.ndarray | None]] | None = None,
-                   ) -> tuple[LabelMap, Volume | None]:
+                   settings: dict | None = None) -> tuple[LabelMap, Volume | None]:
     """Segment ``volume``; returns the label map and (with ``tta``) the uncertainty.
 
     ``segment`` replaces :func:`~plugins._seg.infer.segment_array` (same signature): a method's
-    own tiling of the volume.
+    own tiling of the volume. ``settings``: Config fields for this call over the checkpoint's
+    (checked by the plugin); with ``crf`` on, the labels are the fully connected CRF's
+    (:mod:`plugins._seg.crf`) over the network's probabilities, on the model's grid and device
+    (the uncertainty stays the network's).
 
     Returns
     -------
@@ -51,9 +55,13 @@ def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: boo
     # checkpoints from before mirror_axes existed were trained with flips along all three axes
     flip_axes = tuple(model.config.get("mirror_axes", (0, 1, 2)))
     segment = segment or segment_array
+    crf = crf_settings({**model.config, **(settings or {})})
+    extra = {"refine": crf_refiner(x, model.spacing, crf, model.device,
+                                   lambda done, total: progress.update(done, total, "CRF"))} if crf else {}
     classes, unc = segment(model.net, x, model.n_classes, tuple(model.patch), ov, swb, tta=tta,
                            device=model.device, amp=amp, slab_bytes=slab_bytes, flip_axes=flip_axes,
-                           progress=lambda done, total: progress.update(done, total, "segmenting"))
+                           progress=lambda done, total: progress.update(done, total, "segmenting"), **extra)
+    extra.clear()
     del x
     classes = resample_to(classes[core], model.spacing, src_spacing, order=0, shape=canon_shape)
     values = np.array([0] + [int(row["value"]) for row in model.labels])

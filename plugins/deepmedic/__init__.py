@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from plugins._seg.crf import CRF_BOUNDS, crf_field
 from plugins._seg.plugin import PatchSegmenterPlugin
 from viewer.plugins import SEED_MAX, Range, validate_config
 
@@ -36,6 +37,7 @@ BOUNDS = {
     "val_share": Range(0, 1), "minutes": Range(0, 100_000), "val_fraction": Range(0, 1, hi_open=True),
     "sw_batch_size": Range(1, 64), "seed": Range(0, SEED_MAX),
     "device": lambda v: None if v in ("cpu", "cuda") or v.startswith("cuda:") else f"must be cpu or cuda, got {v!r}",
+    **CRF_BOUNDS,
 }
 
 
@@ -84,6 +86,13 @@ class Config:
     val_fraction: float = field(default=0.25, metadata={"help": "share of cases held out for validation Dice"})
     sw_batch_size: int = field(default=2, metadata={"help": "tiles per network call when segmenting"})
     tta: bool = field(default=True, metadata={"help": "flip test-time augmentation (gives the uncertainty map)"})
+    crf: bool = crf_field("crf")
+    crf_iterations: int = crf_field("crf_iterations")
+    crf_appearance_mm: float = crf_field("crf_appearance_mm")
+    crf_appearance_intensity: float = crf_field("crf_appearance_intensity")
+    crf_appearance_weight: float = crf_field("crf_appearance_weight")
+    crf_smoothness_mm: float = crf_field("crf_smoothness_mm")
+    crf_smoothness_weight: float = crf_field("crf_smoothness_weight")
     seed: int = field(default=0, metadata={"help": "random seed"})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
     amp: bool = field(default=True, metadata={"help": "mixed precision on CUDA"})

@@ -44,7 +44,8 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
                   overlap: float = 0.0, sw_batch_size: int = 4, tta: bool = False, device: str = "cpu",
                   amp: bool = False, slab_bytes: int = 1 << 30, flip_axes=(0, 1, 2),
                   progress: Callable[[float, float], None] | None = None,
-                  block: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  block: int | None = None,
+                  refine: Callable[[torch.Tensor], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and, with ``tta``, entropy of the mean flipped softmax) of a normalised volume.
 
     The signature of :func:`plugins._seg.infer.segment_array`; ``overlap`` and ``slab_bytes``
@@ -55,6 +56,8 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
     image : (I, J, K) float32 normalised intensities, canonical orientation.
     roi : the training block; the output block is ``block``, else the network's ``infer_block``,
         else ``roi``.
+    refine : ``(C, I, J, K) float32 probabilities -> (I, J, K) labels`` (a CRF) in place of the
+        argmax: the blocks' softmax is then kept for the whole volume, C float32 per voxel.
 
     Returns
     -------
@@ -70,6 +73,7 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
     padded[context:context + shape[0], context:context + shape[1], context:context + shape[2]] = image
     labels = np.empty(shape, np.uint8 if n_classes <= 256 else np.int16)
     unc = np.empty(shape, np.float32) if tta else None
+    whole = torch.empty((n_classes, *shape), dtype=torch.float32) if refine is not None else None
     origins = list(itertools.product(*(range(0, c * b, b) for c, b in zip(counts, blocks))))
     edges = [b + 2 * context for b in blocks]  # the input read around each block
     step = max(1, int(sw_batch_size))
@@ -84,7 +88,7 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
                 with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=enabled):
                     out = net(torch.flip(x, axes) if axes else x).float()
                 out = torch.flip(out, axes) if axes else out
-                if tta:
+                if tta or whole is not None:
                     out = torch.softmax(out, dim=1)
                 total = out if total is None else total.add_(out)
             prob = total.cpu()
@@ -93,10 +97,15 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
             for k, o in enumerate(group):
                 keep = tuple(slice(0, min(b, n - a)) for a, b, n in zip(o, blocks, shape))
                 where = tuple(slice(a, a + s.stop) for a, s in zip(o, keep))
-                labels[where] = prob[k].argmax(0)[keep].numpy()
+                if whole is not None:
+                    whole[(slice(None), *where)] = prob[k][(slice(None), *keep)]
+                else:
+                    labels[where] = prob[k].argmax(0)[keep].numpy()
                 if unc is not None:
                     p = prob[k][(slice(None), *keep)].clamp_min(1e-8)
                     unc[where] = (-(p * p.log()).sum(0)).numpy()
             if progress is not None:
                 progress(first + len(group), len(origins))
+    if whole is not None:
+        labels[...] = refine(whole)
     return labels, unc

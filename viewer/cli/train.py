@@ -44,6 +44,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--output", required=True, metavar="MASK.nii.gz")
     s.add_argument("--uncertainty", metavar="UNC.nii.gz", help="also write the uncertainty map (flip TTA)")
     s.add_argument("--tta", action="store_true", help="flip test-time augmentation even without --uncertainty")
+    s.add_argument("--crf", action=argparse.BooleanOptionalAction, default=None,
+                   help="3D fully connected CRF after the network, or not (default: as trained; for "
+                        "methods whose settings have a crf)")
     s.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["segment"] = _cmd_segment
@@ -144,6 +147,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             raise LoadError(o, "refusing to write into an input folder")
     check_device(args.device)
     plugin = plugin_for_checkpoint(ckpt, "segmenter")
+    settings = {} if args.crf is None else {"crf": bool(args.crf)}
+    if settings and "crf" not in getattr(plugin.Config, "__dataclass_fields__", {}):
+        raise LoadError("--crf", f"the {plugin.name} segmenter has no such setting")
     model = plugin.load(ckpt, device=args.device)
     volume = load_input(args.input)
     if not isinstance(volume, Volume):
@@ -155,7 +161,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     with CtrlC(progress):
         try:
             try:
-                labels, unc = plugin.predict(model, volume, progress, tta=bool(unc_out or args.tta))
+                labels, unc = plugin.predict(model, volume, progress, tta=bool(unc_out or args.tta),
+                                             **({"settings": settings} if settings else {}))
             except ValueError as exc:
                 raise LoadError(ckpt, str(exc)) from None
         finally:

@@ -4,7 +4,7 @@ may pass it and read back. Nothing here imports torch, Qt or VTK.
 Segmenter (``kind = "segmenter"``)::
 
     model = plugin.train(cases, config, progress, checkpoint_dir=DIR, sources=[...])
-    labels, uncertainty = plugin.predict(model, volume, progress, tta=False)
+    labels, uncertainty = plugin.predict(model, volume, progress, tta=False)   # settings={...}: Config fields
     problem = plugin.check_volume(model, volume)      # None, or why this scan cannot be segmented
     plugin.save(model, DIR); model = plugin.load(DIR, device="cpu")
 
@@ -162,9 +162,12 @@ class SegmenterPlugin(Protocol):
         label_sha256) is stored in the checkpoint as provenance."""
 
     def predict(self, model: TrainedModel, volume: Volume, progress: Progress, *,
-                tta: bool = False) -> tuple[LabelMap, Volume | None]:
+                tta: bool = False, settings: Mapping[str, Any] | None = None) -> tuple[LabelMap, Volume | None]:
         """Labels on ``volume``'s own grid and, when the method has one, an uncertainty map
-        (float32, 0 = certain) on the same grid; ``tta`` adds test-time augmentation."""
+        (float32, 0 = certain) on the same grid; ``tta`` adds test-time augmentation.
+        ``settings`` (optional: callers pass it only when they have some): fields of the plugin's
+        ``Config`` that apply at inference (e.g. ``{"crf": True}``), over the checkpoint's for this
+        call; a ValueError ``"field: problem"`` for one the Config lacks or refuses."""
 
     def check_volume(self, model: TrainedModel, volume: Volume) -> str | None:
         """Why ``model`` cannot segment ``volume`` (e.g. too many voxels at its spacing), or None."""
