@@ -66,16 +66,20 @@ def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, ba
 def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: int, w: int,
              device) -> torch.Tensor:
     """(B, 3, h, w) unit world directions through the pixel centres of crops whose top-left
-    pixels are (x0, y0) in their cameras' images."""
+    pixels are (x0, y0) in their cameras' images (channels-last memory, as the U-Net runs)."""
     k = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cams], dtype=torch.float32, device=device)
     r = torch.tensor(np.stack([c.c2w[:3, :3] for c in cams]), dtype=torch.float32, device=device)
     xs = torch.arange(w, dtype=torch.float32, device=device)[None] + torch.tensor(x0, device=device)[:, None] + 0.5
     ys = torch.arange(h, dtype=torch.float32, device=device)[None] + torch.tensor(y0, device=device)[:, None] + 0.5
-    dx = ((xs - k[:, 2:3]) / k[:, 0:1])[:, None, :].expand(-1, h, -1)
-    dy = ((ys - k[:, 3:4]) / k[:, 1:2])[:, :, None].expand(-1, -1, w)
-    # world = R (dx, dy, 1): three image-sized multiply-adds per output channel
-    d = (r[:, :, 0, None, None] * dx[:, None] + r[:, :, 1, None, None] * dy[:, None] + r[:, :, 2, None, None])
-    return F.normalize(d, dim=1)
+    dx = ((xs - k[:, 2:3]) / k[:, 0:1])[:, None, :]  # (B, 1, w)
+    dy = ((ys - k[:, 3:4]) / k[:, 1:2])[:, :, None]  # (B, h, 1)
+    # the camera ray (dx, dy, 1) normalised first (a rotation keeps its length): one image-sized
+    # rsqrt instead of a vector norm of the rotated image (6 ms at 256² on one CPU thread)
+    inv = torch.rsqrt(dx * dx + dy * dy + 1.0)  # (B, h, w)
+    # world = R (camera ray), one multiply-add image per output channel (no K=3 matmul: slow on CPU)
+    rows = [(r[:, j, 0, None, None] * dx + r[:, j, 1, None, None] * dy + r[:, j, 2, None, None]) * inv
+            for j in range(3)]
+    return torch.stack(rows, -1).permute(0, 3, 1, 2)
 
 
 def point_batch(ids: list[torch.Tensor], cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int],

@@ -21,7 +21,7 @@ from viewer.model.viewset import Frame, ViewSet
 from viewer.plugins import GeometryError
 
 from .data import full_point_batch, point_batch, prepare_point_views, random_point_batch
-from .splat import PointSet, project, splat
+from .splat import PointSet, project, splat_box
 
 __all__ = ["check_cloud", "fit_points", "render_points", "point_set"]
 
@@ -76,12 +76,24 @@ def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, pr
 
 
 def render_points(model: NRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
-    """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top)."""
+    """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top).
+
+    Only the box around the pixels the cloud covers (a margin of one coarsest cell, aligned to
+    it, as the training crops are) goes through the network; elsewhere the image is the
+    background, as the fit taught the network to draw far from every point (2-3x faster for an
+    object that fills part of the frame, as DNR's renderer does for a mesh)."""
     net = model.net.module if hasattr(model.net, "module") else model.net
     bg = [float(c) for c in (model.background if background is None else background)]
+    out = np.empty((camera.height, camera.width, 3), np.float32)
+    out[:] = bg
     with torch.inference_mode():
-        ids = splat(point_set(model), camera, net.scales)
-        batch = point_batch([t[None] for t in ids], [camera], [0], [0], (camera.height, camera.width), model.device)
+        found = splat_box(point_set(model), camera, net.scales)
+        if found is None:
+            return out
+        ids, (x0, y0) = found
+        h, w = min(camera.height - y0, ids[0].shape[0]), min(camera.width - x0, ids[0].shape[1])
+        batch = point_batch([t[None] for t in ids], [camera], [x0], [y0], (h, w), model.device)
         rgb, alpha, _ = net(batch)
         img = composite(rgb, alpha, bg)
-    return img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()
+        out[y0:y0 + h, x0:x0 + w] = img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()
+    return out

@@ -1,6 +1,8 @@
 """Point splatting (plugins/_points/splat.py): the projection against Camera.project, and the
 z-buffer at five scales against a brute-force Python reference (exact equality of the winning
-point ids), points behind the camera and outside the frustum dropped, ties to the lower id."""
+point ids), points behind the camera and outside the frustum dropped, ties to the lower id; the
+box splat equals the crop of the full one, the rasters equal the padded gather (values and
+gradients), and a render is the background outside the box the cloud covers."""
 
 from __future__ import annotations
 
@@ -123,3 +125,71 @@ def test_drawn_colour_fills_holes_from_the_coarser_scales():
     c = PointRendererNet.drawn_colour([full, half])
     assert c[0, :, 0, 0].tolist() == [1.0, 0.0, 0.0]
     assert (c[0, 2].sum() == 15.0) and c[0, 0, 1:, :].abs().sum() == 0  # the holes take the coarse blue
+
+
+@pytest.mark.parametrize("eye,width,height", [
+    ((0.0, -12.0, 1.0), 64, 48), ((0.0, -3.0, 1.0), 40, 31), ((2.5, -6.0, 0.0), 70, 33),
+], ids=["small-in-frame", "fills-frame", "off-centre-padded"])
+def test_splat_box_is_the_crop_of_the_full_splat(eye, width, height):
+    from plugins._points.splat import splat_box
+
+    cam = _camera(width, height, eye=eye, fov_px=60.0)
+    pts = PointSet.from_numpy(_cloud(3000, 7, False) * 0.3)
+    full = splat(pts, cam)
+    ids, (x0, y0) = splat_box(pts, cam)
+    assert x0 % 16 == 0 and y0 % 16 == 0 and ids[0].shape[0] % 16 == 0 and ids[0].shape[1] % 16 == 0
+    for s, (f, b) in enumerate(zip(full, ids)):
+        h, w = b.shape
+        assert torch.equal(f[y0 >> s:(y0 >> s) + h, x0 >> s:(x0 >> s) + w], b), f"scale {s}"
+    # nothing drawn outside the box
+    outside = full[0].clone()
+    outside[y0:y0 + ids[0].shape[0], x0:x0 + ids[0].shape[1]] = -1
+    assert (outside == -1).all() and (ids[0] >= 0).any()
+
+
+def test_splat_box_of_a_cloud_out_of_view_is_none():
+    from plugins._points.splat import splat_box
+
+    assert splat_box(PointSet.from_numpy(np.array([[0.0, -5.0, 0.0]])), _camera(16, 16)) is None
+
+
+def test_rasters_match_the_padded_gather_with_their_gradients():
+    from plugins._points.data import point_batch
+    from plugins._points.network import PointRendererNet
+    from plugins._points.splat import pad_descriptors
+
+    cam = _camera(40, 31)
+    pts = PointSet.from_numpy(_cloud(2000, 2, True))
+    net = PointRendererNet(pts.n, 5, (4, 4, 4, 4, 4))
+    batch = point_batch([t[None] for t in splat(pts, cam)], [cam], [0], [0], (31, 40), "cpu")
+    got = net.rasters(batch)
+    d = net.texture.descriptors.detach().clone().requires_grad_(True)
+    want = [torch.cat([gather(pad_descriptors(d), ids, padded=True), (ids >= 0).float()[:, None]], 1)
+            for ids in batch.ids]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and torch.equal(g, w)
+    weights = [torch.randn_like(w) for w in want]
+    sum((g * k).sum() for g, k in zip(got, weights)).backward()
+    sum((w * k).sum() for w, k in zip(want, weights)).backward()
+    torch.testing.assert_close(net.texture.descriptors.grad, d.grad)
+
+
+def test_render_draws_only_the_box_and_the_background_elsewhere():
+    from plugins._nr.model import NRModel
+    from plugins._points.fit import render_points
+    from plugins._points.network import PointRendererNet
+    from plugins._points.splat import splat_box
+    from viewer.model.geometry import PointCloud
+
+    p = _cloud(3000, 3, False) * 0.2
+    net = PointRendererNet(len(p), 4, (4, 4, 4, 4, 4)).eval()
+    model = NRModel(net=net, plugin="npbg", config={}, mesh=None, background=(0.2, 0.4, 0.6), points=PointCloud(p))
+    cam = _camera(80, 64, eye=(0.0, -12.0, 1.0), fov_px=60.0)
+    ids, (x0, y0) = splat_box(PointSet.from_numpy(p), cam)
+    img = render_points(model, cam)
+    assert img.shape == (64, 80, 3)
+    inside = np.zeros((64, 80), bool)
+    inside[y0:y0 + ids[0].shape[0], x0:x0 + ids[0].shape[1]] = True
+    assert 0 < inside.mean() < 0.8
+    assert np.array_equal(img[~inside], np.broadcast_to(np.float32([0.2, 0.4, 0.6]), img[~inside].shape))
+    assert not np.allclose(img[inside], [0.2, 0.4, 0.6], atol=1e-3)

@@ -1,0 +1,177 @@
+"""Benchmark: frames per second of a point renderer (NPBG's default network, splat + U-Net) at
+256² for 500 k points, flying the app's orbit, on 1 and 2 torch threads; the current renderer
+beside the previous one (full-frame U-Net, ``addmm`` projection, compacted z-buffer; kept below,
+verbatim in what it computes) in the same run.
+
+    .venv/bin/python bench/npbg_fps.py [--points 500000] [--size 256] [--frames 12] [--runs 5]
+                                       [--threads 1 2] [--result npbg_fps.json]
+
+* Cloud: ``--points`` points on the unit sphere's surface (the globe capture's ``points.ply`` is
+  that shape); the network untrained (the cost does not depend on the weights).
+* Orbit: the one a checkpoint fitted on a ``main.py capture`` of it stores (``orbit_defaults``
+  of the capture's cameras: the bounding sphere fills the frame), drawn as ``render --orbit``
+  and the app draw it (``plugin.orbit`` -> ``orbit_cameras``).
+* A run draws ``--frames`` orbit frames; fps = frames / seconds. Reported: the median of
+  ``--runs`` runs and their spread (min, max); the split of a frame into splat
+  (:func:`~plugins._points.splat.splat_box`: projection, z-buffer, pyramid) and the rest
+  (rasters, U-Net, compositing), medians over the frames of every run; the load average.
+
+Results go to ``bench/results/npbg_fps.json`` and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+# --- the previous implementation (before the box crop and the row-wise projection) ------------
+
+def _previous_project(points, camera):
+    from plugins._points.splat import _NEAR, Projection
+
+    w2c = camera.w2c
+    rot = torch.as_tensor(w2c[:3, :3], dtype=torch.float32)
+    t = torch.as_tensor(w2c[:3, :3] @ points.origin + w2c[:3, 3], dtype=torch.float32)
+    pc = torch.addmm(t, points.local, rot.t())
+    z = pc[:, 2]
+    zs = torch.where(z > 0, z, torch.ones_like(z))
+    u = pc[:, 0] / zs * float(camera.fx) + float(camera.cx)
+    v = pc[:, 1] / zs * float(camera.fy) + float(camera.cy)
+    keep = (z > _NEAR * points.extent) & (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    return Projection(u, v, z, keep, camera.width, camera.height)
+
+
+def _previous_zbuffer(proj, scales):
+    from plugins._points.splat import _EMPTY, _ID_BITS, raster_sizes
+
+    sizes = raster_sizes(proj.width, proj.height, scales)
+    ids = torch.nonzero(proj.keep).squeeze(1)
+    x = proj.u[ids].floor().long()
+    y = proj.v[ids].floor().long()
+    key = (proj.z[ids].contiguous().view(torch.int32).long() << _ID_BITS) | ids
+    h, w = sizes[0]
+    buf = torch.full((h * w,), _EMPTY, dtype=torch.int64)
+    buf.scatter_reduce_(0, y * w + x, key, reduce="amin", include_self=True)
+    keys = [buf.view(h, w)]
+    for s in range(1, scales):
+        hs, ws = sizes[s]
+        keys.append(keys[-1].view(hs, 2, ws, 2).amin(dim=(1, 3)))
+    return [torch.where(k == _EMPTY, torch.full_like(k, -1), k & ((1 << _ID_BITS) - 1)) for k in keys]
+
+
+def _previous_splat(model, camera):
+    from plugins._points.fit import point_set
+
+    return _previous_zbuffer(_previous_project(point_set(model), camera), model.net.scales)
+
+
+def _previous_render(model, camera):
+    from plugins._nr.model import composite
+    from plugins._points.data import point_batch
+
+    with torch.inference_mode():
+        ids = _previous_splat(model, camera)
+        batch = point_batch([t[None] for t in ids], [camera], [0], [0], (camera.height, camera.width), "cpu")
+        rgb, alpha, _ = model.net(batch)
+        img = composite(rgb, alpha, list(model.background))
+    return img[0].permute(1, 2, 0).clamp(0.0, 1.0).numpy()
+
+
+# --- the measurement -----------------------------------------------------------------------------
+
+def make_model(n: int, size: int):
+    """An untrained NPBG model of ``n`` points on the unit sphere, with the orbit a fit on a
+    capture of it would store; the plugin and that orbit's cameras."""
+    from plugins._nr.fit import orbit_defaults
+    from plugins._nr.model import NRModel
+    from viewer.compute.capture import frame_cameras
+    from viewer.model.geometry import PointCloud
+    from viewer.plugins import get_plugin
+
+    plugin = get_plugin("npbg", "renderer")
+    cfg = asdict(plugin.Config())
+    net = plugin.build(cfg, {"n_points": n}).eval().to(memory_format=torch.channels_last)
+    p = np.random.default_rng(1).normal(size=(n, 3))
+    cloud = PointCloud(p / np.linalg.norm(p, axis=1, keepdims=True))
+    model = NRModel(net=net, plugin="npbg", config=cfg, mesh=None, points=cloud)
+    model.meta["orbit"] = orbit_defaults(cloud, frame_cameras(cloud, 24, size, 40.0, seed=0))
+    return plugin, model
+
+
+def orbit(plugin, model, frames: int, size: int):
+    from viewer.model.camera import orbit_cameras
+
+    o = plugin.orbit(model)
+    return orbit_cameras(frames, o.center, o.radius, size, elevation=o.elevation, view_angle=o.view_angle, up=o.up)
+
+
+def measure(render, split, cams, runs: int) -> dict:
+    """fps of ``runs`` runs over ``cams`` (median, min, max) and the per-frame split (ms)."""
+    render(cams[0])  # first-call set-up (allocator, oneDNN kernels) is not a frame of the orbit
+    fps, splat_ms, frame_ms = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for c in cams:
+            t = time.perf_counter()
+            render(c)
+            frame_ms.append(1000 * (time.perf_counter() - t))
+        fps.append(len(cams) / (time.perf_counter() - t0))
+        for c in cams:  # the splat alone, timed apart so the frames above carry no timers inside
+            t = time.perf_counter()
+            with torch.inference_mode():
+                split(c)
+            splat_ms.append(1000 * (time.perf_counter() - t))
+    s, f = float(np.median(splat_ms)), float(np.median(frame_ms))
+    return {"fps_median": round(float(np.median(fps)), 2), "fps_min": round(min(fps), 2),
+            "fps_max": round(max(fps), 2), "frame_ms": round(f, 1), "splat_ms": round(s, 1),
+            "network_ms": round(f - s, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=500_000)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--result", default="npbg_fps.json", help="file name under bench/results")
+    args = ap.parse_args()
+
+    from plugins._points.fit import point_set, render_points
+    from plugins._points.splat import splat_box
+
+    plugin, model = make_model(args.points, args.size)
+    cams = orbit(plugin, model, args.frames, args.size)
+    box = splat_box(point_set(model), cams[0], model.net.scales)
+    covered = None if box is None else [int(d) for d in box[0][0].shape]
+    result = {"points": args.points, "size": args.size, "frames": args.frames, "runs": args.runs,
+              "box_of_first_frame": covered, "rows": []}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name, render, split in [
+                ("current", lambda c: render_points(model, c), lambda c: splat_box(point_set(model), c, model.net.scales)),
+                ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]:
+            row = {"renderer": name, "threads": threads, "load_before": round(os.getloadavg()[0], 2),
+                   **measure(render, split, cams, args.runs), "load_after": round(os.getloadavg()[0], 2)}
+            result["rows"].append(row)
+            print(json.dumps(row), flush=True)
+    dest = ROOT / "bench" / "results"
+    dest.mkdir(exist_ok=True)
+    (dest / args.result).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
