@@ -1,11 +1,13 @@
 """Benchmark: a segmenter's labels with and without the 3D fully connected CRF, same model, same run.
 
     .venv/bin/python bench/crf.py [--sets phantom] [--model deepmedic] [--minutes 3]
+    .venv/bin/python bench/crf.py --steps 500 --keep /tmp/crf --val-seeds 50 51  # a step budget
     .venv/bin/python bench/crf.py --checkpoint DIR --sets phantom     # reuse a trained model
     .venv/bin/python bench/crf.py --checkpoint DIR --variants "crf_smoothness_weight=0" "crf_appearance_weight=6"
 
 One process with one torch thread (the machine is shared): the plugin trains with its default
-Config for ``--minutes`` (wall clock; the checkpoint kept in ``--keep DIR`` if given), then each
+Config for ``--minutes`` (wall clock) or ``--steps`` (the checkpoint kept in ``--keep DIR`` if
+given), then each
 test case (``bench/seg_peer.py``'s data sets, never trained on) is segmented by the plugin's
 ``predict`` with ``settings={"crf": False}`` and ``{"crf": True}`` (plus any ``--variants``, each
 ``field=value,...`` of CRF settings), with the Config's test-time flips. Dice per label is
@@ -77,8 +79,12 @@ def run_set(name: str, args) -> dict:
     else:
         keep = Path(args.keep) / name if args.keep else Path(tempfile.mkdtemp(prefix="crf-bench-"))
         keep.mkdir(parents=True, exist_ok=True)
-        model = plugin.train(train, plugin.Config(minutes=args.minutes), Progress(), checkpoint_dir=keep)
-        trained = f"{args.minutes} min, {model.metrics.get('steps')} steps, kept in {keep}"
+        cfg = plugin.Config(minutes=args.minutes)
+        if args.steps:  # a step budget, not wall clock: the same model on a loaded machine
+            cfg.minutes, cfg.max_epochs = 0, -(-args.steps // cfg.iters_per_epoch)
+        model = plugin.train(train, cfg, Progress(), checkpoint_dir=keep)
+        trained = (f"{args.steps} steps" if args.steps else f"{args.minutes} min") + \
+            f", {model.metrics.get('steps')} steps, best val Dice {model.metrics.get('best_val_dice')}, kept in {keep}"
     train_s = time.monotonic() - t0
     tta = bool(model.config.get("tta", True))
     variants = [{"crf": False}, {"crf": True}] + [_parse_variant(v) for v in args.variants]
@@ -115,6 +121,7 @@ def main() -> None:
     ap.add_argument("--sets", default="phantom")
     ap.add_argument("--model", default="deepmedic")
     ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--steps", type=int, default=0, help="train for this many steps instead of --minutes")
     ap.add_argument("--checkpoint", help="a trained checkpoint to use instead of training")
     ap.add_argument("--keep", help="keep the trained checkpoint under DIR/SET")
     ap.add_argument("--variants", nargs="*", default=[], help="more CRF settings, each field=value,...")

@@ -139,15 +139,23 @@ def dense_crf(prob: "torch.Tensor", image: "torch.Tensor", spacing: Sequence[flo
             if progress is not None:
                 progress(it, int(iterations))
             energy = logp.clone()
+            # every message is a normalised mean of Q, and Q sums to 1 over the classes: so do
+            # the messages, and the last class's is 1 - the others' (one filtering less per level)
             if app is not None:
-                energy.add_(app.message(q), alpha=float(appearance_weight))
+                _add_message(energy, app.message(q[:-1]), float(appearance_weight))
             if smooth_norm is not None:
-                energy.add_(gaussian_blur(q, sig_s).div_(smooth_norm), alpha=float(smoothness_weight))
+                _add_message(energy, gaussian_blur(q[:-1], sig_s).div_(smooth_norm), float(smoothness_weight))
             q = torch.softmax(energy, dim=0)
             del energy
         if progress is not None:
             progress(int(iterations), int(iterations))
     return q
+
+
+def _add_message(energy: "torch.Tensor", head: "torch.Tensor", weight: float) -> None:
+    """energy += weight · message, from the message of all classes but the last."""
+    energy[:-1].add_(head, alpha=weight)
+    energy[-1].add_(head.sum(0).neg_().add_(1.0), alpha=weight)
 
 
 class _Bilateral:
@@ -162,11 +170,16 @@ class _Bilateral:
         count = int(math.floor((hi - lo) / step)) + 2
         if count > MAX_LEVELS:
             count, step = MAX_LEVELS, (hi - lo) / (MAX_LEVELS - 1)
-        self.levels = [lo + b * step for b in range(count)]
+        levels = [lo + b * step for b in range(count)]
+        # a level no voxel's intensity is within one step of is interpolated by none: skipped
+        bins = torch.histc(image, bins=count - 1, min=lo, max=lo + (count - 1) * step) if count > 1 else None
+        used = [True] * count if bins is None else \
+            [bool(bins[max(b - 1, 0):b + 1].sum() > 0) for b in range(count)]
+        self.levels = [v for v, u in zip(levels, used) if u]
         self.step, self.range_sigma = step, float(sigma_intensity)
         # the denominator does not depend on Q: once
         self.norm = torch.zeros_like(image)
-        for b, v in enumerate(self.levels):
+        for v in self.levels:
             w = self._range_weight(v)
             self.norm.add_(gaussian_blur(w[None], self.sigma)[0].mul_(self._hat(v)))
         self.norm.clamp_min_(1e-6)
@@ -182,15 +195,13 @@ class _Bilateral:
         """(C, I, J, K): per class, the appearance-weighted mean of the neighbours' Q."""
         import torch
 
-        out = torch.zeros_like(q)
+        out = None
         for v in self.levels:
             hat = self._hat(v)
-            if not bool(hat.any()):
-                continue
             filtered = gaussian_blur(q * self._range_weight(v), self.sigma)
-            out.addcmul_(filtered, hat)
+            out = filtered.mul_(hat) if out is None else out.addcmul_(filtered, hat)
             del filtered
-        return out.div_(self.norm)
+        return out.div_(self.norm) if out is not None else torch.zeros_like(q)
 
 
 def gaussian_blur(x: "torch.Tensor", sigma_vox: Sequence[float]) -> "torch.Tensor":
@@ -226,7 +237,7 @@ def gaussian_blur(x: "torch.Tensor", sigma_vox: Sequence[float]) -> "torch.Tenso
         y = F.interpolate(y, scale_factor=None, size=[n * f for n, f in zip(y.shape[2:], factors)],
                           mode="trilinear", align_corners=False)
         y = y[:, :, : shape[0], : shape[1], : shape[2]]
-    return y[0].contiguous()
+    return y[0]
 
 
 def _kernel_axes(axis: int) -> tuple[int, ...]:
