@@ -60,6 +60,11 @@ def test_threshold_segmenter_trains_and_segments_from_the_command_line(thirdpart
     pred = np.asarray(nib.load(mask).dataobj)
     dice = 2 * np.sum((pred == 3) & truth) / (np.sum(pred == 3) + truth.sum())
     assert dice > 0.9, dice  # an unseen case, a threshold learned from another
+    # a post-processing setting it has not (the built-in segmenters' CRF) is refused by name
+    r = _cli(thirdparty_env, "segment", "--checkpoint", ckpt, "--input", test_img, "--output", tmp_path / "crf.nii.gz",
+             "--crf", "--quiet")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --crf: the threshold segmenter has no such setting"
+    assert not (tmp_path / "crf.nii.gz").exists()
     # its checkpoint folder is its own: --overwrite replaces it, a folder of something else is refused
     r = _cli(thirdparty_env, "train-segmenter", "--model", "threshold", "--image", img, "--label", lab,
              "--out", ckpt, "--overwrite", "--quiet")
