@@ -24,6 +24,8 @@ def test_demo_objects_have_restorable_sources(name):
             assert [f.name for f in again.frames] == [f.name for f in first.frames]
             np.testing.assert_allclose(again.frames[0].camera.c2w, first.frames[0].camera.c2w)
             np.testing.assert_array_equal(again.frames[-1].rgba, first.frames[-1].rgba)
+        elif hasattr(first, "corners"):  # detection boxes
+            np.testing.assert_array_equal(again.corners, first.corners)
         else:  # a mesh or a point cloud
             np.testing.assert_array_equal(again.points, first.points)
 

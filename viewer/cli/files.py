@@ -19,10 +19,12 @@ def add_parsers(sub) -> None:
     g.add_argument("paths", nargs="*", help="files or DICOM folders to open")
     g.add_argument("--labels", action="append", metavar="PATH", help="open a volume as a label layer")
     d = sub.add_parser("demo", help="open the window on a built-in demo scene")
-    d.add_argument("name", nargs="?", default="default", choices=("default", "segmentation", "brain", "rendering"),
+    d.add_argument("name", nargs="?", default="default",
+                   choices=("default", "segmentation", "brain", "rendering", "lesions"),
                    help="default: CT phantom + labels + textured globe; segmentation: two phantom "
                         "cases for training; brain: MNI152 T1 with grey/white matter; rendering: a "
-                        "specular capture of a textured globe with its mesh, for neural rendering")
+                        "specular capture of a textured globe with its mesh, for neural rendering; lesions: a CT "
+                        "crop with a synthetic lesion and its true box")
     d.add_argument("--labels", action="append", help=argparse.SUPPRESS)
 
     i = sub.add_parser("info", help="print what a file holds, as JSON")

@@ -8,6 +8,8 @@ restore it.
 - ``rendering``: a specular capture of pyvista's textured globe (100 training, 20 held-out
   views), generated once and cached, with the mesh it was rendered from: ready for the Neural
   Rendering panel.
+- ``lesions``: a CT crop of an unseen phantom patient with one synthetic lesion, and its true box
+  (a boxes layer, score 1): for the Lesions panel, whose "Demo cases" trains on other patients.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 __all__ = ["DEMOS", "demo_objects", "demo_source"]
 
-DEMOS = ("default", "segmentation", "brain", "rendering")
+DEMOS = ("default", "segmentation", "brain", "rendering", "lesions")
 
 
 def _build(name: str) -> list[tuple[Any, dict]]:
@@ -48,6 +50,14 @@ def _build(name: str) -> list[tuple[Any, dict]]:
         n = {s: len(views.split(s)) for s in sorted(views.splits, key=lambda s: (order.get(s, 3), s))}
         views.name = "globe photos (" + ", ".join(f"{k} {v}" for k, v in n.items()) + ")"
         return [(mesh, {}), (views, {})]
+    if name == "lesions":
+        from ..model.boxes import Boxes
+        from .lesions import TEST_SEED, lesion_crop
+
+        crop = lesion_crop(TEST_SEED, lesion=True, crop=48)
+        crop.volume.name = "CT crop with a lesion"
+        truth = Boxes(crop.boxes, [1.0] * len(crop.boxes), ["lesion"] * len(crop.boxes), name="true lesion box")
+        return [(crop.volume, {}), (truth, {"show_scores": False})]
     raise KeyError(f"no demo named {name!r}; choose from {', '.join(DEMOS)}")
 
 

@@ -55,6 +55,11 @@ def make_window(paths=(), labels=(), demo: bool | str = False, staged: bool = Fa
         if name == "rendering":
             win.render_dock.show()
             win.when_ready(lambda: win.maximize("3d"))  # no volume: the slice views would stay black
+        if name == "lesions":  # every view through the lesion, its box listed in the Detection tab
+            win.scene.cursor = win.scene[1].data.centers[0]
+            win.scene.selected = win.scene[1]
+            win.lesions_dock.show()
+            win.when_ready(lambda: win.lesions_panel.tabs.setCurrentWidget(win.lesions_panel.detector))
     if paths:
         win.open_paths(paths)
     if labels:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
-from ..model import (COLORMAPS, RENDER_MODES, ImageLayer, LabelLayer, Layer, MeshLayer,
+from ..model import (COLORMAPS, RENDER_MODES, BoxesLayer, ImageLayer, LabelLayer, Layer, MeshLayer,
                      PointsLayer, Scene, ViewSetLayer)
 from ..resources import volume_presets, window_level_presets
 
@@ -22,7 +22,7 @@ FRUSTUM_STEPS = 100  # slider positions per decade of frustum size
 
 __all__ = ["LayerPanel"]
 
-_KIND_ICON = {"image": "▦", "labels": "◩", "mesh": "◭", "points": "⁘", "viewset": "◫"}
+_KIND_ICON = {"image": "▦", "labels": "◩", "mesh": "◭", "points": "⁘", "viewset": "◫", "boxes": "⬚"}
 
 
 def _swatch(rgb) -> QIcon:
@@ -161,6 +161,16 @@ class LayerPanel(QWidget):
         self.frame.setToolTip("Time frame of a 4D image (frames are read from the file as you move)")
         self.frame.valueChanged.connect(lambda v: self._set("frame", int(v)))
         form.addRow("Frame", self.frame)
+        # detection boxes: the lowest score drawn, and the scores as text
+        self.min_score = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.min_score.setRange(0.0, 1.0)
+        self.min_score.setDecimals(2)
+        self.min_score.setToolTip("Boxes scoring below this are hidden")
+        self.min_score.valueChanged.connect(lambda v: self._set("min_score", v))
+        form.addRow("Min score", self.min_score)
+        self.show_scores = QCheckBox("Scores as text")
+        self.show_scores.toggled.connect(lambda b: self._set("show_scores", b))
+        form.addRow("Boxes", self.show_scores)
         self.form = form
         lay.addWidget(self.form_host, 2)
 
@@ -253,6 +263,9 @@ class LayerPanel(QWidget):
             self._show_row(self.point_size, is_pts)
             self._show_row(self.frame, is_img and layer.n_frames > 1)
             self.show_texture.setVisible(is_mesh)
+            is_box = isinstance(layer, BoxesLayer)
+            self._show_row(self.min_score, is_box)
+            self._show_row(self.show_scores, is_box)
             if layer is None:
                 return
             self.opacity.setValue(layer.opacity)
@@ -272,6 +285,9 @@ class LayerPanel(QWidget):
                 self.show_texture.setEnabled(layer.data.texture is not None)
             if is_pts:
                 self.point_size.setValue(layer.point_size)
+            if is_box:
+                self.min_score.setValue(layer.min_score)
+                self.show_scores.setChecked(layer.show_scores)
             self._surface_label.setText("Frusta" if is_vs else "Surface")
             if is_vs:
                 digits = int(np.floor(np.log10(layer.frustum_scale)))

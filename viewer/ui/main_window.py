@@ -35,7 +35,7 @@ class _Prefetch(QObject):
     done = Signal()
 
     MODULES = ("vtk", "pyvista", "pyvistaqt", "viewer.ui.views", "viewer.ui.segmentation",
-               "viewer.ui.render_panel")
+               "viewer.ui.render_panel", "viewer.ui.lesions")
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="lucid3d-prefetch", daemon=True).start()
@@ -86,6 +86,7 @@ class MainWindow(FileOpening, QMainWindow):
         self.photo_dock = self._dock("Camera photo", "camera_photo", Qt.DockWidgetArea.LeftDockWidgetArea, 0)
         self.edit_dock = self._dock("Label editor", "label_editor", Qt.DockWidgetArea.RightDockWidgetArea, 320)
         self.compare_dock = self._dock("Compare labels", "compare_labels", Qt.DockWidgetArea.RightDockWidgetArea, 320)
+        self.lesions_dock = self._dock("Lesions", "lesions", Qt.DockWidgetArea.RightDockWidgetArea, 360)
 
         self.position_label = QLabel("")
         self.position_label.setMinimumWidth(420)
@@ -158,6 +159,10 @@ class MainWindow(FileOpening, QMainWindow):
         self.segmentation_dock.setWidget(self.segmentation_panel)
         self._build_editor()
         self._build_rendering_docks()
+        from .lesions import LesionsPanel
+
+        self.lesions_panel = LesionsPanel(self.scene, self.jobs, view3d=self.views["3d"].view)
+        self.lesions_dock.setWidget(self.lesions_panel)
         self.is_ready = True
         pending, self._after_ready = self._after_ready, []
         for fn in pending:
@@ -332,7 +337,9 @@ class MainWindow(FileOpening, QMainWindow):
                  "Fit a neural renderer to posed photos and a mesh; learned view; comparison"),
                 (self.edit_dock, "&Label editor", "Ctrl+E", "Paint, erase and clean up label maps; measure"),
                 (self.compare_dock, "&Compare labels", None,
-                 "Dice, HD95 and volume difference per label; false positives and negatives overlaid")):
+                 "Dice, HD95 and volume difference per label; false positives and negatives overlaid"),
+                (self.lesions_dock, "Lesions: classify and &detect", None,
+                 "Train a 3D classifier or detector on a cases.json; saliency overlays, boxes that jump")):
             act = dock.toggleViewAction()
             act.setText(text)
             if key:
