@@ -14,10 +14,12 @@ import numpy as np
 
 from ..model import BoxesLayer, Camera, ImageLayer, LabelLayer, Layer, MeshLayer, PointsLayer, Scene, ViewSetLayer
 from ..resources import volume_presets
+from ..compute.nogil import update as update_without_gil
 from .box_visuals import add_boxes_3d
 from .frusta import FrustaVisual, pick_frame
 from .slicing import plane_axes
 from .slice_view import VIEW_COLORS
+from .volume_mapping import mapper_kind, prepare_volume, watch_renderer
 from .vtkutil import vtk
 from vtk.util import numpy_support
 
@@ -79,6 +81,13 @@ def volume_proxy(array: np.ndarray, max_voxels: int | None = None) -> tuple[np.n
     return np.asfortranarray(array), 1
 
 
+def _volume_for(array: np.ndarray, kind: str) -> tuple[Any, int]:
+    """(vtkVolume ready to style, proxy factor f): the proxy, its VTK image and the mapper's
+    slow first-frame set-up, all made in a worker (:mod:`viewer.render.volume_mapping`)."""
+    proxy, f = volume_proxy(array)
+    return prepare_volume(volume_image(proxy), kind), f
+
+
 def label_surfaces(array: np.ndarray, affine: np.ndarray, values: list[int]) -> dict[int, Any]:
     """Smooth surfaces of each label (SurfaceNets), as pyvista PolyData in RAS mm by value."""
     import pyvista as pv
@@ -94,7 +103,7 @@ def label_surfaces(array: np.ndarray, affine: np.ndarray, values: list[int]) -> 
     nets.SetOutputMeshTypeToTriangles()
     nets.SmoothingOn()
     nets.SetNumberOfIterations(16)
-    nets.Update()
+    update_without_gil(nets)  # a worker's seconds of VTK must not freeze the UI thread
     out = pv.wrap(nets.GetOutput())
     if out.n_points == 0:
         return {}
@@ -141,6 +150,9 @@ class View3D:
         renderer.SetBackground(0.09, 0.1, 0.13)
         renderer.SetBackground2(0.24, 0.26, 0.32)
         renderer.GradientBackgroundOn()
+        self._gl: dict[str, Any] = {}  # "software": whether the GL renderer runs on the CPU
+        if renderer.GetRenderWindow() is not None:
+            watch_renderer(renderer.GetRenderWindow(), self._gl)
         self._planes = self._make_planes()
         scene.layer_inserted.connect(self._on_inserted)
         scene.layer_removed.connect(self._on_removed)
@@ -248,19 +260,16 @@ class View3D:
                     # read (and, for big scans, downsample) in a worker; only the small VTK
                     # set-up happens on the UI thread
                     state["pending"] = True
-                    self._async(lambda: volume_proxy(layer.data.array), made)
+                    kind = mapper_kind(self._gl.get("software"))
+                    self._async(lambda: _volume_for(layer.data.array, kind), made)
                 return
             self._style_volume(layer, state["volume"])
             self._sync_visibility(layer)
 
         def made(result) -> None:
-            proxy, f = result
+            vol, f = result
             if id(layer) not in self.props:
                 return  # removed meanwhile
-            mapper = vtk.vtkSmartVolumeMapper()
-            mapper.SetInputData(volume_image(proxy))
-            vol = vtk.vtkVolume()
-            vol.SetMapper(mapper)
             vol.SetUserMatrix(_matrix(np.asarray(layer.data.affine) @ np.diag([f, f, f, 1.0])))
             vol._proxy_factor = f
             self.renderer.AddVolume(vol)

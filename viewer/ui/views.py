@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import weakref
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QFrame, QLabel, QVBoxLayout, QWidget
 from pyvistaqt import QtInteractor
 from shiboken6 import isValid
 
@@ -49,6 +49,54 @@ class _Interactor(QtInteractor):
     def close(self) -> None:
         super().close()
         _forget_gl_wrappers(weakref.ref(self))
+
+
+class _RenderQueue(QObject):
+    """Views waiting to be drawn, drawn one per turn of the event loop.
+
+    One user action (a wheel step through the axial view) changes all four views. Drawn in the
+    same turn, their frames add up into one stall (4 x 20-60 ms on a software renderer); drawn
+    one per turn, input and timers run between them, so the longest stall is one view's frame.
+    The view under the mouse (the one the user works in) is drawn first."""
+
+    def __init__(self) -> None:
+        super().__init__(QApplication.instance())
+        self._waiting: list[ViewPanel] = []
+        self._armed = False
+
+    def add(self, panel: "ViewPanel") -> None:
+        if panel in self._waiting:
+            return
+        if panel.underMouse():
+            self._waiting.insert(0, panel)
+        else:
+            self._waiting.append(panel)
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._armed:
+            self._armed = True
+            QTimer.singleShot(0, self, self._next)
+
+    def _next(self) -> None:
+        self._armed = False
+        while self._waiting:
+            panel = self._waiting.pop(0)
+            if isValid(panel):
+                panel._do_render()
+                if panel.isVisible():
+                    break  # a hidden view costs nothing: go on to the next one
+        if self._waiting:
+            self._arm()
+
+
+_QUEUE: list[_RenderQueue] = []
+
+
+def _render_queue() -> _RenderQueue:
+    if not _QUEUE or not isValid(_QUEUE[0]):
+        _QUEUE[:] = [_RenderQueue()]
+    return _QUEUE[0]
 
 
 class ViewPanel(QFrame):
@@ -101,8 +149,7 @@ class ViewPanel(QFrame):
             return  # a worker's result arrived after the window closed: nothing left to draw
         if not self._render_pending:
             self._render_pending = True
-            # with the panel as context: a frame still queued when the panel is deleted never runs
-            QTimer.singleShot(0, self, self._do_render)
+            _render_queue().add(self)
 
     def _do_render(self) -> None:
         self._render_pending = False

@@ -1,0 +1,91 @@
+"""The 3D view's volume mappers: the CPU ray caster (software OpenGL) draws what the GPU one
+draws, its slow set-up runs in a worker without holding the GIL, and the choice follows the
+GL renderer (or LUCID3D_VOLUME_MAPPER)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from viewer.compute import nogil
+from viewer.model import ImageLayer, Scene, Volume
+from viewer.render.offscreen import render_scene
+from viewer.render.view3d import volume_image
+from viewer.render.volume_mapping import is_software_renderer, mapper_kind, prepare_volume
+
+
+@pytest.mark.parametrize("text,software", [
+    ("llvmpipe (LLVM 15.0.6, 256 bits)", True),
+    ("Mesa softpipe", True),
+    ("SwiftShader Device (Subzero)", True),
+    ("NVIDIA H200/PCIe/SSE2", False),
+    ("AMD Radeon RX 7900 XTX (radeonsi, navi31, LLVM 17.0.6, DRM 3.54)", False),
+    ("Mesa Intel(R) UHD Graphics 620 (KBL GT2)", False),
+], ids=["llvmpipe", "softpipe", "swiftshader", "nvidia", "radeonsi-mentions-llvm", "intel"])
+def test_software_renderers_are_told_from_gpus(text, software):
+    assert is_software_renderer(text) is software
+
+
+@pytest.mark.parametrize("env,software,kind", [
+    ("", True, "cpu"), ("", False, "gpu"), ("", None, "gpu"),
+    ("gpu", True, "gpu"), ("cpu", False, "cpu"), ("bogus", True, "cpu"),
+])
+def test_mapper_choice(monkeypatch, env, software, kind):
+    monkeypatch.setenv("LUCID3D_VOLUME_MAPPER", env)
+    assert mapper_kind(software) == kind
+
+
+def _bone_scene() -> Scene:
+    arr = np.full((96, 96, 80), -1000, np.int16, order="F")
+    arr[30:70, 20:50, 25:60] = 1500  # a bone block off centre
+    scene = Scene()
+    layer = ImageLayer(Volume(arr, np.diag([1.5, 1.5, 2.0, 1.0]), modality="CT"))
+    layer.render_mode = "ct_bone"
+    scene.add(layer)
+    return scene
+
+
+def test_cpu_ray_caster_draws_what_the_gpu_one_draws(monkeypatch):
+    masks = {}
+    for kind in ("gpu", "cpu"):
+        monkeypatch.setenv("LUCID3D_VOLUME_MAPPER", kind)
+        img = render_scene(_bone_scene(), "3d", (160, 160)).astype(int)
+        masks[kind] = np.abs(img - img[2, 2]).sum(-1) > 60
+    assert masks["gpu"].mean() > 0.02 and masks["cpu"].mean() > 0.02
+    overlap = (masks["gpu"] & masks["cpu"]).sum() / (masks["gpu"] | masks["cpu"]).sum()
+    assert overlap > 0.85, overlap
+
+
+def test_cpu_set_up_runs_without_the_gil():
+    """While the worker computes gradients, the main thread keeps running: its longest pause is
+    a small part of the call (holding the GIL, it would be the whole call)."""
+    rng = np.random.default_rng(0)
+    arr = np.asfortranarray(rng.integers(-1000, 1000, (192, 192, 160)).astype(np.int16))
+    image = volume_image(arr)
+    out: dict = {}
+
+    def work():
+        t = time.perf_counter()
+        out["vol"] = prepare_volume(image, "cpu")
+        out["seconds"] = time.perf_counter() - t
+
+    ticks = []
+    th = threading.Thread(target=work)
+    th.start()
+    while th.is_alive():
+        ticks.append(time.perf_counter())
+        time.sleep(0.002)
+    th.join()
+    assert out["vol"].GetMapper().IsA("vtkFixedPointVolumeRayCastMapper")
+    assert out["seconds"] > 0.15, "too small to tell"
+    assert np.diff(ticks).max() < 0.5 * out["seconds"], (np.diff(ticks).max(), out["seconds"])
+
+
+def test_gil_free_call_falls_back_when_the_symbol_is_missing():
+    called = []
+    assert nogil.call_without_gil(None, (object(),), lambda: called.append(1)) is False
+    assert called == [1]
+    assert nogil.address(object()) is None
