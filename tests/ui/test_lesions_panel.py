@@ -93,6 +93,16 @@ def test_table_click_moves_the_cursor_and_camera_to_the_box(window, qtbot):
     # the slice views follow the cursor: the axial view now cuts the selected box
     axial = window.views["axial"].view
     assert axial.cuts[id(boxes)].cut == [1]
+    # the layer panel's controls drive the same layer: a threshold above 0.4 hides the other box
+    assert window.layer_panel.min_score.isVisibleTo(window.layer_panel)
+    window.layer_panel.min_score.setValue(0.5)
+    assert boxes.min_score == 0.5
+    scene_cursor = window.scene.cursor
+    window.scene.cursor = [2.0, 2.0, 2.0]
+    assert axial.cuts[id(boxes)].cut == []  # box 0 is cut here, but hidden below the threshold
+    window.layer_panel.min_score.setValue(0.0)
+    assert axial.cuts[id(boxes)].cut == [0]
+    window.scene.cursor = scene_cursor
     rect = panel.table.visualItemRect(panel.table.item(1, 1))
     qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     np.testing.assert_allclose(window.scene.cursor, [2.0, 2.0, 2.0])
@@ -157,3 +167,31 @@ def test_bad_manifest_is_one_line(window, qtbot, tmp_path, rows, words):
     qtbot.waitUntil(lambda: task.last_error is not None, timeout=10000)
     assert str(path) in task.last_error and words in task.last_error and "\n" not in task.last_error
     assert lesions.cases.rows == [] and not task.train_btn.isEnabled()
+
+
+def test_cancel_keeps_the_model_so_far(window, qtbot, manifest):
+    lesions = window.lesions_panel
+    task = lesions.classifier
+    _load_cases(qtbot, lesions, manifest)
+    task.form.set_values(**{**TINY, "max_steps": 1_000_000})
+    _press(qtbot, task.train_btn)
+    qtbot.waitUntil(lambda: "step " in task.bar.status.text(), timeout=120000)  # in the training loop
+    assert not lesions.cases.open_btn.isEnabled()  # no other manifest under a running training
+    _press(qtbot, task.bar.cancel_btn)
+    qtbot.waitUntil(lambda: task.job is None, timeout=60000)
+    assert task.model is not None and task.model.metrics["stopped_by"] == "cancelled"
+    assert (task.model_dir and __import__("pathlib").Path(task.model_dir, "model.safetensors").is_file())
+    assert task.run_btn.isEnabled() and lesions.cases.open_btn.isEnabled()
+
+
+def test_detector_refuses_cases_without_boxes(window, qtbot, tmp_path):
+    from viewer.samples.lesions import write_lesion_set
+
+    lesions = window.lesions_panel
+    path = write_lesion_set(tmp_path, 2, crop=CROP, boxes=False)
+    lesions.cases.load(path)
+    qtbot.waitUntil(lambda: bool(lesions.cases.rows), timeout=30000)
+    assert "labels alone" in lesions.cases.label.text()
+    task = lesions.detector
+    _press(qtbot, task.train_btn)
+    assert task.job is None and "case 1" in task.last_error and "boxes" in task.last_error

@@ -68,6 +68,14 @@ class DetectorTask(LesionTask):
         self.scene.selection.connect(self._selected)
         self.scene.layer_removed.connect(self._removed)
 
+    def _training_cases(self) -> list:
+        """Every case with its boxes (``[]`` for none): a detector learns from nothing else."""
+        for i, r in enumerate(self.cases.rows):
+            if r.boxes is None:
+                raise ValueError(f"case {i + 1} ({r.name}) has no 'boxes'; a detector learns from boxes "
+                                 "(give [] for a case without any)")
+        return super()._training_cases()
+
     def _run_options(self) -> dict:
         return {"min_score": float(self.min_score.value())}
 
