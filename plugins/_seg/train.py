@@ -141,10 +141,11 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
 
     base_lr = float(cfg.learning_rate)
     net.train()
+    running, steps_in_epoch = 0.0, 0
     run.begin()
     with run.loop():
         while epoch < cfg.max_epochs:
-            running = 0.0
+            running, steps_in_epoch = 0.0, 0
             overlap[:] = 0
             for it in range(int(cfg.iters_per_epoch)):
                 run.check()
@@ -163,6 +164,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 scaler.update()
                 run.step += 1
                 running += float(loss.detach())
+                steps_in_epoch += 1
                 if on_training_data and it % 4 == 0:
                     # every 4th step, every 8th voxel: the whole argmax cost 9 % of a step
                     _count_overlap(logits.detach()[:, :, ::2, ::2, ::2], y[:, :, ::2, ::2, ::2], overlap)
@@ -184,6 +186,12 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                     write(entry)
             history.append(entry)
             run.report(progress.metrics, run.step, **{k: v for k, v in entry.items() if k in ("loss", "val_dice")})
+    if not history and steps_in_epoch:
+        # the budget ended inside the first epoch: the curve still gets the steps taken
+        entry = {"epoch": 0, "step": run.step, "loss": running / steps_in_epoch, "seconds": run.elapsed(),
+                 "lr": opt.param_groups[0]["lr"]}
+        history.append(entry)
+        run.report(progress.metrics, run.step, loss=entry["loss"])
     if run.leader and on_training_data:
         score, per_label = run.best_score, run.best_info.get("per_label", [])
         if run.best_at is None or run.best_at < epoch or not per_label:  # no epoch closed: the steps so far

@@ -308,3 +308,14 @@ def test_argmax_in_parts_equals_torch_argmax(threads, shape, chunk):
         torch.set_num_threads(before)
     assert got.dtype == (torch.uint8 if shape[0] <= 256 else torch.int16)
     torch.testing.assert_close(got.long(), torch.argmax(scores, dim=0), rtol=0, atol=0)
+
+
+def test_a_budget_that_ends_inside_the_first_epoch_still_draws_the_loss(tmp_path):
+    """A short budget on a slow (or busy) machine may close no epoch: the curve still gets the
+    mean loss of the steps taken, so the panel never shows an empty plot after training."""
+    curve = []
+    model = PLUGIN.train(phantom_cases([0, 1]), tiny_config(iters_per_epoch=100_000, minutes=0.05),
+                         Progress(on_metrics=lambda step, values: curve.append((step, values))),
+                         checkpoint_dir=str(tmp_path))
+    assert model.metrics["stopped_by"] == "time budget" and model.metrics["steps"] > 0
+    assert len(curve) == 1 and np.isfinite(curve[0][1]["loss"]) and curve[0][0] == model.metrics["steps"]
