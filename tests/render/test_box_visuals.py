@@ -99,3 +99,37 @@ def test_moving_the_plane_off_the_box_clears_the_live_view():
 def _shot(plotter) -> np.ndarray:
     plotter.render()
     return np.asarray(plotter.screenshot(return_img=True))
+
+
+def test_3d_visual_follows_the_layer():
+    """Scores as text on and off, a threshold, a selected box drawn as its own (thicker) actor."""
+    import pyvista as pv
+
+    from viewer.render.box_visuals import SELECTED_WIDTH
+    from viewer.render.view3d import View3D
+
+    scene, _ = _scene((0, 0, 0))
+    layer = BoxesLayer(Boxes([BOX, [20.0, 20.0, 20.0, 30.0, 30.0, 30.0]], [0.3, 0.8]))
+    scene.add(layer)
+    plotter = pv.Plotter(off_screen=True, window_size=[200, 200])
+    try:
+        view = View3D(plotter.renderer, scene)
+
+        def kinds():
+            props = view.props[id(layer)]
+            texts = [p for p in props if p.IsA("vtkBillboardTextActor3D")]
+            widths = sorted(p.GetProperty().GetLineWidth() for p in props if p.IsA("vtkActor"))
+            return len(texts), widths
+
+        assert kinds() == (2, [2.0])
+        layer.show_scores = False
+        assert kinds() == (0, [2.0])
+        layer.selected_box = 1
+        assert kinds() == (0, [2.0, SELECTED_WIDTH])
+        layer.show_scores, layer.min_score = True, 0.5  # the 0.3 box goes, the selected 0.8 one stays
+        assert kinds() == (1, [SELECTED_WIDTH])
+        scene.remove(layer)
+        assert id(layer) not in view.props
+        view.close()
+    finally:
+        plotter.close()
