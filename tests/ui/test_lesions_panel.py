@@ -195,3 +195,26 @@ def test_detector_refuses_cases_without_boxes(window, qtbot, tmp_path):
     task = lesions.detector
     _press(qtbot, task.train_btn)
     assert task.job is None and "case 1" in task.last_error and "boxes" in task.last_error
+
+
+def test_window_scene_file_keeps_the_boxes(window, qtbot, tmp_path):
+    """Save and reopen in the window: the boxes come back with their display state and are drawn."""
+    from viewer.io import load_path, save_nifti
+
+    crop = window.scene[0]
+    save_nifti(crop.data, tmp_path / "crop.nii.gz")
+    window.scene.clear()
+    window.scene.add(layer_for(load_path(tmp_path / "crop.nii.gz")))
+    boxes = BoxesLayer(Boxes([[0.0, 0.0, 0.0, 4.0, 4.0, 4.0]], [0.7], ["lesion"]), name="found", min_score=0.2)
+    window.scene.add(boxes)
+    window.scene.cursor = [2.0, 2.0, 2.0]
+    path = tmp_path / "s.lucid3d.json"
+    window.save_scene(str(path))
+    window.scene.clear()
+    window.open_scene(str(path))
+    qtbot.waitUntil(lambda: len(window.scene) == 2, timeout=30000)
+    again = window.scene[1]
+    assert isinstance(again, BoxesLayer) and again is not boxes
+    assert (again.name, again.min_score, again.data.labels) == ("found", 0.2, ["lesion"])
+    np.testing.assert_array_equal(again.data.corners, boxes.data.corners)
+    assert window.views["axial"].view.cuts[id(again)].cut == [0]
