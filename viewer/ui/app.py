@@ -59,7 +59,8 @@ def make_window(paths=(), labels=(), demo: bool | str = False, staged: bool = Fa
             win.scene.cursor = win.scene[1].data.centers[0]
             win.scene.selected = win.scene[1]
             win.lesions_dock.show()
-            win.when_ready(lambda: win.lesions_panel.tabs.setCurrentWidget(win.lesions_panel.detector))
+            win.when_ready(lambda: (win.lesions_panel.tabs.setCurrentWidget(win.lesions_panel.detector),
+                                    win.lesions_panel.detector.tabs.setCurrentIndex(2)))
     if paths:
         win.open_paths(paths)
     if labels:

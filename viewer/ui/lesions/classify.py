@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFormLayout, QHeaderView, QLabel, QTableWidget,
-                               QTableWidgetItem, QVBoxLayout)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QFormLayout, QHeaderView, QLabel, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout)
 
 from ...model import ImageLayer
 from ...model.errors import LoadError
@@ -45,8 +45,6 @@ class ClassifierTask(LesionTask):
         self.saliency_box.setToolTip("Where the decision comes from, over the image (a new layer)")
         self.saliency_box.setChecked(True)
         form.addRow("", self.saliency_box)
-        from PySide6.QtWidgets import QPushButton
-
         self.run_btn = QPushButton("Classify")
         self.run_btn.setObjectName("classify_button")
         self.run_btn.setToolTip("Classify the image with the model")

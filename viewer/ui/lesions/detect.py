@@ -67,6 +67,7 @@ class DetectorTask(LesionTask):
         self._rows: list[int] = []  # table row -> box index
         self.scene.selection.connect(self._selected)
         self.scene.layer_removed.connect(self._removed)
+        self._selected(self.scene.selected)  # a panel built over a scene with boxes selected lists them
 
     def _training_cases(self) -> list:
         """Every case with its boxes (``[]`` for none): a detector learns from nothing else."""
