@@ -129,6 +129,8 @@ def dense_crf(prob: "torch.Tensor", image: "torch.Tensor", spacing: Sequence[flo
     with torch.no_grad():
         logp = prob.to(torch.float32).clamp_min(1e-6).log_()
         q = torch.softmax(logp, dim=0)
+        if q.shape[0] < 2:
+            return q  # one class: nothing to decide
         sig_a = [appearance_mm / float(s) for s in spacing]
         sig_s = [smoothness_mm / float(s) for s in spacing]
         app = _Bilateral(image.to(device=prob.device, dtype=torch.float32), sig_a, appearance_intensity) \
@@ -211,8 +213,9 @@ def gaussian_blur(x: "torch.Tensor", sigma_vox: Sequence[float]) -> "torch.Tenso
     import torch
     import torch.nn.functional as F
 
-    factors = [max(1, int(math.floor(s))) if s >= 2 else 1 for s in sigma_vox]
     shape = tuple(x.shape[1:])
+    # (a step past the axis's length would only pad it: one coarse cell is the whole axis)
+    factors = [min(max(1, int(math.floor(s))), n) if s >= 2 else 1 for s, n in zip(sigma_vox, shape)]
     y = x.to(torch.float32)[None]  # (1, M, I, J, K)
     if any(f > 1 for f in factors):
         pad = [(-n) % f for n, f in zip(shape, factors)]
@@ -226,10 +229,12 @@ def gaussian_blur(x: "torch.Tensor", sigma_vox: Sequence[float]) -> "torch.Tenso
         sd = math.sqrt(max(var, 0.0)) / f
         if sd < 0.05:
             continue
-        radius = max(1, int(math.ceil(3 * sd)))
-        t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
+        full = max(1, int(math.ceil(3 * sd)))
+        radius = min(full, y.shape[2 + axis])  # taps past the volume's length only ever meet zeros
+        t = torch.arange(-full, full + 1, dtype=torch.float32, device=x.device)
         k = torch.exp(-0.5 * (t / sd) ** 2)
-        k = (k / k.sum()).view(1, 1, -1, 1, 1).permute(*_kernel_axes(axis)).repeat(m, 1, 1, 1, 1)
+        k = (k / k.sum())[full - radius: full + radius + 1]
+        k = k.view(1, 1, -1, 1, 1).permute(*_kernel_axes(axis)).repeat(m, 1, 1, 1, 1)
         padding = [0, 0, 0]
         padding[axis] = radius
         y = F.conv3d(y, k, padding=tuple(padding), groups=m)

@@ -177,6 +177,25 @@ def test_runs_on_the_inputs_device_and_128_cubed_in_bounded_time(device):
     assert seconds < 60  # ~3 s on one core of the 2-core box
 
 
+@pytest.mark.parametrize("classes, image, spacing", [
+    pytest.param(1, "noise", (1.0, 1.0, 1.0), id="one-class"),
+    pytest.param(3, "constant", (1.0, 1.0, 1.0), id="constant-image"),
+    pytest.param(3, "wide-range", (1.0, 1.0, 1.0), id="intensities-over-many-levels"),
+    pytest.param(2, "noise", (0.01, 0.01, 0.01), id="kernels-under-a-voxel"),
+    pytest.param(2, "noise", (50.0, 50.0, 50.0), id="kernels-far-over-the-volume"),
+])
+def test_degenerate_inputs_give_finite_marginals(classes, image, spacing):
+    g = torch.Generator().manual_seed(3)
+    shape = (9, 7, 5)
+    prob = torch.rand((classes, *shape), generator=g)
+    prob /= prob.sum(0)
+    img = {"noise": torch.randn(shape, generator=g), "constant": torch.full(shape, 2.0),
+           "wide-range": 1000 * torch.randn(shape, generator=g)}[image]
+    q = dense_crf(prob, img, spacing)
+    assert q.shape == prob.shape and bool(torch.isfinite(q).all())
+    assert torch.allclose(q.sum(0), torch.ones(shape), atol=1e-4)
+
+
 @pytest.mark.parametrize("prob_shape, image_shape", [
     pytest.param((2, 8, 8, 8), (8, 8, 9), id="grids-differ"),
     pytest.param((8, 8, 8), (8, 8, 8), id="no-class-axis"),
