@@ -13,6 +13,7 @@ steps, and what a run adds to the scene; the boxes table jumps to a box.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def _train(qtbot, task) -> None:
     assert task.model.metrics["steps"] == TINY["max_steps"]
     xs, ys = task.bar.curve("loss")
     assert len(xs) >= 1 and np.all(np.isfinite(ys))
-    assert (task.model_dir and (task.model_dir + "/model.safetensors"))
+    assert Path(task.model_dir, "model.safetensors").is_file()  # the checkpoint kept
     assert task.run_btn.isEnabled()
 
 
@@ -180,7 +181,7 @@ def test_cancel_keeps_the_model_so_far(window, qtbot, manifest):
     _press(qtbot, task.bar.cancel_btn)
     qtbot.waitUntil(lambda: task.job is None, timeout=60000)
     assert task.model is not None and task.model.metrics["stopped_by"] == "cancelled"
-    assert (task.model_dir and __import__("pathlib").Path(task.model_dir, "model.safetensors").is_file())
+    assert Path(task.model_dir, "model.safetensors").is_file()
     assert task.run_btn.isEnabled() and lesions.cases.open_btn.isEnabled()
 
 
