@@ -6,8 +6,10 @@
 * Its purpose: on a noisy probability map of a sphere (speckle of confidently wrong voxels) it
   removes the speckle and raises Dice against the truth; a correct, confident map comes out
   unchanged (within a few boundary voxels); on the input's device; 128³ in bounded time.
-* The plumbing: ``predict(settings={"crf": ...})`` checks its settings; ``main.py segment --crf``
-  on a DeepMedic checkpoint writes a mask with fewer isolated voxels than ``--no-crf``.
+* The plumbing: both segment functions hand a refiner the whole volume's probabilities (slabs,
+  tiles and flips included); ``predict(settings={"crf": ...})`` checks its settings;
+  ``main.py segment --crf`` on a DeepMedic checkpoint writes a mask with no more isolated voxels
+  than ``predict`` without the CRF.
 """
 
 from __future__ import annotations
@@ -215,17 +217,60 @@ def test_crf_settings_of_a_stored_config(config, expected):
     assert (s is None) if expected is None else (s["iterations"] == expected and s["smoothness_mm"] > 0)
 
 
+# through the segment functions, the plugin and the command line ----------------------------------------
+def _unet():
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    return UNet(3, 1, 3, channels=(4, 8), strides=(2,), num_res_units=0).eval()
+
+
+def _deepmedic():
+    from plugins.deepmedic.network import DeepMedic
+
+    torch.manual_seed(0)
+    net = DeepMedic(1, 3, channels=2, fc_channels=4).eval()
+    net.infer_block = 12
+    return net
+
+
+@pytest.mark.parametrize("method, slab_bytes, tta", [
+    pytest.param("unet", 1 << 30, False, id="sliding-windows-one-call"),
+    pytest.param("unet", 1 << 30, True, id="sliding-windows-flips"),
+    pytest.param("unet", 40_000, False, id="sliding-windows-in-slabs"),
+    pytest.param("deepmedic", 1 << 30, False, id="deepmedic-tiles"),
+    pytest.param("deepmedic", 1 << 30, True, id="deepmedic-tiles-flips"),
+])
+def test_refine_sees_the_whole_volumes_probabilities(method, slab_bytes, tta):
+    from plugins._seg.infer import segment_array
+    from plugins.deepmedic.infer import segment_tiles
+
+    net, segment = (_unet(), segment_array) if method == "unet" else (_deepmedic(), segment_tiles)
+    image = np.random.default_rng(0).normal(size=(20, 18, 40)).astype(np.float32)
+    seen = []
+
+    def argmax(prob):
+        seen.append(prob.clone())
+        return prob.argmax(0).numpy().astype(np.uint8)
+
+    plain, _ = segment(net, image, 3, (16, 16, 16), slab_bytes=slab_bytes, tta=tta)
+    refined, _ = segment(net, image, 3, (16, 16, 16), slab_bytes=slab_bytes, tta=tta, refine=argmax)
+    assert len(seen) == 1 and tuple(seen[0].shape) == (3, *image.shape)
+    assert torch.allclose(seen[0].sum(0), torch.ones(image.shape), atol=1e-4)  # probabilities, not logits
+    np.testing.assert_array_equal(refined, plain)
+
+
 # through the plugin and the command line ----------------------------------------------------------
 SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A DeepMedic trained for 60 steps on two coarse phantoms (a few seconds): rough, speckled."""
+    """A DeepMedic trained for 30 steps on two coarse phantoms (a few seconds): rough, speckled."""
     out = tmp_path_factory.mktemp("dm")
     cases = [Case(*ct_phantom(SHAPE, SPACING, seed=s), name=f"phantom{s}") for s in (0, 1)]
     cfg = Config(patch_size=18, channels=4, fc_channels=16, batch_size=2, learning_rate=1e-2, iters_per_epoch=10,
-                 max_epochs=6, val_every=1000, minutes=0, val_fraction=0, tta=False, seed=0)
+                 max_epochs=3, val_every=1000, minutes=0, val_fraction=0, tta=False, seed=0)
     PLUGIN.train(cases, cfg, Progress(), checkpoint_dir=out)
     return out
 
@@ -252,19 +297,18 @@ def isolated_voxels(labels: np.ndarray) -> int:
     return int(((labels > 0) & ~same).sum())
 
 
-def test_cli_segment_with_and_without_crf(checkpoint, tmp_path):
+def test_cli_segment_with_crf_against_predict_without(checkpoint, tmp_path):
     vol, truth = ct_phantom(SHAPE, SPACING, seed=7)
-    src = tmp_path / "new.nii.gz"
+    src, out = tmp_path / "new.nii.gz", tmp_path / "mask.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(vol.array), vol.affine), str(src))
-    masks = {}
-    for flag in ("--no-crf", "--crf"):
-        out = tmp_path / f"mask{flag}.nii.gz"
-        r = run_cli("segment", "--checkpoint", checkpoint, "--input", src, "--output", out, flag, "--quiet")
-        assert r.returncode == 0, r.stderr
-        assert set(json.loads(r.stdout)) == {str(lab.value) for lab in truth.table}
-        masks[flag] = np.asarray(nib.load(str(out)).dataobj)
-        assert masks[flag].shape == SHAPE
-    iso = {f: isolated_voxels(m) for f, m in masks.items()}
-    print(f"isolated voxels: {iso}, voxels changed by the CRF: {int((masks['--crf'] != masks['--no-crf']).sum())}")
-    assert not np.array_equal(masks["--crf"], masks["--no-crf"])
-    assert iso["--crf"] <= iso["--no-crf"]
+    r = run_cli("segment", "--checkpoint", checkpoint, "--input", src, "--output", out, "--crf", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)) == {str(lab.value) for lab in truth.table}
+    with_crf = np.asarray(nib.load(str(out)).dataobj)
+    plain, _ = PLUGIN.predict(PLUGIN.load(checkpoint), vol, Progress(), settings={"crf": False})
+    without = np.asarray(plain.array)
+    assert with_crf.shape == without.shape == SHAPE
+    iso = {"crf": isolated_voxels(with_crf), "none": isolated_voxels(without)}
+    print(f"isolated voxels: {iso}, voxels changed by the CRF: {int((with_crf != without).sum())}")
+    assert not np.array_equal(with_crf, without)
+    assert iso["crf"] <= iso["none"]
