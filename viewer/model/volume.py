@@ -68,6 +68,7 @@ class Volume:
     source: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     _stats: dict[str, float] | None = field(default=None, init=False, repr=False)
+    _quick: tuple[float, float] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
@@ -133,10 +134,12 @@ class Volume:
         """A robust display range from a strided subsample: cheap enough for the first frame."""
         if self._stats is not None:
             return self._stats["p_low"], self._stats["p_high"]
-        step = max(1, int(round((self.array.size / 2_000_000) ** (1 / 3))))
-        sub = np.asarray(self.array[::step, ::step, ::step])
-        s = finite_stats(sub)
-        return s["p_low"], s["p_high"]
+        if self._quick is None:  # cached: the views and the panel ask for it again and again
+            step = max(1, int(round((self.array.size / 2_000_000) ** (1 / 3))))
+            sub = np.asarray(self.array[::step, ::step, ::step])
+            s = finite_stats(sub)
+            self._quick = (s["p_low"], s["p_high"])
+        return self._quick
 
 
 def finite_stats(a: np.ndarray) -> dict[str, float]:

@@ -71,7 +71,8 @@ def prepare_volume(image, kind: str) -> Any:
         mapper = vtk.vtkFixedPointVolumeRayCastMapper()
         mapper.SetInputData(image)
         vol.SetMapper(mapper)
-        lo, hi = image.GetScalarRange()
+        ref = getattr(image, "_numpy_ref", None)  # numpy lets go of the GIL; VTK's range would not
+        lo, hi = (float(ref.min()), float(ref.max())) if ref is not None else image.GetScalarRange()
         prop = vtk.vtkVolumeProperty()
         ctf = vtk.vtkColorTransferFunction()
         ctf.AddRGBPoint(lo, 0, 0, 0)

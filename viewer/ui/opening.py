@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
@@ -30,6 +32,25 @@ def looks_like_labels(path: str | Path, data) -> bool:
     name = Path(path).name.lower()
     return (isinstance(data, Volume) and data.array.dtype.kind in "iub"
             and any(h in name.replace("-", "_").replace(".", "_").split("_") for h in _LABEL_HINTS))
+
+
+def _ready_first_frame(vol: Volume) -> None:
+    """What the first frame reads, read here in the loading worker: the display range, and
+    the three middle slices. A memory-mapped file is read on first touch: a sagittal slice of
+    a 512x512x1000 scan touches 128 k pages (~100 ms), which on the UI thread was a stall."""
+    vol.quick_range()
+    a = vol.array
+    if isinstance(a, np.memmap) and a.ndim == 3:
+        i, j, k = (n // 2 for n in a.shape)
+        for cut in (a[:, :, k], a[:, j, :], a[i, :, :]):
+            np.asarray(cut).max()  # numpy releases the GIL while it reads
+
+
+def _read_whole(vol: Volume) -> None:
+    """Every page of a memory-mapped volume read once (and its exact statistics made on the
+    way), in a worker after the first frame: then scrolling any view never waits on the disk
+    or on page faults on the UI thread."""
+    vol.stats()
 
 
 class _Batch:
@@ -106,8 +127,10 @@ class FileOpening:
                      series: str | None = None) -> None:
         def work(progress):
             progress.update(0, 0, f"loading {Path(path).name}")
-            # nothing else here: the first slice is drawn as soon as the voxels are in
-            return load_path(path, as_labels=as_labels, series=series)
+            data = load_path(path, as_labels=as_labels, series=series)
+            if isinstance(data, Volume):
+                _ready_first_frame(data)
+            return data
 
         def failed(message: str) -> None:
             batch.skip(path)
@@ -150,6 +173,8 @@ class FileOpening:
             # volume rendering on by default: big scans render a downsampled copy made in a worker
             layer.render_mode = "ct_bone" if layer.data.modality == "CT" else "off"
         self.scene.add(layer)
+        if isinstance(data, Volume) and isinstance(data.array, np.memmap):
+            self.jobs.submit(lambda _p: _read_whole(data), f"Reading {Path(path).name}", lane="view")
         if isinstance(data, ViewSet):
             counts = ", ".join(f"{len(data.split(s))} {s}" for s in data.splits)
             self.statusBar().showMessage(f"{Path(path).name}: {len(data.frames)} photos ({counts}); "

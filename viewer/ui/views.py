@@ -57,17 +57,26 @@ class _RenderQueue(QObject):
     One user action (a wheel step through the axial view) changes all four views. Drawn in the
     same turn, their frames add up into one stall (4 x 20-60 ms on a software renderer); drawn
     one per turn, input and timers run between them, so the longest stall is one view's frame.
-    The view under the mouse (the one the user works in) is drawn first."""
+    The first view asked for is marked at once, so it is drawn in the same window repaint as
+    the rest of the change (the status bar's cursor value): on a software GL every repaint of
+    the window costs a composition of the whole window. The view under the mouse (the one the
+    user works in) goes first, but never twice in a row while others wait, so a fast scroll
+    cannot starve the other views."""
 
     def __init__(self) -> None:
         super().__init__(QApplication.instance())
         self._waiting: list[ViewPanel] = []
         self._armed = False
+        self._last: ViewPanel | None = None
 
     def add(self, panel: "ViewPanel") -> None:
         if panel in self._waiting:
             return
-        if panel.underMouse():
+        if not self._waiting and not self._armed:
+            self._draw(panel)  # nothing pending: this one joins the repaint already due
+            self._arm()  # one turn's pause before the next view
+            return
+        if panel.underMouse() and panel is not self._last:
             self._waiting.insert(0, panel)
         else:
             self._waiting.append(panel)
@@ -78,14 +87,17 @@ class _RenderQueue(QObject):
             self._armed = True
             QTimer.singleShot(0, self, self._next)
 
+    def _draw(self, panel: "ViewPanel") -> bool:
+        panel._do_render()
+        self._last = panel
+        return panel.isVisible()
+
     def _next(self) -> None:
         self._armed = False
         while self._waiting:
             panel = self._waiting.pop(0)
-            if isValid(panel):
-                panel._do_render()
-                if panel.isVisible():
-                    break  # a hidden view costs nothing: go on to the next one
+            if isValid(panel) and self._draw(panel):
+                break  # a hidden or deleted view costs nothing: go on to the next one
         if self._waiting:
             self._arm()
 
