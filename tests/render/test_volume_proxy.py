@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import viewer.render.view3d as v3d
+import viewer.render.volume_mapping as v3d
 from viewer.model import ImageLayer, Scene, Volume
 from viewer.render.offscreen import render_scene
 from viewer.render.view3d import volume_proxy

@@ -19,11 +19,10 @@ from .box_visuals import add_boxes_3d
 from .frusta import FrustaVisual, pick_frame
 from .slicing import plane_axes
 from .slice_view import VIEW_COLORS
-from .volume_mapping import mapper_kind, prepare_volume, watch_renderer
+from .volume_mapping import mapper_kind, volume_for, volume_image, volume_proxy, watch_renderer
 from .vtkutil import vtk
-from vtk.util import numpy_support
 
-__all__ = ["View3D", "volume_image", "label_surfaces", "mesh_polydata"]
+__all__ = ["View3D", "volume_image", "volume_proxy", "label_surfaces", "mesh_polydata"]
 
 RunAsync = Callable[[Callable[[], Any], Callable[[Any], None]], None]
 
@@ -38,54 +37,6 @@ def _matrix(affine: np.ndarray) -> vtk.vtkMatrix4x4:
         for j in range(4):
             m.SetElement(i, j, float(affine[i, j]))
     return m
-
-
-def volume_image(array: np.ndarray) -> vtk.vtkImageData:
-    """(I, J, K) array -> vtkImageData in index space (spacing 1), sharing memory when the array
-    is Fortran-ordered (as nibabel gives it); the affine goes on the actor as a user matrix."""
-    a = array
-    if a.dtype.kind == "b":
-        a = a.astype(np.uint8)
-    if a.dtype.kind == "f" and a.dtype.itemsize > 4:
-        a = a.astype(np.float32)
-    if a.dtype.kind == "i" and a.dtype.itemsize > 4:
-        a = a.astype(np.int32)
-    flat = np.ravel(a, order="F")  # a view for F-contiguous arrays: VTK's x-fastest order
-    img = vtk.vtkImageData()
-    img.SetDimensions(*a.shape)
-    arr = numpy_support.numpy_to_vtk(flat, deep=False)
-    arr.SetName("values")
-    img.GetPointData().SetScalars(arr)
-    img._numpy_ref = flat
-    return img
-
-
-PROXY_VOXELS = 24_000_000  # above this the 3D view renders a downsampled copy (slices stay full resolution)
-
-
-def volume_proxy(array: np.ndarray, max_voxels: int | None = None) -> tuple[np.ndarray, int]:
-    """The array the 3D view renders, made in a worker: the whole array read into memory
-    (a memory-mapped file is read here, not by VTK on the UI thread at the first frame), or,
-    above ``max_voxels``, every f-th voxel along each axis with the smallest f that fits.
-
-    Returns (Fortran-ordered array, f); the affine's columns are scaled by f for it.
-    """
-    max_voxels = PROXY_VOXELS if max_voxels is None else max_voxels
-    f = 1
-    while np.prod([-(-n // f) for n in array.shape], dtype=np.int64) > max_voxels:
-        f += 1
-    if f > 1:
-        return np.asfortranarray(array[::f, ::f, ::f]), f
-    if isinstance(array, np.memmap):  # read the file here: VTK would read it at the first frame
-        return np.array(array, order="F"), 1
-    return np.asfortranarray(array), 1
-
-
-def _volume_for(array: np.ndarray, kind: str) -> tuple[Any, int]:
-    """(vtkVolume ready to style, proxy factor f): the proxy, its VTK image and the mapper's
-    slow first-frame set-up, all made in a worker (:mod:`viewer.render.volume_mapping`)."""
-    proxy, f = volume_proxy(array)
-    return prepare_volume(volume_image(proxy), kind), f
 
 
 def label_surfaces(array: np.ndarray, affine: np.ndarray, values: list[int]) -> dict[int, Any]:
@@ -261,7 +212,7 @@ class View3D:
                     # set-up happens on the UI thread
                     state["pending"] = True
                     kind = mapper_kind(self._gl.get("software"))
-                    self._async(lambda: _volume_for(layer.data.array, kind), made)
+                    self._async(lambda: volume_for(layer.data.array, kind), made)
                 return
             self._style_volume(layer, state["volume"])
             self._sync_visibility(layer)

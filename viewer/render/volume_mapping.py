@@ -1,4 +1,5 @@
-"""Which volume mapper the 3D view uses, and the slow part of its first frame done in a worker.
+"""The 3D view's volume rendering made in a worker: the array it renders (a downsampled proxy
+above :data:`PROXY_VOXELS`), its VTK image, the mapper, and the slow part of its first frame.
 
 On a software OpenGL (Mesa's llvmpipe: no GPU, a remote session, a VM, CI) VTK's GPU ray caster
 runs its shaders on the CPU: a CT proxy costs 190-420 ms a frame there, and its first frame
@@ -18,10 +19,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+from vtk.util import numpy_support
+
 from ..compute.nogil import per_volume_initialization
 from .vtkutil import vtk
 
-__all__ = ["SOFTWARE_GL_NAMES", "is_software_renderer", "watch_renderer", "prepare_volume", "mapper_kind"]
+__all__ = ["PROXY_VOXELS", "volume_image", "volume_proxy", "volume_for", "SOFTWARE_GL_NAMES", "is_software_renderer", "watch_renderer", "prepare_volume", "mapper_kind"]
 
 # substrings of GL_RENDERER for renderers that run on the CPU
 SOFTWARE_GL_NAMES = ("llvmpipe", "softpipe", "swrast", "software rasterizer", "lavapipe", "swiftshader")
@@ -94,3 +98,50 @@ def prepare_volume(image, kind: str) -> Any:
         vol.SetMapper(mapper)
     return vol
 
+
+def volume_image(array: np.ndarray) -> vtk.vtkImageData:
+    """(I, J, K) array -> vtkImageData in index space (spacing 1), sharing memory when the array
+    is Fortran-ordered (as nibabel gives it); the affine goes on the actor as a user matrix."""
+    a = array
+    if a.dtype.kind == "b":
+        a = a.astype(np.uint8)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4:
+        a = a.astype(np.float32)
+    if a.dtype.kind == "i" and a.dtype.itemsize > 4:
+        a = a.astype(np.int32)
+    flat = np.ravel(a, order="F")  # a view for F-contiguous arrays: VTK's x-fastest order
+    img = vtk.vtkImageData()
+    img.SetDimensions(*a.shape)
+    arr = numpy_support.numpy_to_vtk(flat, deep=False)
+    arr.SetName("values")
+    img.GetPointData().SetScalars(arr)
+    img._numpy_ref = flat
+    return img
+
+
+PROXY_VOXELS = 24_000_000  # above this the 3D view renders a downsampled copy (slices stay full resolution)
+
+
+def volume_proxy(array: np.ndarray, max_voxels: int | None = None) -> tuple[np.ndarray, int]:
+    """The array the 3D view renders, made in a worker: the whole array read into memory
+    (a memory-mapped file is read here, not by VTK on the UI thread at the first frame), or,
+    above ``max_voxels``, every f-th voxel along each axis with the smallest f that fits.
+
+    Returns (Fortran-ordered array, f); the affine's columns are scaled by f for it.
+    """
+    max_voxels = PROXY_VOXELS if max_voxels is None else max_voxels
+    f = 1
+    while np.prod([-(-n // f) for n in array.shape], dtype=np.int64) > max_voxels:
+        f += 1
+    if f > 1:
+        return np.asfortranarray(array[::f, ::f, ::f]), f
+    if isinstance(array, np.memmap):  # read the file here: VTK would read it at the first frame
+        return np.array(array, order="F"), 1
+    return np.asfortranarray(array), 1
+
+
+def volume_for(array: np.ndarray, kind: str) -> tuple[Any, int]:
+    """(vtkVolume ready to style, proxy factor f): the proxy, its VTK image and the mapper's
+    slow first-frame set-up, all made in a worker (:mod:`viewer.render.volume_mapping`)."""
+    proxy, f = volume_proxy(array)
+    return prepare_volume(volume_image(proxy), kind), f
