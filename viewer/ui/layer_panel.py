@@ -173,9 +173,13 @@ class LayerPanel(QWidget):
         form.addRow("Boxes", self.show_scores)
         self.form = form
         lay.addWidget(self.form_host, 2)
-        # as wide as the widest layer's controls from the start (all rows are still shown here):
-        # a row that appeared later widened the dock, which resized the four GL views, and a
-        # resized QOpenGLWidget draws at once, all four in one turn (a 0.3 s stall at the first image)
+        # as wide as an image's controls from the start: the rows that appeared with the first
+        # image widened the dock, which resized the four GL views, and a resized QOpenGLWidget
+        # draws at once, all four in one turn (a 0.3 s stall when the first scan opened)
+        for w in (self.labels, self.point_size, self.frame, self.min_score, self.show_scores):
+            self._show_row(w, False)
+        for row in (5, 7, 9):
+            self.form.setRowVisible(row, False)
         self.form_host.setMinimumWidth(self.form_host.sizeHint().width())
 
         scene.layer_inserted.connect(lambda *_: self.refresh())
