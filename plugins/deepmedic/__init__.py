@@ -5,7 +5,9 @@ classified by 1³ convolutions (:mod:`.network`); trained densely on segments la
 receptive field, each step predicting a block of voxels, with Dice + cross-entropy and segment
 centres drawn evenly over the labels (``sampling="classes"``; the paper's half-foreground,
 half-background is ``"posneg"``, which measured worse here: docs/PERFORMANCE.md); segmenting by
-dense blocks tiled over the volume (:mod:`.infer`). The rest (orientation,
+dense blocks tiled over the volume (:mod:`.infer`). As in the paper, a 3D fully connected CRF
+may follow (``crf``; off by default, ``segment --crf`` turns it on for one call): mean-field
+over the blocks' softmax, :mod:`plugins._seg.crf`. The rest (orientation,
 spacing, normalisation, sampling, the training loop, checkpoints) is ``plugins/_seg``'s.
 
 Light: torch is imported by the submodules, on the first call that needs them.

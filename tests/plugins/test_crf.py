@@ -118,22 +118,28 @@ def test_appearance_message_is_close_to_the_exact_dense_sum(spacing, theta_mm, t
 
 
 # what it is for ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spacing, speckle, min_dice", [
-    pytest.param((1.0, 1.0, 1.0), 0.05, 0.98, id="iso-5pct-speckle"),  # measured 0.807 -> 0.990
-    pytest.param((1.0, 1.0, 1.0), 0.15, 0.94, id="iso-15pct-speckle"),  # 0.558 -> 0.961
-    pytest.param((0.8, 0.8, 2.5), 0.10, 0.94, id="aniso-10pct-speckle"),
+@pytest.mark.parametrize("spacing, speckle, flat, min_dice, wrong_left", [
+    # measured: Dice 0.807 -> 1.000, wrong voxels 3262 -> 5
+    pytest.param((1.0, 1.0, 1.0), 0.05, False, 0.98, 1 / 8, id="iso-5pct-speckle"),
+    pytest.param((1.0, 1.0, 1.0), 0.15, False, 0.98, 1 / 8, id="iso-15pct-speckle"),  # 0.558 -> 0.999, 9690 -> 18
+    pytest.param((0.8, 0.8, 2.5), 0.10, False, 0.98, 1 / 8, id="aniso-10pct-speckle"),  # 0.673 -> 0.999, 4006 -> 6
+    # the image's edges do most of it: without them, smoothing alone (0.807 -> 0.897, 3262 -> 1351)
+    pytest.param((1.0, 1.0, 1.0), 0.05, True, 0.88, 1 / 2, id="iso-5pct-no-edges-in-the-image"),
+    pytest.param((0.8, 0.8, 2.5), 0.10, True, 0.85, 1 / 2, id="aniso-10pct-no-edges-in-the-image"),  # 0.673 -> 0.867
 ])
-def test_crf_removes_speckle_and_raises_dice(spacing, speckle, min_dice):
+def test_crf_removes_speckle_and_raises_dice(spacing, speckle, flat, min_dice, wrong_left):
     shape = tuple(int(round(40 / s)) for s in spacing)  # a 40 mm cube whatever the spacing
     truth, image, prob = noisy_case(shape, spacing, speckle)
+    if flat:  # the kernels are then spatial only: what is left is smoothing
+        image = torch.zeros(shape)
     before = dice(prob.argmax(0), truth)
     q = dense_crf(prob, image, spacing)
     after = dice(q.argmax(0), truth)
     wrong_before = int((prob.argmax(0).bool() != truth).sum())
     wrong_after = int((q.argmax(0).bool() != truth).sum())
     print(f"{spacing} speckle {speckle}: Dice {before:.3f} -> {after:.3f}, wrong voxels {wrong_before} -> {wrong_after}")
-    assert after > min_dice and after > before + 0.1
-    assert wrong_after < wrong_before / 8
+    assert after > min_dice and after > before + 0.08
+    assert wrong_after < wrong_before * wrong_left
     assert torch.allclose(q.sum(0), torch.ones(shape), atol=1e-4)
 
 
