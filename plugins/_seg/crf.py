@@ -9,7 +9,7 @@ compatibility,
 
 with positions ``x`` in millimetres (so anisotropic voxels are honoured) and ``I`` the normalised
 intensity (z-score units). Each kernel's message is *normalised*, as in the reference
-implementation (``densecrf``'s NORMALIZE_SYMMETRIC/AFTER): the kernel-weighted mean of the
+implementation (``densecrf``'s normalised kernels): the kernel-weighted mean of the
 neighbours' Q, so a weight ``w`` is comparable to a log-probability and does not grow with θ.
 A mean-field step is then ``Q = softmax(log p + w_a·M_a(Q) + w_s·M_s(Q))``.
 
@@ -18,8 +18,9 @@ Approximations (there is no N² anything; cost and memory are linear in the voxe
 * Spatial Gaussians are separable 1D Gaussians per axis, σ in voxels = θ / spacing, truncated at
   3σ. Where σ ≥ 2 voxels an axis is first box-averaged by ``s = floor(σ)``, filtered at that
   coarser step with the variance that is left, and trilinearly interpolated back, the box's and
-  the interpolation's variance subtracted so that the total matches σ² (the variance matches;
-  the shape is a Gaussian convolved with a box and a tent, close to Gaussian). Voxels outside the
+  the interpolation's variance subtracted so that the total matches σ² (averaged over where a
+  voxel falls in its box: within 10 % of σ for any one voxel, tested; the shape is a Gaussian
+  convolved with a box and a tent, close to Gaussian). Voxels outside the
   volume count for nothing: each message is divided by the same filter applied to the weights.
 * The appearance (bilateral) kernel is the piecewise-linear bilateral filter of Durand & Dorsey
   (2002): at intensity levels ``v_b`` spaced ``θβ`` apart over the volume's intensity range, the
@@ -31,8 +32,9 @@ Approximations (there is no N² anything; cost and memory are linear in the voxe
   kernel stays θβ) and accuracy drops, which only a volume spanning > 48 θβ reaches.
 
 Cost: about ten float32 values per voxel and class beside the inputs; measured on the 2-core
-box with one torch thread (random probabilities, intensities over 6 θβ, the defaults): 256³ with
-2 classes 18 s of CPU and 0.7 GB above the inputs; 128³ with 5 classes 6 s and 0.3 GB. The
+box with one torch thread (random probabilities, intensities over 12 θβ, the defaults, 1 mm
+voxels): 256³ with 2 classes 27 s of CPU and 0.7 GB above the inputs; 128³ with 5 classes 8 s
+and 0.3 GB. The
 last class's message is 1 minus the others' (every message is a normalised mean of a Q that
 sums to 1), so 2 classes filter one channel per level.
 Light: torch is imported inside the functions, so a Config may import this module for its
