@@ -16,6 +16,8 @@
 * Checkpoints round-trip (the same output after save/load), are owned only by their plugin,
   and a classifier's checkpoint is refused by ``detect``.
 * Bad input through the command line: one line ``error: ...``, exit 2, nothing written.
+* Positive-biased patches: one drawn on a box always holds lesion voxels; patches smaller than
+  the crop land at many places in it.
 """
 
 from __future__ import annotations
@@ -285,3 +287,24 @@ def test_cli_classify_refuses_bad_input(classifier, detector, files, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and "\n" not in err and fragment in err, err
     assert img.read_bytes() == before and not (tmp_path / "sal.nii.gz").exists() and not (tmp_path / "sal.png").exists()
+
+
+@pytest.mark.parametrize("patch", [16, 24, 32], ids=lambda p: f"patch{p}")
+def test_patches_on_a_box_hold_its_lesion_and_others_move(crops, patch):
+    """Positive-biased sampling: a patch drawn "on the box" always holds lesion voxels (a tiny
+    sphere in a big crop is otherwise rare), and patches smaller than the crop land at many
+    places in it (the shifts 24 crops alone lack)."""
+    from plugins.heatmap3d.data import ellipsoid_target, normalisation_for, prepare
+    from plugins.heatmap3d.train import _patch
+
+    crop = lesion_crops(1, 0, crop=32)[0]
+    p = prepare(crop.volume, (1.5, 1.5, 1.5), normalisation_for("CT"))
+    p.target = ellipsoid_target(p.image.shape, p.affine, crop.boxes)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        x, y = _patch(p, patch, rng, on_box=True)
+        assert x.shape == y.shape == (patch,) * 3 and y.any()
+        x, _ = _patch(p, patch, rng, on_box=False)
+        seen.add(x.tobytes())  # one patch per origin
+    assert len(seen) == 1 if patch == 32 else len(seen) > 20
