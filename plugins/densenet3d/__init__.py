@@ -2,9 +2,9 @@
 
 The issue's baseline recipe for 3D classification, kept as a method to compare with: trained on
 whole images by their labels (cross-entropy), whatever boxes the manifest holds; saliency by
-``monai.visualize.GradCAM`` at the last dense block's activation, upsampled to the input's exact
-grid. On small data it is outperformed by ``heatmap3d`` (docs/PERFORMANCE.md), which is the
-default. Checkpoints share ``plugins/heatmap3d``'s format (``"network": "densenet121"``).
+``monai.visualize.GradCAM`` at the second transition's activation (1/8 of the input: the last
+block's is one voxel of a 32^3 crop), upsampled to the input's exact grid. On small data it is
+outperformed by ``heatmap3d`` (docs/PERFORMANCE.md), which is the default. Checkpoints share ``plugins/heatmap3d``'s format (``"network": "densenet121"``).
 """
 
 from __future__ import annotations
