@@ -4,8 +4,10 @@ GL renderer (or LUCID3D_VOLUME_MAPPER)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from viewer.compute import nogil
 from viewer.model import ImageLayer, Scene, Volume
 from viewer.render.offscreen import render_scene
 from viewer.render.view3d import volume_image
-from viewer.render.volume_mapping import is_software_renderer, mapper_kind, prepare_volume
+from viewer.render.volume_mapping import guess_software, is_software_renderer, mapper_kind, prepare_volume
 
 
 @pytest.mark.parametrize("text,software", [
@@ -30,12 +32,21 @@ def test_software_renderers_are_told_from_gpus(text, software):
 
 
 @pytest.mark.parametrize("env,software,kind", [
-    ("", True, "cpu"), ("", False, "gpu"), ("", None, "gpu"),
+    ("", True, "cpu"), ("", False, "gpu"),
     ("gpu", True, "gpu"), ("cpu", False, "cpu"), ("bogus", True, "cpu"),
 ])
 def test_mapper_choice(monkeypatch, env, software, kind):
     monkeypatch.setenv("LUCID3D_VOLUME_MAPPER", env)
     assert mapper_kind(software) == kind
+
+
+def test_before_the_first_frame_the_device_nodes_decide(monkeypatch):
+    """Not known yet (a scan opened before the 3D view's first frame): no GPU device node on
+    Linux means the software rasterizer, as on this machine."""
+    monkeypatch.delenv("LUCID3D_VOLUME_MAPPER", raising=False)
+    gpu_node = any(Path(p).exists() for p in ("/dev/dri", "/dev/nvidia0"))
+    assert guess_software() is (sys.platform.startswith("linux") and not gpu_node)
+    assert mapper_kind(None) == ("cpu" if guess_software() else "gpu")
 
 
 def _bone_scene() -> Scene:

@@ -17,6 +17,8 @@ With a hardware GPU the GPU ray caster stays (``vtkSmartVolumeMapper``). ``LUCID
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ from vtk.util import numpy_support
 from ..compute.nogil import per_volume_initialization
 from .vtkutil import vtk
 
-__all__ = ["PROXY_VOXELS", "volume_image", "volume_proxy", "volume_for", "SOFTWARE_GL_NAMES", "is_software_renderer", "watch_renderer", "prepare_volume", "mapper_kind"]
+__all__ = ["PROXY_VOXELS", "volume_image", "volume_proxy", "volume_for", "SOFTWARE_GL_NAMES", "is_software_renderer", "watch_renderer", "prepare_volume", "mapper_kind", "guess_software"]
 
 # substrings of GL_RENDERER for renderers that run on the CPU
 SOFTWARE_GL_NAMES = ("llvmpipe", "softpipe", "swrast", "software rasterizer", "lavapipe", "swiftshader")
@@ -55,12 +57,21 @@ def watch_renderer(render_window, found: dict[str, Any]) -> None:
     tag.append(render_window.AddObserver("EndEvent", on_end))
 
 
+def guess_software() -> bool:
+    """Before the first frame has told: on Linux, no GPU device node means Mesa's software
+    rasterizer (no /dev/dri for Mesa's drivers, no /dev/nvidia0 for NVIDIA's); elsewhere a GPU."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not (Path("/dev/dri").exists() or Path("/dev/nvidia0").exists())
+
+
 def mapper_kind(software: bool | None) -> str:
-    """"cpu" or "gpu": the environment's choice, else the CPU caster on a software renderer."""
+    """"cpu" or "gpu": the environment's choice, else the CPU caster on a software renderer
+    (``software`` None: not known yet, guessed by :func:`guess_software`)."""
     forced = os.environ.get("LUCID3D_VOLUME_MAPPER", "").strip().lower()
     if forced in ("cpu", "gpu"):
         return forced
-    return "cpu" if software else "gpu"
+    return "cpu" if (guess_software() if software is None else software) else "gpu"
 
 
 def prepare_volume(image, kind: str) -> Any:
