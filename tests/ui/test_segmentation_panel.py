@@ -110,9 +110,11 @@ def test_train_then_run_adds_new_layers(window, qtbot, tmp_path):
     run.unc_box.setChecked(False)
     assert unc.visible is False
 
-    # a second run (no TTA: no uncertainty map) lands in yet another layer
+    # a second run (no TTA: no uncertainty map, CRF clean-up on) lands in yet another layer
+    assert not run.crf_box.isHidden() and not run.crf_box.isChecked()  # unet3d has the setting, off
     n = len(window.scene)
     run.tta_box.setChecked(False)
+    run.crf_box.setChecked(True)
     _press(qtbot, run.run_btn)
     qtbot.waitUntil(lambda: panel.job is None and len(window.scene) == n + 1, timeout=60000)
     assert run.prediction is not pred and pred in list(window.scene)

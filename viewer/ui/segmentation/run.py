@@ -7,6 +7,8 @@ is ever written to.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,15 @@ def _swatch(rgb) -> QIcon:
     pm = QPixmap(12, 12)
     pm.fill(QColor.fromRgbF(*rgb))
     return QIcon(pm)
+
+
+def _config_fields(host, model) -> set[str]:
+    """The setting names of the method that made ``model`` (none if it is gone)."""
+    try:
+        config = host.chooser.plugin_named(model.plugin).Config
+        return {f.name for f in dataclasses.fields(config)}
+    except Exception:  # PluginError, or a third-party Config that is not a dataclass
+        return set()
 
 
 def label_stats(labels: LabelMap, reference: LabelMap | None) -> dict[int, dict]:
@@ -73,6 +84,12 @@ class RunTab(QWidget):
         self.tta_box.setToolTip("Average the prediction over flips (4× slower); its entropy is the uncertainty")
         self.tta_box.setChecked(True)
         form.addRow("", self.tta_box)
+        self.crf_box = QCheckBox("Clean up with a 3D fully connected CRF")
+        self.crf_box.setToolTip("Mean-field CRF over the network's probabilities: removes speckle, smooths "
+                                "borders along image edges (about 2x the inference time; can erase tiny structures)")
+        self.crf_box.setVisible(False)  # only for a model whose method has the setting
+        self._crf_for = None  # the model the box was last set from
+        form.addRow("", self.crf_box)
         lay.addLayout(form)
         self.run_btn = QPushButton("Run")
         self.run_btn.setObjectName("run_button")
@@ -136,6 +153,12 @@ class RunTab(QWidget):
 
     def update_buttons(self, busy: bool) -> None:
         self.run_btn.setEnabled(not busy and self.host.model is not None and self.image_box.currentData() is not None)
+        model = self.host.model
+        if model is not self._crf_for:  # a new model: the box shows its own setting
+            self._crf_for = model
+            has = model is not None and "crf" in _config_fields(self.host, model)
+            self.crf_box.setVisible(has)
+            self.crf_box.setChecked(bool(has and dict(getattr(model, "config", {}) or {}).get("crf", False)))
         self.save_mask_btn.setEnabled(bool(self.scene.of_kind(LabelLayer)))
 
     def _layer_removed(self, index: int, layer) -> None:
@@ -151,6 +174,8 @@ class RunTab(QWidget):
         if host.model is None or image is None or host.job is not None:
             return
         model, ref, tta = host.model, self.reference_box.currentData(), self.tta_box.isChecked()
+        # passed only when the method has the setting (the contract: callers pass settings they have)
+        extra = {"settings": {"crf": self.crf_box.isChecked()}} if not self.crf_box.isHidden() else {}
         try:
             plugin = host.chooser.plugin_named(model.plugin)
         except Exception as exc:  # PluginError: the plugin that made the model is gone
@@ -165,7 +190,7 @@ class RunTab(QWidget):
             problem = plugin.check_volume(model, image.data)
             if problem:
                 raise LoadError(image.source or image.name, problem)
-            labels, unc = plugin.predict(model, image.data, progress, tta=tta)
+            labels, unc = plugin.predict(model, image.data, progress, tta=tta, **extra)
             stats = label_stats(labels, ref.data if ref is not None else None)
             rng = None if unc is None else (float(np.nanmin(unc.array)), float(np.nanmax(unc.array)))
             return labels, unc, stats, rng
