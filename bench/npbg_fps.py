@@ -4,7 +4,7 @@ beside the previous one (full-frame U-Net, ``addmm`` projection, compacted z-buf
 verbatim in what it computes) in the same run.
 
     .venv/bin/python bench/npbg_fps.py [--points 500000] [--size 256] [--frames 12] [--runs 5]
-                                       [--threads 1 2] [--result npbg_fps.json]
+                                       [--threads 1 2] [--shade N] [--result npbg_fps.json]
 
 * Cloud: ``--points`` points on the unit sphere's surface (the globe capture's ``points.ply`` is
   that shape); the network untrained (the cost does not depend on the weights).
@@ -91,9 +91,9 @@ def _previous_render(model, camera):
 
 # --- the measurement -----------------------------------------------------------------------------
 
-def make_model(n: int, size: int):
-    """An untrained NPBG model of ``n`` points on the unit sphere, with the orbit a fit on a
-    capture of it would store; the plugin and that orbit's cameras."""
+def make_model(n: int, size: int, settings: dict | None = None):
+    """An untrained NPBG model of ``n`` points on the unit sphere (NPBG's default settings, but
+    ``settings``), with the orbit a fit on a capture of it would store; the plugin and model."""
     from plugins._nr.fit import orbit_defaults
     from plugins._nr.model import NRModel
     from viewer.compute.capture import frame_cameras
@@ -101,7 +101,7 @@ def make_model(n: int, size: int):
     from viewer.plugins import get_plugin
 
     plugin = get_plugin("npbg", "renderer")
-    cfg = asdict(plugin.Config())
+    cfg = asdict(plugin.Config(**(settings or {})))
     net = plugin.build(cfg, {"n_points": n}).eval().to(memory_format=torch.channels_last)
     p = np.random.default_rng(1).normal(size=(n, 3))
     cloud = PointCloud(p / np.linalg.norm(p, axis=1, keepdims=True))
@@ -146,17 +146,19 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--shade", type=int, default=None, help="NPBG's shade setting (default: the plugin's)")
     ap.add_argument("--result", default="npbg_fps.json", help="file name under bench/results")
     args = ap.parse_args()
 
     from plugins._points.fit import point_set, render_points
     from plugins._points.splat import splat_box
 
-    plugin, model = make_model(args.points, args.size)
+    plugin, model = make_model(args.points, args.size, None if args.shade is None else {"shade": args.shade})
     cams = orbit(plugin, model, args.frames, args.size)
     box = splat_box(point_set(model), cams[0], model.net.scales)
     covered = None if box is None else [int(d) for d in box[0][0].shape]
     result = {"points": args.points, "size": args.size, "frames": args.frames, "runs": args.runs,
+              "shade": model.config["shade"],
               "box_of_first_frame": covered, "rows": []}
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -13,7 +13,8 @@ fitting, the splatting speed and the frame rate of a point renderer, in one run.
 * Splatting: points per second of :func:`plugins._points.splat.splat` at 1 M points into 256²
   (five scales), and an exact check of its winners against a numpy lexsort reference.
 * Frame rate at 256² for 500 k points: splat + the default NPBG network (untrained: the cost does
-  not depend on the weights), median of 10 frames.
+  not depend on the weights), median of 10 frames (`bench/npbg_fps.py`: the app's orbit, runs and spread,
+  the split into splat and network, beside the previous renderer).
 
 Results go to ``bench/results/npbg_peer.json`` and stdout.
 """

@@ -10,7 +10,7 @@ shows no point and its target is the background.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -21,7 +21,7 @@ from plugins._nr.data import ViewData, resize_image, training_size
 from viewer.model.camera import Camera
 from viewer.model.viewset import Frame
 
-from .splat import PointSet, splat
+from .splat import PointSet, project, splat, zbuffer
 
 __all__ = ["PointView", "PointBatch", "prepare_point_views", "point_batch", "full_point_batch",
            "random_point_batch", "ray_dirs"]
@@ -63,6 +63,15 @@ def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, ba
     return out
 
 
+def _dropped(view: PointView, points: PointSet, dropout: float, rng: np.random.Generator) -> PointView:
+    """``view`` with its rasters splatted from a random ``1 - dropout`` of the points."""
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    proj = project(points, view.camera)
+    proj.keep &= torch.rand(points.n, generator=gen) >= dropout
+    ids = [t.to(torch.int32) for t in zbuffer(proj, len(view.ids))]
+    return replace(view, ids=ids)
+
+
 def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: int, w: int,
              device) -> torch.Tensor:
     """(B, 3, h, w) unit world directions through the pixel centres of crops whose top-left
@@ -96,12 +105,20 @@ def full_point_batch(view: PointView, device="cpu") -> PointBatch:
 
 
 def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.random.Generator,
-                       device="cpu", background: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[PointBatch, torch.Tensor]:
+                       device="cpu", background: Sequence[float] = (1.0, 1.0, 1.0), points: PointSet | None = None,
+                       dropout: float = 0.0) -> tuple[PointBatch, torch.Tensor]:
     """``n`` random crops (aligned, see the module docstring) of about ``crop`` pixels, each on a
-    random drawn pixel 90 % of the time; the batch and the targets (B, 3, c, c)."""
+    random drawn pixel 90 % of the time; the batch and the targets (B, 3, c, c).
+
+    ``dropout`` > 0 (with ``points``): each crop's frame is splatted afresh without a random
+    ``dropout`` share of the points. In a cloud of several points per pixel, the z-buffer's
+    winners are otherwise the same few per training view, whose descriptors can then learn that
+    view alone (its highlights, its noise): a fit that memorises the training views."""
     scales = len(views[0].ids)
     m = 2 ** (scales - 1)
     picks = [views[int(i)] for i in rng.integers(0, len(views), size=n)]
+    if dropout > 0 and points is not None:
+        picks = [_dropped(v, points, dropout, rng) for v in picks]
     c = max(m, -(-int(crop or 1 << 30) // m) * m)
     ch = min([c] + [v.ids[0].shape[0] for v in picks])
     cw = min([c] + [v.ids[0].shape[1] for v in picks])

@@ -68,11 +68,21 @@ def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, pr
     geo = FitGeometry(
         "points", cloud, points_digest(cloud),
         lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report),
-        partial(random_point_batch, background=background), full_point_batch,
-        init={"n_points": cloud.n_points, "colors": colors, **(init or {})},
+        partial(random_point_batch, background=background, points=pts,
+                dropout=float(getattr(cfg, "point_dropout", 0.0) or 0.0)), full_point_batch,
+        init={"n_points": cloud.n_points, "colors": colors, **_normals(cloud, cfg), **(init or {})},
         empty="no point of the cloud is drawn in any training view: is it in the cameras' world frame and units?")
     return fit_geometry(views, geo, cfg, progress, plugin=plugin, build=build, checkpoint_dir=checkpoint_dir,
                         sources=sources, extra_loss=extra_loss)
+
+
+def _normals(cloud: PointCloud, cfg: Any) -> dict[str, torch.Tensor]:
+    """{"normals": (N, 3)} for a renderer with a shading network (``cfg.shade`` > 0), else {}."""
+    if int(getattr(cfg, "shade", 0) or 0) <= 0:
+        return {}
+    from .normals import estimate_normals
+
+    return {"normals": torch.from_numpy(estimate_normals(cloud.points))}
 
 
 def render_points(model: NRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:

@@ -7,6 +7,13 @@ descriptors and U-Net are fitted per scene.
   when the cloud has colours. Their Adam learning rate is ``lr_texture``.
 * Rasters: per scale, the nearest point's descriptor and a coverage channel; the full scale also
   carries the pixel's view direction (``view_dirs``) for view-dependent effects.
+* Shading network (``shade``, beyond the paper): under lights fixed in the world, highlights move
+  with the view, and a descriptor can only bake the ones the training views saw (on a specular
+  capture nearly all the held-out error). As DNR's shading network does from the mesh's normals,
+  one network shared by all points maps the drawn point's normal (estimated from the cloud,
+  ``plugins/_points/normals.py``) and the view direction to ``shade`` channels of the
+  full-scale input: spherical Gaussians of the mirror direction (learned directions, three
+  widths each; ``plugins/_points/network.py``), the shape of a highlight.
 * Renderer: the U-Net of the DNR machinery (``unet_base`` channels at the finest levels), with
   the coarse rasters concatenated at its encoder levels (``multiscale``, as in the paper) or only
   the full-resolution raster (the plain variant). It predicts colour and coverage.
@@ -27,7 +34,7 @@ from viewer.plugins import Range, TrainedModel
 
 __all__ = ["BOUNDS", "Config", "NPBGPlugin", "PLUGIN", "PointRendererPlugin"]
 
-BOUNDS = {"channels": Range(1, 64), "unet_base": Range(1, 256), "unet_levels": Range(2, 6),
+BOUNDS = {"channels": Range(1, 64), "shade": Range(0, 256), "point_dropout": Range(0, 0.95), "alpha_prior": Range(0, 100), "unet_base": Range(1, 256), "unet_levels": Range(2, 6),
           "unet_convs": Range(1, 8), "n_points": Range(0, 20_000_000), "ssim_weight": Range(0, 100),
           "vgg_weight": Range(0, 100)}
 
@@ -44,6 +51,14 @@ class Config(FitConfig):
                                                              "levels (else only the full-resolution raster)"})
     view_dirs: bool = field(default=True, metadata={"help": "the full-resolution raster carries the view "
                                                             "direction"})
+    shade: int = field(default=48, metadata={"help": "channels of the shading network (0 = off): highlight lobes "
+                                                     "(16 directions x 3 widths) of the view direction mirrored "
+                                                     "about the point's normal (estimated from the cloud)"})
+    alpha_prior: float = field(default=4.0, metadata={"help": "logit the points drawn add to the coverage "
+                                                              "(subtracted where none is): keeps a small "
+                                                              "object's fit from collapsing to the background"})
+    point_dropout: float = field(default=0.0, metadata={"help": "share of the points left out of each training "
+                                                                "crop's splat (against memorising the views)"})
     colour_skip: bool = field(default=False, metadata={"help": "descriptor channels 0..2 are the colour and the "
                                                                "U-Net adds a correction (it starts as the "
                                                                "points' colours; measured worse, off)"})
@@ -103,6 +118,10 @@ class PointRendererPlugin(NeuralRendererPlugin):
         return model.points, net.texture.descriptors.detach().to("cpu", torch.float32).numpy()
 
 
+# what a stored config without these keys was fitted with (checkpoints from before they existed)
+_LEGACY = {"shade": 0, "alpha_prior": 0.0}
+
+
 class NPBGPlugin(PointRendererPlugin):
     name = "npbg"
     description = "Neural Point-Based Graphics: a learned descriptor per point, 5-scale z-buffer splats + U-Net"
@@ -115,9 +134,14 @@ class NPBGPlugin(PointRendererPlugin):
         if init:  # fitting: the cloud sizes the descriptor table, and the checkpoint stores it
             config["n_points"] = int(init["n_points"])
         cfg = self.config_from(config)
+        if not init:  # loading: a stored config may predate some settings
+            for k, v in _LEGACY.items():
+                if k not in config:
+                    setattr(cfg, k, v)
         return PointRendererNet(cfg.n_points, cfg.channels, unet_channels(cfg.unet_base, cfg.unet_levels),
                                 cfg.multiscale, cfg.view_dirs, cfg.unet_convs, init.get("colors"),
-                                init.get("mean_rgb"), colour_skip=cfg.colour_skip)
+                                init.get("mean_rgb"), colour_skip=cfg.colour_skip, shade=cfg.shade,
+                                normals=init.get("normals"), alpha_prior=cfg.alpha_prior)
 
 
 PLUGIN = NPBGPlugin()

@@ -1,0 +1,139 @@
+"""The point renderer's shading and training-crop machinery (plugins/_points): normals estimated
+from the points alone (a sphere's are radial, a plane's its normal), the highlight lobes (1 at
+their direction, broader widths never below sharper ones), the shading channels reaching the
+U-Net only where a point is drawn, point dropout in training crops (winners only among the
+points kept), the coverage prior from the drawn points, and NPBG checkpoints from before the
+shading network and the prior load without them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from plugins._points.data import PointView, random_point_batch
+from plugins._points.network import Lobes, PointRendererNet, shade_inputs
+from plugins._points.normals import estimate_normals
+from plugins._points.splat import PointSet, splat
+from viewer.model.camera import Camera, look_at
+
+
+def _sphere(n: int, seed: int = 0) -> np.ndarray:
+    p = np.random.default_rng(seed).normal(size=(n, 3))
+    return p / np.linalg.norm(p, axis=1, keepdims=True) * 2.0 + [10.0, -5.0, 3.0]
+
+
+def _plane(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    u, v = rng.uniform(-1, 1, size=(2, n))
+    a, b = np.array([1.0, 1.0, 0.0]) / np.sqrt(2), np.array([0.0, 0.0, 1.0])
+    return u[:, None] * a + v[:, None] * b
+
+
+@pytest.mark.parametrize("make,want", [
+    (_sphere, lambda p: (p - [10.0, -5.0, 3.0]) / 2.0),
+    (_plane, lambda p: np.broadcast_to([1 / np.sqrt(2), -1 / np.sqrt(2), 0.0], p.shape)),
+], ids=["sphere-radial", "plane"])
+def test_normals_from_points(make, want):
+    p = make(4000)
+    n = estimate_normals(p)
+    assert n.shape == (4000, 3) and n.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-5)
+    cos = np.abs((n * want(p)).sum(1))  # the sign is free
+    assert np.median(cos) > 0.995 and cos.min() > 0.9
+
+
+@pytest.mark.parametrize("n", [0, 1, 2], ids=["none", "one", "two"])
+def test_normals_of_too_few_points_are_a_default(n):
+    out = estimate_normals(np.zeros((n, 3)))
+    assert out.shape == (n, 3) and np.all(out == [0.0, 0.0, 1.0])
+
+
+def test_lobes_peak_at_their_direction_and_widths_nest():
+    lobes = Lobes(12)
+    d = torch.nn.functional.normalize(lobes.dirs.detach(), dim=1)
+    inputs = torch.zeros(len(d), 9)
+    inputs[:, 6:9] = d  # the mirror direction right on each lobe
+    at = lobes(inputs)
+    assert at.shape == (4, 12)
+    for i in range(4):  # the three widths of direction i peak at 1 there
+        torch.testing.assert_close(at[i, 3 * i:3 * i + 3], torch.ones(3))
+    off = lobes(torch.cat([torch.zeros(1, 6), torch.nn.functional.normalize(d[:1] + 0.3, dim=1)], 1))[0, :3]
+    assert 0 < off[2] < off[1] < off[0] < 1  # broad >= medium >= sharp away from the centre
+
+
+def test_shade_inputs_mirror_about_the_normal_turned_to_the_camera():
+    n = torch.tensor([[0.0, 0.0, 1.0]])
+    d = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 1.0]]), dim=1)  # looking at the back side
+    x = shade_inputs(n, d)[0]
+    torch.testing.assert_close(x[:3], torch.tensor([0.0, 0.0, -1.0]))
+    torch.testing.assert_close(x[6:], torch.nn.functional.normalize(torch.tensor([1.0, 0.0, -1.0]), dim=0))
+
+
+def _camera(size: int = 32) -> Camera:
+    return Camera(40.0, 40.0, size / 2, size / 2, size, size, look_at(np.array([10.0, -12.0, 3.0]),
+                                                                        np.array([10.0, -5.0, 3.0])))
+
+
+def test_shading_reaches_the_unet_only_where_a_point_is_drawn():
+    from plugins._points.data import point_batch
+
+    p = _sphere(3000)
+    cam = _camera()
+    pts = PointSet.from_numpy(p)
+    net = PointRendererNet(len(p), 8, (4, 4, 4, 4, 4), shade=6, normals=torch.from_numpy(estimate_normals(p)))
+    batch = point_batch([t[None] for t in splat(pts, cam)], [cam], [0], [0], (32, 32), "cpu")
+    full, g = net.shaded(net.rasters(batch)[0], batch)
+    drawn = batch.ids[0] >= 0
+    assert g.shape == (1, 6, 32, 32) and full.shape == (1, 9, 32, 32)
+    assert (g[0][:, ~drawn[0]] == 0).all() and (g[0][:, drawn[0]].amax(0) > 0).all()
+    rgb, alpha, _ = net(batch)
+    assert rgb.shape == (1, 3, 32, 32) and torch.isfinite(rgb).all()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5, 0.9], ids=["none", "half", "most"])
+def test_point_dropout_draws_winners_among_the_points_kept(dropout):
+    p = _sphere(3000)
+    cam = _camera()
+    pts = PointSet.from_numpy(p)
+    ids = [t.to(torch.int32) for t in splat(pts, cam)]
+    view = PointView("v", cam, uv=None, mask=ids[0][:32, :32] >= 0, target=torch.zeros(32, 32, 3), ids=ids)
+    batch, target = random_point_batch([view], 1, 32, np.random.default_rng(0), points=pts, dropout=dropout)
+    got = batch.ids[0][0]
+    full = ids[0].long()
+    assert target.shape == (1, 3, 32, 32)
+    if dropout == 0.0:
+        assert torch.equal(got, full)
+        return
+    drawn = (got >= 0).sum().item()
+    assert 0 < drawn <= (full >= 0).sum().item()
+    # a pixel's winner after dropout is never nearer than the winner of all the points
+    proj_z = torch.from_numpy(np.linalg.norm(p - cam.center, axis=1))
+    both = (got >= 0) & (full >= 0)
+    assert (proj_z[got[both]] >= proj_z[full[both]] - 1e-9).all()
+    assert not torch.equal(got, full)
+
+
+def test_npbg_checkpoints_from_before_shading_build_without_it():
+    from plugins.npbg import PLUGIN as NPBG
+
+    old = {"channels": 8, "unet_base": 4, "n_points": 10}  # a stored config from before both settings
+    net = NPBG.build(dict(old), {})
+    assert net.shade is None and net.alpha_prior == 0.0
+    new = NPBG.build({**old, "shade": 6, "alpha_prior": 3.0}, {})
+    assert new.shade is not None and new.normals.shape == (10, 3) and new.alpha_prior == 3.0
+
+
+def test_alpha_prior_starts_the_coverage_where_points_are_drawn():
+    from plugins._points.data import point_batch
+
+    p = _sphere(3000)
+    cam = _camera()
+    batch = point_batch([t[None] for t in splat(PointSet.from_numpy(p), cam)], [cam], [0], [0], (32, 32), "cpu")
+    drawn = PointRendererNet.drawn(PointRendererNet(len(p), 4, (4, 4, 4, 4, 4)).rasters(batch))[0, 0] > 0
+    assert 0.05 < drawn.float().mean() < 0.9
+    with torch.no_grad():
+        plain = PointRendererNet(len(p), 4, (4, 4, 4, 4, 4))(batch)[1][0, 0]
+        prior = PointRendererNet(len(p), 4, (4, 4, 4, 4, 4), alpha_prior=6.0)(batch)[1][0, 0]
+    assert (plain - 0.5).abs().max() < 0.2  # no prior: no idea yet where the object is
+    assert prior[drawn].min() > 0.9 and prior[~drawn].max() < 0.1
