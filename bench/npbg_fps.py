@@ -102,9 +102,12 @@ def make_model(n: int, size: int, settings: dict | None = None):
 
     plugin = get_plugin("npbg", "renderer")
     cfg = asdict(plugin.Config(**(settings or {})))
-    net = plugin.build(cfg, {"n_points": n}).eval().to(memory_format=torch.channels_last)
     p = np.random.default_rng(1).normal(size=(n, 3))
-    cloud = PointCloud(p / np.linalg.norm(p, axis=1, keepdims=True))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    cloud = PointCloud(p)
+    # the unit sphere's normals are its points (as a fit would estimate them: real lobe values)
+    net = plugin.build(cfg, {"n_points": n, "normals": torch.from_numpy(p.astype(np.float32))})
+    net = net.eval().to(memory_format=torch.channels_last)
     model = NRModel(net=net, plugin="npbg", config=cfg, mesh=None, points=cloud)
     model.meta["orbit"] = orbit_defaults(cloud, frame_cameras(cloud, 24, size, 40.0, seed=0))
     return plugin, model
