@@ -91,11 +91,13 @@ def frame_rate(n: int = 500_000, size: int = 256) -> dict:
 
     plugin = get_plugin("npbg", "renderer")
     cfg = asdict(plugin.Config())
-    net = plugin.build(cfg, {"n_points": n}).eval().to(memory_format=torch.channels_last)
     rng = np.random.default_rng(1)
     p = rng.normal(size=(n, 3))
-    model = NRModel(net=net, plugin="npbg", config=cfg, mesh=None, points=PointCloud(p / np.linalg.norm(p, axis=1,
-                                                                                                      keepdims=True)))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    # the unit sphere's normals are its points (what a fit estimates; the shading's cost depends on them)
+    net = plugin.build(cfg, {"n_points": n, "normals": torch.from_numpy(p.astype(np.float32))})
+    net = net.eval().to(memory_format=torch.channels_last)
+    model = NRModel(net=net, plugin="npbg", config=cfg, mesh=None, points=PointCloud(p))
     cams = [Camera(size * 1.2, size * 1.2, size / 2, size / 2, size, size,
                    look_at(np.array([4 * np.cos(a), 4 * np.sin(a), 1.0]), np.zeros(3))) for a in np.linspace(0, 6, 11)]
     render_points(model, cams[0])
