@@ -209,7 +209,7 @@ class Lobes(nn.Module):
         e1 = torch.exp(x)
         e4 = e1.masked_fill(x < _CUT / 4, 0.0).square().square()
         e16 = e4.masked_fill(x < _CUT / 16, 0.0).square().square()
-        out = torch.stack([e1.masked_fill_(x < _CUT, 0.0), e4, e16], -1).flatten(-2)
+        out = torch.stack([e1.masked_fill(x < _CUT, 0.0), e4, e16], -1).flatten(-2)  # (exp keeps e1 for backward)
         if out.shape[-1] < self.k:  # k not a multiple of the widths: the rest are the broadest lobes
             out = torch.cat([out, out[..., :self.k - out.shape[-1]]], -1)
         return out[..., :self.k]

@@ -137,3 +137,11 @@ def test_alpha_prior_starts_the_coverage_where_points_are_drawn():
         prior = PointRendererNet(len(p), 4, (4, 4, 4, 4, 4), alpha_prior=6.0)(batch)[1][0, 0]
     assert (plain - 0.5).abs().max() < 0.2  # no prior: no idea yet where the object is
     assert prior[drawn].min() > 0.9 and prior[~drawn].max() < 0.1
+
+
+def test_lobes_train():
+    lobes = Lobes(6)
+    inputs = torch.nn.functional.normalize(torch.randn(50, 9), dim=1)
+    lobes(inputs).sum().backward()
+    assert lobes.dirs.grad is not None and torch.isfinite(lobes.dirs.grad).all()
+    assert lobes.log_sharpness.grad.abs().sum() > 0
