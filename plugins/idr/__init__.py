@@ -55,8 +55,6 @@ class Config:
     render_width: int = field(default=0, metadata={"help": "colour network width (0 = 128 on CPU, 512 on CUDA)"})
     render_layers: int = field(default=0, metadata={"help": "colour network hidden layers (0 = 3 on CPU, 4 on CUDA)"})
     view_freqs: int = field(default=4, metadata={"help": "positional-encoding frequencies of view directions"})
-    colour_freqs: int = field(default=0, metadata={"help": "positional-encoding frequencies of points given to the "
-                                                           "colour network too (0 = the paper's raw point)"})
     init_radius: float = field(default=0.6, metadata={"help": "radius of the initial sphere (the object is scaled "
                                                               "into the unit sphere)"})
     trace_steps: int = field(default=16, metadata={"help": "sphere-tracing steps before the sampled bracket"})
@@ -96,7 +94,7 @@ BOUNDS = {
     "size": Range(0, 4096), "minutes": Range(0, 100_000), "iters": Range(0, 100_000_000), "rays": Range(0, 1 << 20),
     "lr": Range(0, 1, lo_open=True), "lr_decay": Range(0, 1, lo_open=True), "sdf_width": Range(0, 4096),
     "sdf_layers": Range(0, 16), "sdf_freqs": Range(0, 16), "feature": Range(0, 1024), "render_width": Range(0, 4096),
-    "render_layers": Range(0, 16), "view_freqs": Range(0, 16), "colour_freqs": Range(0, 16), "init_radius": Range(0.05, 0.95),
+    "render_layers": Range(0, 16), "view_freqs": Range(0, 16), "init_radius": Range(0.05, 0.95),
     "trace_steps": Range(0, 1000), "samples": Range(0, 1024), "secant_steps": Range(0, 100),
     "mask_weight": Range(0, 1e6), "eikonal_weight": Range(0, 1e6), "alpha_init": Range(0, 1e6, lo_open=True),
     "alpha_doublings": Range(0, 20), "lr_cameras": Range(0, 1, lo_open=True), "val_every": Range(1, 100_000_000),

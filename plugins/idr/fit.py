@@ -59,8 +59,7 @@ def build_net(config: Mapping[str, Any], n_views: int) -> IDRNet:
     """The networks a (resolved) Config dict describes; ``n_views`` pose corrections (0 = none)."""
     return IDRNet(int(config["sdf_width"]), int(config["sdf_layers"]), int(config["sdf_freqs"]),
                   int(config["feature"]), int(config["render_width"]), int(config["render_layers"]),
-                  int(config["view_freqs"]), float(config["init_radius"]), n_views,
-                  int(config.get("colour_freqs", 0)))  # absent in checkpoints made before it existed
+                  int(config["view_freqs"]), float(config["init_radius"]), n_views)
 
 
 def _split(views: ViewSet | Sequence[Frame], val_views: int) -> tuple[list[Frame], list[Frame], str]:

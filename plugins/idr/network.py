@@ -106,25 +106,17 @@ def gradient(net: SDFNet, x: torch.Tensor, create_graph: bool = True) -> tuple[t
 
 
 class RenderNet(nn.Module):
-    """M(x, n, v, z) -> rgb in 0..1; v is encoded with ``view_freqs`` frequencies.
+    """M(x, n, v, z) -> rgb in 0..1; v is encoded with ``view_freqs`` frequencies."""
 
-    ``colour_freqs`` > 0 also gives it x's own positional encoding with that many frequencies
-    (the paper gives x raw): a texture finer than the SDF's feature can carry at CPU sizes
-    then has a direct way in. 0 keeps the paper's inputs (and older checkpoints' layout)."""
-
-    def __init__(self, feature: int = 64, width: int = 128, layers: int = 3, view_freqs: int = 4,
-                 colour_freqs: int = 0) -> None:
+    def __init__(self, feature: int = 64, width: int = 128, layers: int = 3, view_freqs: int = 4) -> None:
         super().__init__()
-        self.view_freqs, self.colour_freqs = int(view_freqs), int(colour_freqs)
-        d_in = 3 + 3 + 3 + 6 * self.view_freqs + feature + 6 * self.colour_freqs
+        self.view_freqs = int(view_freqs)
+        d_in = 3 + 3 + 3 + 6 * self.view_freqs + feature
         dims = [d_in] + [width] * layers + [3]
         self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, x: torch.Tensor, n: torch.Tensor, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        parts = [x, n, encode(v, self.view_freqs), z]
-        if self.colour_freqs:
-            parts.append(encode(x, self.colour_freqs)[..., 3:])  # the sines and cosines (x is already in)
-        h = torch.cat(parts, dim=-1)
+        h = torch.cat([x, n, encode(v, self.view_freqs), z], dim=-1)
         for i, lin in enumerate(self.lins):
             h = lin(h)
             if i < len(self.lins) - 1:
@@ -149,10 +141,10 @@ class IDRNet(nn.Module):
     """The SDF and rendering networks, and per-view pose corrections (``n_views`` > 0)."""
 
     def __init__(self, sdf_width: int, sdf_layers: int, sdf_freqs: int, feature: int, render_width: int,
-                 render_layers: int, view_freqs: int, radius: float, n_views: int = 0, colour_freqs: int = 0) -> None:
+                 render_layers: int, view_freqs: int, radius: float, n_views: int = 0) -> None:
         super().__init__()
         self.sdf = SDFNet(sdf_width, sdf_layers, sdf_freqs, feature, radius)
-        self.render = RenderNet(feature, render_width, render_layers, view_freqs, colour_freqs)
+        self.render = RenderNet(feature, render_width, render_layers, view_freqs)
         if n_views > 0:  # rotation (axis-angle, world frame) and camera-centre shift per view
             self.pose_delta = nn.Parameter(torch.zeros(n_views, 6))
         else:

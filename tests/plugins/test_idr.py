@@ -350,22 +350,3 @@ def test_signed_distance_volume_is_in_the_world_frame(fitted):
     assert a.ravel()[np.argmin(inside)] < 0 and a.ravel()[np.argmax(inside)] > 0
     near_zero = np.abs(a.ravel()) < 0.5 * np.abs(vol.affine[0, 0])
     assert near_zero.any() and abs(float(np.median(inside[near_zero])) - 1.0) < 0.15
-
-
-@pytest.mark.parametrize("colour_freqs,extra_inputs", [(0, 0), (4, 24), (8, 48)])
-def test_colour_network_takes_the_points_encoding_when_asked(colour_freqs, extra_inputs):
-    """colour_freqs adds x's sines and cosines to the colour network's input; 0 keeps the paper's
-    inputs, and a stored config without the key (older checkpoints) builds the same network."""
-    from plugins.idr.fit import build_net
-    from plugins.idr.network import RenderNet
-
-    base = RenderNet(feature=8, width=16, layers=2, view_freqs=2).lins[0].in_features
-    net = RenderNet(feature=8, width=16, layers=2, view_freqs=2, colour_freqs=colour_freqs)
-    assert net.lins[0].in_features == base + extra_inputs
-    x, n, v, z = torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 8)
-    rgb = net(x, n, v, z)
-    assert rgb.shape == (5, 3) and bool(((rgb > 0) & (rgb < 1)).all())
-    old = {"sdf_width": 16, "sdf_layers": 2, "sdf_freqs": 2, "feature": 8, "render_width": 16,
-           "render_layers": 2, "view_freqs": 2, "init_radius": 0.5}
-    assert build_net(old, 0).render.colour_freqs == 0
-    assert build_net({**old, "colour_freqs": colour_freqs}, 0).render.lins[0].in_features == base + extra_inputs
