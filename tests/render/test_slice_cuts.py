@@ -61,3 +61,37 @@ def test_hidden_layer_not_drawn():
             layer.visible = False
     img = render_scene(scene, "coronal", (300, 300)).astype(int)
     assert ((img[..., 0] > 220) & (img[..., 1] < 40)).sum() == 0
+
+
+def _box_layer():
+    from viewer.model.boxes import Boxes, BoxesLayer
+
+    return BoxesLayer(Boxes([[-5, -5, -5, 5, 5, 5]], [0.9]))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: layer_for(Volume(np.zeros((8, 8, 8), np.int16), np.eye(4))),
+    lambda: MeshLayer(uv_sphere(radius=3.0)),
+    lambda: PointsLayer(PointCloud(np.zeros((4, 3)))),
+    _box_layer,
+], ids=["image", "mesh", "points", "boxes"])
+def test_a_removed_layer_is_no_longer_heard_by_the_slice_view(make):
+    """A slice view lets go of every slot it connected to a layer once the layer is removed: its
+    visuals used to loop over the event group, which yields names, and failed silently."""
+    import pyvista as pv
+
+    from viewer.render.slice_view import SliceView
+
+    layer = make()
+    before = {name: len(getattr(layer.events, name)) for name in layer.events}
+    scene = Scene()
+    plotter = pv.Plotter(off_screen=True, window_size=[64, 64])
+    try:
+        view = SliceView(plotter.renderer, scene, "axial")
+        scene.add(layer)
+        assert any(len(getattr(layer.events, n)) > before[n] for n in before)  # the view listens
+        scene.remove(layer)
+        assert {name: len(getattr(layer.events, name)) for name in layer.events} == before
+        view.close()
+    finally:
+        plotter.close()

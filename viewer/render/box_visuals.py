@@ -95,12 +95,8 @@ class BoxSliceVisual:
         self.recut()
 
     def close(self) -> None:
-        for sig in self.layer.events:
-            for slot in (self._redraw, self._reselect):
-                try:
-                    sig.disconnect(slot)
-                except Exception:
-                    pass
+        for slot in (self._redraw, self._reselect):
+            self.layer.events.disconnect(slot)  # from every signal of the group
         self._clear(self.actors)
         self._clear(self.texts)
 

@@ -44,12 +44,8 @@ class CutVisual:
         self.recut()
 
     def close(self) -> None:
-        for sig in self.layer.events:
-            for slot in (self._restyle, self._recut_now):
-                try:
-                    sig.disconnect(slot)
-                except Exception:
-                    pass
+        for slot in (self._restyle, self._recut_now):
+            self.layer.events.disconnect(slot)  # from every signal of the group
         self.view.renderer.RemoveActor(self.actor)
 
     def _recut_now(self, *_: object) -> None:

@@ -81,13 +81,10 @@ class _SliceVisual:
         self.recut()
 
     def close(self) -> None:
-        for sig in self.layer.events:
-            try:
-                sig.disconnect(self._restyle)
-                sig.disconnect(self._restyle_and_recut)
-                sig.disconnect(self.recut)
-            except Exception:
-                pass
+        # the group's own disconnect: iterating the group gives signal *names*, so a loop
+        # over it calling ``.disconnect`` failed silently and left the slots connected
+        for slot in (self._restyle, self._restyle_and_recut, self.recut):
+            self.layer.events.disconnect(slot)
 
     def recut(self, *_: object) -> None:
         layer = self.layer
@@ -270,6 +267,7 @@ class SliceView:
         if vis is None:
             return
         vis.close()
+        layer.events.disconnect(self._on_wl)
         self.stack.RemoveImage(vis.actor)
         if not self.visuals:
             self._fitted = False
@@ -483,6 +481,7 @@ class SliceView:
             sig.disconnect(slot)
         for vis in self.visuals.values():
             vis.close()
+            vis.layer.events.disconnect(self._on_wl)
         self.visuals.clear()
         for cut in self.cuts.values():
             cut.close()
