@@ -3,15 +3,12 @@ in a folder, and copying a checkpoint folder into place atomically."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from ...io import VOLUME_SUFFIXES
-from ...model.errors import LoadError
+from ..training_panel import copy_checkpoint  # noqa: F401  (kept importable from here)
 
 __all__ = ["LABEL_SUFFIXES", "same_grid", "volume_stem", "pairs_in_folder", "copy_checkpoint"]
 
@@ -49,30 +46,3 @@ def pairs_in_folder(folder: str | Path) -> list[tuple[Path, Path]]:
                 pairs.append((path, files[stem + s]))
                 break
     return pairs
-
-
-def copy_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """Copy a checkpoint folder to ``dst`` atomically (a temporary sibling renamed into place).
-
-    An existing checkpoint at ``dst`` is replaced; any other non-empty folder is refused.
-    """
-    src, dst = Path(src).resolve(), Path(dst).resolve()
-    if dst == src or src in dst.parents:
-        raise LoadError(dst, "choose a folder outside the checkpoint being saved")
-    if dst.exists() and not dst.is_dir():
-        raise LoadError(dst, "exists and is not a folder")
-    occupied = dst.is_dir() and any(dst.iterdir())
-    if occupied and not (dst / "config.json").is_file():
-        raise LoadError(dst, "a folder with other files in it: choose a new or empty folder")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp, old = dst.parent / f".{dst.name}.part-{tag}", dst.parent / f".{dst.name}.old-{tag}"
-    try:
-        shutil.copytree(src, tmp)
-        if occupied:
-            os.replace(dst, old)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return dst

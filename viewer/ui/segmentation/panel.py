@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from PySide6.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFormLayout, QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from ...model import Scene
 from ...plugins import PluginInfo
 from ..training_bar import TrainingBar
 from ..training_panel import TrainingPanel
 from ..training_widgets import warm_imports
-from .files import copy_checkpoint
 from .pairs import PairList
 from .run import RunTab
 
@@ -103,20 +102,7 @@ class SegmentationPanel(TrainingPanel):
         head = QFormLayout()
         head.addRow("Segmenter", self.chooser.box)
         head.addRow(self.chooser.description)
-        self.model_label = QLabel("")
-        self.model_label.setWordWrap(True)
-        self.model_label.setObjectName("model_label")
-        head.addRow("Model", self.model_label)
-        row = QHBoxLayout()
-        self.load_btn = QPushButton("Load model…")
-        self.load_btn.setToolTip("Use a checkpoint folder saved earlier (model.safetensors + config.json)")
-        self.save_model_btn = QPushButton("Save model…")
-        self.save_model_btn.setToolTip("Copy the model's checkpoint folder to a folder of your choice")
-        self.load_btn.clicked.connect(self._load_dialog)
-        self.save_model_btn.clicked.connect(self._save_model_dialog)
-        row.addWidget(self.load_btn)
-        row.addWidget(self.save_model_btn)
-        head.addRow(row)
+        self._add_model_rows(head, "model_label")
         lay.addLayout(head)
         self.tabs = QTabWidget()
         self.tabs.addTab(self._build_train(), "Train")
@@ -239,21 +225,3 @@ class SegmentationPanel(TrainingPanel):
             self._update()
 
         self._load(folder, warm_up, done)
-
-    def _save_model_dialog(self) -> None:
-        if not self.model_dir:
-            return
-        default = str(Path.home() / f"{self.model.plugin if self.model else 'model'}-model")
-        path, _ = QFileDialog.getSaveFileName(self, "Save model as a folder", default, "Checkpoint folder (*)")
-        if path:
-            self.save_model(path)
-
-    def save_model(self, folder: str) -> None:
-        """Copy the model's checkpoint folder to ``folder`` (atomically, in a job)."""
-        src = self.model_dir
-        if not src:
-            self.error("No model to save: train one first.")
-            return
-        self.jobs.submit(lambda _p: copy_checkpoint(src, folder), "Saving model",
-                         on_done=lambda path: self.bar.status.setText(f"Saved model to {path}."),
-                         on_error=self.error)
