@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.render.test_volume_proxy import bone_block_scene
 from viewer.compute import nogil
-from viewer.model import ImageLayer, Scene, Volume
 from viewer.render.offscreen import render_scene
 from viewer.render.view3d import volume_image
 from viewer.render.volume_mapping import guess_software, is_software_renderer, mapper_kind, prepare_volume
@@ -49,21 +49,11 @@ def test_before_the_first_frame_the_device_nodes_decide(monkeypatch):
     assert mapper_kind(None) == ("cpu" if guess_software() else "gpu")
 
 
-def _bone_scene() -> Scene:
-    arr = np.full((96, 96, 80), -1000, np.int16, order="F")
-    arr[30:70, 20:50, 25:60] = 1500  # a bone block off centre
-    scene = Scene()
-    layer = ImageLayer(Volume(arr, np.diag([1.5, 1.5, 2.0, 1.0]), modality="CT"))
-    layer.render_mode = "ct_bone"
-    scene.add(layer)
-    return scene
-
-
 def test_cpu_ray_caster_draws_what_the_gpu_one_draws(monkeypatch):
     masks = {}
     for kind in ("gpu", "cpu"):
         monkeypatch.setenv("LUCID3D_VOLUME_MAPPER", kind)
-        img = render_scene(_bone_scene(), "3d", (160, 160)).astype(int)
+        img = render_scene(bone_block_scene(), "3d", (160, 160)).astype(int)
         masks[kind] = np.abs(img - img[2, 2]).sum(-1) > 60
     assert masks["gpu"].mean() > 0.02 and masks["cpu"].mean() > 0.02
     overlap = (masks["gpu"] & masks["cpu"]).sum() / (masks["gpu"] | masks["cpu"]).sum()

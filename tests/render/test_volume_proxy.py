@@ -39,7 +39,10 @@ def test_memory_mapped_volume_is_read_in_the_worker(tmp_path):
     assert f == 1 and not isinstance(proxy, np.memmap) and proxy.sum() == 7 * 8000
 
 
-def _scene(arr) -> Scene:
+def bone_block_scene() -> Scene:
+    """A 96x96x80 CT of air with a bone block off centre, shown as a bone rendering in 3D."""
+    arr = np.full((96, 96, 80), -1000, np.int16, order="F")
+    arr[30:70, 20:50, 25:60] = 1500
     scene = Scene()
     layer = ImageLayer(Volume(arr, np.diag([1.5, 1.5, 2.0, 1.0]), modality="CT"))
     layer.render_mode = "ct_bone"
@@ -48,11 +51,9 @@ def _scene(arr) -> Scene:
 
 
 def test_proxy_renders_where_the_full_volume_does(monkeypatch):
-    arr = np.full((96, 96, 80), -1000, np.int16, order="F")
-    arr[30:70, 20:50, 25:60] = 1500  # a bone block off centre
-    full = render_scene(_scene(arr), "3d", (160, 160)).astype(int)
+    full = render_scene(bone_block_scene(), "3d", (160, 160)).astype(int)
     monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)  # forces f = 2
-    proxy = render_scene(_scene(arr), "3d", (160, 160)).astype(int)
+    proxy = render_scene(bone_block_scene(), "3d", (160, 160)).astype(int)
     bg = full[2, 2]
     m_full = np.abs(full - bg).sum(-1) > 60
     m_proxy = np.abs(proxy - bg).sum(-1) > 60

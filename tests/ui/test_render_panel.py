@@ -126,6 +126,18 @@ def _train(panel, qtbot, timeout=60000):
     qtbot.waitUntil(lambda: panel.model is not None and panel.job is None, timeout=5000)
 
 
+def _show_learned_full_size(window, panel, qtbot):
+    """Turn the learned view on and wait for its full-size image of the 3D view (a camera that
+    just moved is drawn at a third of the size first); the panel's learned view."""
+    learned = panel.learned
+    with qtbot.waitSignal(learned.shown, timeout=60000):
+        panel.learned_box.setChecked(True)
+    w, h = window.views["3d"].view.renderer.GetSize()
+    qtbot.waitUntil(lambda: learned.overlay.image is not None and learned.overlay.image.shape == (h, w, 3)
+                    and not learned.scheduler.busy(), timeout=60000)
+    return learned
+
+
 def _object_pixel(cam, image):
     """The colour of ``image`` where the scene's centre (the sphere's) projects with ``cam``."""
     uv, z = cam.project(np.zeros((1, 3)))
@@ -281,12 +293,7 @@ def test_texture_plugin_trains_from_the_panel(window, qtbot, tmp_path):
     assert "texture" in panel.model_label.text()
     layer = window.scene[1]
     layer.selected_frame = 1
-    learned = panel.learned
-    with qtbot.waitSignal(learned.shown, timeout=60000):
-        panel.learned_box.setChecked(True)
-    w, h = window.views["3d"].view.renderer.GetSize()
-    qtbot.waitUntil(lambda: learned.overlay.image is not None and learned.overlay.image.shape == (h, w, 3)
-                    and not learned.scheduler.busy(), timeout=60000)
+    learned = _show_learned_full_size(window, panel, qtbot)
     image = learned.overlay.image
     assert not np.all(_object_pixel(learned.last_camera, image) >= 250)
     assert np.all(image[0, 0] >= 250)  # white background in the corner
@@ -316,13 +323,7 @@ def test_npbg_trains_from_a_points_layer_and_colours_it(window, qtbot):
     _train(panel, qtbot, timeout=120000)
     assert "npbg" in panel.model_label.text() and panel.descriptors_btn.isVisible()
     window.scene[1].selected_frame = 0
-    learned = panel.learned
-    with qtbot.waitSignal(learned.shown, timeout=60000):
-        panel.learned_box.setChecked(True)
-    w, h = window.views["3d"].view.renderer.GetSize()
-    # a camera that just moved is drawn at a third of the size first, then at full size
-    qtbot.waitUntil(lambda: learned.overlay.image is not None and learned.overlay.image.shape == (h, w, 3)
-                    and not learned.scheduler.busy(), timeout=60000)
+    _show_learned_full_size(window, panel, qtbot)
     panel.learned_box.setChecked(False)
     n = len(window.scene)
     panel.descriptors_btn.click()
