@@ -191,6 +191,21 @@ def _quiet(path: Path, action: str, call):
     return out
 
 
+def _voxels(path: Path, reader, ncomp: int):
+    """(the ITK image, its voxels as a 3D (z, y, x) array) of what ``reader`` is set to read: the
+    first component of a vector image, a 2D image as one slice, booleans as uint8."""
+    def run():
+        image = reader.Execute()
+        if ncomp > 1:
+            image = sitk.VectorIndexSelectionCast(image, 0)
+        return image, sitk.GetArrayFromImage(image)
+
+    img, zyx = _quiet(path, "the file is truncated or corrupt", run)
+    if zyx.ndim == 2:  # a 2D image: one slice
+        zyx = zyx[None]
+    return img, (zyx.astype(np.uint8) if zyx.dtype.kind == "b" else zyx)
+
+
 def _frame_reader(path: Path, size: tuple[int, ...], ncomp: int):
     """A function giving time frame k's voxels, the same type and layout as the first frame's:
     ITK streams just that frame's region (a reader of its own per call, so a worker thread
@@ -204,19 +219,7 @@ def _frame_reader(path: Path, size: tuple[int, ...], ncomp: int):
         reader.SetFileName(str(path))
         reader.SetExtractIndex([0, 0, 0, int(k)])
         reader.SetExtractSize([*size[:3], 0])
-
-        def run():
-            image = reader.Execute()
-            if ncomp > 1:
-                image = sitk.VectorIndexSelectionCast(image, 0)
-            return sitk.GetArrayFromImage(image)
-
-        zyx = _quiet(path, "the file is truncated or corrupt", run)
-        if zyx.ndim == 2:
-            zyx = zyx[None]
-        if zyx.dtype.kind == "b":
-            zyx = zyx.astype(np.uint8)
-        return zyx.transpose(2, 1, 0)
+        return _voxels(path, reader, ncomp)[1].transpose(2, 1, 0)
 
     return read
 
@@ -271,13 +274,7 @@ def load_itk(path: Path) -> Volume:
             notes.append(f"4D image with {size[3]} frames: showing the first")
             meta["read_frame"] = _frame_reader(path, size, ncomp)
 
-    def read():
-        image = reader.Execute()
-        if ncomp > 1:
-            image = sitk.VectorIndexSelectionCast(image, 0)
-        return image, sitk.GetArrayFromImage(image)
-
-    img, zyx = _quiet(path, "the file is truncated or corrupt", read)
+    img, zyx = _voxels(path, reader, ncomp)  # a 2D image: one slice, 1 mm thick along the plane normal
     if ncomp > 1:
         meta["components"] = ncomp
         notes.append(f"{ncomp} components per voxel: showing the first")
@@ -286,13 +283,9 @@ def load_itk(path: Path) -> Volume:
     spacing = np.array(img.GetSpacing(), dtype=float)
     origin = np.array(img.GetOrigin(), dtype=float)
     del img  # the array is a copy: free ITK's buffer now
-    if zyx.ndim == 2:  # a 2D image: one slice, 1 mm thick along the plane normal
-        zyx = zyx[None]
     lps = np.eye(4)
     lps[:d, :d] = direction * spacing  # scales column c (axis c) by spacing[c]
     lps[:d, 3] = origin
-    if zyx.dtype.kind == "b":
-        zyx = zyx.astype(np.uint8)
     if notes:
         meta["note"] = "; ".join(notes)
     modality = ""

@@ -149,10 +149,7 @@ def _frame(data: np.ndarray, axes: list[int], others: list[int], k: int) -> np.n
     idx = np.unravel_index(k, [data.shape[a] for a in others], order="F")
     where = dict(zip(others, map(int, idx)))
     index = tuple(slice(None) if a in axes else where[a] for a in range(data.ndim))
-    frame = np.array(data[index], order="F")
-    if frame.dtype.byteorder not in "=|":
-        frame = frame.astype(frame.dtype.newbyteorder("="))
-    return frame.astype(np.uint8) if frame.dtype.kind == "b" else frame
+    return np.array(data[index], order="F")  # _read already gives native byte order
 
 
 # Frames of a file up to this size stay in memory after the load (it read them all anyway), so
