@@ -22,6 +22,44 @@ if "LUCID3D_CACHE" not in os.environ:
     os.environ["LUCID3D_CACHE"] = tempfile.mkdtemp(prefix="lucid3d-test-cache-")
     atexit.register(shutil.rmtree, os.environ["LUCID3D_CACHE"], True)
 
+
+def _start_xvfb() -> None:
+    """An X server for the GUI tests when there is none, alive until this process has exited.
+
+    pytest-xvfb stops its server when pytest unconfigures, before the interpreter exits; the
+    views' native VTK windows (viewer/ui/vtk_widget.py) leave an Xlib connection that then
+    fails at exit (exit status 1 after a green run). Here Xvfb is killed by a watchdog that
+    waits for this process's end of a pipe to close, which happens only when the process is gone.
+    """
+    import shutil
+
+    if os.environ.get("DISPLAY") or not sys.platform.startswith("linux") or not shutil.which("Xvfb"):
+        return
+    read_fd, write_fd = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1600x1200x24", "-nolisten", "tcp",
+                             "+extension", "GLX"], pass_fds=(write_fd,), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        number = f.readline().strip()
+    if not number:
+        return
+    # the watchdog reads a pipe whose write end is a bare descriptor of this process: Python
+    # never closes it (a file object would be closed while the interpreter shuts down, before
+    # the Xlib connection's last I/O), the kernel does when the process is gone
+    watch_read, watch_write = os.pipe()
+    globals()["_XVFB_WATCH_FD"] = watch_write
+    subprocess.Popen(["sh", "-c", f"read _; kill {xvfb.pid}"], stdin=watch_read, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(watch_read)
+    os.environ["DISPLAY"] = f":{number}"
+    os.environ.pop("WAYLAND_DISPLAY", None)
+
+
+def pytest_configure(config) -> None:
+    _start_xvfb()
+
+
 # the phantom: body ellipse, a bright sphere in the patient's left-anterior-superior corner
 PHANTOM_SHAPE = (64, 56, 40)
 PHANTOM_AFFINE = np.array([[-2.0, 0, 0, 60.0], [0, -2.0, 0, 50.0], [0, 0, 2.5, -40.0], [0, 0, 0, 1]])

@@ -192,12 +192,14 @@ def test_staged_start_draws_the_window_before_the_views(qtbot, phantom_files):
 
 
 @pytest.mark.parametrize("how", ["close", "delete"])
-def test_views_let_go_of_the_gl_objects_qt_deletes(qtbot, how):
+def test_views_let_go_of_the_gl_objects_qt_deletes(qtbot, how, monkeypatch):
     """A view's GL surface is Qt's: once the window is closed or deleted, no Python wrapper of it
     may remain, or a later Qt object at the same address comes back to Python as that stale
     wrapper (CI once saw ``menuBar().addMenu()`` return a QOffscreenSurface) and calls through
-    it use freed memory."""
+    it use freed memory. (The QOpenGLWidget views: macOS, Wayland.)"""
     import shiboken6
+
+    monkeypatch.setenv("LUCID3D_VIEW_WIDGET", "qopengl")
 
     from viewer.ui.app import make_window
 

@@ -8,10 +8,11 @@
   1/3 resolution while the camera moves, full resolution 150 ms after it stops.
 - :class:`CompareView`: ground truth | learned | error map of held-out frames, with the PSNR.
 
-Why a QLabel over the view and not a VTK background image: pyvistaqt's ``QtInteractor`` is a
-QOpenGLWidget, which Qt composes with its child widgets like any other widget, so a child label
-covers it exactly, costs no VTK render to update (tens of ms on a software renderer) and is
-transparent to the mouse, so the trackball keeps working through it.
+Why a QLabel over the view and not a VTK background image: a child label covers the view exactly
+and costs no VTK render to update (tens of ms on a software renderer). Over a ``QOpenGLWidget``
+view Qt composes it like any widget and it is transparent to the mouse; over a native view
+(``vtk_widget``) it is a native window stacked above the view's, handing the mouse to the view,
+so the trackball works through it either way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVB
 
 from ..jobs.runner import JobRunner
 from .training_widgets import heat_colors, psnr, to_pixmap, to_uint8
+from .vtk_widget import MouseToView, is_native
 
 __all__ = ["PhotoView", "ImageOverlay", "LatestOnly", "LearnedView", "CompareView", "compare_images"]
 
@@ -102,7 +104,12 @@ class ImageOverlay(QLabel):
     def __init__(self, host: QWidget) -> None:
         super().__init__(host)
         self.host = host
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
+        if is_native(host):
+            # over a native view only a native window shows, and it takes the mouse itself
+            self.setAttribute(Qt.WidgetAttribute.WA_NativeWindow, True)
+            MouseToView(self, host)
+        else:
+            self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents, True)
         self.setScaledContents(True)
         self.setStyleSheet("background: black;")
         self.image: np.ndarray | None = None

@@ -3,52 +3,20 @@ with the matching view from ``viewer/render`` drawing into it."""
 
 from __future__ import annotations
 
-import weakref
-
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QFrame, QLabel, QVBoxLayout, QWidget
-from pyvistaqt import QtInteractor
 from shiboken6 import isValid
 
 from ..model import Scene
 from ..render.interaction import attach_3d_interaction, attach_slice_interaction
 from ..render.slice_view import VIEW_COLORS, SliceView
 from ..render.view3d import View3D
+from .vtk_widget import make_interactor
 
 __all__ = ["ViewPanel"]
 
 
 FRAME_RATE_3D = 20.0  # frames per second the 3D view's volume rendering aims at (a 50 ms budget)
-
-
-def _forget_gl_wrappers(ref: weakref.ref) -> None:
-    widget = ref()
-    if widget is not None:
-        for name in ("_ctx", "_surface", "_gl"):
-            widget.__dict__[name] = None
-
-
-class _Interactor(QtInteractor):
-    """pyvistaqt's interactor that lets go of its Qt-owned GL objects in time.
-
-    pyvistaqt keeps Python wrappers of the widget's GL context and of the offscreen surface
-    Qt made for it. Qt deletes the surface with the widget, but shiboken is never told, so the
-    wrapper stays in its address map: the next Qt object allocated at that address came back to
-    Python as the stale wrapper (``menuBar().addMenu()`` returned a ``QOffscreenSurface``), and a
-    make-current through it used freed memory (the long GUI test process crashed now and then).
-    The wrappers are dropped when the view closes, and when the surface dies whichever comes first.
-    """
-
-    def initializeGL(self) -> None:
-        super().initializeGL()
-        surface = self.__dict__.get("_surface")
-        if surface is not None:
-            ref = weakref.ref(self)
-            surface.destroyed.connect(lambda *_: _forget_gl_wrappers(ref))
-
-    def close(self) -> None:
-        super().close()
-        _forget_gl_wrappers(weakref.ref(self))
 
 
 class _RenderQueue(QObject):
@@ -133,7 +101,7 @@ class ViewPanel(QFrame):
         # and 4x MSAA doubles a frame on a software renderer (30 -> 15 ms at 512² for a slice
         # view, bench/edit_redraw.py; 1.5x for the 3D view). Asking the GL driver whether it is
         # a software one needs the context current outside a paint, which crashed now and then.
-        self.plotter = _Interactor(self, auto_update=False, multi_samples=0)
+        self.plotter = make_interactor(self, multi_samples=0)
         self.plotter.enable_anti_aliasing = lambda *a, **k: None  # keep llvmpipe fast
         lay.addWidget(self.plotter.interactor, 1)
         renderer = self.plotter.renderer
