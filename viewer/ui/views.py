@@ -11,7 +11,7 @@ from ..model import Scene
 from ..render.interaction import attach_3d_interaction, attach_slice_interaction
 from ..render.slice_view import VIEW_COLORS, SliceView
 from ..render.view3d import View3D
-from .vtk_widget import make_interactor
+from .vtk_widget import is_native, make_interactor
 
 __all__ = ["ViewPanel"]
 
@@ -29,7 +29,9 @@ class _RenderQueue(QObject):
     the rest of the change (the status bar's cursor value): on a software GL every repaint of
     the window costs a composition of the whole window. The view under the mouse (the one the
     user works in) goes first, but never twice in a row while others wait, so a fast scroll
-    cannot starve the other views."""
+    cannot starve the other views. A native view (``vtk_widget``) is never composed with the
+    window, so it gains nothing from that repaint: it waits for the next turn too, and the
+    work that asked for it (a layer's set-up after a load) and its frame are two stalls, not one."""
 
     def __init__(self) -> None:
         super().__init__(QApplication.instance())
@@ -40,8 +42,8 @@ class _RenderQueue(QObject):
     def add(self, panel: "ViewPanel") -> None:
         if panel in self._waiting:
             return
-        if not self._waiting and not self._armed:
-            self._draw(panel)  # nothing pending: this one joins the repaint already due
+        if not self._waiting and not self._armed and not panel.native:
+            self._draw(panel)  # nothing pending: this one joins the window repaint already due
             self._arm()  # one turn's pause before the next view
             return
         if panel.underMouse() and panel is not self._last:
@@ -53,7 +55,10 @@ class _RenderQueue(QObject):
     def _arm(self) -> None:
         if not self._armed:
             self._armed = True
-            QTimer.singleShot(0, self, self._next)
+            # a 1 ms timer, not a 0 ms one: Qt posts a 0 ms single shot as an event, and posted
+            # events run before timers that came due meanwhile, so two views' frames ran back to
+            # back with no input or timer between them; a timer is served after those due first
+            QTimer.singleShot(1, self, self._next)
 
     def _draw(self, panel: "ViewPanel") -> bool:
         panel._do_render()
@@ -102,6 +107,7 @@ class ViewPanel(QFrame):
         # view, bench/edit_redraw.py; 1.5x for the 3D view). Asking the GL driver whether it is
         # a software one needs the context current outside a paint, which crashed now and then.
         self.plotter = make_interactor(self, multi_samples=0)
+        self.native = is_native(self.plotter.interactor)
         self.plotter.enable_anti_aliasing = lambda *a, **k: None  # keep llvmpipe fast
         lay.addWidget(self.plotter.interactor, 1)
         renderer = self.plotter.renderer
