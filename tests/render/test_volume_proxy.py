@@ -1,5 +1,6 @@
 """Big scans in the 3D view: the volume is read (and, above the proxy budget, downsampled) in a
-worker; the proxy lands where the full-resolution volume does."""
+worker; the proxy lands where the full-resolution volume does, and the full resolution replaces
+it when it fits in memory."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 import viewer.render.volume_mapping as v3d
 from viewer.model import ImageLayer, Scene, Volume
 from viewer.render.offscreen import render_scene
-from viewer.render.view3d import volume_proxy
+from viewer.render import view3d
+from viewer.render.view3d import View3D, volume_proxy
+from viewer.render.volume_mapping import full_resolution_fits
 
 
 @pytest.mark.parametrize("shape,budget,factor", [
@@ -53,6 +56,7 @@ def bone_block_scene() -> Scene:
 def test_proxy_renders_where_the_full_volume_does(monkeypatch):
     full = render_scene(bone_block_scene(), "3d", (160, 160)).astype(int)
     monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)  # forces f = 2
+    monkeypatch.setattr(view3d, "full_resolution_fits", lambda *a: False)  # the proxy stays
     proxy = render_scene(bone_block_scene(), "3d", (160, 160)).astype(int)
     bg = full[2, 2]
     m_full = np.abs(full - bg).sum(-1) > 60
@@ -61,3 +65,51 @@ def test_proxy_renders_where_the_full_volume_does(monkeypatch):
     # the same silhouette, but for a voxel's worth of border
     overlap = (m_full & m_proxy).sum() / max((m_full | m_proxy).sum(), 1)
     assert overlap > 0.85, overlap
+
+
+@pytest.mark.parametrize("shape,dtype,kind,available,fits", [
+    ((512, 512, 1000), np.int16, "cpu", 24 << 30, True),    # 1.3 GB of 24 GiB
+    ((512, 512, 1000), np.int16, "cpu", 2 << 30, False),    # not in 40 % of 2 GiB
+    ((512, 512, 1000), np.int16, "gpu", 2 << 30, True),     # no gradients kept on the CPU: 0.5 GB
+    ((512, 512, 1000), np.float64, "cpu", 4 << 30, False),  # made float32: 262 M x 7 B = 1.8 GB
+    ((512, 512, 1000), np.float64, "cpu", 5 << 30, True),
+], ids=["ct-24g", "ct-2g", "ct-2g-gpu", "f64-4g", "f64-5g"])
+def test_full_resolution_only_when_it_fits_in_memory(shape, dtype, kind, available, fits):
+    arr = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=(0, 0, 0))
+    assert full_resolution_fits(arr, kind, available) is fits
+
+
+def _volumes(view: View3D, layer) -> list:
+    return [p for p in view.props[id(layer)] if p.IsA("vtkVolume")]
+
+
+@pytest.mark.parametrize("fits", [True, False], ids=["fits", "too-big"])
+def test_the_full_resolution_replaces_the_proxy(monkeypatch, fits):
+    """Proxy first, then (in a second worker job) the whole scan in its place: one volume in
+    the view either way, drawn where the full volume is."""
+    import vtk
+
+    monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)  # forces f = 2
+    monkeypatch.setattr(view3d, "full_resolution_fits", lambda *a: fits)
+    jobs: list = []
+    scene = bone_block_scene()
+    renderer = vtk.vtkRenderer()
+    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
+    layer = scene[0]
+    scene.remove(layer)
+    view.scene.add(layer)
+    work, done = jobs.pop(0)
+    done(work())  # the proxy
+    assert [v._proxy_factor for v in _volumes(view, layer)] == [2]
+    if not fits:
+        assert not jobs
+        return
+    work, done = jobs.pop(0)
+    layer.render_mode = "mip"  # restyled while the full resolution was being made
+    done(work())
+    vols = _volumes(view, layer)
+    assert [v._proxy_factor for v in vols] == [1] and renderer.GetVolumes().GetNumberOfItems() == 1
+    assert vols[0].GetMapper().GetInput().GetDimensions() == (96, 96, 80)
+    assert vols[0].GetMapper().GetBlendMode() == vtk.vtkVolumeMapper.MAXIMUM_INTENSITY_BLEND
+    layer.visible = False
+    assert not vols[0].GetVisibility()

@@ -19,7 +19,7 @@ from .box_visuals import add_boxes_3d
 from .frusta import FrustaVisual, pick_frame
 from .slicing import plane_axes
 from .slice_view import VIEW_COLORS
-from .volume_mapping import mapper_kind, volume_for, volume_image, volume_proxy, watch_renderer
+from .volume_mapping import full_resolution_fits, mapper_kind, volume_for, volume_image, volume_proxy, watch_renderer
 from .vtkutil import vtk
 
 __all__ = ["View3D", "volume_image", "volume_proxy", "label_surfaces", "mesh_polydata"]
@@ -223,12 +223,22 @@ class View3D:
                 return  # removed meanwhile
             vol.SetUserMatrix(_matrix(np.asarray(layer.data.affine) @ np.diag([f, f, f, 1.0])))
             vol._proxy_factor = f
+            old = state["volume"]
+            if old is not None:  # the full resolution replaces the proxy, in the same frame
+                vol.SetVisibility(old.GetVisibility())
+                self.renderer.RemoveVolume(old)
+                self.props[id(layer)].remove(old)
             self.renderer.AddVolume(vol)
             self.props[id(layer)].append(vol)
             state["volume"] = vol
             build()
             self.renderer.ResetCameraClippingRange()
             self._render()
+            kind = mapper_kind(self._gl.get("software"))
+            if f > 1 and full_resolution_fits(layer.data.array, kind):
+                # the proxy is on screen: now the whole scan, in a worker too
+                array = layer.data.array
+                self._async(lambda: volume_for(array, kind, max_voxels=array.size + 1), made)
 
         self._connect(layer, "render_mode", build)
         self._connect(layer, "opacity", build)
