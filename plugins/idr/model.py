@@ -99,8 +99,31 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def render_image(model: IDRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
-    """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top)."""
+SUPERSAMPLE_RAYS = 256 * 256  # anti-aliasing never traces more rays than a 256² frame would
+
+
+def samples_per_axis(camera: Camera, wanted: int) -> int:
+    """Rays per pixel along each axis: ``wanted``, lowered until the frame has at most
+    :data:`SUPERSAMPLE_RAYS` rays (a big or moving learned-view frame gets one per pixel)."""
+    s = max(1, int(wanted))
+    while s > 1 and camera.width * camera.height * s * s > SUPERSAMPLE_RAYS:
+        s -= 1
+    return s
+
+
+def render_image(model: IDRModel, camera: Camera, background: Sequence[float] | None = None,
+                 supersample: int | None = None) -> np.ndarray:
+    """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top).
+
+    Each pixel is the mean of s x s rays spread over its area (``supersample``, else the
+    config's, capped by :func:`samples_per_axis`): one ray through the pixel centre gives the
+    silhouette a hard, aliased edge where the photos have an area-averaged one (2x2 rays:
+    +0.49 dB held-out PSNR on the globe for the same model, docs/PERFORMANCE.md).
+    """
+    s = samples_per_axis(camera, model.config.get("supersample", 2) if supersample is None else supersample)
+    if s > 1:
+        fine = render_image(model, camera.scaled(camera.width * s, camera.height * s), background, supersample=1)
+        return fine.reshape(camera.height, s, camera.width, s, 3).mean(axis=(1, 3), dtype=np.float32)
     bg = np.asarray(model.background if background is None else background, np.float32)[:3]
     o, d = camera_rays(camera, model.centre, model.scale, model.device)
     rgbs, hits = [], []

@@ -350,3 +350,38 @@ def test_signed_distance_volume_is_in_the_world_frame(fitted):
     assert a.ravel()[np.argmin(inside)] < 0 and a.ravel()[np.argmax(inside)] > 0
     near_zero = np.abs(a.ravel()) < 0.5 * np.abs(vol.affine[0, 0])
     assert near_zero.any() and abs(float(np.median(inside[near_zero])) - 1.0) < 0.15
+
+
+@pytest.mark.parametrize("size,wanted,expected", [
+    ((128, 128), 2, 2),   # a held-out view: 2x2 rays, 65,536 in all
+    ((128, 128), 3, 2),   # 3x3 would pass a 256² frame's rays
+    ((175, 135), 2, 1),   # a moving learned-view frame: one ray per pixel
+    ((32, 32), 4, 4),
+    ((64, 64), 1, 1),
+], ids=["heldout", "capped", "learned-view", "tiny", "off"])
+def test_rays_per_pixel_stay_within_a_256_frame(size, wanted, expected):
+    from plugins.idr.model import samples_per_axis
+    from viewer.model.camera import Camera
+
+    cam = Camera(fx=50.0, fy=50.0, cx=size[0] / 2, cy=size[1] / 2, width=size[0], height=size[1], c2w=np.eye(4))
+    assert samples_per_axis(cam, wanted) == expected
+
+
+def test_a_supersampled_pixel_is_the_mean_of_its_rays(fitted, ellipsoid):
+    """2x2 supersampling is the box mean of the render at twice the size: the silhouette's edge
+    pixels fall between the object and the background, as a photo's do."""
+    from plugins.idr.model import render_image
+    from viewer.io import load_path
+    from viewer.plugins import get_plugin
+
+    plugin = get_plugin("idr")
+    model = plugin.load(fitted)
+    cam = load_path(ellipsoid).split("test")[0].camera
+    bg = (1.0, 1.0, 1.0)
+    fine = render_image(model, cam.scaled(cam.width * 2, cam.height * 2), bg, supersample=1)
+    aa = render_image(model, cam, bg, supersample=2)
+    np.testing.assert_allclose(aa, fine.reshape(cam.height, 2, cam.width, 2, 3).mean((1, 3)), atol=1e-5)
+    hard = render_image(model, cam, bg, supersample=1)
+    assert set(np.unique(hard.min(-1) >= 0.999)) == {False, True}  # object and background both seen
+    assert (aa != hard).any(axis=-1).sum() > 0
+    assert np.array_equal(plugin.render(model, cam, bg), aa)  # the checkpoint's setting: 2
