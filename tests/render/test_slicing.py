@@ -70,3 +70,14 @@ def test_radiological_orientation_vectors():
     u, v, n = plane_axes("sagittal")
     assert u @ [0, 1, 0] == -1 and v @ [0, 0, 1] == 1
     assert slice_step(AFFINES["LPS"], "axial") == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("value,text", [
+    (400, "400"), (40, "40"), (2500.7, "2501"),  # HU-sized: whole numbers
+    (1.0, "1"), (0.5, "0.5"), (0.123456, "0.123"), (-0.25, "-0.25"), (37.5, "37.5"),  # small: 3 digits
+])
+def test_window_level_corner_text_keeps_small_values(value, text):
+    """A 0-1 saliency overlay or a normalised MR read "W 0 L 0" when the corner rounded to whole numbers."""
+    from viewer.render.slice_view import _wl_text
+
+    assert _wl_text(value) == text

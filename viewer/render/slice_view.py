@@ -123,6 +123,13 @@ class _SliceVisual:
         self.view.request_render()
 
 
+def _wl_text(value: float) -> str:
+    """Window or level for the corner: whole numbers for HU-sized values, three significant
+    digits for small ones (a 0-1 saliency map or a normalised MR read "W 0 L 0" before)."""
+    v = float(value)
+    return f"{v:.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.3g}"
+
+
 class SliceView:
     """An axial, coronal or sagittal view of a scene, drawn into ``renderer``.
 
@@ -222,7 +229,7 @@ class SliceView:
         text = f"{self.orientation.capitalize()}  {letter} {abs(c[w]):.1f} mm"
         self.corner.SetText(2, text)  # upper left
         ref = self._top_image()
-        self.corner.SetText(0, f"W {ref.window:.0f}  L {ref.level:.0f}" if ref else "")
+        self.corner.SetText(0, f"W {_wl_text(ref.window)}  L {_wl_text(ref.level)}" if ref else "")
         has = len(self.visuals) > 0
         for a in self.cross_actors:
             a.SetVisibility(has)
