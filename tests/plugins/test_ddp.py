@@ -119,3 +119,42 @@ def test_cancel_on_rank_0_stops_every_rank(tmp_path):
     assert ranks[0]["steps"] == ranks[1]["steps"] == 3
     assert ranks[0]["ddp"]["weights_identical"] is True
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["metrics"]["stopped_by"] == "cancelled"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, model", [
+    ("train-classifier", "heatmap3d"), ("train-classifier", "densenet3d"), ("train-detector", "heatmap3d-detector"),
+])
+def test_torchrun_trains_classifiers_and_detectors(tmp_path, command, model):
+    """The lesion methods train data-parallel as the segmenters do: two gloo processes, the same
+    weights on both at the end, one checkpoint (rank 0) that loads and answers in one process."""
+    from viewer.plugins import get_plugin
+    from viewer.samples.lesions import TEST_SEED, write_lesion_set
+
+    cases = write_lesion_set(tmp_path / "train", 4, 0, crop=16, contrast=(80.0, 100.0))
+    test = write_lesion_set(tmp_path / "test", 1, TEST_SEED, crop=16, contrast=(80.0, 100.0))
+    out = tmp_path / "ckpt"
+    env = headless_env()
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "main.py"), command, "--cases", str(cases), "--out", str(out), "--model", model,
+           "--steps", "6", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=str(ROOT))
+    assert r.returncode == 0, r.stderr[-4000:]
+    summaries = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    assert len(summaries) == 1, r.stdout  # rank 0 alone reports
+    ddp = summaries[0]["ddp"]
+    assert ddp["world_size"] == 2 and ddp["backend"] == "gloo" and ddp["weights_identical"] is True
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["metrics"]["ddp"]["weights_identical"] is True
+    kind = "detector" if command == "train-detector" else "classifier"
+    plugin = get_plugin(model, kind)
+    trained = plugin.load(out)
+    from viewer.io import load_path
+
+    vol = load_path(sorted(test.parent.glob("*.nii.gz"))[0])
+    if kind == "classifier":
+        out = plugin.classify(trained, vol)
+        assert abs(sum(out["probabilities"].values()) - 1.0) < 1e-4
+    else:
+        assert all(len(b["box"]) == 6 for b in plugin.detect(trained, vol, min_score=0.0))
