@@ -91,6 +91,31 @@ def test_shading_reaches_the_unet_only_where_a_point_is_drawn():
     assert rgb.shape == (1, 3, 32, 32) and torch.isfinite(rgb).all()
 
 
+@pytest.mark.parametrize("shade, channels", [(48, 8), (6, 8), (12, 4)], ids=["default", "few-lobes", "few-channels"])
+def test_drawing_builds_the_unet_input_in_place_with_the_same_numbers(shade, channels):
+    """Without gradients the U-Net's first input is written into one buffer (no concatenations);
+    the picture is the one the training path (``shaded`` + ``cat``) draws."""
+    from plugins._points.data import point_batch
+
+    torch.manual_seed(0)
+    p = _sphere(3000)
+    cam = _camera()
+    net = PointRendererNet(len(p), channels, (4, 4, 4, 4, 4), shade=shade, normals=torch.from_numpy(estimate_normals(p)))
+    with torch.no_grad():
+        net.shade.log_sharpness.uniform_(0.0, 0.4)  # sharp lobes too: values near the cuts
+        net.texture.descriptors.normal_()
+    batch = point_batch([t[None] for t in splat(PointSet.from_numpy(p), cam)], [cam], [0], [0], (32, 32), "cpu")
+    with torch.no_grad():
+        assert net._fast_input()
+        fast = net(batch)
+        net._slow_input = True
+        assert not net._fast_input()
+        slow = net(batch)
+    for a, b in zip(fast[:2], slow[:2]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(fast[0], torch.zeros_like(fast[0]))
+
+
 @pytest.mark.parametrize("dropout", [0.0, 0.5, 0.9], ids=["none", "half", "most"])
 def test_point_dropout_draws_winners_among_the_points_kept(dropout):
     p = _sphere(3000)
