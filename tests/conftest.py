@@ -45,6 +45,9 @@ def _start_xvfb() -> None:
     with os.fdopen(read_fd) as f:
         number = f.readline().strip()
     if not number:
+        import warnings
+
+        warnings.warn(f"Xvfb did not start (exit status {xvfb.wait()}): GUI tests use the display there is")
         return
     # the watchdog reads a pipe whose write end is a bare descriptor of this process: Python
     # never closes it (a file object would be closed while the interpreter shuts down, before

@@ -251,7 +251,7 @@ class Lobes(nn.Module):
         n = self.dirs.shape[0]
         s = (self.log_sharpness * self._SCALE).exp()
         r = inputs[..., 6:9].reshape(-1, 3)
-        x = torch.addmm(-s, r, F.normalize(self.dirs, dim=1).t() * s)  # s (r . l - 1), (P, n)
+        x = (r @ F.normalize(self.dirs, dim=1).t() - 1.0) * s  # s (r . l - 1), (P, n), as forward
         # computed in contiguous (P, n) tensors, interleaved once into out's rows
         e1 = torch.exp(x.clamp(min=_CUT))
         e4 = e1 * e1

@@ -385,3 +385,4 @@ def test_a_supersampled_pixel_is_the_mean_of_its_rays(fitted, ellipsoid):
     assert set(np.unique(hard.min(-1) >= 0.999)) == {False, True}  # object and background both seen
     assert (aa != hard).any(axis=-1).sum() > 0
     assert np.array_equal(plugin.render(model, cam, bg), aa)  # the checkpoint's setting: 2
+    assert np.array_equal(plugin.render(model, cam, bg, preview=True), hard)  # a moving learned-view frame

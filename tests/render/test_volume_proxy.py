@@ -113,3 +113,32 @@ def test_the_full_resolution_replaces_the_proxy(monkeypatch, fits):
     assert vols[0].GetMapper().GetBlendMode() == vtk.vtkVolumeMapper.MAXIMUM_INTENSITY_BLEND
     layer.visible = False
     assert not vols[0].GetVisibility()
+
+
+def test_a_layer_removed_and_added_again_ignores_its_old_full_resolution_job(monkeypatch):
+    """The full-resolution job of the first visit lands after the layer came back: it is dropped
+    (the new visit's own jobs build its volume), not swapped in against a proxy it never made."""
+    import vtk
+
+    monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)
+    monkeypatch.setattr(view3d, "full_resolution_fits", lambda *a: True)
+    jobs: list = []
+    layer = bone_block_scene()[0]
+    renderer = vtk.vtkRenderer()
+    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
+    view.scene.add(layer)
+    work, done = jobs.pop(0)
+    done(work())  # the proxy; the full-resolution job is queued
+    stale = jobs.pop(0)
+    view.scene.remove(layer)
+    assert stale[0]() is None  # removed before it started: nothing is built
+    view.scene.add(layer)
+    stale[1](None)
+    work, done = jobs.pop(0)
+    done(work())  # the second visit's proxy
+    stale[1](v3d.volume_for(layer.data.array, "cpu", max_voxels=layer.data.array.size + 1))  # had run: dropped
+    assert [v._proxy_factor for v in _volumes(view, layer)] == [2]
+    work, done = jobs.pop(0)
+    done(work())
+    assert [v._proxy_factor for v in _volumes(view, layer)] == [1]
+    assert renderer.GetVolumes().GetNumberOfItems() == 1

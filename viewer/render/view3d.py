@@ -218,9 +218,11 @@ class View3D:
             self._sync_visibility(layer)
 
         def made(result) -> None:
-            vol, f = result
-            if id(layer) not in self.props:
+            if result is None or id(layer) not in self.props:
                 return  # removed meanwhile
+            vol, f = result
+            if state["volume"] is not None and state["volume"] not in self.props[id(layer)]:
+                return  # the layer was removed and added again: its new visuals have their own jobs
             vol.SetUserMatrix(_matrix(np.asarray(layer.data.affine) @ np.diag([f, f, f, 1.0])))
             vol._proxy_factor = f
             old = state["volume"]
@@ -238,7 +240,9 @@ class View3D:
             if f > 1 and full_resolution_fits(layer.data.array, kind):
                 # the proxy is on screen: now the whole scan, in a worker too
                 array = layer.data.array
-                self._async(lambda: volume_for(array, kind, max_voxels=array.size + 1), made)
+                # a layer removed before the job starts costs nothing (the view lane is shared)
+                self._async(lambda: volume_for(array, kind, max_voxels=array.size + 1)
+                            if id(layer) in self.props else None, made)
 
         self._connect(layer, "render_mode", build)
         self._connect(layer, "opacity", build)

@@ -171,11 +171,14 @@ FULL_MEMORY_FRACTION = 0.4  # of the memory still available, for the full-resolu
 
 
 def full_resolution_fits(array: np.ndarray, kind: str, available: int | None = None) -> bool:
-    """Whether the full-resolution volume may replace the proxy: its in-memory copy (float64 and
-    int64 become 4-byte types, as :func:`volume_image` makes them) and, for the CPU caster, its
-    gradient normals and magnitudes (3 bytes a voxel) fit in 40 % of the available memory."""
+    """Whether the full-resolution volume may replace the proxy: its in-memory copy (the types
+    :func:`volume_image` makes) and, for the CPU caster, its gradient normals and magnitudes
+    (3 bytes a voxel) fit in 40 % of the available memory."""
     voxels = int(np.prod(array.shape[:3], dtype=np.int64))
-    itemsize = min(np.dtype(array.dtype).itemsize, 4)
+    dt = np.dtype(array.dtype)
+    # the bytes a voxel takes in volume_image: booleans as uint8, float64 and int64 narrowed to
+    # 4 bytes, anything else (uint64 too) as it is
+    itemsize = 1 if dt.kind == "b" else 4 if (dt.kind in "fi" and dt.itemsize > 4) else dt.itemsize
     need = voxels * (itemsize + (3 if kind == "cpu" else 0))
     free = available_memory() if available is None else available
     return need <= FULL_MEMORY_FRACTION * free

@@ -234,7 +234,7 @@ class LearnedView(QObject):
             return
         if not full:
             cam = cam.scaled(max(1, cam.width // self.low_factor), max(1, cam.height // self.low_factor))
-        self.scheduler.submit(lambda: (cam, to_uint8(fn(cam))), self._show, self._failed)
+        self.scheduler.submit(lambda: (cam, to_uint8(fn(cam, preview=not full))), self._show, self._failed)
 
     def _show(self, result) -> None:
         if not self.active:

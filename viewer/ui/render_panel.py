@@ -466,9 +466,20 @@ class RenderPanel(TrainingPanel):
 
     # learned view and comparison ------------------------------------------------------------------
     def _render_fn(self, background=None):
-        """``camera -> image`` of the current model, over ``background`` (default: its training scene's)."""
+        """``(camera, preview=False) -> image`` of the current model, over ``background`` (default:
+        its training scene's). ``preview``: a frame drawn while the camera moves, passed on to a
+        renderer whose ``render`` takes it (docs/PLUGINS.md: it may draw cheaper)."""
         plugin, model = self.model_plugin, self.model
-        return lambda camera: plugin.render(model, camera, background)
+        import inspect
+
+        takes_preview = "preview" in inspect.signature(plugin.render).parameters
+
+        def render(camera, preview: bool = False):
+            if preview and takes_preview:
+                return plugin.render(model, camera, background, preview=True)
+            return plugin.render(model, camera, background)
+
+        return render
 
     def set_learned_view(self, on: bool) -> None:
         """Show (or stop showing) the model's image for the 3D camera over the 3D view."""

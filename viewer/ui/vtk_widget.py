@@ -39,11 +39,20 @@ _NATIVE_PLATFORMS = ("xcb", "windows")
 
 
 def native_views() -> bool:
-    """Whether views are native child windows on this platform (see the module's docstring)."""
-    choice = os.environ.get("LUCID3D_VIEW_WIDGET", "").strip().lower()
-    if choice in ("native", "qopengl"):
-        return choice == "native"
-    return QGuiApplication.platformName() in _NATIVE_PLATFORMS
+    """Whether views are native child windows on this platform (see the module's docstring).
+    ``LUCID3D_VIEW_WIDGET=qopengl`` turns them off; ``native`` cannot turn them on where VTK
+    cannot draw into a Qt window (Wayland, macOS here, a VTK built without X)."""
+    if os.environ.get("LUCID3D_VIEW_WIDGET", "").strip().lower() == "qopengl":
+        return False
+    platform = QGuiApplication.platformName()
+    if platform not in _NATIVE_PLATFORMS:
+        return False
+    if platform == "xcb":
+        try:
+            from vtkmodules.vtkRenderingOpenGL2 import vtkXOpenGLRenderWindow  # noqa: F401
+        except ImportError:  # an EGL- or OSMesa-only VTK: no X windows to draw into
+            return False
+    return True
 
 
 def is_native(widget: QWidget) -> bool:
@@ -81,6 +90,9 @@ class NativeInteractor(QVTKRenderWindowInteractor, BasePlotter):
     """
 
     def __init__(self, parent: QWidget | None = None, multi_samples: int = 0, **kwargs) -> None:
+        # a native widget makes its ancestors native (they must be); without this Qt would make
+        # their siblings native too (docks, menu and status bars: 22 native windows)
+        QApplication.setAttribute(Qt.ApplicationAttribute.AA_DontCreateNativeWidgetSiblings, True)
         rw = _render_window()
         with _no_plotter_init():
             if rw is None:
@@ -117,6 +129,16 @@ class NativeInteractor(QVTKRenderWindowInteractor, BasePlotter):
         if self.render_window is not None:
             self.render_window.MakeCurrent()
         BasePlotter._check_has_ren_win(self)
+
+    def _getPixelRatio(self) -> float:  # noqa: N802 (VTK's name)
+        # VTK's asks the screen under the mouse; the widget's own screen is the one that counts
+        # (two monitors of different scale)
+        return self.devicePixelRatioF()
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.DevicePixelRatioChange and not self._closed:
+            self.resizeEvent(None)  # moved to a screen of another scale: new size in pixels
+        return super().event(event)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         if not self._closed:
