@@ -142,3 +142,35 @@ def test_a_layer_removed_and_added_again_ignores_its_old_full_resolution_job(mon
     done(work())
     assert [v._proxy_factor for v in _volumes(view, layer)] == [1]
     assert renderer.GetVolumes().GetNumberOfItems() == 1
+
+
+def test_new_voxels_rebuild_the_volume_and_older_jobs_do_nothing():
+    """A 4D layer's frame change (new voxels, ``events.data``) rebuilds its 3D volume; of the jobs
+    a dragged frame slider queues, only the newest runs."""
+    import vtk
+    from vtk.util import numpy_support
+
+    jobs: list = []
+    layer = bone_block_scene()[0]
+    renderer = vtk.vtkRenderer()
+    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
+    view.scene.add(layer)
+    work, done = jobs.pop(0)
+    done(work())
+    first = _volumes(view, layer)[0]
+
+    def frame(value: int) -> None:
+        layer.data.array = np.full(layer.data.shape, value, np.int16, order="F")
+        layer.events.data.emit()
+
+    frame(100)
+    frame(700)  # before the first frame's job ran
+    older, newest = jobs.pop(0), jobs.pop(0)
+    assert older[0]() is None  # stale: never built
+    older[1](None)
+    assert _volumes(view, layer) == [first]  # the old frame stays on screen meanwhile
+    newest[1](newest[0]())
+    (vol,) = _volumes(view, layer)
+    assert vol is not first and renderer.GetVolumes().GetNumberOfItems() == 1
+    values = numpy_support.vtk_to_numpy(vol.GetMapper().GetInput().GetPointData().GetScalars())
+    assert values.min() == values.max() == 700

@@ -200,7 +200,15 @@ class View3D:
 
     # volumes
     def _add_volume(self, layer: ImageLayer) -> None:
-        state: dict[str, Any] = {"volume": None}
+        # "gen" counts the layer's voxel changes (a 4D frame shown): a job made for older voxels
+        # is not started, or its result is dropped, so a dragged frame slider costs one build
+        state: dict[str, Any] = {"volume": None, "gen": 0}
+
+        def submit(work: Callable[[], Any]) -> None:
+            gen = state["gen"]
+            current = lambda: gen == state["gen"] and id(layer) in self.props  # noqa: E731
+            # a job that is stale before it starts costs nothing (the view lane is shared)
+            self._async(lambda: work() if current() else None, lambda result: made(result, gen))
 
         def build(*_: object) -> None:
             if layer.render_mode == "off":
@@ -212,27 +220,36 @@ class View3D:
                     # set-up happens on the UI thread
                     state["pending"] = True
                     kind = mapper_kind(self._gl.get("software"))
-                    self._async(lambda: volume_for(layer.data.array, kind), made)
+                    submit(lambda: volume_for(layer.data.array, kind))
                 return
             self._style_volume(layer, state["volume"])
             self._sync_visibility(layer)
 
-        def made(result) -> None:
-            if result is None or id(layer) not in self.props:
-                return  # removed meanwhile
+        def new_voxels(*_: object) -> None:
+            state["gen"] += 1
+            if state["volume"] is None and not state.get("pending"):
+                return  # never built: the first build reads the voxels then
+            state["pending"] = True  # the volume on screen stays until the new one replaces it
+            kind = mapper_kind(self._gl.get("software"))
+            submit(lambda: volume_for(layer.data.array, kind))
+
+        def made(result, gen: int) -> None:
+            if result is None or gen != state["gen"] or id(layer) not in self.props:
+                return  # removed meanwhile, or made for voxels since replaced
             vol, f = result
             if state["volume"] is not None and state["volume"] not in self.props[id(layer)]:
                 return  # the layer was removed and added again: its new visuals have their own jobs
             vol.SetUserMatrix(_matrix(np.asarray(layer.data.affine) @ np.diag([f, f, f, 1.0])))
             vol._proxy_factor = f
             old = state["volume"]
-            if old is not None:  # the full resolution replaces the proxy, in the same frame
+            if old is not None:  # the full resolution (or a new frame) replaces it, in one frame
                 vol.SetVisibility(old.GetVisibility())
                 self.renderer.RemoveVolume(old)
                 self.props[id(layer)].remove(old)
             self.renderer.AddVolume(vol)
             self.props[id(layer)].append(vol)
             state["volume"] = vol
+            state["pending"] = False
             build()
             self.renderer.ResetCameraClippingRange()
             self._render()
@@ -240,12 +257,11 @@ class View3D:
             if f > 1 and full_resolution_fits(layer.data.array, kind):
                 # the proxy is on screen: now the whole scan, in a worker too
                 array = layer.data.array
-                # a layer removed before the job starts costs nothing (the view lane is shared)
-                self._async(lambda: volume_for(array, kind, max_voxels=array.size + 1)
-                            if id(layer) in self.props else None, made)
+                submit(lambda: volume_for(array, kind, max_voxels=array.size + 1))
 
         self._connect(layer, "render_mode", build)
         self._connect(layer, "opacity", build)
+        self._connect(layer, "data", new_voxels)
         build()
 
     def _style_volume(self, layer: ImageLayer, vol) -> None:
