@@ -172,7 +172,7 @@ class PointRendererNet(RendererNet):
         buf[..., :c] = full.permute(0, 2, 3, 1)
         dirs = buf[..., c:c + 3]
         dirs.copy_(batch.dirs.to(full.dtype).permute(0, 2, 3, 1))
-        nrm = self.normals.to(full.dtype).index_select(0, ids.clamp(min=0).reshape(-1)).view(b, h, w, 3)
+        nrm = self._normals_at(ids, full.dtype)
         g = buf[..., c + 3:]
         self.shade.fill(shade_inputs(nrm, dirs), g)
         g.mul_(buf[..., c - 1:c])  # nothing where no point is drawn (the coverage channel)
@@ -181,12 +181,16 @@ class PointRendererNet(RendererNet):
             buf[..., 3:3 + m].mul_(g[..., :m])
         return buf.permute(0, 3, 1, 2)  # (B, C, H, W) in channels-last memory
 
+    def _normals_at(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, H, W, 3) the normal of the point drawn at each pixel (row 0's where none is)."""
+        return self.normals.to(dtype).index_select(0, ids.clamp(min=0).reshape(-1)).view(*ids.shape, 3)
+
     def shaded(self, full: torch.Tensor, batch: PointBatch) -> list[torch.Tensor]:
         """[the full-scale raster with descriptor channels 3.. scaled by the first shading
         channels, the shading channels] (the view direction goes between them)."""
         ids = batch.ids[0]
         cov = (ids >= 0).to(full.dtype)[..., None]  # (B, H, W, 1)
-        nrm = self.normals.to(full.dtype).index_select(0, ids.clamp(min=0).reshape(-1)).view(*ids.shape, 3)
+        nrm = self._normals_at(ids, full.dtype)
         dirs = batch.dirs.to(full.dtype).permute(0, 2, 3, 1)  # (B, H, W, 3), contiguous when channels-last
         g = self.shade(shade_inputs(nrm, dirs)) * cov  # (B, H, W, k): nothing where no point is drawn
         g = g.permute(0, 3, 1, 2)
@@ -243,7 +247,6 @@ class Lobes(nn.Module):
         if out.shape[-1] < self.k:  # k not a multiple of the widths: the rest are the broadest lobes
             out = torch.cat([out, out[..., :self.k - out.shape[-1]]], -1)
         return out[..., :self.k]
-
 
     def fill(self, inputs: torch.Tensor, out: torch.Tensor) -> None:
         """:meth:`forward` without gradients, written into ``out`` (..., k) (a view whose last

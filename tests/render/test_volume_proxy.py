@@ -83,6 +83,23 @@ def _volumes(view: View3D, layer) -> list:
     return [p for p in view.props[id(layer)] if p.IsA("vtkVolume")]
 
 
+def _deferred_view(layer) -> tuple:
+    """(view, its renderer, its jobs): a 3D view holding ``layer`` whose worker jobs wait as
+    (work, done) pairs until the test runs them; the first is the proxy's."""
+    import vtk
+
+    jobs: list = []
+    renderer = vtk.vtkRenderer()
+    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
+    view.scene.add(layer)
+    return view, renderer, jobs
+
+
+def _run_next(jobs: list) -> None:
+    work, done = jobs.pop(0)
+    done(work())
+
+
 @pytest.mark.parametrize("fits", [True, False], ids=["fits", "too-big"])
 def test_the_full_resolution_replaces_the_proxy(monkeypatch, fits):
     """Proxy first, then (in a second worker job) the whole scan in its place: one volume in
@@ -91,15 +108,9 @@ def test_the_full_resolution_replaces_the_proxy(monkeypatch, fits):
 
     monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)  # forces f = 2
     monkeypatch.setattr(view3d, "full_resolution_fits", lambda *a: fits)
-    jobs: list = []
-    scene = bone_block_scene()
-    renderer = vtk.vtkRenderer()
-    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
-    layer = scene[0]
-    scene.remove(layer)
-    view.scene.add(layer)
-    work, done = jobs.pop(0)
-    done(work())  # the proxy
+    layer = bone_block_scene()[0]
+    view, renderer, jobs = _deferred_view(layer)
+    _run_next(jobs)  # the proxy
     assert [v._proxy_factor for v in _volumes(view, layer)] == [2]
     if not fits:
         assert not jobs
@@ -118,28 +129,20 @@ def test_the_full_resolution_replaces_the_proxy(monkeypatch, fits):
 def test_a_layer_removed_and_added_again_ignores_its_old_full_resolution_job(monkeypatch):
     """The full-resolution job of the first visit lands after the layer came back: it is dropped
     (the new visit's own jobs build its volume), not swapped in against a proxy it never made."""
-    import vtk
-
     monkeypatch.setattr(v3d, "PROXY_VOXELS", 96 * 96 * 80 // 7)
     monkeypatch.setattr(view3d, "full_resolution_fits", lambda *a: True)
-    jobs: list = []
     layer = bone_block_scene()[0]
-    renderer = vtk.vtkRenderer()
-    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
-    view.scene.add(layer)
-    work, done = jobs.pop(0)
-    done(work())  # the proxy; the full-resolution job is queued
+    view, renderer, jobs = _deferred_view(layer)
+    _run_next(jobs)  # the proxy; the full-resolution job is queued
     stale = jobs.pop(0)
     view.scene.remove(layer)
     assert stale[0]() is None  # removed before it started: nothing is built
     view.scene.add(layer)
     stale[1](None)
-    work, done = jobs.pop(0)
-    done(work())  # the second visit's proxy
+    _run_next(jobs)  # the second visit's proxy
     stale[1](v3d.volume_for(layer.data.array, "cpu", max_voxels=layer.data.array.size + 1))  # had run: dropped
     assert [v._proxy_factor for v in _volumes(view, layer)] == [2]
-    work, done = jobs.pop(0)
-    done(work())
+    _run_next(jobs)
     assert [v._proxy_factor for v in _volumes(view, layer)] == [1]
     assert renderer.GetVolumes().GetNumberOfItems() == 1
 
@@ -147,16 +150,11 @@ def test_a_layer_removed_and_added_again_ignores_its_old_full_resolution_job(mon
 def test_new_voxels_rebuild_the_volume_and_older_jobs_do_nothing():
     """A 4D layer's frame change (new voxels, ``events.data``) rebuilds its 3D volume; of the jobs
     a dragged frame slider queues, only the newest runs."""
-    import vtk
     from vtk.util import numpy_support
 
-    jobs: list = []
     layer = bone_block_scene()[0]
-    renderer = vtk.vtkRenderer()
-    view = View3D(renderer, Scene(), run_async=lambda work, done: jobs.append((work, done)))
-    view.scene.add(layer)
-    work, done = jobs.pop(0)
-    done(work())
+    view, renderer, jobs = _deferred_view(layer)
+    _run_next(jobs)
     first = _volumes(view, layer)[0]
 
     def frame(value: int) -> None:

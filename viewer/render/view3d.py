@@ -210,17 +210,20 @@ class View3D:
             # a job that is stale before it starts costs nothing (the view lane is shared)
             self._async(lambda: work() if current() else None, lambda result: made(result, gen))
 
+        def start_proxy() -> None:
+            # read (and, for big scans, downsample) in a worker; only the small VTK set-up
+            # happens on the UI thread
+            state["pending"] = True
+            kind = mapper_kind(self._gl.get("software"))
+            submit(lambda: volume_for(layer.data.array, kind))
+
         def build(*_: object) -> None:
             if layer.render_mode == "off":
                 self._sync_visibility(layer)
                 return
             if state["volume"] is None:
                 if not state.get("pending"):
-                    # read (and, for big scans, downsample) in a worker; only the small VTK
-                    # set-up happens on the UI thread
-                    state["pending"] = True
-                    kind = mapper_kind(self._gl.get("software"))
-                    submit(lambda: volume_for(layer.data.array, kind))
+                    start_proxy()
                 return
             self._style_volume(layer, state["volume"])
             self._sync_visibility(layer)
@@ -229,9 +232,7 @@ class View3D:
             state["gen"] += 1
             if state["volume"] is None and not state.get("pending"):
                 return  # never built: the first build reads the voxels then
-            state["pending"] = True  # the volume on screen stays until the new one replaces it
-            kind = mapper_kind(self._gl.get("software"))
-            submit(lambda: volume_for(layer.data.array, kind))
+            start_proxy()  # the volume on screen stays until the new one replaces it
 
         def made(result, gen: int) -> None:
             if result is None or gen != state["gen"] or id(layer) not in self.props:

@@ -35,7 +35,7 @@ from ..compute.nogil import per_volume_initialization
 from ..io.common import available_memory
 from .vtkutil import vtk
 
-__all__ = ["PROXY_VOXELS", "volume_image", "volume_proxy", "volume_for", "full_resolution_fits", "SOFTWARE_GL_NAMES", "is_software_renderer", "watch_renderer", "prepare_volume", "mapper_kind", "guess_software"]
+__all__ = ["PROXY_VOXELS", "vtk_dtype", "volume_image", "volume_proxy", "volume_for", "full_resolution_fits", "SOFTWARE_GL_NAMES", "is_software_renderer", "watch_renderer", "prepare_volume", "mapper_kind", "guess_software"]
 
 # substrings of GL_RENDERER for renderers that run on the CPU
 SOFTWARE_GL_NAMES = ("llvmpipe", "softpipe", "swrast", "software rasterizer", "lavapipe", "swiftshader")
@@ -118,16 +118,24 @@ def prepare_volume(image, kind: str) -> Any:
     return vol
 
 
+def vtk_dtype(dtype: Any) -> np.dtype:
+    """The type :func:`volume_image` hands VTK: booleans as uint8, float64 and int64 narrowed to
+    4 bytes, anything else (uint64 too) as it is."""
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return np.dtype(np.uint8)
+    if dt.kind == "f" and dt.itemsize > 4:
+        return np.dtype(np.float32)
+    if dt.kind == "i" and dt.itemsize > 4:
+        return np.dtype(np.int32)
+    return dt
+
+
 def volume_image(array: np.ndarray) -> vtk.vtkImageData:
     """(I, J, K) array -> vtkImageData in index space (spacing 1), sharing memory when the array
     is Fortran-ordered (as nibabel gives it); the affine goes on the actor as a user matrix."""
-    a = array
-    if a.dtype.kind == "b":
-        a = a.astype(np.uint8)
-    if a.dtype.kind == "f" and a.dtype.itemsize > 4:
-        a = a.astype(np.float32)
-    if a.dtype.kind == "i" and a.dtype.itemsize > 4:
-        a = a.astype(np.int32)
+    dt = vtk_dtype(array.dtype)
+    a = array if array.dtype == dt else array.astype(dt)
     flat = np.ravel(a, order="F")  # a view for F-contiguous arrays: VTK's x-fastest order
     img = vtk.vtkImageData()
     img.SetDimensions(*a.shape)
@@ -175,10 +183,6 @@ def full_resolution_fits(array: np.ndarray, kind: str, available: int | None = N
     :func:`volume_image` makes) and, for the CPU caster, its gradient normals and magnitudes
     (3 bytes a voxel) fit in 40 % of the available memory."""
     voxels = int(np.prod(array.shape[:3], dtype=np.int64))
-    dt = np.dtype(array.dtype)
-    # the bytes a voxel takes in volume_image: booleans as uint8, float64 and int64 narrowed to
-    # 4 bytes, anything else (uint64 too) as it is
-    itemsize = 1 if dt.kind == "b" else 4 if (dt.kind in "fi" and dt.itemsize > 4) else dt.itemsize
-    need = voxels * (itemsize + (3 if kind == "cpu" else 0))
+    need = voxels * (vtk_dtype(array.dtype).itemsize + (3 if kind == "cpu" else 0))
     free = available_memory() if available is None else available
     return need <= FULL_MEMORY_FRACTION * free

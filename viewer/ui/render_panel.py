@@ -15,6 +15,7 @@ background)`` (H, W, 3) in 0..1, ``save(model, folder)``, ``load(folder)``; what
 from __future__ import annotations
 
 import atexit
+import inspect
 import shutil
 import tempfile
 from pathlib import Path
@@ -470,8 +471,6 @@ class RenderPanel(TrainingPanel):
         its training scene's). ``preview``: a frame drawn while the camera moves, passed on to a
         renderer whose ``render`` takes it (docs/PLUGINS.md: it may draw cheaper)."""
         plugin, model = self.model_plugin, self.model
-        import inspect
-
         takes_preview = "preview" in inspect.signature(plugin.render).parameters
 
         def render(camera, preview: bool = False):

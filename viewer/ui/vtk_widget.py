@@ -13,8 +13,8 @@ pyvista's plotter API (``BasePlotter``) as ``QtInteractor`` does, so the views c
 methods either way.
 
 It needs a window system VTK can draw into from a Qt window id: X11 (``xcb``) and Windows.
-Elsewhere (macOS, Wayland, ``offscreen``) the ``QOpenGLWidget`` interactor stays.
-``LUCID3D_VIEW_WIDGET=native|qopengl`` overrides the choice.
+Elsewhere (macOS, Wayland, ``offscreen``, a VTK built without X) the ``QOpenGLWidget``
+interactor stays. ``LUCID3D_VIEW_WIDGET=qopengl`` chooses it everywhere.
 """
 
 from __future__ import annotations
