@@ -191,7 +191,7 @@ def worker(args) -> None:
         return out
 
     if args.side == "peer":
-        net, steps = peer_train(train, len(values) + 1, args.minutes, clock=clock)
+        net, steps = peer_train(train, len(values) + 1, args.minutes, seed=int(args.seed), clock=clock)
         train_s = time.monotonic() - t0
         done.set()
         scores = []
@@ -201,7 +201,7 @@ def worker(args) -> None:
         res.update(steps=steps, recipe="plain MONAI loop (see bench/seg_peer.py)")
     else:
         plugin = get_plugin(_plugin_name(args.side), "segmenter")
-        cfg = plugin.Config(minutes=args.minutes)
+        cfg = plugin.Config(minutes=args.minutes, seed=int(args.seed))
         for key, value in _overrides(args.side).items():
             kind = type(getattr(cfg, key))
             setattr(cfg, key, (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value))
@@ -225,14 +225,14 @@ def worker(args) -> None:
 
 
 # the pair, side by side ------------------------------------------------------------------------
-def run_pair(dataset: str, sides: list[str], minutes: float, clock: str) -> dict:
+def run_pair(dataset: str, sides: list[str], minutes: float, clock: str, seed: int = 0) -> dict:
     with tempfile.TemporaryDirectory(prefix="seg-peer-") as tmp:
         barrier = Path(tmp, "barrier")
         barrier.mkdir()
         procs = []
         for i, side in enumerate(sides):
             cmd = [sys.executable, __file__, "--worker", "--dataset", dataset, "--side", side, "--side-id", str(i),
-                   "--minutes", str(minutes), "--clock", clock, "--barrier", str(barrier), "--result", str(Path(tmp, f"{i}.json"))]
+                   "--minutes", str(minutes), "--clock", clock, "--seed", str(seed), "--barrier", str(barrier), "--result", str(Path(tmp, f"{i}.json"))]
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1")))
         for p in procs:
             if p.wait() != 0:
@@ -266,6 +266,8 @@ def main() -> None:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="what the minutes count: each process's CPU time (default: the same work whatever "
                          "else runs on the machine) or the wall clock")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed of both sides (sampling, initial weights); the data sets do not change")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--dataset", "--side", "--side-id", "--barrier", "--result"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -275,13 +277,13 @@ def main() -> None:
     import torch
 
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-               "minutes": args.minutes, "clock": args.clock, "pair": args.pair, "held_aside": HELD_ASIDE, "sets": {}}
+               "minutes": args.minutes, "clock": args.clock, "seed": args.seed, "pair": args.pair, "held_aside": HELD_ASIDE, "sets": {}}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = "seg_peer" + (f"_{args.tag}" if args.tag else "")
     for name in args.sets.split(","):
         t = time.monotonic()
-        sides = run_pair(name, args.pair, args.minutes, args.clock)
+        sides = run_pair(name, args.pair, args.minutes, args.clock, args.seed)
         results["sets"][name] = {"what": WHAT[name], "sides": sides,
                                  "wall_seconds": round(time.monotonic() - t, 1)}
         summary = {side: (round(s["dice_mean"], 3), s["steps"]) for side, s in sides.items()}

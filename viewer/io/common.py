@@ -16,7 +16,7 @@ import numpy as np
 
 from ..model.errors import LoadError
 
-__all__ = ["available_memory", "check_fits_in_memory", "atomic_path", "require_file", "same_file",
+__all__ = ["available_memory", "cgroup_room", "check_fits_in_memory", "atomic_path", "require_file", "same_file",
            "require_regular_file", "check_claim_fits_file", "note_outside_file", "MAX_DEFLATE_RATIO",
            "open_image_header", "quiet_pillow"]
 
@@ -27,7 +27,25 @@ MAX_BZIP2_RATIO = 50_000
 
 
 def available_memory() -> int:
-    """Bytes of memory this process could still get (MemAvailable, else total physical)."""
+    """Bytes of memory this process could still get.
+
+    What the system has available (psutil: MemAvailable on Linux, the available pages on macOS
+    and Windows, where total memory or a guess was all the standard library gives), capped by
+    the room left under a Linux cgroup's memory limit: inside a container or a systemd slice the
+    limit, not the machine, decides when the kernel kills us.
+    """
+    avail = None
+    try:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - no psutil, or a platform it cannot read: the fallbacks below
+        avail = _meminfo_available()
+    room = cgroup_room()
+    return avail if room is None else min(avail, room)
+
+
+def _meminfo_available() -> int:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -39,6 +57,46 @@ def available_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 8 << 30
+
+
+def cgroup_room(root: str | os.PathLike = "/sys/fs/cgroup", membership: str | os.PathLike = "/proc/self/cgroup"
+                ) -> int | None:
+    """Bytes left under this process's cgroup memory limit (v2 ``memory.max``, or v1
+    ``memory.limit_in_bytes``) minus the cgroup's usage, or None where no limit applies or none
+    can be read. The files of the process's own cgroup (``membership``) are read, else those at
+    the root of ``root`` (a container sees its own cgroup there)."""
+    try:
+        lines = Path(membership).read_text().splitlines()
+    except OSError:
+        lines = []
+    v2, v1 = "/", "/"
+    for line in lines:
+        num, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if num == "0" and controllers == "":
+            v2 = path or "/"
+        elif "memory" in controllers.split(","):
+            v1 = path or "/"
+    base = Path(root)
+    candidates = [(base / v2.lstrip("/"), "memory.max", "memory.current"), (base, "memory.max", "memory.current"),
+                  (base / "memory" / v1.lstrip("/"), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+                  (base / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes")]
+    for folder, limit_name, usage_name in candidates:
+        try:
+            limit_text = (folder / limit_name).read_text().strip()
+            usage = int((folder / usage_name).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text == "max":
+            return None
+        try:
+            limit = int(limit_text)
+        except ValueError:
+            continue
+        if limit >= 1 << 60:  # cgroup v1's "no limit" is a page-rounded 2^63
+            return None
+        return max(0, limit - usage)
+    return None
 
 
 def check_fits_in_memory(path: object, shape, dtype, factor: float = 1.0) -> None:
