@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugins._nr.model import RendererNet
-from plugins._nr.networks import UNet2D
+from plugins._nr.networks import Lobes, UNet2D
 
 from .data import PointBatch
 from .splat import gather
@@ -199,70 +198,6 @@ class PointRendererNet(RendererNet):
         if m:
             full = torch.cat([full[:, :3], full[:, 3:3 + m] * g[:, :m], full[:, 3 + m:]], 1)
         return [full, g]
-
-
-_CUT = -14.0  # lobe exponents below this give 0 (see Lobes.forward)
-
-
-class Lobes(nn.Module):
-    """The shading network: spherical Gaussians of the mirror direction r, ``exp(s (r . l - 1))``,
-    the shape of a highlight under a light fixed in the world (a lobe around the light's mirror
-    direction). ``k`` channels = ``k // 3`` learned unit directions ``l_i``, each at three
-    widths (a learned sharpness ``s_i`` times 1, 4 and 16): the broad lobe gives every direction
-    a gradient that turns ``l_i`` towards a light, the sharp ones draw the highlight (a
-    highlight a tenth of a sphere's radius across needs a sharpness near 50, far from where one
-    lobe could start and still learn where to go). Directions start spread over the sphere (a
-    Fibonacci spiral), sharpness at 4. Both are stored scaled (directions of length 0.1,
-    log-sharpness / 10) so that Adam at the network's learning rate turns and sharpens them ten
-    times faster than it moves the U-Net's weights."""
-
-    _SCALE = 10.0
-    _WIDTHS = (1.0, 4.0, 16.0)
-
-    def __init__(self, k: int, sharpness: float = 4.0) -> None:
-        super().__init__()
-        n = max(1, int(k) // len(self._WIDTHS))
-        i = torch.arange(n, dtype=torch.float32) + 0.5
-        z = 1.0 - 2.0 * i / n
-        a = i * 2.399963229728653  # the golden angle
-        rho = torch.sqrt((1.0 - z * z).clamp(min=0.0))
-        self.k = int(k)
-        self.dirs = nn.Parameter(torch.stack([rho * torch.cos(a), rho * torch.sin(a), z], 1) / self._SCALE)
-        self.log_sharpness = nn.Parameter(torch.full((n,), math.log(float(sharpness)) / self._SCALE))
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(..., 9) :func:`shade_inputs` -> (..., k) lobe values in 0..1 (direction-major)."""
-        r = inputs[..., 6:9]
-        cos = r @ F.normalize(self.dirs, dim=1).t()  # (..., n)
-        x = (self.log_sharpness * self._SCALE).exp() * (cos - 1.0)  # <= 0
-        # below e^-14 a lobe is 0: the sharp lobes far from their direction would otherwise be
-        # denormal floats, which the CPU computes on (here, and in the U-Net's first convolution)
-        # tens of times slower: 106 against 30 ms a frame at 256²
-        # widths 1, 4, 16 as powers of one exp (exp(4 x) = exp(x)^4), each power taken only of
-        # values that stay above the cut
-        e1 = torch.exp(x)
-        e4 = e1.masked_fill(x < _CUT / 4, 0.0).square().square()
-        e16 = e4.masked_fill(x < _CUT / 16, 0.0).square().square()
-        out = torch.stack([e1.masked_fill(x < _CUT, 0.0), e4, e16], -1).flatten(-2)  # (exp keeps e1 for backward)
-        if out.shape[-1] < self.k:  # k not a multiple of the widths: the rest are the broadest lobes
-            out = torch.cat([out, out[..., :self.k - out.shape[-1]]], -1)
-        return out[..., :self.k]
-
-    def fill(self, inputs: torch.Tensor, out: torch.Tensor) -> None:
-        """:meth:`forward` without gradients, written into ``out`` (..., k) (a view whose last
-        axis is contiguous); ``k`` a multiple of the three widths."""
-        n = self.dirs.shape[0]
-        s = (self.log_sharpness * self._SCALE).exp()
-        r = inputs[..., 6:9].reshape(-1, 3)
-        x = (r @ F.normalize(self.dirs, dim=1).t() - 1.0) * s  # s (r . l - 1), (P, n), as forward
-        # computed in contiguous (P, n) tensors, interleaved once into out's rows
-        e1 = torch.exp(x.clamp(min=_CUT))
-        e4 = e1 * e1
-        e4.mul_(e4).masked_fill_(x < _CUT / 4, 0.0)
-        e16 = e4 * e4
-        e16.mul_(e16).masked_fill_(x < _CUT / 16, 0.0)
-        e1.masked_fill_(x < _CUT, 0.0)
-        out.unflatten(-1, (n, 3)).view(-1, n, 3).copy_(torch.stack([e1, e4, e16], -1))
 
 
 def shade_mlp(out: int) -> nn.Module:

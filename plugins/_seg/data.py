@@ -14,7 +14,7 @@ from viewer.plugins import Case
 
 from .preprocess import Normalisation, resample_to, to_canonical
 
-__all__ = ["Prepared", "prepare_case", "target_spacing", "label_table", "patch_sampler", "mirror_axes",
+__all__ = ["Prepared", "prepare_case", "body_mask", "target_spacing", "label_table", "patch_sampler", "mirror_axes",
            "lateralized_labels", "slice_preview"]
 
 
@@ -63,12 +63,17 @@ def label_table(cases: list[Case]) -> tuple[list[dict], dict[int, int]]:
 
 
 def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, int],
-                 patch: tuple[int, int, int], balanced: bool = False, context: int = 0) -> Prepared:
+                 patch: tuple[int, int, int], balanced: bool = False, context: int = 0,
+                 background: str = "all") -> Prepared:
     """``case`` on the training grid, padded to at least one ``patch`` (the window sampled).
 
     context : voxels per side that a network of unpadded convolutions reads beyond the voxels it
         predicts (DeepMedic). The case is padded by that much on every side, so that its edge
         voxels, too, can be predicted by a training window; the padding is never a window's centre.
+    background : where background (class 0) centres are drawn with ``balanced``: "all" its
+        voxels, or "body" only those inside the body (:func:`body_mask`; DeepMedic's ROI mask),
+        so that a network that predicts small blocks meets the tissue it could mistake for a
+        label, not air.
     """
     img, aff, _ = to_canonical(np.asarray(case.image.array), case.image.affine)
     lab, _, _ = to_canonical(np.asarray(case.labels.array), case.labels.affine)
@@ -99,8 +104,38 @@ def prepare_case(case: Case, spacing, norm: Normalisation, to_class: dict[int, i
     if balanced:
         n = len(to_class) + 1
         classes = [np.asarray(i) for i in map_classes_to_indices(y, n, valid, 0)]
+        if background == "body":
+            body = body_mask(x, lab > 0)
+            inner = np.flatnonzero(body.ravel())
+            kept = np.intersect1d(classes[0], inner, assume_unique=True)
+            if kept.size:
+                classes[0] = kept
+        elif background != "all":
+            raise ValueError(f"background must be 'all' or 'body', not {background!r}")
     return Prepared(case.name, np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y), np.asarray(fg),
                     np.asarray(bg), classes)
+
+
+def body_mask(image: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Voxels inside the body: above an Otsu threshold of the image's intensities (air and the
+    padding below it), holes filled slice-wise, and every labelled voxel."""
+    from scipy import ndimage
+
+    x = np.asarray(image, np.float32)
+    hist, edges = np.histogram(x, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    body = x > centres[int(np.argmax(between))]
+    for k in range(body.shape[-1]):
+        body[..., k] = ndimage.binary_fill_holes(body[..., k])
+    if labels is not None:
+        body |= np.asarray(labels, bool)
+    return body
 
 
 def slice_preview(case: Prepared, prediction: np.ndarray, labels: list[dict],
@@ -172,7 +207,7 @@ def mirror_axes(cases: list[Case], to_class: dict[int, int], mode: str) -> tuple
 
 def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int, n_classes: int = 2,
                   sampling: str = "posneg", affine_prob: float = 0.0,
-                  flip_axes: tuple[int, ...] = (0, 1, 2)) -> Compose:
+                  flip_axes: tuple[int, ...] = (0, 1, 2), background_share: float = 0.0) -> Compose:
     """Patches for training, then augmentation.
 
     sampling : "posneg": half foreground, half background patches (class imbalance);
@@ -180,11 +215,16 @@ def patch_sampler(patch: tuple[int, int, int], samples: int, seed: int, n_classe
         small organ is seen as often as a big one (needs ``Prepared.classes``).
     affine_prob : chance of a small random rotation (±0.2 rad) and scaling (±10 %) of a patch.
     flip_axes : canonical axes along which a patch is mirrored with probability 1/2 each.
+    background_share : with "classes", the share of centres drawn from the background (the
+        labels share the rest evenly); 0 = an even share among all classes.
     """
     keys = ["image", "label"]
     if sampling == "classes":
-        crop = RandCropByLabelClassesd(keys, label_key="label", spatial_size=patch, num_classes=n_classes,
-                                       num_samples=samples, indices_key="classes")
+        ratios = None
+        if 0.0 < background_share < 1.0 and n_classes > 1:
+            ratios = [background_share * (n_classes - 1) / (1.0 - background_share)] + [1.0] * (n_classes - 1)
+        crop = RandCropByLabelClassesd(keys, label_key="label", spatial_size=patch, ratios=ratios,
+                                       num_classes=n_classes, num_samples=samples, indices_key="classes")
     elif sampling == "posneg":
         crop = RandCropByPosNegLabeld(keys, label_key="label", spatial_size=patch, pos=1.0, neg=1.0,
                                       num_samples=samples, fg_indices_key="fg", bg_indices_key="bg")

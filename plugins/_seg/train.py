@@ -97,10 +97,12 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     sampling = str(getattr(cfg, "sampling", "posneg"))
     flips = mirror_axes([cases[i] for i in train_idx], to_class, str(getattr(cfg, "mirror", "all")))
     train_set = [prepare_case(cases[i], spacing, norm, to_class, window, balanced=sampling == "classes",
-                              context=context) for i in train_idx]
+                              context=context, background=str(getattr(cfg, "background", "all")))
+                 for i in train_idx]
     val_set = [] if on_training_data else [prepare_case(cases[i], spacing, norm, to_class, patch) for i in val_idx]
     sampler = patch_sampler(window, 2, cfg.seed + run.rank, n_classes=len(to_class) + 1, sampling=sampling,
-                            affine_prob=float(getattr(cfg, "affine_prob", 0.0)), flip_axes=flips)
+                            affine_prob=float(getattr(cfg, "affine_prob", 0.0)), flip_axes=flips,
+                            background_share=float(getattr(cfg, "background_share", 0.0)))
 
     step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)

@@ -9,7 +9,7 @@ from torch import nn
 
 from plugins._nr.data import PixelBatch
 from plugins._nr.model import RendererNet
-from plugins._nr.networks import LaplacianTexture, UNet2D, scatter_pixels, sh_basis
+from plugins._nr.networks import LaplacianTexture, Lobes, UNet2D, scatter_pixels, sh_basis
 
 __all__ = ["DNRNet", "unet_channels", "shade_mlp", "shade_inputs"]
 
@@ -23,8 +23,12 @@ def unet_channels(base: int, levels: int) -> tuple[int, ...]:
     return tuple(int(base) * m for m in mult[:levels])
 
 
-def shade_mlp(out: int, hidden: int = 64) -> nn.Sequential:
-    """The shading network: 9 inputs (:func:`shade_inputs`) -> ``out`` features per pixel."""
+def shade_mlp(out: int, hidden: int = 64, lobes: bool = False) -> nn.Module:
+    """The shading network: 9 inputs (:func:`shade_inputs`) -> ``out`` features per pixel: with
+    ``lobes``, spherical Gaussians of the mirror direction (:class:`~plugins._nr.networks.Lobes`,
+    the shape of a highlight under a world-fixed light), else an MLP (the first version)."""
+    if lobes:
+        return Lobes(out)
     return nn.Sequential(nn.Linear(9, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, hidden),
                          nn.ReLU(inplace=True), nn.Linear(hidden, out))
 
@@ -47,11 +51,13 @@ class DNRNet(RendererNet):
     unet : U-Net channels per level, finest first.
     view_dependent : multiply features 3..11 by the SH basis of the view direction.
     alpha_prior : logit added to the coverage for covered pixels (subtracted elsewhere).
+    shade, lobes : channels of the shading network, and whether it is highlight lobes or an MLP.
     """
 
     def __init__(self, size: int, levels: int, channels: int, unet: tuple[int, ...],
                  view_dependent: bool = True, alpha_prior: float = 8.0, shade: int = 0,
-                 unet_convs: int = 1, texture_skip: bool = False, init: torch.Tensor | None = None) -> None:
+                 unet_convs: int = 1, texture_skip: bool = False, init: torch.Tensor | None = None,
+                 lobes: bool = False) -> None:
         super().__init__()
         if view_dependent and channels < 12:
             raise ValueError("view dependence needs at least 12 texture channels")
@@ -61,7 +67,7 @@ class DNRNet(RendererNet):
             start[:3] = torch.as_tensor(init, dtype=torch.float32).reshape(3)
         self.texture = LaplacianTexture(size, levels, channels, init=start, noise=0.01)
         self.texture_skip = bool(texture_skip)
-        self.shade = shade_mlp(int(shade)) if shade > 0 else None
+        self.shade = shade_mlp(int(shade), lobes=lobes) if shade > 0 else None
         self.uses_normals = self.shade is not None
         self.unet = UNet2D(channels + int(max(0, shade)) + 1, 4, unet, convs=unet_convs)
         with torch.no_grad():  # coverage starts as the rasterized mask

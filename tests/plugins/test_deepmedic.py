@@ -188,6 +188,51 @@ def test_cases_are_padded_by_the_context_and_the_padding_is_never_a_centre():
     assert len(p.bg) == int((p.label[0][inside] == 0).sum())
 
 
+def test_body_mask_holds_the_body_and_its_dark_insides_not_the_air():
+    from plugins._seg.data import body_mask
+
+    img = np.full((40, 40, 12), 2.0, np.float32)  # air
+    img[8:32, 8:32] = 100.0  # the body
+    img[16:24, 16:24] = 20.0  # a dark cavity inside it (ventricles, a lung)
+    lab = np.zeros(img.shape, np.uint8)
+    lab[2, 2, 2] = 1  # a label outside the body still counts as body
+    body = body_mask(img, lab > 0)
+    assert body[8:32, 8:32].all() and body[2, 2, 2]
+    outside = np.ones(img.shape, bool)
+    outside[8:32, 8:32] = False
+    outside[2, 2, 2] = False
+    assert not body[outside].any()
+
+
+@pytest.mark.parametrize("background", ["all", "body"])
+def test_background_centres_inside_the_body_and_their_share(background):
+    """DeepMedic's sampling: background segment centres only inside the body (the paper's ROI
+    mask) with ``background="body"``, and half the centres in the background with
+    ``background_share=0.5``."""
+    from plugins._seg.data import body_mask
+
+    vol, lab = ct_phantom(SHAPE, SPACING, seed=0)
+    case = Case(vol, lab, name="p0")
+    norm = fit_normalisation([vol.array], [lab.array], vol.modality or "ct")
+    window = (18 + 2 * CONTEXT,) * 3
+    p = prepare_case(case, SPACING, norm, {v: v for v in LABEL_NAMES}, window, balanced=True, context=CONTEXT,
+                     background=background)
+    shape = p.image.shape[1:]
+    body = body_mask(p.image[0], p.label[0] > 0)
+    centres_in_body = body[np.unravel_index(p.classes[0], shape)]
+    if background == "body":
+        assert centres_in_body.all()
+        assert (p.label[0][body] == 0).sum() == len(p.classes[0])
+    else:
+        assert not centres_in_body.all(), "the phantom's air is background too"
+    n_classes = len(p.classes)
+    sampler = patch_sampler((1, 1, 1), 1, seed=0, n_classes=n_classes, sampling="classes", flip_axes=(),
+                            background_share=0.5)
+    centre_labels = [int(sampler(p.sample_input())[0]["label"].ravel()[0]) for _ in range(400)]
+    share = np.mean(np.array(centre_labels) == 0)
+    assert 0.42 < share < 0.58, share
+
+
 # tiled inference ----------------------------------------------------------------------------------
 def _whole_volume(net: DeepMedic, image: np.ndarray) -> np.ndarray:
     """One network call over the whole volume, padded as the tiles are: argmax labels."""

@@ -295,6 +295,33 @@ def test_a_checkpoint_from_before_the_shading_network_loads():
     assert DNR.build(dict(cfg), {"covered_pixels": 4096}).uses_normals
 
 
+def test_shading_lobes_and_the_mlp_of_older_checkpoints():
+    """``lobes`` makes the shading network highlight lobes; a config stored before ``lobes``
+    existed (with a shading network) builds the MLP it was fitted with, and its weights load."""
+    from dataclasses import asdict
+
+    import torch
+
+    from plugins._nr.networks import Lobes
+
+    cfg = asdict(DNR.Config(texture_size=32, levels=2, lobes=True, shade=12))
+    net = DNR.build(dict(cfg), {"covered_pixels": 4096})
+    assert isinstance(net.shade, Lobes) and net.shade.k == 12
+    old = {k: v for k, v in cfg.items() if k != "lobes"}
+    old["shade"] = 8
+    mlp = DNR.build(old, {})
+    assert isinstance(mlp.shade, torch.nn.Sequential)
+    mlp.load_state_dict(DNR.build(dict(old, lobes=False), {"covered_pixels": 4096}).state_dict())
+    # a lobe is 1 where the mirror direction meets its direction and falls off with the angle
+    lobes = Lobes(3)
+    d = torch.nn.functional.normalize(lobes.dirs.detach(), dim=1)[0]
+    inputs = torch.zeros(2, 9)
+    inputs[0, 6:9] = d
+    inputs[1, 6:9] = -d
+    out = lobes(inputs)
+    assert torch.allclose(out[0], torch.ones(3)) and float(out[1].max()) < 1e-3
+
+
 @pytest.mark.parametrize("skip, dense, want", [(True, 512, 512), (False, 512, 0), (True, 0, 0)],
                          ids=["skip-dense", "no-skip-no-dense", "dense-off"])
 def test_dense_colour_loss_only_with_the_texture_skip(skip, dense, want):
