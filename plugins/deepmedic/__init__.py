@@ -3,21 +3,25 @@
 A normal-resolution and a ×3 low-resolution pathway of eight 3³ convolutions each, fused and
 classified by 1³ convolutions (:mod:`.network`); trained densely on segments larger than the
 receptive field, each step predicting a block of voxels, with Dice + cross-entropy. Segment
-centres as in the paper: half of them in the background, drawn only inside the body (the
-paper's ROI mask; ``background="body"``, ``background_share=0.5``), the other half evenly over
-the labels (``sampling="classes"``). Drawn over the whole volume, air included, background
-blocks of a few centimetres almost never held the tissue a label could be mistaken for: on
-MNI152's deep grey matter 77-92 % of the putamen's and thalamus's errors were false positives
-more than 5 voxels from the structure (docs/PERFORMANCE.md). Segmenting by dense blocks tiled
-over the volume (:mod:`.infer`). As in the paper, a 3D fully connected CRF may follow (``crf``; off by default, ``segment --crf`` turns it on for one call): mean-field
-over the blocks' softmax, :mod:`plugins._seg.crf`. The rest (orientation,
-spacing, normalisation, sampling, the training loop, checkpoints) is ``plugins/_seg``'s.
+centres are drawn evenly over the classes (``sampling="classes"``), the background's drawn only
+inside the body (the paper's ROI mask, ``background="body"``): drawn over the whole volume, air
+included, background blocks of a few centimetres rarely held the tissue a label could be
+mistaken for (on MNI152's deep grey matter most of the putamen's and thalamus's errors were
+false positives far from the structure). The paper's half-background share
+(``background_share=0.5``) is an option: at equal CPU minutes it lost 0.05 Dice on the abdominal
+phantom and gained nothing measurable on the deep grey matter (docs/PERFORMANCE.md).
+Segmenting by dense blocks tiled over the volume (:mod:`.infer`). As in the paper, a 3D fully
+connected CRF may follow (``crf``; off by default, ``segment --crf`` turns it on for one call):
+mean-field over the blocks' softmax, :mod:`plugins._seg.crf`. The rest (orientation, spacing,
+normalisation, sampling, the training loop, checkpoints) is ``plugins/_seg``'s.
 
 Light: torch is imported by the submodules, on the first call that needs them.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,11 +29,33 @@ from plugins._seg.crf import CRF_BOUNDS, crf_field
 from plugins._seg.plugin import PatchSegmenterPlugin
 from viewer.plugins import SEED_MAX, Range, validate_config
 
-__all__ = ["Config", "DeepMedicPlugin", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "build_network", "check_block"]
+__all__ = ["Config", "DeepMedicPlugin", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "build_network", "check_block",
+           "geometry", "parse_factors"]
 
 # the network's geometry (plugins/deepmedic/network.py holds the same numbers, with torch)
 FACTOR, LAYERS = 3, 8
 CONTEXT = FACTOR * LAYERS  # voxels per side read beyond the predicted block
+
+
+def geometry(factors) -> tuple[int, int]:
+    """(context, unit) of a network whose low-resolution pathways subsample by ``factors``:
+    the voxels per side it reads beyond its block (8 layers × the largest factor) and what every
+    block edge must be a multiple of (the factors' least common multiple, so each pathway's voxels
+    tile the block)."""
+    factors = [int(f) for f in factors]
+    return LAYERS * max(factors), math.lcm(*factors)
+
+
+def parse_factors(text: str) -> tuple[int, ...]:
+    """``"3"`` or ``"3,5"`` (or ``"3 5"``, ``"3+5"``) -> (3,) or (3, 5); ValueError
+    ``"subsample: problem"`` otherwise."""
+    try:
+        factors = tuple(int(t) for t in re.split(r"[,+\s]+", str(text).strip()))
+    except ValueError:
+        raise ValueError(f"subsample: must be factors separated by commas, e.g. 3 or 3,5; got {text!r}") from None
+    if not 1 <= len(factors) <= 3 or len(set(factors)) != len(factors) or not all(2 <= f <= 9 for f in factors):
+        raise ValueError(f"subsample: one to three distinct factors from 2 to 9, got {text!r}")
+    return factors
 # feature-map elements of one network call (widest map x its voxels x segments per call): 2^29
 # float32 is 2 GB per map, so an edited config is refused before it allocates tens of GB
 WINDOW_BUDGET = 1 << 29
@@ -46,11 +72,14 @@ BOUNDS = {
 }
 
 
-def check_block(block: tuple[int, ...], channels: int, fc_channels: int, per_call: int) -> str | None:
+def check_block(block: tuple[int, ...], channels: int, fc_channels: int, per_call: int,
+                factors=(FACTOR,)) -> str | None:
     """Why an output block (voxels per axis) does not suit the network, or None: each edge a
-    multiple of 3 (the low-resolution pathway's voxels), and its feature maps within WINDOW_BUDGET."""
-    if any(b % FACTOR for b in block):
-        return f"{list(block)} is not a multiple of {FACTOR} (the low-resolution pathway's subsampling)"
+    multiple of the factors' least common multiple (the low-resolution pathways' voxels), and its
+    feature maps within WINDOW_BUDGET."""
+    unit = geometry(factors)[1]
+    if any(b % unit for b in block):
+        return f"{list(block)} is not a multiple of {unit} (the low-resolution pathways' subsampling {list(factors)})"
     widest = channels + 2 * channels // 3
     normal, out = 1, 1
     for b in block:
@@ -78,9 +107,10 @@ class Config:
     channels: int = field(default=8, metadata={"help": "feature maps of the first pathway layers (x4/3 for layers 3-6, x5/3 for 7-8; the paper: 30)"})
     fc_channels: int = field(default=32, metadata={"help": "feature maps of the two 1x1x1 'fully connected' layers (the paper: 150)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the last two 1x1x1 layers (the paper: 0.5)"})
+    subsample: str = field(default="3", metadata={"help": "subsampling of the low-resolution pathways: 3 (the paper's two pathways) or 3,5 (a third, x5 pathway: 85 voxels of context; blocks then multiples of 15)"})
     sampling: str = field(default="classes", metadata={"help": "segment centres: classes (evenly over every label; measured better here) or posneg (half foreground, half background, as the paper)"})
     background: str = field(default="body", metadata={"help": "where background segment centres are drawn: body (inside the body, as the paper's ROI mask: the tissue a small block could mistake for a label) or all (air included)"})
-    background_share: float = field(default=0.5, metadata={"help": "share of segment centres in the background with sampling=classes (the paper: half; 0 = an even share among all classes)"})
+    background_share: float = field(default=0.0, metadata={"help": "share of segment centres in the background with sampling=classes (0 = an even share among all classes; the paper: 0.5)"})
     affine_prob: float = field(default=0.0, metadata={"help": "chance of a small random rotation/scaling of a training segment"})
     mirror: str = field(default="auto", metadata={"help": "axes a training segment is mirrored along (and test-time flips): auto (left-right, unless a label lies on one side of the body), lr, all or none"})
     batch_size: int = field(default=2, metadata={"help": "segments per step"})
@@ -112,16 +142,18 @@ class Config:
         validate_config(self, BOUNDS)
         if self.mirror not in ("auto", "lr", "all", "none"):
             raise ValueError(f"mirror: must be one of auto, lr, all, none, got {self.mirror!r}")
-        problem = check_block((self.patch_size,) * 3, self.channels, self.fc_channels, self.batch_size)
+        factors = parse_factors(self.subsample)
+        problem = check_block((self.patch_size,) * 3, self.channels, self.fc_channels, self.batch_size, factors)
         if problem:
             raise ValueError(f"patch_size: {problem}")
-        problem = check_block((self.infer_block,) * 3, self.channels, self.fc_channels, self.sw_batch_size)
+        problem = check_block((self.infer_block,) * 3, self.channels, self.fc_channels, self.sw_batch_size, factors)
         if problem:
             raise ValueError(f"infer_block: {problem}")
 
     def patch_problem(self, patch: tuple[int, ...]) -> str | None:
         """Why a stored training block (voxels per axis) does not suit this network, or None."""
-        return check_block(tuple(patch), self.channels, self.fc_channels, self.batch_size)
+        return check_block(tuple(patch), self.channels, self.fc_channels, self.batch_size,
+                           parse_factors(self.subsample))
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):
@@ -129,7 +161,7 @@ def build_network(in_channels: int, n_classes: int, cfg: Any):
     from .network import DeepMedic
 
     net = DeepMedic(in_channels, n_classes, channels=int(cfg.channels), fc_channels=int(cfg.fc_channels),
-                    dropout=float(cfg.dropout))
+                    dropout=float(cfg.dropout), factors=parse_factors(getattr(cfg, "subsample", "3")))
     net.infer_block = int(cfg.infer_block)
     return net
 

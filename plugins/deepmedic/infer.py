@@ -6,8 +6,8 @@ training) and cut into blocks that partition it exactly; each block is predicted
 overlaps, so nothing is blended: only the blocks' labels (uint8) and, with test-time flips, their
 entropy are kept, and memory stays at a few blocks whatever the volume's size.
 
-Block origins are multiples of 3 apart in the padded volume, so the low-resolution pathway
-averages the same 3×3×3 voxel groups in every tiling: the labels do not depend on the block size
+Block origins are multiples of 3 (of every subsampling factor) apart in the padded volume, so
+the low-resolution pathways average the same voxel groups in every tiling: the labels do not depend on the block size
 (up to floating-point summation order), and one block over the whole volume gives the same
 answer as many small ones.
 """
@@ -28,15 +28,15 @@ from .network import CONTEXT, FACTOR
 __all__ = ["segment_tiles", "tile_blocks"]
 
 
-def tile_blocks(shape: tuple[int, ...], block: int) -> list[int]:
+def tile_blocks(shape: tuple[int, ...], block: int, unit: int = FACTOR) -> list[int]:
     """Block edge per axis: the fewest blocks of at most ``block`` (rounded down to a multiple of
-    3) that cover the axis, made as even as multiples of 3 allow, so that the last block does not
-    overshoot the volume by up to a whole block (wasted work)."""
-    b = max(FACTOR, int(block) // FACTOR * FACTOR)
+    ``unit``, 3 for the paper's network) that cover the axis, made as even as multiples of the
+    unit allow, so that the last block does not overshoot the volume by up to a whole block."""
+    b = max(unit, int(block) // unit * unit)
     edges = []
     for n in shape:
         count = math.ceil(n / b)
-        edges.append(min(b, math.ceil(math.ceil(n / count) / FACTOR) * FACTOR))
+        edges.append(min(b, math.ceil(math.ceil(n / count) / unit) * unit))
     return edges
 
 
@@ -66,7 +66,8 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
     """
     flips = tta_flips(flip_axes) if tta else ((),)
     shape = tuple(int(n) for n in image.shape)
-    blocks = tile_blocks(shape, block or int(getattr(net, "infer_block", 0)) or max(roi))
+    blocks = tile_blocks(shape, block or int(getattr(net, "infer_block", 0)) or max(roi),
+                         int(getattr(net, "unit", FACTOR)))
     counts = [math.ceil(n / b) for n, b in zip(shape, blocks)]
     context = int(getattr(net, "context", CONTEXT))
     padded = np.full([c * b + 2 * context for c, b in zip(counts, blocks)], float(np.min(image)), np.float32)

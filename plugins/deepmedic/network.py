@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["FACTOR", "LAYERS", "CONTEXT", "NORMAL_OFFSET", "DeepMedic", "pathway_widths", "input_size",
-           "output_size"]
+           "output_size", "geometry"]
 
-from . import CONTEXT, FACTOR, LAYERS  # ×3 subsampling, 8 layers per pathway, 24 voxels of context per side
+from . import CONTEXT, FACTOR, LAYERS, geometry  # ×3 subsampling, 8 layers per pathway, 24 voxels of context per side
 
 NORMAL_OFFSET = CONTEXT - LAYERS  # where the normal pathway's input starts inside the context (16)
 RESIDUAL_INTO = (3, 5, 7)  # 0-based: layers 4, 6, 8 add the output of layers 2, 4, 6
@@ -41,17 +41,18 @@ def pathway_widths(channels: int) -> list[int]:
     return [c, c] + [c + c // 3] * 4 + [c + 2 * c // 3] * 2
 
 
-def input_size(out: int) -> int:
+def input_size(out: int, factors: Sequence[int] = (FACTOR,)) -> int:
     """Context edge (voxels) the network reads to predict an ``out`` edge block."""
-    return int(out) + 2 * CONTEXT
+    return int(out) + 2 * geometry(factors)[0]
 
 
-def output_size(size: int) -> int:
+def output_size(size: int, factors: Sequence[int] = (FACTOR,)) -> int:
     """Edge of the block predicted from an input of edge ``size``; ValueError if none fits."""
-    out = int(size) - 2 * CONTEXT
-    if out < FACTOR or out % FACTOR:
-        raise ValueError(f"an input of {size} voxels does not suit DeepMedic: it must be {2 * CONTEXT} + a "
-                         f"positive multiple of {FACTOR} (the block it predicts)")
+    context, unit = geometry(factors)
+    out = int(size) - 2 * context
+    if out < unit or out % unit:
+        raise ValueError(f"an input of {size} voxels does not suit DeepMedic: it must be {2 * context} + a "
+                         f"positive multiple of {unit} (the block it predicts)")
     return out
 
 
@@ -97,34 +98,45 @@ def _head_layer(cin: int, cout: int, dropout: float) -> nn.Sequential:
 
 
 class DeepMedic(nn.Module):
-    """(B, in_channels, S, S', S'') context -> (B, n_classes, S - 48, ...) logits.
+    """(B, in_channels, S, S', S'') context -> (B, n_classes, S - 2 * context, ...) logits.
 
-    Each input edge is 48 + a positive multiple of 3 (:func:`output_size`); ``context`` (24) is
-    what the segmentation machinery reads to sample training windows around their label blocks.
+    ``factors``: the subsampling of each low-resolution pathway, (3,) as in the paper; (3, 5) adds
+    a ×5 pathway (85 voxels of receptive field at ×5 cost of context), as the DeepMedic release
+    allows. ``context`` (8 × the largest factor: 24 for the paper's) is what the segmentation
+    machinery reads around each training block; ``unit`` (the factors' least common multiple)
+    divides every block edge (:func:`output_size`).
     """
 
-    context = CONTEXT
-
     def __init__(self, in_channels: int, n_classes: int, channels: int = 12, fc_channels: int = 48,
-                 low_channels: int | None = None, dropout: float = 0.0) -> None:
+                 low_channels: int | None = None, dropout: float = 0.0,
+                 factors: Sequence[int] = (FACTOR,)) -> None:
         super().__init__()
+        self.factors = tuple(int(f) for f in factors)
+        self.context, self.unit = geometry(self.factors)
         normal = pathway_widths(channels)
         low = pathway_widths(low_channels or channels)
         self.normal = Pathway(in_channels, normal)
-        self.low = Pathway(in_channels, low)
-        fused = normal[-1] + low[-1]
+        self.low = Pathway(in_channels, low)  # the first factor's (the name older checkpoints use)
+        self.wider = nn.ModuleList(Pathway(in_channels, low) for _ in self.factors[1:])
+        fused = normal[-1] + low[-1] * len(self.factors)
         self.fc1 = _head_layer(fused, fc_channels, 0.0)
         self.fc2 = _head_layer(fc_channels, fc_channels, dropout)
         self.classifier = _head_layer(fc_channels, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = [output_size(n) for n in x.shape[2:]]
-        a = NORMAL_OFFSET
-        normal = self.normal(x[:, :, a:a + out[0] + 2 * LAYERS, a:a + out[1] + 2 * LAYERS,
-                               a:a + out[2] + 2 * LAYERS])
-        low = self.low(F.avg_pool3d(x, FACTOR))
-        for axis in (2, 3, 4):  # back to full resolution: each low-resolution voxel repeated 3×3×3
-            low = low.repeat_interleave(FACTOR, dim=axis)
-        h = self.fc1(torch.cat([normal, low], dim=1))
+        out = [output_size(n, self.factors) for n in x.shape[2:]]
+        fused = [self.normal(self._centre(x, LAYERS, out))]
+        for f, pathway in zip(self.factors, [self.low, *self.wider]):
+            # the context a ×f pathway reads: out / f + 16 of its voxels, f × f × f each
+            low = pathway(F.avg_pool3d(self._centre(x, LAYERS * f, out), f))
+            for axis in (2, 3, 4):  # back to full resolution: each low-resolution voxel repeated f³ times
+                low = low.repeat_interleave(f, dim=axis)
+            fused.append(low)
+        h = self.fc1(torch.cat(fused, dim=1))
         h = self.fc2(h)
         return self.classifier(h)
+
+    def _centre(self, x: torch.Tensor, margin: int, out: list[int]) -> torch.Tensor:
+        """The ``out + 2 * margin`` voxels of ``x`` centred on the predicted block."""
+        a = self.context - margin
+        return x[:, :, a:a + out[0] + 2 * margin, a:a + out[1] + 2 * margin, a:a + out[2] + 2 * margin]

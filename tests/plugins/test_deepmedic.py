@@ -291,6 +291,63 @@ def test_tiled_flips_equal_whole_volume_flips(smooth_volume):
     assert 0 <= many[1].min() and many[1].max() <= np.log(3) + 1e-5 and many[1].max() > 0
 
 
+# a third pathway at x5 (subsample="3,5") ------------------------------------------------------------
+def test_a_x5_pathway_widens_the_field_to_85_voxels_and_blocks_to_multiples_of_15():
+    """With factors (3, 5) the network reads 40 voxels per side (8 layers x 5), predicts blocks
+    of multiples of 15, and one output voxel reads exactly the union of its three fields: the
+    normal pathway's 17 voxels, its 3-voxel group's 51 and its 5-voxel group's 85."""
+    torch.manual_seed(0)
+    net = DeepMedic(1, 2, channels=2, fc_channels=4, factors=(3, 5)).to(torch.float64).eval()
+    assert (net.context, net.unit) == (40, 15)
+    assert input_size(15, (3, 5)) == 95 and output_size(110, (3, 5)) == 30
+    with pytest.raises(ValueError, match="80 \\+ a positive multiple of 15"):
+        net(torch.zeros((1, 1, 95, 95, 104), dtype=torch.float64))
+    x = torch.randn((1, 1, 95, 95, 95), dtype=torch.float64, requires_grad=True)
+    o = 7
+    y = net(x)
+    (y[0, 1, o, o, o] - y[0, 0, o, o, o]).backward()
+    support = (x.grad[0, 0] != 0).numpy()
+    want = np.zeros_like(support)
+    for lo, hi in [(40 - 8 + o, 40 + 9 + o), (40 - 24 + o // 3 * 3, 40 + 27 + o // 3 * 3),
+                   (40 - 40 + o // 5 * 5, 40 + 45 + o // 5 * 5)]:
+        want[lo:hi, lo:hi, lo:hi] = True
+    np.testing.assert_array_equal(support, want)
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    pytest.param({"subsample": "3,5"}, "patch_size: .* not a multiple of 15", id="block-27-not-multiple-of-15"),
+    pytest.param({"subsample": "3,5", "patch_size": 30, "infer_block": 40}, "infer_block: .* multiple of 15",
+                 id="inference-block-not-multiple-of-15"),
+    pytest.param({"subsample": "3,x"}, "subsample: must be factors", id="not-numbers"),
+    pytest.param({"subsample": "3,3"}, "subsample: one to three distinct", id="repeated"),
+    pytest.param({"subsample": "1"}, "subsample: one to three distinct", id="factor-1"),
+])
+def test_config_refuses_subsampling_the_blocks_cannot_use(settings, fragment):
+    Config(subsample="3 + 5", patch_size=30).validate()
+    with pytest.raises(ValueError, match=fragment):
+        Config(**settings).validate()
+
+
+def test_tiled_inference_with_a_x5_pathway_equals_one_call(smooth_volume):
+    torch.manual_seed(0)
+    net = DeepMedic(1, 3, channels=2, fc_channels=4, factors=(3, 5))
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.momentum = None
+            m.reset_running_stats()
+    out = [-(-n // 15) * 15 for n in smooth_volume.shape]
+    padded = np.full([o + 80 for o in out], smooth_volume.min(), np.float32)
+    padded[40:40 + smooth_volume.shape[0], 40:40 + smooth_volume.shape[1], 40:40 + smooth_volume.shape[2]] = smooth_volume
+    with torch.no_grad():
+        net.train()(torch.from_numpy(padded)[None, None])
+        want = net.eval()(torch.from_numpy(padded)[None, None])[0].argmax(0)
+    want = want[:smooth_volume.shape[0], :smooth_volume.shape[1], :smooth_volume.shape[2]].numpy()
+    assert len(np.unique(want)) >= 2, "a test that can fail needs more than one class"
+    assert tile_blocks(smooth_volume.shape, 20, 15) == [15, 15, 15]
+    labels, _ = segment_tiles(net, smooth_volume, 3, (15, 15, 15), block=20)
+    np.testing.assert_array_equal(labels, want)
+
+
 # training, checkpoint, prediction -----------------------------------------------------------------
 def test_plugin_is_discovered_documented_and_light():
     import subprocess
