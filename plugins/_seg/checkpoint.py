@@ -23,7 +23,7 @@ from viewer.plugins.checkpoint import load_weights, write_checkpoint
 
 from .plugin import FORMAT
 
-__all__ = ["SegModel", "save_checkpoint", "load_checkpoint", "read_checked_config", "check_prediction_grid",
+__all__ = ["SegModel", "save_checkpoint", "load_checkpoint", "read_checked_config", "check_prediction_grid", "with_legacy",
            "FORMAT", "MAX_GRID_VOXELS"]
 
 
@@ -127,13 +127,19 @@ def read_checked_config(directory: Path, config_cls: type | None = None) -> tupl
         check_json_object(cfg, _SCHEMA, optional=_OPTIONAL)
         if "n_classes" in cfg and cfg["n_classes"] != len(cfg["labels"]) + 1:
             raise ValueError(f"n_classes: {cfg['n_classes']} but {len(cfg['labels'])} labels + background")
-        config = config_from_dict(config_cls, cfg["config"]) if config_cls is not None else None
+        config = config_from_dict(config_cls, with_legacy(config_cls, cfg["config"])) if config_cls is not None else None
         problem = config.patch_problem(cfg["patch"]) if hasattr(config, "patch_problem") else None
         if problem:
             raise ValueError(f"patch: {problem}")
     except (ValueError, TypeError) as exc:
         raise LoadError(cfg_path, " ".join(str(exc).split())) from None
     return cfg, config
+
+
+def with_legacy(config_cls: type | None, stored: dict) -> dict:
+    """A stored config with the settings it predates filled in as they were then (a Config's
+    ``LEGACY``, e.g. DeepMedic's ``subsample="3"``), not with today's defaults."""
+    return {**getattr(config_cls, "LEGACY", {}), **stored}
 
 
 def load_checkpoint(directory: str | os.PathLike, build: Callable[[dict], torch.nn.Module],

@@ -64,7 +64,9 @@ class PatchSegmenterPlugin(SegmenterBase):
         for key in settings:
             if key not in names:
                 raise ValueError(f"{key}: the {self.name} segmenter has no such setting")
-        stored = {k: v for k, v in model.config.items() if k in names}
+        from .checkpoint import with_legacy
+
+        stored = {k: v for k, v in with_legacy(self.Config, model.config).items() if k in names}
         check = getattr(self.Config(**{**stored, **settings}), "validate", None)
         if check is not None:
             check()
@@ -94,7 +96,10 @@ class PatchSegmenterPlugin(SegmenterBase):
         names = set(getattr(self.Config, "__dataclass_fields__", {}))
 
         def build(cfg_json: dict) -> Any:
-            config = self.Config(**{k: v for k, v in cfg_json.get("config", {}).items() if k in names})
+            from .checkpoint import with_legacy
+
+            stored = with_legacy(self.Config, cfg_json.get("config", {}))
+            config = self.Config(**{k: v for k, v in stored.items() if k in names})
             return self.build_network(int(cfg_json.get("in_channels", 1)), int(cfg_json["n_classes"]), config)
 
         return build

@@ -1,7 +1,10 @@
-"""DeepMedic (Kamnitsas et al. 2017): a dual-pathway 3D CNN, trained densely on image segments.
+"""DeepMedic (Kamnitsas et al. 2017): a multi-scale 3D CNN, trained densely on image segments.
 
-A normal-resolution and a ×3 low-resolution pathway of eight 3³ convolutions each, fused and
-classified by 1³ convolutions (:mod:`.network`); trained densely on segments larger than the
+A normal-resolution pathway and low-resolution pathways (×3, and by default ×5 as the DeepMedic
+release allows: 85 voxels of context; ``subsample="3"`` is the paper's dual pathway) of eight 3³
+convolutions each, fused and classified by 1³ convolutions (:mod:`.network`). The ×5 pathway
+closed a 0.04-0.05 Dice gap to the U-Net on MNI152's deep grey matter that more minutes, wider
+maps and larger blocks did not (docs/PERFORMANCE.md). Trained densely on segments larger than the
 receptive field, each step predicting a block of voxels, with Dice + cross-entropy. Segment
 centres are drawn evenly over the classes (``sampling="classes"``), the background's drawn only
 inside the body (the paper's ROI mask, ``background="body"``): drawn over the whole volume, air
@@ -102,12 +105,12 @@ class Config:
     """Settings of DeepMedic; the defaults (narrower than the paper's 30-50 and 150 feature maps)
     learn in minutes on 2 CPU cores."""
 
-    patch_size: int = field(default=27, metadata={"help": "edge of the block of voxels one training segment predicts (a multiple of 3); the network reads 48 more of context (normal pathway: patch + 16)"})
+    patch_size: int = field(default=30, metadata={"help": "edge of the block of voxels one training segment predicts (a multiple of 3, of 15 with subsample 3,5); the network reads 2 x 8 x the largest subsampling factor more of context (normal pathway: patch + 16)"})
     infer_block: int = field(default=45, metadata={"help": "edge of the block predicted per tile when segmenting (a multiple of 3)"})
     channels: int = field(default=8, metadata={"help": "feature maps of the first pathway layers (x4/3 for layers 3-6, x5/3 for 7-8; the paper: 30)"})
     fc_channels: int = field(default=32, metadata={"help": "feature maps of the two 1x1x1 'fully connected' layers (the paper: 150)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the last two 1x1x1 layers (the paper: 0.5)"})
-    subsample: str = field(default="3", metadata={"help": "subsampling of the low-resolution pathways: 3 (the paper's two pathways) or 3,5 (a third, x5 pathway: 85 voxels of context; blocks then multiples of 15)"})
+    subsample: str = field(default="3,5", metadata={"help": "subsampling of the low-resolution pathways: 3,5 (a x3 and a x5 pathway: 85 voxels of context; blocks multiples of 15) or 3 (the paper's two pathways; blocks multiples of 3)"})
     sampling: str = field(default="classes", metadata={"help": "segment centres: classes (evenly over every label; measured better here) or posneg (half foreground, half background, as the paper)"})
     background: str = field(default="body", metadata={"help": "where background segment centres are drawn: body (inside the body, as the paper's ROI mask: the tissue a small block could mistake for a label) or all (air included)"})
     background_share: float = field(default=0.0, metadata={"help": "share of segment centres in the background with sampling=classes (0 = an even share among all classes; the paper: 0.5)"})
@@ -136,6 +139,8 @@ class Config:
 
     # derived at training time and stored beside the settings in a checkpoint's config
     STORED_EXTRA = {"mirror_axes": _mirror_axes_problem}
+    # what a stored config without these settings was trained with (checkpoints from before them)
+    LEGACY = {"subsample": "3"}
 
     def validate(self) -> None:
         """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
@@ -157,7 +162,7 @@ class Config:
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):
-    """The dual-pathway network of ``cfg``; it tiles inference by ``cfg.infer_block``."""
+    """The multi-scale network of ``cfg``; it tiles inference by ``cfg.infer_block``."""
     from .network import DeepMedic
 
     net = DeepMedic(in_channels, n_classes, channels=int(cfg.channels), fc_channels=int(cfg.fc_channels),
@@ -170,7 +175,7 @@ class DeepMedicPlugin(PatchSegmenterPlugin):
     """The plugin object (the contract: :mod:`viewer.plugins`; the machinery: ``plugins/_seg``)."""
 
     name = "deepmedic"
-    description = ("DeepMedic: dual-pathway 3D CNN (normal + x3 low resolution), dense training segments, "
+    description = ("DeepMedic: multi-scale 3D CNN (normal + x3 and x5 low-resolution pathways), dense training segments, "
                    "Dice + cross-entropy, tiled dense inference")
     Config = Config
 

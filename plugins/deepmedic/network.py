@@ -1,8 +1,10 @@
 """DeepMedic's network (Kamnitsas et al., Medical Image Analysis 2017), hand-written in torch.
 
-Two pathways of eight unpadded 3³ convolutions each read the same voxels: the normal pathway
-at full resolution, the low-resolution pathway the same image averaged over 3×3×3 blocks (×3
-wider context at the same cost). Every 3³ layer trims one voxel per side, so a pathway's output
+Pathways of eight unpadded 3³ convolutions each read the same voxels: the normal pathway at
+full resolution, each low-resolution pathway the same image averaged over f×f×f blocks (×f wider
+context at the same cost; the paper has one, f = 3; ``factors=(3, 5)`` adds a ×5 one). The
+text below describes the paper's network; a ×5 pathway reads 8 × 5 = 40 voxels per side instead
+of 24, and its blocks are multiples of 15. Every 3³ layer trims one voxel per side, so a pathway's output
 is 16 voxels narrower than its input. The low-resolution output is upsampled ×3 by repetition,
 concatenated with the normal output, and classified voxel by voxel by 1³ convolutions (the
 paper's "fully connected" layers).

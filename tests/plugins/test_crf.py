@@ -275,7 +275,7 @@ def checkpoint(tmp_path_factory) -> Path:
     """A DeepMedic trained for 30 steps on two coarse phantoms (a few seconds): rough, speckled."""
     out = tmp_path_factory.mktemp("dm")
     cases = [Case(*ct_phantom(SHAPE, SPACING, seed=s), name=f"phantom{s}") for s in (0, 1)]
-    cfg = Config(patch_size=18, channels=4, fc_channels=16, batch_size=2, learning_rate=1e-2, iters_per_epoch=10,
+    cfg = Config(subsample="3", patch_size=18, channels=4, fc_channels=16, batch_size=2, learning_rate=1e-2, iters_per_epoch=10,
                  max_epochs=3, val_every=1000, minutes=0, val_fraction=0, tta=False, seed=0)
     PLUGIN.train(cases, cfg, Progress(), checkpoint_dir=out)
     return out

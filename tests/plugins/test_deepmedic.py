@@ -78,9 +78,9 @@ def test_inputs_that_predict_no_whole_block_are_refused(size):
 
 
 @pytest.mark.parametrize("settings, fragment", [
-    pytest.param({"patch_size": 20}, "patch_size: .* not a multiple of 3", id="block-not-multiple-of-3"),
-    pytest.param({"infer_block": 44}, "infer_block: .* not a multiple of 3", id="inference-block-not-multiple-of-3"),
-    pytest.param({"infer_block": 252, "channels": 64, "sw_batch_size": 8}, "infer_block: .* GB per feature map",
+    pytest.param({"subsample": "3", "patch_size": 20}, "patch_size: .* not a multiple of 3", id="block-not-multiple-of-3"),
+    pytest.param({"subsample": "3", "infer_block": 44}, "infer_block: .* not a multiple of 3", id="inference-block-not-multiple-of-3"),
+    pytest.param({"subsample": "3", "infer_block": 252, "channels": 64, "sw_batch_size": 8}, "infer_block: .* GB per feature map",
                  id="inference-block-too-large"),
     pytest.param({"patch_size": 15}, "patch_size", id="block-below-range"),
     pytest.param({"sampling": "centre"}, "sampling", id="unknown-sampling"),
@@ -315,8 +315,8 @@ def test_a_x5_pathway_widens_the_field_to_85_voxels_and_blocks_to_multiples_of_1
 
 
 @pytest.mark.parametrize("settings, fragment", [
-    pytest.param({"subsample": "3,5"}, "patch_size: .* not a multiple of 15", id="block-27-not-multiple-of-15"),
-    pytest.param({"subsample": "3,5", "patch_size": 30, "infer_block": 40}, "infer_block: .* multiple of 15",
+    pytest.param({"subsample": "3,5", "patch_size": 27}, "patch_size: .* not a multiple of 15", id="block-27-not-multiple-of-15"),
+    pytest.param({"subsample": "3,5", "infer_block": 42}, "infer_block: .* multiple of 15",
                  id="inference-block-not-multiple-of-15"),
     pytest.param({"subsample": "3,x"}, "subsample: must be factors", id="not-numbers"),
     pytest.param({"subsample": "3,3"}, "subsample: one to three distinct", id="repeated"),
@@ -364,7 +364,7 @@ def test_plugin_is_discovered_documented_and_light():
 
 def test_short_training_beats_chance_and_its_checkpoint_predicts_the_same(tmp_path):
     cases = [Case(*ct_phantom(SHAPE, SPACING, seed=s), name=f"phantom{s}") for s in (0, 1)]
-    cfg = Config(patch_size=18, channels=4, fc_channels=16, batch_size=2, learning_rate=1e-2, iters_per_epoch=10,
+    cfg = Config(subsample="3", patch_size=18, channels=4, fc_channels=16, batch_size=2, learning_rate=1e-2, iters_per_epoch=10,
                  max_epochs=12, val_every=1000, minutes=0, val_fraction=0, tta=False, seed=0)
     model = PLUGIN.train(cases, cfg, Progress(), checkpoint_dir=tmp_path)
     assert model.metrics["steps"] == 120 and model.metrics["stopped_by"] == "epochs"
@@ -386,6 +386,14 @@ def test_short_training_beats_chance_and_its_checkpoint_predicts_the_same(tmp_pa
     assert loaded.plugin == "deepmedic" and tuple(loaded.patch) == (18, 18, 18)
     again, _ = PLUGIN.predict(loaded, image, Progress(), tta=False)
     np.testing.assert_array_equal(np.asarray(again.array), np.asarray(labels.array))
+    # a checkpoint from before `subsample` existed is the paper's two pathways, not today's default
+    stored = json.loads((tmp_path / "config.json").read_text())
+    del stored["config"]["subsample"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    old = PLUGIN.load(tmp_path)
+    assert old.net.factors == (3,) and Config().subsample == "3,5"
+    again, _ = PLUGIN.predict(old, image, Progress(), tta=False, settings={"crf": False})
+    np.testing.assert_array_equal(np.asarray(again.array), np.asarray(labels.array))
     # flip TTA (left-right only: the phantom's organs are lateralized, so none) and its uncertainty
     _, unc = PLUGIN.predict(loaded, image, Progress(), tta=True)
     assert isinstance(unc, Volume) and unc.shape == image.shape
@@ -406,13 +414,14 @@ def test_cli_train_segment_stats_round_trip(tmp_path):
                   _save(lab.array, lab.affine, tmp_path / f"ct{s}_seg.nii.gz")]
     ckpt = tmp_path / "dm"
     r = run_cli("train-segmenter", "--model", "deepmedic", "--image", files[0], "--label", files[1], "--image",
-                files[2], "--label", files[3], "--out", ckpt, "--minutes", 0.1, "--patch", 18,
+                files[2], "--label", files[3], "--out", ckpt, "--minutes", 0.1, "--patch", 18, "--set", "subsample=3",
                 "--iters-per-epoch", 3, "--quiet", timeout=240)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["steps"] > 0 and np.isfinite(summary["best_val_dice"]) and summary["validation_cases"]
     cfg = json.loads((ckpt / "config.json").read_text())
     assert cfg["plugin"] == "deepmedic" and cfg["patch"] == [18, 18, 18] and cfg["config"]["patch_size"] == 18
+    assert cfg["config"]["subsample"] == "3"  # --set reached the Config
 
     vol, truth = ct_phantom((40, 40, 24), (4.8, 4.8, 8.0), seed=5)  # unseen, on another grid
     src = _save(vol.array, vol.affine, tmp_path / "new.nii.gz")

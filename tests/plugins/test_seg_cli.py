@@ -216,6 +216,11 @@ def bad_inputs(data, tmp_path) -> dict[str, Path]:
     ("count", "pairs"),
     ("model", "no segmenter named 'nosuchnet'"),
     ("cuda", "CUDA"),
+    ("set-unknown", "--set nosuch: the unet3d segmenter has no such setting"),
+    ("set-type", "--set levels: must be an int, got 'four'"),
+    ("set-format", "--set: expected FIELD=VALUE"),
+    ("set-range", "--set levels: must be in"),
+    ("set-bool", "--set tta: must be true or false"),
 ])
 def test_train_segmenter_refuses_bad_input(case, fragment, data, bad_inputs, tmp_path, capsys):
     if case == "cuda" and torch.cuda.is_available():
@@ -232,6 +237,9 @@ def test_train_segmenter_refuses_bad_input(case, fragment, data, bad_inputs, tmp
         args += ["--model", "nosuchnet"]
     if case == "cuda":
         args += ["--device", "cuda"]
+    if case.startswith("set-"):
+        args += ["--set", {"set-unknown": "nosuch=1", "set-type": "levels=four", "set-format": "levels",
+                           "set-range": "levels=99", "set-bool": "tta=maybe"}[case]]
     assert_error(*run_main(args, capsys), fragment)
     assert not (out / "model.safetensors").exists() and not (out / "config.json").exists()
     _no_temp_files(tmp_path)

@@ -44,6 +44,10 @@ def test_listed_with_the_builtins_and_the_broken_one_says_why(thirdparty_env):
     assert not rows["broken"]["available"]
     assert "No module named 'lucid3d_threshold_missing'" in rows["broken"]["problem"]
     assert {"unet3d", "texture", "dnr"} <= {n for n, row in rows.items() if row["available"]}
+    # each method's settings: what `--set FIELD=VALUE` accepts, with defaults and help
+    subsample = rows["deepmedic"]["settings"]["subsample"]
+    assert subsample["default"] == "3,5" and "x5" in subsample["help"]
+    assert "settings" not in rows["broken"]
 
 
 def test_threshold_segmenter_trains_and_segments_from_the_command_line(thirdparty_env, tmp_path):

@@ -14,7 +14,7 @@ from ..io.guards import (load_input, only_files, prepare_out_folder, reading, re
                          user_path)
 from ..model.errors import LoadError
 
-__all__ = ["CliError", "config_from_options", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
+__all__ = ["CliError", "add_set_option", "config_from_options", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
            "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV", "CtrlC", "check_device"]
 
 DEBUG_ENV = "LUCID3D_DEBUG"  # =1: Python warnings, library chatter and full tracebacks are shown
@@ -67,6 +67,11 @@ def config_from_options(plugin: Any, args: argparse.Namespace, options: dict[str
         cfg.device = device
     elif device not in (None, "cpu"):
         raise LoadError(f"--device {device}", f"the {plugin.name} {plugin.kind} has no device setting (it runs on the CPU)")
+    named = {name: option for name, option in options.values()}
+    for item in getattr(args, "set", None) or []:  # --set FIELD=VALUE: any other setting of the method
+        name, value = parse_setting(cfg, have, item, f"the {plugin.name} {plugin.kind}")
+        setattr(cfg, name, value)
+        named[name] = f"--set {name}"
     for dest, (name, option) in options.items():
         value = getattr(args, dest, None)
         if value is None:
@@ -74,8 +79,44 @@ def config_from_options(plugin: Any, args: argparse.Namespace, options: dict[str
         if name not in have:
             raise LoadError(option, f"the {plugin.name} {plugin.kind} has no such setting")
         setattr(cfg, name, value)
-    validate_options(cfg, {name: option for name, option in options.values()})
+    validate_options(cfg, named)
     return cfg
+
+
+def add_set_option(parser: argparse.ArgumentParser) -> None:
+    """``--set FIELD=VALUE`` (repeatable): any field of the method's Config (``main.py methods``
+    lists them); the dedicated options win where both are given."""
+    parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                        help="any other setting of the method, e.g. --set subsample=3 (repeat; `main.py methods` "
+                             "lists each method's settings)")
+
+
+def parse_setting(cfg: Any, have: set[str], item: str, what: str) -> tuple[str, Any]:
+    """``"FIELD=VALUE"`` -> (field, value of the field's type); LoadError naming ``--set``."""
+    name, eq, text = str(item).partition("=")
+    name = name.strip()
+    if not eq or not name:
+        raise LoadError("--set", f"expected FIELD=VALUE, got {item!r}")
+    if name not in have or name.startswith("_"):
+        raise LoadError(f"--set {name}", f"{what} has no such setting")
+    current = getattr(cfg, name)
+    text = text.strip()
+    try:
+        if isinstance(current, bool):
+            lowered = text.lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return name, lowered in ("1", "true", "yes", "on")
+        if isinstance(current, int):
+            return name, int(text)
+        if isinstance(current, float):
+            return name, float(text)
+        if isinstance(current, str):
+            return name, text
+    except ValueError:
+        kind = "true or false" if isinstance(current, bool) else f"a{'n' if isinstance(current, int) else ''} {type(current).__name__}"
+        raise LoadError(f"--set {name}", f"must be {kind}, got {text!r}") from None
+    raise LoadError(f"--set {name}", f"a {type(current).__name__} setting cannot be given on the command line")
 
 
 def validate_options(cfg: Any, options: dict[str, str]) -> None:

@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .common import CtrlC, check_device, config_from_options, load_input, number_in, only_files, prepare_out_folder, reading
+from .common import CtrlC, add_set_option, check_device, config_from_options, load_input, number_in, only_files, prepare_out_folder, reading
 from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS"]
@@ -69,6 +69,7 @@ def add_parsers(sub) -> None:
     f.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
     f.add_argument("--refine-cameras", action="store_const", const=True, default=None,
                    help="learn a rotation and translation per training view (methods that can, e.g. idr)")
+    add_set_option(f)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["fit"] = _cmd_fit
 

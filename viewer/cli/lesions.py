@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..model.errors import LoadError
-from .common import CtrlC, check_device, config_from_options, number_in, prepare_out_folder, refuse_same_file
+from .common import CtrlC, add_set_option, check_device, config_from_options, number_in, prepare_out_folder, refuse_same_file
 
 __all__ = ["add_parsers", "HANDLERS", "load_image_cases"]
 
@@ -43,6 +43,7 @@ def add_parsers(sub) -> None:
         t.add_argument("--steps", type=number_in(int, 1, 10_000_000), help="training steps at most")
         t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
         t.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
+        add_set_option(t)
         t.add_argument("--quiet", action="store_true", help="no progress bar")
         HANDLERS[f"train-{kind}"] = _train_handler(kind)
 

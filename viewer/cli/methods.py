@@ -19,7 +19,7 @@ def add_parsers(sub) -> None:
     from ..plugins.contract import KINDS
 
     p = sub.add_parser("plugins", help="list the installed methods (segmenters, renderers, classifiers, "
-                                       "detectors) as JSON lines")
+                                       "detectors) and their settings as JSON lines")
     p.add_argument("--kind", choices=KINDS, help="only this kind")
     HANDLERS["plugins"] = _cmd_plugins
 
@@ -35,5 +35,24 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                "entry_point": info.entry}
         if info.problem:
             row["problem"] = info.problem
+        settings = _settings(getattr(info.plugin, "Config", None)) if info.available else {}
+        if settings:
+            row["settings"] = settings  # what `--set FIELD=VALUE` of train/fit commands accepts
         print(json.dumps(row))
     return 0
+
+
+def _settings(config_cls) -> dict[str, dict]:
+    """Field -> {"default", "help"} of a plugin's dataclass Config ({} for anything else)."""
+    import dataclasses
+
+    from ..plugins import config_help
+
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return {}
+    helps = config_help(config_cls)
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING and isinstance(f.default, (bool, int, float, str)):
+            out[f.name] = {"default": f.default, "help": helps.get(f.name, "")}
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..model.errors import LoadError
-from .common import CtrlC, check_device, config_from_options, number_in, prepare_out_folder
+from .common import CtrlC, add_set_option, check_device, config_from_options, number_in, prepare_out_folder
 
 __all__ = ["add_parsers", "HANDLERS"]
 
@@ -36,6 +36,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--size", type=number_in(int, 16, 4096), help="training image size (longer side)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
+    add_set_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["pretrain"] = _cmd_pretrain
 

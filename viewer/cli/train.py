@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import CtrlC, check_device, config_from_options, number_in, prepare_out_folder, reading, refuse_same_file
+from .common import CtrlC, add_set_option, check_device, config_from_options, number_in, prepare_out_folder, reading, refuse_same_file
 from ..model.errors import LoadError
 
 __all__ = ["add_parsers", "HANDLERS", "label_summary", "load_cases"]
@@ -35,6 +35,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--patch", type=number_in(int, 16, 256), help="patch edge in voxels (16..256)")
     t.add_argument("--iters-per-epoch", type=number_in(int, 1, 1_000_000))
     t.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
+    add_set_option(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["train-segmenter"] = _cmd_train
 
