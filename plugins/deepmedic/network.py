@@ -3,9 +3,9 @@
 Pathways of eight unpadded 3³ convolutions each read the same voxels: the normal pathway at
 full resolution, each low-resolution pathway the same image averaged over f×f×f blocks (×f wider
 context at the same cost; the paper has one, f = 3; ``factors=(3, 5)`` adds a ×5 one). The
-text below describes the paper's network; a ×5 pathway reads 8 × 5 = 40 voxels per side instead
-of 24, and its blocks are multiples of 15. Every 3³ layer trims one voxel per side, so a pathway's output
-is 16 voxels narrower than its input. The low-resolution output is upsampled ×3 by repetition,
+text below describes the paper's network; with a ×5 pathway the context is 8 × 5 = 40 voxels
+per side instead of 24, and blocks are multiples of 15. Every 3³ layer trims one voxel per side,
+so a pathway's output is 16 voxels narrower than its input. The low-resolution output is upsampled ×3 by repetition,
 concatenated with the normal output, and classified voxel by voxel by 1³ convolutions (the
 paper's "fully connected" layers).
 

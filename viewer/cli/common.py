@@ -84,10 +84,10 @@ def config_from_options(plugin: Any, args: argparse.Namespace, options: dict[str
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
-    """``--set FIELD=VALUE`` (repeatable): any field of the method's Config (``main.py methods``
+    """``--set FIELD=VALUE`` (repeatable): any field of the method's Config (``main.py plugins``
     lists them); the dedicated options win where both are given."""
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                        help="any other setting of the method, e.g. --set subsample=3 (repeat; `main.py methods` "
+                        help="any other setting of the method, e.g. --set subsample=3 (repeat; `main.py plugins` "
                              "lists each method's settings)")
 
 
