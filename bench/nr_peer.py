@@ -241,6 +241,7 @@ def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) 
     from viewer.io import load_path
     from viewer.io.photosets import load_viewset
     from viewer.jobs.progress import Progress
+    from viewer.cli.common import parse_setting
     from viewer.plugins import get_plugin
 
     plugin = get_plugin("dnr" if method == "ours" else method, "renderer")
@@ -248,7 +249,7 @@ def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) 
     size = int(capture.rsplit("-", 1)[1])
     cfg = plugin.Config(minutes=minutes, size=size)
     for k, v in overrides.items():
-        setattr(cfg, k, type(getattr(cfg, k))(v) if not isinstance(getattr(cfg, k), bool) else v in ("1", "true", "True"))
+        setattr(cfg, *parse_setting(cfg, f"{k}={v}", f"the {plugin.name} renderer"))
     t0 = time.monotonic()
     keep = os.environ.get("NR_PEER_KEEP")  # a folder to keep checkpoints in (bench/nr_render.py)
     if keep:

@@ -158,6 +158,7 @@ def worker(args) -> None:
 
     from viewer.jobs.progress import Progress
     from viewer.analysis.metrics import dice_per_label
+    from viewer.cli.common import parse_setting
     from viewer.plugins import get_plugin
 
     torch.set_num_threads(1)
@@ -203,8 +204,7 @@ def worker(args) -> None:
         plugin = get_plugin(_plugin_name(args.side), "segmenter")
         cfg = plugin.Config(minutes=args.minutes, seed=int(args.seed))
         for key, value in _overrides(args.side).items():
-            kind = type(getattr(cfg, key))
-            setattr(cfg, key, (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value))
+            setattr(cfg, *parse_setting(cfg, f"{key}={value}", args.side))
         model = plugin.train(train, cfg, Progress())
         train_s = time.monotonic() - t0
         done.set()

@@ -43,14 +43,13 @@ def main() -> None:
     from viewer.samples.datasets import mni152_case, phantom_cases, split_left_right
     from viewer.jobs.progress import TerminalProgress
     from viewer.analysis.metrics import dice_per_label
+    from viewer.cli.common import parse_setting
     from viewer.plugins import get_plugin
 
     plugin = get_plugin("unet3d", "segmenter")
     cfg = plugin.Config(minutes=args.minutes, device=args.device)
     for item in args.set:
-        key, _, value = item.partition("=")
-        kind = type(getattr(cfg, key))
-        setattr(cfg, key, (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value))
+        setattr(cfg, *parse_setting(cfg, item, "the unet3d segmenter"))
     if args.patch:
         cfg.patch_size = args.patch
     if args.task == "phantom":

@@ -64,9 +64,7 @@ class PatchSegmenterPlugin(SegmenterBase):
         for key in settings:
             if key not in names:
                 raise ValueError(f"{key}: the {self.name} segmenter has no such setting")
-        from .checkpoint import with_legacy
-
-        stored = {k: v for k, v in with_legacy(self.Config, model.config).items() if k in names}
+        stored = self._stored_settings(model.config)
         check = getattr(self.Config(**{**stored, **settings}), "validate", None)
         if check is not None:
             check()
@@ -91,15 +89,19 @@ class PatchSegmenterPlugin(SegmenterBase):
 
         return super().owns_checkpoint(folder) and (stored_config(folder) or {}).get("format") == FORMAT
 
+    def _stored_settings(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """A checkpoint's stored config as this Config's fields: derived extras dropped, settings
+        it predates filled in as they were then (:func:`.checkpoint.with_legacy`)."""
+        from .checkpoint import with_legacy
+
+        names = set(getattr(self.Config, "__dataclass_fields__", {}))
+        return {k: v for k, v in with_legacy(self.Config, dict(stored)).items() if k in names}
+
     def _builder(self) -> Callable[[dict], Any]:
         """config.json -> the empty network it describes."""
-        names = set(getattr(self.Config, "__dataclass_fields__", {}))
 
         def build(cfg_json: dict) -> Any:
-            from .checkpoint import with_legacy
-
-            stored = with_legacy(self.Config, cfg_json.get("config", {}))
-            config = self.Config(**{k: v for k, v in stored.items() if k in names})
+            config = self.Config(**self._stored_settings(cfg_json.get("config", {})))
             return self.build_network(int(cfg_json.get("in_channels", 1)), int(cfg_json["n_classes"]), config)
 
         return build

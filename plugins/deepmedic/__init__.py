@@ -39,6 +39,10 @@ __all__ = ["Config", "DeepMedicPlugin", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "bu
 FACTOR, LAYERS = 3, 8
 CONTEXT = FACTOR * LAYERS  # voxels per side read beyond the predicted block
 
+# feature-map elements of one network call (widest map x its voxels x segments per call): 2^29
+# float32 is 2 GB per map, so an edited config is refused before it allocates tens of GB
+WINDOW_BUDGET = 1 << 29
+
 
 def geometry(factors) -> tuple[int, int]:
     """(context, unit) of a network whose low-resolution pathways subsample by ``factors``:
@@ -59,9 +63,7 @@ def parse_factors(text: str) -> tuple[int, ...]:
     if not 1 <= len(factors) <= 3 or len(set(factors)) != len(factors) or not all(2 <= f <= 9 for f in factors):
         raise ValueError(f"subsample: one to three distinct factors from 2 to 9, got {text!r}")
     return factors
-# feature-map elements of one network call (widest map x its voxels x segments per call): 2^29
-# float32 is 2 GB per map, so an edited config is refused before it allocates tens of GB
-WINDOW_BUDGET = 1 << 29
+
 
 BOUNDS = {
     "patch_size": Range(18, 252), "infer_block": Range(3, 252), "channels": Range(1, 128),

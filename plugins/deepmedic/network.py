@@ -28,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FACTOR", "LAYERS", "CONTEXT", "NORMAL_OFFSET", "DeepMedic", "pathway_widths", "input_size",
+__all__ = ["FACTOR", "LAYERS", "CONTEXT", "DeepMedic", "pathway_widths", "input_size",
            "output_size", "geometry"]
 
 from . import CONTEXT, FACTOR, LAYERS, geometry  # ×3 subsampling, 8 layers per pathway, 24 voxels of context per side
 
-NORMAL_OFFSET = CONTEXT - LAYERS  # where the normal pathway's input starts inside the context (16)
 RESIDUAL_INTO = (3, 5, 7)  # 0-based: layers 4, 6, 8 add the output of layers 2, 4, 6
 
 

@@ -14,7 +14,7 @@ from ..io.guards import (load_input, only_files, prepare_out_folder, reading, re
                          user_path)
 from ..model.errors import LoadError
 
-__all__ = ["CliError", "add_set_option", "config_from_options", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
+__all__ = ["CliError", "add_set_option", "config_from_options", "parse_setting", "setting_names", "number_in", "prepare_out_folder", "reading", "load_input", "user_path",
            "refuse_same_file", "validate_options", "only_files", "Parser", "DEBUG_ENV", "CtrlC", "check_device"]
 
 DEBUG_ENV = "LUCID3D_DEBUG"  # =1: Python warnings, library chatter and full tracebacks are shown
@@ -58,10 +58,8 @@ def config_from_options(plugin: Any, args: argparse.Namespace, options: dict[str
     not have every field (a third-party method may have no patch size): an option given for a
     field it lacks is refused by name; ``--device`` is set only where the Config has a device.
     """
-    import dataclasses
-
     cfg = plugin.Config()
-    have = {f.name for f in dataclasses.fields(cfg)} if dataclasses.is_dataclass(cfg) else set(vars(cfg))
+    have = setting_names(cfg)
     device = getattr(args, "device", None)
     if "device" in have and device is not None:
         cfg.device = device
@@ -69,7 +67,7 @@ def config_from_options(plugin: Any, args: argparse.Namespace, options: dict[str
         raise LoadError(f"--device {device}", f"the {plugin.name} {plugin.kind} has no device setting (it runs on the CPU)")
     named = {name: option for name, option in options.values()}
     for item in getattr(args, "set", None) or []:  # --set FIELD=VALUE: any other setting of the method
-        name, value = parse_setting(cfg, have, item, f"the {plugin.name} {plugin.kind}")
+        name, value = parse_setting(cfg, item, f"the {plugin.name} {plugin.kind}")
         setattr(cfg, name, value)
         named[name] = f"--set {name}"
     for dest, (name, option) in options.items():
@@ -91,13 +89,22 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
                              "lists each method's settings)")
 
 
-def parse_setting(cfg: Any, have: set[str], item: str, what: str) -> tuple[str, Any]:
-    """``"FIELD=VALUE"`` -> (field, value of the field's type); LoadError naming ``--set``."""
+def setting_names(cfg: Any) -> set[str]:
+    """The settings a plugin Config has: its dataclass fields, else its attributes."""
+    import dataclasses
+
+    return {f.name for f in dataclasses.fields(cfg)} if dataclasses.is_dataclass(cfg) else set(vars(cfg))
+
+
+def parse_setting(cfg: Any, item: str, what: str = "the method") -> tuple[str, Any]:
+    """``"FIELD=VALUE"`` -> (field, value of the field's type in ``cfg``); LoadError naming
+    ``--set``. The one reading of a setting typed as text (the CLI's ``--set``, the benches'
+    ``side:FIELD=VALUE``)."""
     name, eq, text = str(item).partition("=")
     name = name.strip()
     if not eq or not name:
         raise LoadError("--set", f"expected FIELD=VALUE, got {item!r}")
-    if name not in have or name.startswith("_"):
+    if name not in setting_names(cfg) or name.startswith("_"):
         raise LoadError(f"--set {name}", f"{what} has no such setting")
     current = getattr(cfg, name)
     text = text.strip()
