@@ -8,8 +8,10 @@
   unchanged (within a few boundary voxels); on the input's device; 128³ in bounded time.
 * The plumbing: both segment functions hand a refiner the whole volume's probabilities (slabs,
   tiles and flips included); ``predict(settings={"crf": ...})`` checks its settings;
-  ``main.py segment --crf`` on a DeepMedic checkpoint writes a mask with no more isolated voxels
-  than ``predict`` without the CRF.
+  ``main.py segment --crf`` on a DeepMedic checkpoint writes the mask ``predict`` gives with the
+  CRF, not the one without. (Whether the CRF removes isolated voxels is asked of the speckled
+  maps above: on this rough 30-step model it mostly drops a few dozen unconfident voxels of
+  small organs, and their count depends on the CPU's float rounding.)
 """
 
 from __future__ import annotations
@@ -272,7 +274,7 @@ SHAPE, SPACING = (48, 48, 32), (4.0, 4.0, 6.0)
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A DeepMedic trained for 30 steps on two coarse phantoms (a few seconds): rough, speckled."""
+    """A DeepMedic trained for 30 steps on two coarse phantoms (a few seconds): rough."""
     out = tmp_path_factory.mktemp("dm")
     cases = [Case(*ct_phantom(SHAPE, SPACING, seed=s), name=f"phantom{s}") for s in (0, 1)]
     cfg = Config(subsample="3", patch_size=18, channels=4, fc_channels=16, batch_size=2, learning_rate=1e-2, iters_per_epoch=10,
@@ -292,18 +294,7 @@ def test_predict_refuses_bad_settings(checkpoint, settings, fragment):
         PLUGIN.predict(model, image, Progress(), settings=settings)
 
 
-def isolated_voxels(labels: np.ndarray) -> int:
-    """Labelled voxels none of whose six neighbours has their label."""
-    p = np.pad(labels, 1, mode="edge")
-    c = p[1:-1, 1:-1, 1:-1]
-    same = np.zeros(labels.shape, bool)
-    for axis in range(3):
-        for step in (-1, 1):
-            same |= np.roll(p, step, axis)[1:-1, 1:-1, 1:-1] == c
-    return int(((labels > 0) & ~same).sum())
-
-
-def test_cli_segment_with_crf_against_predict_without(checkpoint, tmp_path):
+def test_cli_segment_with_crf_is_predict_with_crf(checkpoint, tmp_path):
     vol, truth = ct_phantom(SHAPE, SPACING, seed=7)
     src, out = tmp_path / "new.nii.gz", tmp_path / "mask.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(vol.array), vol.affine), str(src))
@@ -311,10 +302,13 @@ def test_cli_segment_with_crf_against_predict_without(checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     assert set(json.loads(r.stdout)) == {str(lab.value) for lab in truth.table}
     with_crf = np.asarray(nib.load(str(out)).dataobj)
-    plain, _ = PLUGIN.predict(PLUGIN.load(checkpoint), vol, Progress(), settings={"crf": False})
-    without = np.asarray(plain.array)
-    assert with_crf.shape == without.shape == SHAPE
-    iso = {"crf": isolated_voxels(with_crf), "none": isolated_voxels(without)}
-    print(f"isolated voxels: {iso}, voxels changed by the CRF: {int((with_crf != without).sum())}")
-    assert not np.array_equal(with_crf, without)
-    assert iso["crf"] <= iso["none"]
+    model = PLUGIN.load(checkpoint)
+    plain, _ = PLUGIN.predict(model, vol, Progress(), settings={"crf": False})
+    refined, _ = PLUGIN.predict(model, vol, Progress(), settings={"crf": True})
+    without, expected = np.asarray(plain.array), np.asarray(refined.array)
+    assert with_crf.shape == without.shape == expected.shape == SHAPE
+    changed, off = int((expected != without).sum()), int((with_crf != expected).sum())
+    print(f"voxels the CRF changes: {changed}, voxels where the command differs from predict(crf=True): {off}")
+    assert changed > 0
+    # the command runs with its own thread count: a handful of ties may round the other way
+    assert off <= max(2, changed // 20)
