@@ -318,7 +318,7 @@ def test_shading_lobes_and_the_mlp_of_older_checkpoints():
     inputs = torch.zeros(2, 9)
     inputs[0, 6:9] = d
     inputs[1, 6:9] = -d
-    out = lobes(inputs)
+    out = lobes(inputs).detach()
     assert torch.allclose(out[0], torch.ones(3)) and float(out[1].max()) < 1e-3
 
 

@@ -66,3 +66,5 @@ def test_demo_layers_do_not_overlap():
     mb = np.asarray(mesh.bounds()).reshape(3, 2)
     assert mb[0, 0] > vb[1, 0] or mb[0, 1] < vb[0, 0]  # separated along x
     assert 90 < np.ptp(mesh.points, axis=0).max() < 110
+    centre_z = float(vb[:, 2].mean())
+    assert mb[2, 0] > centre_z  # the axial plane the window opens on does not cut the globe
