@@ -66,7 +66,7 @@ def parse_factors(text: str) -> tuple[int, ...]:
 
 
 BOUNDS = {
-    "patch_size": Range(18, 252), "infer_block": Range(3, 252), "channels": Range(1, 128),
+    "patch_size": Range(18, 252), "infer_block": Range(3, 252), "channels": Range(1, 128), "low_channels": Range(0, 128),
     "fc_channels": Range(1, 512), "dropout": Range(0, 1, hi_open=True), "sampling": ("posneg", "classes"), "background": ("all", "body"), "background_share": Range(0, 1, hi_open=True),
     "affine_prob": Range(0, 1), "batch_size": Range(1, 256), "learning_rate": Range(0, 1, lo_open=True),
     "max_epochs": Range(1, 1_000_000), "iters_per_epoch": Range(1, 1_000_000), "val_every": Range(1, 1_000_000),
@@ -78,19 +78,22 @@ BOUNDS = {
 
 
 def check_block(block: tuple[int, ...], channels: int, fc_channels: int, per_call: int,
-                factors=(FACTOR,)) -> str | None:
+                factors=(FACTOR,), low_channels: int = 0) -> str | None:
     """Why an output block (voxels per axis) does not suit the network, or None: each edge a
     multiple of the factors' least common multiple (the low-resolution pathways' voxels), and its
     feature maps within WINDOW_BUDGET."""
     unit = geometry(factors)[1]
     if any(b % unit for b in block):
         return f"{list(block)} is not a multiple of {unit} (the low-resolution pathways' subsampling {list(factors)})"
-    widest = channels + 2 * channels // 3
-    normal, out = 1, 1
-    for b in block:
-        normal *= b + 2 * LAYERS
-        out *= b
-    elements = max(widest * normal, fc_channels * out) * per_call
+    def widest(c: int) -> int:
+        return c + 2 * c // 3
+
+    low = low_channels or channels
+    out = math.prod(block)
+    maps = [widest(channels) * math.prod(b + 2 * LAYERS for b in block), fc_channels * out,
+            (widest(channels) + len(factors) * widest(low)) * out]  # the fused maps
+    maps += [widest(low) * math.prod(b // f + 2 * LAYERS for b in block) for f in factors]
+    elements = max(maps) * per_call
     if elements > WINDOW_BUDGET:
         return (f"{list(block)} with {per_call} per call needs {elements * 4 / 2**30:.0f} GB per feature map "
                 f"(at most {WINDOW_BUDGET * 4 / 2**30:.0f})")
@@ -110,6 +113,7 @@ class Config:
     patch_size: int = field(default=30, metadata={"help": "edge of the block of voxels one training segment predicts (a multiple of 3, of 15 with subsample 3,5); the network reads 2 x 8 x the largest subsampling factor more of context (normal pathway: patch + 16)"})
     infer_block: int = field(default=45, metadata={"help": "edge of the block predicted per tile when segmenting (a multiple of 3)"})
     channels: int = field(default=8, metadata={"help": "feature maps of the first pathway layers (x4/3 for layers 3-6, x5/3 for 7-8; the paper: 30)"})
+    low_channels: int = field(default=0, metadata={"help": "feature maps of the low-resolution pathways' first layers (0 = as channels); their voxels are 3^3 and 5^3 times fewer, so width there is cheap context capacity"})
     fc_channels: int = field(default=32, metadata={"help": "feature maps of the two 1x1x1 'fully connected' layers (the paper: 150)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the last two 1x1x1 layers (the paper: 0.5)"})
     subsample: str = field(default="3,5", metadata={"help": "subsampling of the low-resolution pathways: 3,5 (a x3 and a x5 pathway: 85 voxels of context; blocks multiples of 15) or 3 (the paper's two pathways; blocks multiples of 3)"})
@@ -150,17 +154,17 @@ class Config:
         if self.mirror not in ("auto", "lr", "all", "none"):
             raise ValueError(f"mirror: must be one of auto, lr, all, none, got {self.mirror!r}")
         factors = parse_factors(self.subsample)
-        problem = check_block((self.patch_size,) * 3, self.channels, self.fc_channels, self.batch_size, factors)
+        problem = check_block((self.patch_size,) * 3, self.channels, self.fc_channels, self.batch_size, factors, self.low_channels)
         if problem:
             raise ValueError(f"patch_size: {problem}")
-        problem = check_block((self.infer_block,) * 3, self.channels, self.fc_channels, self.sw_batch_size, factors)
+        problem = check_block((self.infer_block,) * 3, self.channels, self.fc_channels, self.sw_batch_size, factors, self.low_channels)
         if problem:
             raise ValueError(f"infer_block: {problem}")
 
     def patch_problem(self, patch: tuple[int, ...]) -> str | None:
         """Why a stored training block (voxels per axis) does not suit this network, or None."""
         return check_block(tuple(patch), self.channels, self.fc_channels, self.batch_size,
-                           parse_factors(self.subsample))
+                           parse_factors(self.subsample), self.low_channels)
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):
@@ -168,6 +172,7 @@ def build_network(in_channels: int, n_classes: int, cfg: Any):
     from .network import DeepMedic
 
     net = DeepMedic(in_channels, n_classes, channels=int(cfg.channels), fc_channels=int(cfg.fc_channels),
+                    low_channels=int(getattr(cfg, "low_channels", 0)) or None,
                     dropout=float(cfg.dropout), factors=parse_factors(getattr(cfg, "subsample", "3")))
     net.infer_block = int(cfg.infer_block)
     return net

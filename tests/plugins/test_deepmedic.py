@@ -34,7 +34,7 @@ import torch
 from plugins._seg.data import Prepared, patch_sampler, prepare_case
 from plugins._seg.preprocess import fit_normalisation
 from plugins._seg.train import _batch, dice_scores
-from plugins.deepmedic import PLUGIN, Config, DeepMedicPlugin
+from plugins.deepmedic import PLUGIN, Config, DeepMedicPlugin, build_network
 from plugins.deepmedic.infer import segment_tiles, tile_blocks
 from plugins.deepmedic.network import CONTEXT, DeepMedic, input_size, output_size
 from tests.conftest import run_cli
@@ -436,3 +436,19 @@ def test_cli_train_segment_stats_round_trip(tmp_path):
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
     assert set(stats) <= {str(v) for v in LABEL_NAMES} and all("dice" in row for row in stats.values())
+
+
+# wider low-resolution pathways (low_channels) -------------------------------------------------------
+def test_low_channels_widen_only_the_low_resolution_pathways_and_count_in_the_memory_check():
+    net = build_network(1, 3, Config(channels=4, low_channels=12))
+    first = lambda pathway: pathway.convs[0].out_channels  # noqa: E731
+    assert first(net.normal) == 4 and first(net.low) == 12 and [first(p) for p in net.wider] == [12]
+    assert net.fc1[-1].in_channels == net.normal.convs[-1].out_channels + 2 * net.low.convs[-1].out_channels
+    x = torch.zeros((1, 1, 110, 110, 110))
+    assert net.eval()(x).shape == build_network(1, 3, Config(channels=4)).eval()(x).shape == (1, 3, 30, 30, 30)
+    big = dict(subsample="3", infer_block=252, channels=1, fc_channels=2, sw_batch_size=1)
+    Config(**big).validate()  # narrow everywhere: within the budget
+    with pytest.raises(ValueError, match="infer_block: .* GB per feature map"):
+        Config(**big, low_channels=128).validate()
+    with pytest.raises(ValueError, match="low_channels"):
+        Config(low_channels=-1).validate()
