@@ -153,18 +153,22 @@ class Config:
         validate_config(self, BOUNDS)
         if self.mirror not in ("auto", "lr", "all", "none"):
             raise ValueError(f"mirror: must be one of auto, lr, all, none, got {self.mirror!r}")
-        factors = parse_factors(self.subsample)
-        problem = check_block((self.patch_size,) * 3, self.channels, self.fc_channels, self.batch_size, factors, self.low_channels)
+        parse_factors(self.subsample)  # a malformed subsample names itself before a block does
+        problem = self._block_problem((self.patch_size,) * 3, self.batch_size)
         if problem:
             raise ValueError(f"patch_size: {problem}")
-        problem = check_block((self.infer_block,) * 3, self.channels, self.fc_channels, self.sw_batch_size, factors, self.low_channels)
+        problem = self._block_problem((self.infer_block,) * 3, self.sw_batch_size)
         if problem:
             raise ValueError(f"infer_block: {problem}")
 
     def patch_problem(self, patch: tuple[int, ...]) -> str | None:
         """Why a stored training block (voxels per axis) does not suit this network, or None."""
-        return check_block(tuple(patch), self.channels, self.fc_channels, self.batch_size,
-                           parse_factors(self.subsample), self.low_channels)
+        return self._block_problem(tuple(patch), self.batch_size)
+
+    def _block_problem(self, block: tuple[int, ...], per_call: int) -> str | None:
+        """:func:`check_block` for this config's network, ``per_call`` blocks per call."""
+        return check_block(block, self.channels, self.fc_channels, per_call, parse_factors(self.subsample),
+                           self.low_channels)
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):

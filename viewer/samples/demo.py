@@ -120,9 +120,9 @@ def point_cloud(n: int = 20000, seed: int = 0) -> PointCloud:
 
 def demo_layers() -> list:
     """[Volume, LabelMap, Mesh] for ``main.py demo``: the CT phantom and its labels centred at
-    the origin, and a 100 mm globe beside it on the +x side (the patient's right) so that the two never overlap in 3D.
-    The globe sits 10 mm above the centre's axial plane: the axial view opens on that plane, and
-    the outline of a globe cut by it showed as a stray arc at the view's edge."""
+    the origin, and a 100 mm globe beside it on the +x side (the patient's right) so that the two
+    never overlap in 3D. The globe sits 10 mm above the centre's axial plane: the axial view opens
+    on that plane, and the outline of a globe cut by it showed as a stray arc at the view's edge."""
     volume, labels = ct_phantom()
     xmax = float(volume.bounds_world()[1, 0])
     globe = textured_mesh(radius=50.0, center=(xmax + 30.0 + 50.0, 0.0, 10.0 + 50.0))
