@@ -1,7 +1,9 @@
 """Benchmark: frames per second of a point renderer (NPBG's default network, splat + U-Net) at
 256² for 500 k points, flying the app's orbit, on 1 and 2 torch threads; the current renderer
-beside the previous one (full-frame U-Net, ``addmm`` projection, compacted z-buffer; kept below,
-verbatim in what it computes) in the same run.
+beside two earlier ones (kept below, verbatim in what they compute) in the same run: ``lobes
+before``, the shading lobes made per width and interleaved (before 2026-12-02), and
+``previous``, the full-frame U-Net, ``addmm`` projection and compacted z-buffer of before
+2026-12-01 (with today's network).
 
     .venv/bin/python bench/npbg_fps.py [--points 500000] [--size 256] [--frames 12] [--runs 5]
                                        [--threads 1 2] [--shade N] [--result npbg_fps.json]
@@ -89,6 +91,57 @@ def _previous_render(model, camera):
     return img[0].permute(1, 2, 0).clamp(0.0, 1.0).numpy()
 
 
+# --- the shading input before the lobes were one matrix product (2026-12-02), verbatim in what it
+# computes: exponentials per width, stacked and interleaved into the buffer
+
+def _previous_lobe_fill(lobes, inputs, out):
+    from plugins._nr.networks import _CUT
+    import torch.nn.functional as F
+
+    n = lobes.dirs.shape[0]
+    s = (lobes.log_sharpness * lobes._SCALE).exp()
+    r = inputs[..., 6:9].reshape(-1, 3)
+    x = (r @ F.normalize(lobes.dirs, dim=1).t() - 1.0) * s
+    e1 = torch.exp(x.clamp(min=_CUT))
+    e4 = e1 * e1
+    e4.mul_(e4).masked_fill_(x < _CUT / 4, 0.0)
+    e16 = e4 * e4
+    e16.mul_(e16).masked_fill_(x < _CUT / 16, 0.0)
+    e1.masked_fill_(x < _CUT, 0.0)
+    out.unflatten(-1, (n, 3)).view(-1, n, 3).copy_(torch.stack([e1, e4, e16], -1))
+
+
+def _previous_shaded_input(net, full, batch):
+    from plugins._points.network import shade_inputs
+
+    ids = batch.ids[0]
+    b, h, w = ids.shape
+    c, k = full.shape[1], net.shade.k
+    buf = torch.empty(b, h, w, c + 3 + k, dtype=full.dtype, device=full.device)
+    buf[..., :c] = full.permute(0, 2, 3, 1)
+    dirs = buf[..., c:c + 3]
+    dirs.copy_(batch.dirs.to(full.dtype).permute(0, 2, 3, 1))
+    g = buf[..., c + 3:]
+    _previous_lobe_fill(net.shade, shade_inputs(net._normals_at(ids, full.dtype), dirs), g)
+    g.mul_(buf[..., c - 1:c])
+    m = max(0, min(c - 1 - 3, k))
+    if m:
+        buf[..., 3:3 + m].mul_(g[..., :m])
+    return buf.permute(0, 3, 1, 2)
+
+
+def _lobes_before(model, camera):
+    """The current renderer with the shading input made as before the change."""
+    from plugins._points.fit import render_points
+
+    net = model.net
+    net.shaded_input = lambda full, batch: _previous_shaded_input(net, full, batch)
+    try:
+        return render_points(model, camera)
+    finally:
+        del net.shaded_input
+
+
 # --- the measurement -----------------------------------------------------------------------------
 
 def make_model(n: int, size: int, settings: dict | None = None):
@@ -167,6 +220,7 @@ def main() -> int:
         torch.set_num_threads(threads)
         for name, render, split in [
                 ("current", lambda c: render_points(model, c), lambda c: splat_box(point_set(model), c, model.net.scales)),
+                ("lobes before", lambda c: _lobes_before(model, c), lambda c: splat_box(point_set(model), c, model.net.scales)),
                 ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]:
             row = {"renderer": name, "threads": threads, "load_before": round(os.getloadavg()[0], 2),
                    **measure(render, split, cams, args.runs), "load_after": round(os.getloadavg()[0], 2)}

@@ -26,7 +26,7 @@ from plugins._nr.networks import Lobes, UNet2D
 from .data import PointBatch
 from .splat import gather
 
-__all__ = ["PointRendererNet", "PointTexture", "Lobes", "image_loss", "VGGLoss", "shade_mlp", "shade_inputs"]
+__all__ = ["PointRendererNet", "PointTexture", "Lobes", "image_loss", "VGGLoss", "shade_mlp", "shade_inputs", "mirror_dirs"]
 
 
 class PointTexture(nn.Module):
@@ -173,7 +173,7 @@ class PointRendererNet(RendererNet):
         dirs.copy_(batch.dirs.to(full.dtype).permute(0, 2, 3, 1))
         nrm = self._normals_at(ids, full.dtype)
         g = buf[..., c + 3:]
-        self.shade.fill(shade_inputs(nrm, dirs), g)
+        self.shade.fill(mirror_dirs(nrm, batch.dirs.to(full.dtype).permute(0, 2, 3, 1)), g)
         g.mul_(buf[..., c - 1:c])  # nothing where no point is drawn (the coverage channel)
         m = max(0, min(c - 1 - 3, k))
         if m:
@@ -212,8 +212,13 @@ def shade_inputs(normals: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     view direction (camera -> surface) and its mirror image about the normal."""
     cos = (normals * dirs).sum(-1, keepdim=True)
     n = torch.where(cos > 0, -normals, normals)
-    r = dirs - 2.0 * (n * dirs).sum(-1, keepdim=True) * n
-    return torch.cat([n, dirs, r], -1)
+    return torch.cat([n, dirs, mirror_dirs(n, dirs)], -1)
+
+
+def mirror_dirs(normals: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """(..., 3) the view directions mirrored about the normals, ``d - 2 (n . d) n`` (the same
+    for ``n`` and ``-n``: what :class:`Lobes` reads, without turning the normals first)."""
+    return torch.addcmul(dirs, (normals * dirs).sum(-1, keepdim=True), normals, value=-2.0)
 
 
 # VGG-19's convolutions up to relu4_4, numbered as torchvision numbers ``features`` (so its

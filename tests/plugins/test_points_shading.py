@@ -91,6 +91,37 @@ def test_shading_reaches_the_unet_only_where_a_point_is_drawn():
     assert rgb.shape == (1, 3, 32, 32) and torch.isfinite(rgb).all()
 
 
+@pytest.mark.parametrize("k, sharpness", [(12, 4.0), (48, 4.0), (48, 60.0), (7, 20.0)],
+                         ids=["12", "48", "48-sharp", "7-not-a-multiple"])
+def test_lobes_are_the_closed_form_and_drawing_fills_the_same(k, sharpness):
+    """Channel 3 i + j = exp(s_i w_j (r . l_i - 1)), 0 where the exponent is under the cut; the
+    drawing path (``fill``, in place, from the mirror directions alone) writes the same numbers,
+    and the gradients are finite (sharp lobes far from their direction underflow)."""
+    from plugins._nr.networks import _CUT
+
+    torch.manual_seed(1)
+    lobes = Lobes(k, sharpness=sharpness)
+    r = torch.nn.functional.normalize(torch.randn(500, 3), dim=1)
+    inputs = torch.cat([torch.randn(500, 6), r], 1)
+    got = lobes(inputs)
+    n = lobes.dirs.shape[0]
+    e = (r @ torch.nn.functional.normalize(lobes.dirs.detach(), dim=1).t() - 1.0)[..., None] \
+        * (lobes.log_sharpness.detach() * Lobes._SCALE).exp()[:, None] * torch.tensor(Lobes._WIDTHS)
+    want = torch.where(e < _CUT, 0.0, e.exp()).flatten(1)  # (500, 3 n)
+    want = torch.cat([want, want[:, :max(0, k - 3 * n)]], 1)[:, :k]
+    # a sharpness of 960 turns cos's float rounding (1e-7) into 1e-4 of the exponent
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=3e-4)
+    assert (got == 0).any() or sharpness < 10  # the cut is exercised by the sharp cases
+    got.sum().backward()
+    assert torch.isfinite(lobes.dirs.grad).all() and torch.isfinite(lobes.log_sharpness.grad).all()
+    if k % 3 == 0:
+        buf = torch.full((500, k + 5), float("nan"))
+        with torch.no_grad():
+            lobes.fill(r, buf[:, 2:2 + k])  # rows of stride k + 5, as the U-Net's input buffer
+        torch.testing.assert_close(buf[:, 2:2 + k], got.detach(), atol=1e-6, rtol=1e-5)
+        assert buf[:, :2].isnan().all() and buf[:, 2 + k:].isnan().all()  # nothing written beside
+
+
 @pytest.mark.parametrize("shade, channels", [(48, 8), (6, 8), (12, 4)], ids=["default", "few-lobes", "few-channels"])
 def test_drawing_builds_the_unet_input_in_place_with_the_same_numbers(shade, channels):
     """Without gradients the U-Net's first input is written into one buffer (no concatenations);
