@@ -3,12 +3,14 @@ fitting, the splatting speed and the frame rate of a point renderer, in one run.
 
     .venv/bin/python bench/npbg_peer.py [--minutes 5] [--size 128] [--views 180] [--points 200000]
                                         [--threads 2] [--skip-fits] [--jobs dnr npbg npbgpp]
+                                        [--pretrained DIR ...] [--no-speed]
 
 * Capture: pyvista's globe (``main.py capture``: procedural texture, specular 0.5, world-fixed
   lights, 180 views = 150 train / 30 test, ``points.ply`` sampled from the surface).
 * ``dnr`` on the capture's ``mesh.obj`` and ``npbg`` on its ``points.ply``, ``--minutes`` each;
   ``npbgpp --minutes 0`` with the shipped pretrained model (which never saw the globe), its
-  wall-clock time to a written checkpoint. Each scored on the test split as ``main.py evaluate``
+  wall-clock time to a written checkpoint; ``--pretrained DIR`` adds NPBG++ with other weights
+  (``npbgpp@DIR``). Each scored on the test split as ``main.py evaluate``
   scores it (8-bit renders). The fits run one after the other in this process, the CLI's way.
 * Splatting: points per second of :func:`plugins._points.splat.splat` at 1 M points into 256²
   (five scales), and an exact check of its winners against a numpy lexsort reference.
@@ -111,7 +113,8 @@ def frame_rate(n: int = 500_000, size: int = 256) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def fits(minutes: float, size: int, views: int, points: int, work: Path, only: Sequence[str]) -> dict:
+def fits(minutes: float, size: int, views: int, points: int, work: Path, only: Sequence[str],
+         pretrained: Sequence[str] = ()) -> dict:
     import pyvista.examples
 
     from viewer.analysis.images import evaluate_views
@@ -131,17 +134,23 @@ def fits(minutes: float, size: int, views: int, points: int, work: Path, only: S
     jobs = [("dnr", load_path(scene / "mesh.obj"), {"minutes": minutes}),
             ("npbg", load_path(scene / "points.ply"), {"minutes": minutes}),
             ("npbgpp", load_path(scene / "points.ply"), {"minutes": 0.0})]
-    for name, geo, settings in [j for j in jobs if j[0] in only]:
+    jobs = [j for j in jobs if j[0] in only]
+    # NPBG++ with other pretrained weights, each scored as ``npbgpp@FOLDER``
+    jobs += [(f"npbgpp@{p}", load_path(scene / "points.ply"), {"minutes": 0.0, "pretrained": str(p)})
+             for p in pretrained]
+    for label, geo, settings in jobs:
+        name = label.split("@")[0]
         plugin = get_plugin(name, "renderer")
         cfg = plugin.Config(**settings, size=size)
         t = time.perf_counter()
-        model = plugin.fit(vs, geo, cfg, Progress(), checkpoint_dir=work / f"ck-{name}")
+        ck = work / f"ck-{len(out)}"
+        model = plugin.fit(vs, geo, cfg, Progress(), checkpoint_dir=ck)
         seconds = time.perf_counter() - t
-        score = evaluate_views(plugin, plugin.load(work / f"ck-{name}"), test, vs.background)
-        out[name] = {"test_psnr": round(score["psnr"], 3), "test_ssim": round(score["ssim"], 4),
+        score = evaluate_views(plugin, plugin.load(ck), test, vs.background)
+        out[label] = {"test_psnr": round(score["psnr"], 3), "test_ssim": round(score["ssim"], 4),
                      "seconds_to_checkpoint": round(seconds, 1), "steps": model.metrics.get("steps"),
                      "minutes": settings["minutes"], "load_average": os.getloadavg()[0]}
-        print(name, json.dumps(out[name]), flush=True)
+        print(label, json.dumps(out[label]), flush=True)
     return out
 
 
@@ -154,17 +163,23 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-fits", action="store_true")
     ap.add_argument("--jobs", nargs="+", default=["dnr", "npbg", "npbgpp"], help="which fits to run")
+    ap.add_argument("--pretrained", nargs="+", default=[], metavar="DIR",
+                    help="also NPBG++ (no fitting) with these pretrained weights, each scored apart")
+    ap.add_argument("--no-speed", action="store_true", help="skip the splatting and frame-rate measurements")
     ap.add_argument("--result", default="npbg_peer.json", help="file name under bench/results")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    result = {"load_average_start": os.getloadavg()[0], "splat": splat_speed(), "frame_rate": frame_rate()}
+    result = {"load_average_start": os.getloadavg()[0]}
+    if not args.no_speed:
+        result.update(splat=splat_speed(), frame_rate=frame_rate())
     print(json.dumps(result), flush=True)
     if not args.skip_fits:
         with tempfile.TemporaryDirectory() as tmp:
-            result["fits"] = fits(args.minutes, args.size, args.views, args.points, Path(tmp), args.jobs)
+            result["fits"] = fits(args.minutes, args.size, args.views, args.points, Path(tmp), args.jobs,
+                                  args.pretrained)
     result["load_average_end"] = os.getloadavg()[0]
     dest = ROOT / "bench" / "results"
     dest.mkdir(exist_ok=True)

@@ -1,6 +1,7 @@
 """Pretrain the small NPBG++ model shipped in ``resources/npbgpp`` (float16 safetensors, < 1 MB).
 
     python bench/npbg_pretrain.py [--minutes 20] [--out resources/npbgpp] [--size 64] [--views 24]
+                                  [--resume resources/npbgpp] [--seed 0]
 
 Scenes: ``capture`` data sets (procedural texture, specular 0.5, world-fixed lights, surface
 points.ply) of meshes pyvista ships in its examples folder (no downloads): ant, airplane, nut and
@@ -8,7 +9,9 @@ sphere. pyvista's globe is left out on purpose: the tests and benchmarks score N
 the shipped model has never seen it. The pretraining goes through the plugin contract
 (``plugin.pretrain``), as ``main.py pretrain npbgpp`` does; the metrics (steps, loss curve,
 each scene's held-out PSNR from descriptors aggregated from its training photos) are in the
-written config.json.
+written config.json. ``--resume DIR`` continues from earlier weights (``main.py pretrain
+--resume``): the captures are made again identically (same seeds), the sampling of steps follows
+``--seed`` (give the continuation a new one), and the totals count both runs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def main() -> int:
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--points", type=int, default=20000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", default="", help="pretrained folder to continue from")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the step sampling")
     args = ap.parse_args()
 
     import pyvista.examples
@@ -56,14 +61,16 @@ def main() -> int:
             capture_dataset(str(folder / name), str(out), views=args.views, size=args.size, test_fraction=0.2,
                             seed=i, points=args.points)
             scenes.append((out.name, load_viewset(out), load_path(out / "points.ply")))
-        cfg = plugin.Config(minutes=args.minutes, iters=args.iters, size=args.size, crop=args.size, lr=1e-3)
+        cfg = plugin.Config(minutes=args.minutes, iters=args.iters, size=args.size, crop=args.size, lr=1e-3,
+                            seed=args.seed)
         staged = Path(tmp) / "pretrained"
-        metrics = plugin.pretrain(scenes, cfg, Progress(), out=staged)
+        metrics = plugin.pretrain(scenes, cfg, Progress(), out=staged, resume=args.resume or None)
         dest = Path(args.out)
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(staged, dest)
     print(json.dumps({"out": str(dest), "steps": metrics["steps"], "seconds": metrics["seconds"],
+                      "steps_total": metrics.get("steps_total", metrics["steps"]),
                       "heldout_psnr": metrics["heldout_psnr"]}))
     return 0
 

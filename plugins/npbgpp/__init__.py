@@ -75,12 +75,14 @@ class NPBGPPPlugin(PointRendererPlugin):
         return fit_npbgpp(self, views, geometry, config, progress, checkpoint_dir=checkpoint_dir, sources=sources)
 
     def pretrain(self, scenes: Sequence[tuple[str, Any, Any]], config: Any, progress: Progress, *,
-                 out: str | Path, heldout: Sequence[tuple[str, Any, Any]] = ()) -> dict[str, Any]:
+                 out: str | Path, heldout: Sequence[tuple[str, Any, Any]] = (),
+                 resume: str | Path | None = None) -> dict[str, Any]:
         """Learn the encoder and renderer across ``scenes`` ((name, ViewSet, PointCloud) each) and
-        write the pretrained weights into ``out``; returns the metrics."""
+        write the pretrained weights into ``out``; returns the metrics. ``resume``: pretrained
+        weights to continue from (their architecture is kept)."""
         from .fit import pretrain_scenes
 
-        return pretrain_scenes(self, scenes, config, progress, out)
+        return pretrain_scenes(self, scenes, config, progress, out, resume)
 
 
 PLUGIN = NPBGPPPlugin()

@@ -15,6 +15,7 @@ from plugins._points.data import full_point_batch, prepare_point_views, random_p
 from plugins._points.fit import check_cloud
 from viewer.jobs.progress import Progress
 from viewer.model.viewset import ViewSet
+from viewer.plugins import read_checkpoint_json
 
 from .network import SHRendererNet
 from .pretrain import (ARCH_KEYS, heldout_psnr, load_pretrained, prepare_scene, pretrain, save_pretrained,
@@ -73,11 +74,17 @@ def fit_npbgpp(plugin: Any, views: Any, cloud: Any, cfg: Any, progress: Progress
 
 
 def pretrain_scenes(plugin: Any, scenes: Sequence[tuple[str, Any, Any]], cfg: Any, progress: Progress,
-                    out: str | Path) -> dict[str, Any]:
+                    out: str | Path, resume: str | Path | None = None) -> dict[str, Any]:
     """``pretrain`` on each scene's training frames; each scene's held-out PSNR (its test split,
     or val, rendered from descriptors aggregated from its training photos) in the metrics; the
-    weights written to ``out``."""
+    weights written to ``out``. ``resume``: a pretrained folder to continue from (its
+    architecture, not ``cfg``'s; its steps and seconds are added to the metrics' totals, its run
+    kept under ``resumed_from``)."""
     arch = {k: getattr(cfg, k) for k in ARCH_KEYS}
+    start, before = None, None
+    if resume:
+        start, arch = load_pretrained(resume, cfg.device)
+        before = read_checkpoint_json(Path(resume) / "config.json").get("metrics")
     data, held = [], []
     background = None
     for i, (name, views, cloud) in enumerate(scenes):
@@ -92,7 +99,15 @@ def pretrain_scenes(plugin: Any, scenes: Sequence[tuple[str, Any, Any]], cfg: An
         held.append(test)
     net, metrics = pretrain(data, arch, progress, minutes=float(cfg.minutes), iters=int(cfg.iters),
                             sources=int(cfg.sources), crop=int(cfg.crop), lr=float(cfg.lr), seed=int(cfg.seed),
-                            background=background, device=cfg.device)
+                            background=background, device=cfg.device, start=start)
+    if isinstance(before, dict):  # totals over both runs; the earlier run's record kept as it was
+        prior = before.get("resumed_from", [])
+        metrics["resumed_from"] = (prior if isinstance(prior, list) else []) + [
+            {k: v for k, v in before.items() if k != "resumed_from"}]
+        for key in ("steps", "seconds"):
+            if isinstance(before.get(key), (int, float)):
+                total = metrics[key] + before.get(f"{key}_total", before[key])
+                metrics[f"{key}_total"] = round(total, 1) if key == "seconds" else int(total)
     metrics["heldout_psnr"] = {d.name: heldout_psnr(net, d, frames, cfg.size, background)
                                for d, frames in zip(data, held)}
     metrics["config"] = {k: v for k, v in asdict(cfg).items() if k in ("size", "crop", "lr", "sources", "seed")}

@@ -86,12 +86,13 @@ def scene_descriptors(pre: Pretrained, scene: SceneData) -> torch.Tensor:
 
 def pretrain(scenes: Sequence[SceneData], arch: dict[str, Any], progress: Progress, *, minutes: float,
              iters: int, sources: int, crop: int, lr: float, seed: int, background: Sequence[float],
-             device: str = "cpu") -> tuple[Pretrained, dict[str, Any]]:
+             device: str = "cpu", start: Pretrained | None = None) -> tuple[Pretrained, dict[str, Any]]:
     """Train the encoder and renderer across ``scenes`` (module docstring); returns the network
-    and metrics (steps, seconds, the loss curve)."""
+    and metrics (steps, seconds, the loss curve). ``start``: weights to continue from (of
+    ``arch``), else new ones."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = build_pretrained(arch).to(device)
+    net = (build_pretrained(arch) if start is None else start).to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     loss_extra = image_loss(0.2, 0.0, "", device)
     t0, step, curve, window = time.perf_counter(), 0, [], []

@@ -63,6 +63,35 @@ def test_pretrain_writes_float16_weights_that_load(pretrained):
     assert arch["channels"] == 8 and next(net.parameters()).dtype == torch.float32
 
 
+def test_pretrain_resumes_from_earlier_weights_and_adds_up_the_metrics(pretrained, scene, tmp_path, capsys):
+    """``--resume`` starts from the earlier weights (one step moves them only a little, where
+    new weights differ wholly), keeps their architecture, and the totals count both runs; the
+    earlier folder is untouched. A folder that is not pretrained weights: one line, exit 2."""
+    before = {p.name: p.read_bytes() for p in pretrained.iterdir()}
+    out = tmp_path / "more"
+    assert cli_main(["pretrain", "npbgpp", "--scenes", str(scene), "--out", str(out), "--iters", "1",
+                     "--minutes", "0", "--size", "32", "--seed", "7", "--resume", str(pretrained), "--quiet"]) == 0
+    capsys.readouterr()
+    assert {p.name: p.read_bytes() for p in pretrained.iterdir()} == before
+    m = json.loads((out / "config.json").read_text())["metrics"]
+    assert m["steps"] == 1 and m["steps_total"] == 4 and m["resumed_from"][0]["steps"] == 3
+    from plugins.npbgpp.pretrain import build_pretrained
+
+    a, arch = load_pretrained(pretrained)
+    b, _ = load_pretrained(out)
+
+    def gap(x, y):
+        return max(float((p - q).abs().max()) for p, q in zip(x.state_dict().values(), y.state_dict().values())
+                   if p.numel())
+
+    assert 0 < gap(a, b) < 0.05 < gap(a, build_pretrained(arch))
+    rc = cli_main(["pretrain", "npbgpp", "--scenes", str(scene), "--out", str(tmp_path / "bad"), "--iters", "1",
+                   "--minutes", "0", "--size", "32", "--resume", str(scene), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not NPBG++ pretrained weights" in err[0]
+    assert not any((tmp_path / "bad").glob("*")) if (tmp_path / "bad").exists() else True
+
+
 @pytest.mark.parametrize("which", ["pretrain-cli", "shipped"])
 def test_fit_with_no_fitting_renders_and_round_trips(which, pretrained, scene, data, tmp_path, capsys):
     if which == "shipped" and not (shipped_pretrained() / "config.json").is_file():

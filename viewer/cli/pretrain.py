@@ -2,16 +2,19 @@
 encoder and renderer), through the plugin's ``pretrain``.
 
     python main.py pretrain METHOD --scenes DIR [DIR ...] --out CKPT [--minutes M] [--iters N]
-                                   [--size S] [--device cpu|cuda] [--seed N]
+                                   [--size S] [--device cpu|cuda] [--seed N] [--resume CKPT]
 
 Each DIR is a posed-photo scene with its point cloud as ``DIR/points.ply`` (what ``capture``
 writes), or ``--points`` given once per scene in the same order. ``--out`` must be new or empty.
+``--resume`` continues from pretrained weights (their architecture; their steps and seconds are
+added to the totals in the new folder's metrics); the folder itself is only read.
 One line ``error: PATH: reason`` and exit status 2 for any bad input, with nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 from typing import Callable
@@ -36,6 +39,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--size", type=number_in(int, 16, 4096), help="training image size (longer side)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--seed", type=number_in(int, 0, 2**32 - 1))
+    p.add_argument("--resume", metavar="CKPT", help="pretrained weights to continue from (e.g. a folder this wrote)")
     add_set_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     HANDLERS["pretrain"] = _cmd_pretrain
@@ -61,7 +65,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if len(points) != len(args.scenes):
         raise LoadError("--points", f"{len(points)} point clouds for {len(args.scenes)} scenes")
     out = Path(args.out)
-    prepare_out_folder(out, inputs=list(args.scenes) + list(points), what="pretrained model")
+    prepare_out_folder(out, inputs=list(args.scenes) + list(points) + ([args.resume] if args.resume else []),
+                       what="pretrained model")
+    if args.resume and not (callable(getattr(plugin, "pretrain", None))
+                            and "resume" in inspect.signature(plugin.pretrain).parameters):
+        raise LoadError("--resume", f"the {plugin.name} renderer cannot continue a pretraining")
     scenes = []
     for d, pts in zip(args.scenes, points):
         views = _load_scene(d)
@@ -72,7 +80,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     progress = TerminalProgress(f"pretraining {plugin.name}", disable=args.quiet)
     with CtrlC(progress):
         try:
-            metrics = plugin.pretrain(scenes, cfg, progress, out=str(out))
+            extra = {"resume": str(args.resume)} if args.resume else {}
+            metrics = plugin.pretrain(scenes, cfg, progress, out=str(out), **extra)
         except ValueError as exc:
             raise LoadError(args.scenes[0], " ".join(str(exc).split())) from None
         except Cancelled:
