@@ -24,7 +24,8 @@ chosen on the airplane and ant captures only; the nut rows are the final check, 
 docs/PERFORMANCE.md ran ``--jobs ours peer texture``; ablations ``--jobs ours ours:shade=0``);
 ``one`` runs one method in this process. Methods: ``ours`` (the dnr plugin's ``fit`` + ``evaluate_views``, as
 ``main.py fit dnr`` / ``evaluate`` do), ``texture`` (the texture plugin, the same way) and
-``peer`` (the plain prototype below). The clock of every method starts before its xatlas atlas
+``peer`` (the plain prototype below); any other renderer plugin by name (``npbg``: a point renderer
+draws the capture's ``points.ply``). The clock of every method starts before its xatlas atlas
 and rasterization. Each result (held-out PSNR on the test split of 8-bit renders, steps, seconds,
 threads, load average at start and end, config overrides) is appended to
 ``bench/results/nr_peer.jsonl``; ``table`` prints the markdown table of the latest rows.
@@ -245,7 +246,9 @@ def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) 
     from viewer.plugins import get_plugin
 
     plugin = get_plugin("dnr" if method == "ours" else method, "renderer")
-    scene, mesh = load_viewset(WORK / capture), load_path(scene_mesh(capture))
+    # a point renderer (npbg, npbgpp) draws the capture's points.ply instead of its mesh
+    geometry = WORK / capture / "points.ply" if getattr(plugin, "geometry", "") == "points" else scene_mesh(capture)
+    scene, mesh = load_viewset(WORK / capture), load_path(geometry)
     size = int(capture.rsplit("-", 1)[1])
     cfg = plugin.Config(minutes=minutes, size=size)
     for k, v in overrides.items():
@@ -289,7 +292,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("captures").add_argument("names", nargs="*", default=list(CAPTURES))
     one = sub.add_parser("one")
-    one.add_argument("method", choices=("ours", "peer", "texture"))
+    one.add_argument("method", help="ours (dnr), peer, texture, or a renderer plugin's name (npbg)")
     one.add_argument("capture")
     pair = sub.add_parser("pair")
     pair.add_argument("capture")

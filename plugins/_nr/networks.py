@@ -239,7 +239,9 @@ class UNet2D(nn.Module):
 
 
 _CUT = -14.0  # lobe exponents below this give 0 (see Lobes.forward)
-_EXP_CUT = float(torch.tensor(_CUT).exp())  # exp(_CUT) as float32 computes it: what a cut exponent gives
+# what an exponent clamped to the cut gives, with room for float32 exp's last-bit differences (a
+# plain number: this module may first be imported where torch makes tensors on the meta device)
+_EXP_CUT = math.exp(_CUT) * (1.0 + 1e-5)
 
 
 class Lobes(nn.Module):
