@@ -5,7 +5,9 @@
 
 Scenes: ``capture`` data sets (procedural texture, specular 0.5, world-fixed lights, surface
 points.ply) of meshes pyvista ships in its examples folder (no downloads): ant, airplane, nut and
-sphere. pyvista's globe is left out on purpose: the tests and benchmarks score NPBG++ on it, so
+sphere, and with ``--shapes`` four made here (:func:`shape_meshes`). The shipped model:
+``OMP_NUM_THREADS=1 python bench/npbg_pretrain.py --minutes 25 --threads 1 --shapes`` (2026-12-02;
+the one before it, the first four scenes alone, 25 minutes on a slower machine). pyvista's globe is left out on purpose: the tests and benchmarks score NPBG++ on it, so
 the shipped model has never seen it. The pretraining goes through the plugin contract
 (``plugin.pretrain``), as ``main.py pretrain npbgpp`` does; the metrics (steps, loss curve,
 each scene's held-out PSNR from descriptors aggregated from its training photos) are in the
@@ -29,6 +31,28 @@ sys.path.insert(0, str(ROOT))
 MESHES = ("ant.ply", "airplane.ply", "nut.ply", "sphere.ply")
 
 
+def shape_meshes(folder: Path) -> list[Path]:
+    """``--shapes``: four more meshes made here (pyvista's parametric surfaces and the surface of
+    its ``hexbeam.vtk``), written as PLY into ``folder``: a torus, a super-ellipsoid, a capped
+    cylinder and a beam of hexahedra (holes, flat faces, sharp edges the first four lack)."""
+    import pyvista as pv
+    import pyvista.examples
+
+    made = {
+        "torus": pv.ParametricTorus(ringradius=1.0, crosssectionradius=0.35),
+        "superellipsoid": pv.ParametricSuperEllipsoid(xradius=1.0, yradius=0.7, zradius=0.5, n1=0.3, n2=0.6),
+        "cylinder": pv.Cylinder(radius=0.5, height=1.6, resolution=64, capping=True),
+        "hexbeam": pv.read(str(Path(pyvista.examples.__file__).parent / "hexbeam.vtk")).extract_surface(
+            algorithm="dataset_surface"),
+    }
+    out = []
+    for name, mesh in made.items():
+        path = folder / f"{name}.ply"
+        mesh.triangulate().clean().save(str(path))
+        out.append(path)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=20.0)
@@ -40,6 +64,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", default="", help="pretrained folder to continue from")
     ap.add_argument("--seed", type=int, default=0, help="seed of the step sampling")
+    ap.add_argument("--shapes", action="store_true", help="also the four made meshes of shape_meshes")
     args = ap.parse_args()
 
     import pyvista.examples
@@ -56,9 +81,10 @@ def main() -> int:
     folder = Path(pyvista.examples.__file__).parent
     with tempfile.TemporaryDirectory() as tmp:
         scenes = []
-        for i, name in enumerate(MESHES):
-            out = Path(tmp) / Path(name).stem
-            capture_dataset(str(folder / name), str(out), views=args.views, size=args.size, test_fraction=0.2,
+        meshes = [folder / m for m in MESHES] + (shape_meshes(Path(tmp)) if args.shapes else [])
+        for i, path in enumerate(meshes):
+            out = Path(tmp) / path.stem
+            capture_dataset(str(path), str(out), views=args.views, size=args.size, test_fraction=0.2,
                             seed=i, points=args.points)
             scenes.append((out.name, load_viewset(out), load_path(out / "points.ply")))
         cfg = plugin.Config(minutes=args.minutes, iters=args.iters, size=args.size, crop=args.size, lr=1e-3,
