@@ -7,8 +7,9 @@ Scenes: ``capture`` data sets (procedural texture, specular 0.5, world-fixed lig
 points.ply) of meshes pyvista ships in its examples folder (no downloads): ant, airplane, nut and
 sphere, and with ``--shapes`` four made here (:func:`shape_meshes`). The shipped model:
 ``OMP_NUM_THREADS=1 python bench/npbg_pretrain.py --minutes 25 --threads 1 --shapes`` (2026-12-02;
-the one before it, the first four scenes alone, 25 minutes on a slower machine). pyvista's globe is left out on purpose: the tests and benchmarks score NPBG++ on it, so
-the shipped model has never seen it. The pretraining goes through the plugin contract
+the one before it, the first four scenes alone, 25 minutes on a slower machine). pyvista's globe
+is left out on purpose: the tests and benchmarks score NPBG++ on it, so the shipped model has
+never seen it. The pretraining goes through the plugin contract
 (``plugin.pretrain``), as ``main.py pretrain npbgpp`` does; the metrics (steps, loss curve,
 each scene's held-out PSNR from descriptors aggregated from its training photos) are in the
 written config.json. ``--resume DIR`` continues from earlier weights (``main.py pretrain

@@ -67,8 +67,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     prepare_out_folder(out, inputs=list(args.scenes) + list(points) + ([args.resume] if args.resume else []),
                        what="pretrained model")
-    if args.resume and not (callable(getattr(plugin, "pretrain", None))
-                            and "resume" in inspect.signature(plugin.pretrain).parameters):
+    if args.resume and "resume" not in inspect.signature(plugin.pretrain).parameters:
         raise LoadError("--resume", f"the {plugin.name} renderer cannot continue a pretraining")
     scenes = []
     for d, pts in zip(args.scenes, points):
