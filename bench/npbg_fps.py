@@ -1,12 +1,13 @@
 """Benchmark: frames per second of a point renderer (NPBG's default network, splat + U-Net) at
 256² for 500 k points, flying the app's orbit, on 1 and 2 torch threads; the current renderer
-beside two earlier ones (kept below, verbatim in what they compute) in the same run: ``lobes
+beside the same network drawing the other splat (``nearest point`` or ``front mean``, the
+``splat_average`` setting the default does not use) and two earlier ones (kept below, verbatim in what they compute) in the same run: ``lobes
 before``, the shading lobes made per width and interleaved (before 2026-12-02), and
 ``previous``, the full-frame U-Net, ``addmm`` projection and compacted z-buffer of before
 2026-12-01 (with today's network).
 
     .venv/bin/python bench/npbg_fps.py [--points 500000] [--size 256] [--frames 12] [--runs 5]
-                                       [--threads 1 2] [--shade N] [--result npbg_fps.json]
+                                       [--threads 1 2] [--shade N] [--no-splat-ab] [--result npbg_fps.json]
 
 * Cloud: ``--points`` points on the unit sphere's surface (the globe capture's ``points.ply`` is
   that shape); the network untrained (the cost does not depend on the weights).
@@ -203,25 +204,41 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--shade", type=int, default=None, help="NPBG's shade setting (default: the plugin's)")
+    ap.add_argument("--no-splat-ab", action="store_true",
+                    help="skip the row of the other splat (the z-buffer's nearest point vs the front's mean)")
     ap.add_argument("--result", default="npbg_fps.json", help="file name under bench/results")
     args = ap.parse_args()
 
     from plugins._points.fit import point_set, render_points
-    from plugins._points.splat import splat_box
+    from plugins._points.splat import front_box, splat_box
 
-    plugin, model = make_model(args.points, args.size, None if args.shade is None else {"shade": args.shade})
+    settings = {} if args.shade is None else {"shade": args.shade}
+    plugin, model = make_model(args.points, args.size, settings)
+    # the same network drawing the other way (nearest point vs mean of the front points)
+    other_avg = not model.config["splat_average"]
+    _, other = make_model(args.points, args.size, {**settings, "splat_average": other_avg})
+    other_name = "front mean" if other_avg else "nearest point"
+
+    def split_of(m):
+        avg = getattr(m.net, "average", None)
+        if avg is None:
+            return lambda c: splat_box(point_set(m), c, m.net.scales)
+        return lambda c: front_box(point_set(m), c, avg, m.net.scales)
+
     cams = orbit(plugin, model, args.frames, args.size)
     box = splat_box(point_set(model), cams[0], model.net.scales)
     covered = None if box is None else [int(d) for d in box[0][0].shape]
     result = {"points": args.points, "size": args.size, "frames": args.frames, "runs": args.runs,
-              "shade": model.config["shade"],
+              "shade": model.config["shade"], "splat_average": model.config["splat_average"],
               "box_of_first_frame": covered, "rows": []}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for name, render, split in [
-                ("current", lambda c: render_points(model, c), lambda c: splat_box(point_set(model), c, model.net.scales)),
-                ("lobes before", lambda c: _lobes_before(model, c), lambda c: splat_box(point_set(model), c, model.net.scales)),
-                ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]:
+        jobs = [("current", lambda c: render_points(model, c), split_of(model))]
+        if not args.no_splat_ab:
+            jobs.append((other_name, lambda c: render_points(other, c), split_of(other)))
+        jobs += [("lobes before", lambda c: _lobes_before(model, c), split_of(model)),
+                 ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]
+        for name, render, split in jobs:
             row = {"renderer": name, "threads": threads, "load_before": round(os.getloadavg()[0], 2),
                    **measure(render, split, cams, args.runs), "load_after": round(os.getloadavg()[0], 2)}
             result["rows"].append(row)

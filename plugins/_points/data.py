@@ -21,10 +21,10 @@ from plugins._nr.data import ViewData, resize_image, training_size
 from viewer.model.camera import Camera
 from viewer.model.viewset import Frame
 
-from .splat import PointSet, project, splat, zbuffer
+from .splat import Front, PointSet, depth_keys, front, key_ids, key_pyramid, project
 
 __all__ = ["PointView", "PointBatch", "prepare_point_views", "point_batch", "full_point_batch",
-           "random_point_batch", "ray_dirs"]
+           "random_point_batch", "ray_dirs", "view_rasters", "crop_front"]
 
 
 @dataclass(eq=False)
@@ -35,41 +35,65 @@ class PointView(ViewData):
     the background."""
 
     ids: list[torch.Tensor] = field(default_factory=list)
+    front: Front | None = None  # the front points of each pixel (a renderer that averages them)
 
 
 @dataclass(eq=False)
 class PointBatch:
     """What a point renderer's network sees: ``ids`` per scale (B, H_s, W_s) int64 on the
     device, unit world view ``dirs`` (B, 3, H_0, W_0) (camera -> scene), and ``shape`` (B, H, W)
-    of the images it returns (the top-left of the rasters' full scale)."""
+    of the images it returns (the top-left of the rasters' full scale); ``front`` (its ``pix``
+    into B x H_0 x W_0) when the renderer draws the mean of each pixel's front points."""
 
     ids: list[torch.Tensor]
     dirs: torch.Tensor
     shape: tuple[int, int, int]
+    front: Front | None = None
+
+
+def view_rasters(points: PointSet, camera: Camera, scales: int, average: float | None = None,
+                 keep: torch.Tensor | None = None) -> tuple[list[torch.Tensor], Front | None]:
+    """Per-scale ids (int32) of one camera, and with ``average`` (a depth tolerance in pixel
+    footprints) the :class:`~.splat.Front` (int32 indices), ``keep`` (N,) bool: only these points."""
+    proj = project(points, camera)
+    if keep is not None:
+        proj.keep &= keep
+    keys = depth_keys(proj, scales)
+    ids = [key_ids(k).to(torch.int32) for k in key_pyramid(keys, scales)]
+    if average is None:
+        return ids, None
+    fr = front(proj, keys, average, camera.fx, scales)
+    return ids, Front(fr.pix.to(torch.int32), fr.pid.to(torch.int32), fr.pool)
 
 
 def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, background: Sequence[float],
-                        scales: int, report: Callable[[int, int], None] | None = None) -> list[PointView]:
-    """Splat every frame once at the training size (longer side ``size``)."""
+                        scales: int, report: Callable[[int, int], None] | None = None,
+                        average: float | None = None) -> list[PointView]:
+    """Splat every frame once at the training size (longer side ``size``); ``average``: keep
+    each pixel's front points too (:func:`view_rasters`)."""
     out = []
     for i, f in enumerate(frames):
         w, h = training_size(f.camera, size)
         cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
-        ids = [t.to("cpu", torch.int32) for t in splat(points, cam, scales)]
+        ids, fr = view_rasters(points, cam, scales, average)
+        ids = [t.to("cpu") for t in ids]
+        if fr is not None:
+            fr = Front(fr.pix.cpu(), fr.pid.cpu(), [p.cpu() for p in fr.pool])
         target = torch.from_numpy(resize_image(f.rgb(background), w, h))
-        out.append(PointView(f.name or f.camera.name, cam, uv=None, mask=ids[0][:h, :w] >= 0, target=target, ids=ids))
+        out.append(PointView(f.name or f.camera.name, cam, uv=None, mask=ids[0][:h, :w] >= 0, target=target, ids=ids,
+                             front=fr))
         if report is not None:
             report(i + 1, len(frames))
     return out
 
 
-def _dropped(view: PointView, points: PointSet, dropout: float, rng: np.random.Generator) -> PointView:
+def _dropped(view: PointView, points: PointSet, dropout: float, rng: np.random.Generator,
+             average: float | None = None) -> PointView:
     """``view`` with its rasters splatted from a random ``1 - dropout`` of the points."""
     gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
-    proj = project(points, view.camera)
-    proj.keep &= torch.rand(points.n, generator=gen) >= dropout
-    ids = [t.to(torch.int32) for t in zbuffer(proj, len(view.ids))]
-    return replace(view, ids=ids)
+    keep = torch.rand(points.n, generator=gen) >= dropout
+    ids, fr = view_rasters(points, view.camera, len(view.ids), average, keep.to(points.device))
+    return replace(view, ids=ids, front=fr)
 
 
 def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: int, w: int,
@@ -92,21 +116,37 @@ def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: in
 
 
 def point_batch(ids: list[torch.Tensor], cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int],
-                out_hw: tuple[int, int], device) -> PointBatch:
-    """A PointBatch from stacked per-scale ids (B, H_s, W_s) of crops at (x0, y0)."""
+                out_hw: tuple[int, int], device, front: Front | None = None) -> PointBatch:
+    """A PointBatch from stacked per-scale ids (B, H_s, W_s) of crops at (x0, y0) (and their
+    front points, ``pix`` into B x H_0 x W_0, pooling masks (B, H_s, W_s))."""
     ids = [t.to(device, torch.int64) for t in ids]
     h0, w0 = ids[0].shape[-2:]
-    return PointBatch(ids, ray_dirs(cams, x0, y0, h0, w0, device), (ids[0].shape[0], *out_hw))
+    if front is not None:
+        front = Front(front.pix.to(device, torch.int64), front.pid.to(device, torch.int64),
+                      [p.to(device) for p in front.pool])
+    return PointBatch(ids, ray_dirs(cams, x0, y0, h0, w0, device), (ids[0].shape[0], *out_hw), front)
 
 
 def full_point_batch(view: PointView, device="cpu") -> PointBatch:
     """The whole frame as a batch of one."""
-    return point_batch([t[None] for t in view.ids], [view.camera], [0], [0], view.shape, device)
+    fr = None if view.front is None else Front(view.front.pix, view.front.pid, [p[None] for p in view.front.pool])
+    return point_batch([t[None] for t in view.ids], [view.camera], [0], [0], view.shape, device, fr)
+
+
+def crop_front(fr: Front, width: int, x0: int, y0: int, ch: int, cw: int, index: int) -> Front:
+    """The entries of ``fr`` (a frame ``width`` pixels wide) inside the crop (x0, y0, cw, ch),
+    their ``pix`` into the crop as item ``index`` of a batch; the pooling masks cropped."""
+    py = torch.div(fr.pix, width, rounding_mode="floor")
+    px = fr.pix - py * width
+    sel = (py >= y0) & (py < y0 + ch) & (px >= x0) & (px < x0 + cw)
+    pix = (index * ch + (py[sel] - y0)) * cw + (px[sel] - x0)
+    pool = [p[y0 >> s:(y0 + ch) >> s, x0 >> s:(x0 + cw) >> s] for s, p in enumerate(fr.pool)]
+    return Front(pix, fr.pid[sel], pool)
 
 
 def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.random.Generator,
                        device="cpu", background: Sequence[float] = (1.0, 1.0, 1.0), points: PointSet | None = None,
-                       dropout: float = 0.0) -> tuple[PointBatch, torch.Tensor]:
+                       dropout: float = 0.0, average: float | None = None) -> tuple[PointBatch, torch.Tensor]:
     """``n`` random crops (aligned, see the module docstring) of about ``crop`` pixels, each on a
     random drawn pixel 90 % of the time; the batch and the targets (B, 3, c, c).
 
@@ -118,12 +158,12 @@ def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.ra
     m = 2 ** (scales - 1)
     picks = [views[int(i)] for i in rng.integers(0, len(views), size=n)]
     if dropout > 0 and points is not None:
-        picks = [_dropped(v, points, dropout, rng) for v in picks]
+        picks = [_dropped(v, points, dropout, rng, average) for v in picks]
     c = max(m, -(-int(crop or 1 << 30) // m) * m)
     ch = min([c] + [v.ids[0].shape[0] for v in picks])
     cw = min([c] + [v.ids[0].shape[1] for v in picks])
     ids: list[list[torch.Tensor]] = [[] for _ in range(scales)]
-    targets, xs, ys = [], [], []
+    targets, xs, ys, fronts = [], [], [], []
     bg = torch.tensor(background, dtype=torch.float32)
     for v in picks:
         hp, wp = v.ids[0].shape
@@ -137,13 +177,19 @@ def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.ra
         x0 = int(np.clip((xc - cw // 2) // m * m, 0, wp - cw))
         for s in range(scales):
             ids[s].append(v.ids[s][y0 >> s:(y0 + ch) >> s, x0 >> s:(x0 + cw) >> s])
+        if v.front is not None:
+            fronts.append(crop_front(v.front, wp, x0, y0, ch, cw, len(fronts)))
         t = bg.expand(ch, cw, 3).clone()
         th, tw = max(0, min(ch, h - y0)), max(0, min(cw, w - x0))
         t[:th, :tw] = v.target[y0:y0 + th, x0:x0 + tw]
         targets.append(t)
         xs.append(x0)
         ys.append(y0)
-    batch = point_batch([torch.stack(t) for t in ids], [v.camera for v in picks], xs, ys, (ch, cw), device)
+    fr = None
+    if fronts:
+        fr = Front(torch.cat([f.pix.long() for f in fronts]), torch.cat([f.pid.long() for f in fronts]),
+                   [torch.stack([f.pool[s] for f in fronts]) for s in range(scales - 1)])
+    batch = point_batch([torch.stack(t) for t in ids], [v.camera for v in picks], xs, ys, (ch, cw), device, fr)
     target = torch.stack(targets).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
     return batch, target
 

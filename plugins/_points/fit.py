@@ -21,7 +21,7 @@ from viewer.model.viewset import Frame, ViewSet
 from viewer.plugins import GeometryError
 
 from .data import full_point_batch, point_batch, prepare_point_views, random_point_batch
-from .splat import PointSet, project, splat_box
+from .splat import PointSet, front_box, project, splat_box
 
 __all__ = ["check_cloud", "fit_points", "render_points", "point_set"]
 
@@ -64,12 +64,13 @@ def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, pr
     scales = int(cfg.unet_levels)
     pts = PointSet.from_numpy(cloud.points)
     background = tuple(float(c) for c in (views.background if isinstance(views, ViewSet) else (1.0, 1.0, 1.0)))
+    average = float(cfg.splat_depth) if getattr(cfg, "splat_average", False) else None
     colors = None if cloud.colors is None else torch.from_numpy(np.asarray(cloud.colors, np.float32) / 255.0)
     geo = FitGeometry(
         "points", cloud, points_digest(cloud),
-        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report),
+        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report, average),
         partial(random_point_batch, background=background, points=pts,
-                dropout=float(getattr(cfg, "point_dropout", 0.0) or 0.0)), full_point_batch,
+                dropout=float(getattr(cfg, "point_dropout", 0.0) or 0.0), average=average), full_point_batch,
         init={"n_points": cloud.n_points, "colors": colors, **_normals(cloud, cfg), **(init or {})},
         empty="no point of the cloud is drawn in any training view: is it in the cameras' world frame and units?")
     return fit_geometry(views, geo, cfg, progress, plugin=plugin, build=build, checkpoint_dir=checkpoint_dir,
@@ -97,12 +98,21 @@ def render_points(model: NRModel, camera: Camera, background: Sequence[float] | 
     out = np.empty((camera.height, camera.width, 3), np.float32)
     out[:] = bg
     with torch.inference_mode():
-        found = splat_box(point_set(model), camera, net.scales)
+        average = getattr(net, "average", None)
+        if average is None:
+            found = splat_box(point_set(model), camera, net.scales)
+            fr = None
+        else:
+            found = front_box(point_set(model), camera, average, net.scales)
+            if found is not None:
+                ids, fr, xy = found
+                found = ids, xy
+                fr.pool = [p[None] for p in fr.pool]
         if found is None:
             return out
         ids, (x0, y0) = found
         h, w = min(camera.height - y0, ids[0].shape[0]), min(camera.width - x0, ids[0].shape[1])
-        batch = point_batch([t[None] for t in ids], [camera], [x0], [y0], (h, w), model.device)
+        batch = point_batch([t[None] for t in ids], [camera], [x0], [y0], (h, w), model.device, fr)
         rgb, alpha, _ = net(batch)
         img = composite(rgb, alpha, bg)
         out[y0:y0 + h, x0:x0 + w] = img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()

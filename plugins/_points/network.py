@@ -24,7 +24,7 @@ from plugins._nr.model import RendererNet
 from plugins._nr.networks import Lobes, UNet2D
 
 from .data import PointBatch
-from .splat import gather
+from .splat import front_rasters, gather
 
 __all__ = ["PointRendererNet", "PointTexture", "Lobes", "image_loss", "VGGLoss", "shade_mlp", "shade_inputs", "mirror_dirs"]
 
@@ -62,6 +62,10 @@ class PointRendererNet(RendererNet):
         (``plugins/dnr``) are by texel features. The normals (N, 3) are a buffer (``normals``,
         stored in the checkpoint; :mod:`.normals` estimates them when fitting).
     normals : (N, 3) the points' unit normals (with ``shade``; zeros when loading, then filled).
+    average : draw each pixel as the mean descriptor of its front points, those within
+        ``average`` pixel footprints of the nearest one's depth (:mod:`.splat`'s ``Front``),
+        instead of the nearest point alone; None = the nearest (NPBG's z-buffer). The data the
+        network is given must carry the front points (``PointBatch.front``) when it is set.
     alpha_prior : logit added to the coverage where the cloud draws a point (full scale) and
         subtracted elsewhere, as DNR's mask prior. Without it a fit of an object that fills a small part of the frames can
         collapse to the background everywhere (most pixels of a crop are background: the
@@ -73,9 +77,10 @@ class PointRendererNet(RendererNet):
                  view_dirs: bool = True, convs: int = 1, init: torch.Tensor | None = None,
                  mean_rgb: torch.Tensor | None = None, raster_channels: int | None = None,
                  colour_skip: bool = False, shade: int = 0, normals: torch.Tensor | None = None,
-                 alpha_prior: float = 0.0) -> None:
+                 alpha_prior: float = 0.0, average: float | None = None) -> None:
         super().__init__()
         self.alpha_prior = float(alpha_prior)
+        self.average = None if average is None else float(average)
         self.colour_skip = bool(colour_skip)
         self.texture = PointTexture(n_points, channels, init)
         self.shade = shade_mlp(int(shade)) if shade > 0 else None
@@ -115,6 +120,9 @@ class PointRendererNet(RendererNet):
         are zeroed) rather than from a copy with a zero row first: that copy of the whole table
         cost more than the pixels (2-3 ms a frame at 500 k points)."""
         d = self.texture.descriptors if descriptors is None else descriptors
+        if batch.front is not None and d.shape[0] > 0:
+            b, h, w = batch.ids[0].shape
+            return [r.permute(0, 3, 1, 2) for r in front_rasters(d, batch.front, b, h, w, len(batch.ids))]
         if d.shape[0] == 0:
             return [torch.cat([gather(d, ids), (ids >= 0).to(d.dtype)[:, None]], 1) for ids in batch.ids]
         out = []

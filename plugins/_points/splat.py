@@ -33,7 +33,8 @@ import torch
 from viewer.model.camera import Camera
 
 __all__ = ["SCALES", "PointSet", "Projection", "project", "raster_sizes", "zbuffer", "splat", "gather",
-           "pad_descriptors", "depth_keys", "key_pyramid", "key_ids", "cover_box", "splat_box"]
+           "pad_descriptors", "depth_keys", "key_pyramid", "key_ids", "cover_box", "splat_box",
+           "Front", "front", "front_box", "key_depths", "front_rasters"]
 
 SCALES = 5  # full, 1/2, 1/4, 1/8, 1/16
 _NEAR = 1e-6  # fraction of the cloud's extent in front of the camera below which a point is dropped
@@ -197,6 +198,26 @@ def splat_box(points: PointSet, camera: Camera, scales: int = SCALES,
     return [key_ids(k) for k in key_pyramid(keys[y0:y1, x0:x1].contiguous(), scales)], (x0, y0)
 
 
+def front_box(points: PointSet, camera: Camera, tolerance: float, scales: int = SCALES,
+              margin: int | None = None) -> tuple[list[torch.Tensor], Front, tuple[int, int]] | None:
+    """:func:`splat_box` with the :class:`Front` of the box (its ``pix`` index the box's full
+    scale): per-scale ids, the front and the box's top-left; None if no point is drawn."""
+    m = 2 ** (scales - 1)
+    proj = project(points, camera)
+    keys = depth_keys(proj, scales)
+    box = cover_box(keys != _EMPTY, m if margin is None else int(margin), m)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    fr = front(proj, keys, tolerance, camera.fx, scales)
+    w = keys.shape[1]
+    py, px = torch.div(fr.pix, w, rounding_mode="floor"), fr.pix % w
+    pix = (py - y0) * (x1 - x0) + (px - x0)  # every front pixel is inside the box around the covered ones
+    pool = [p[y0 >> s:y1 >> s, x0 >> s:x1 >> s] for s, p in enumerate(fr.pool)]
+    ids = [key_ids(k) for k in key_pyramid(keys[y0:y1, x0:x1].contiguous(), scales)]
+    return ids, Front(pix, fr.pid, pool), (x0, y0)
+
+
 def gather(descriptors: torch.Tensor, ids: torch.Tensor, padded: bool = False) -> torch.Tensor:
     """Per-pixel descriptors: ``descriptors`` (N, C) at ``ids`` (..., H, W) (-1 = empty, zeros)
     as (..., C, H, W) (channels-last memory). ``padded``: ``descriptors`` already has the zero
@@ -211,3 +232,79 @@ def gather(descriptors: torch.Tensor, ids: torch.Tensor, padded: bool = False) -
 def pad_descriptors(descriptors: torch.Tensor) -> torch.Tensor:
     """(N + 1, C): a zero row (empty pixels) and then ``descriptors``."""
     return torch.cat([descriptors.new_zeros(1, descriptors.shape[1]), descriptors], 0)
+
+
+# -- averaging the front surface's points (``Front``) -------------------------------------------
+#
+# The z-buffer shows one point per pixel: in a cloud of several points per pixel, which one wins
+# is a matter of chance, so the image is a random sample of the surface inside each pixel rather
+# than its mean (a per-pixel noise the U-Net cannot remove: it does not know where the winner lies
+# inside its pixel). ``front`` keeps every point within a depth tolerance of the pixel's nearest
+# one, and :func:`front_rasters` draws their mean: a box filter over the visible surface, as a
+# photo's pixel integrates it.
+
+
+def key_depths(keys: torch.Tensor) -> torch.Tensor:
+    """The depth of each key's point (float32, same shape), +inf where the key is empty."""
+    bits = (keys >> _ID_BITS).to(torch.int32)  # the float32 bits of a positive depth
+    return torch.where(keys == _EMPTY, torch.full_like(keys, 0x7F800000, dtype=torch.int32), bits).view(torch.float32)
+
+
+@dataclass(eq=False)
+class Front:
+    """The points that make up each pixel's visible surface, at full scale and, by pooling, the
+    coarser ones.
+
+    ``pix`` (E,) int64 flat index of the entry's pixel in the full-scale raster (H_0 x W_0, or B x
+    H_0 x W_0 for a batch), ``pid`` (E,) int64 the entry's point; ``pool[s - 1]`` (..., H_{s-1},
+    W_{s-1}) bool for s = 1 .. scales - 1: the finer pixels whose surface is the front one of the
+    coarser pixel above them (a pixel of a surface further back under the same coarse pixel is
+    left out of its mean, as the z-buffer leaves it out of the nearest)."""
+
+    pix: torch.Tensor
+    pid: torch.Tensor
+    pool: list[torch.Tensor]
+
+
+def front(proj: Projection, keys: torch.Tensor, tolerance: float, fx: float, scales: int = SCALES) -> Front:
+    """The front surface of every pixel of a full-scale key image (:func:`depth_keys` of
+    ``proj``): the kept points whose depth is within ``tolerance`` pixel footprints (a footprint:
+    depth / ``fx``, the width a pixel covers at that depth) of the nearest point drawn there, and
+    the pooling masks of the coarser scales (a footprint doubles per scale)."""
+    h, w = keys.shape
+    zmin = key_depths(keys)
+    idx = torch.nonzero(proj.keep).squeeze(1)
+    pix = proj.v[idx].long() * w + proj.u[idx].long()
+    rel = 1.0 + float(tolerance) / max(float(fx), 1e-12)
+    ok = proj.z[idx] <= zmin.reshape(-1)[pix] * rel
+    pool = []
+    fine = zmin
+    for s in range(1, scales):
+        rows = torch.minimum(fine[0::2], fine[1::2])
+        coarse = torch.minimum(rows[:, 0::2], rows[:, 1::2])
+        rel = 1.0 + float(tolerance) * (1 << s) / max(float(fx), 1e-12)
+        up = coarse.repeat_interleave(2, 0).repeat_interleave(2, 1)
+        pool.append(torch.isfinite(fine) & (fine <= up * rel))
+        fine = coarse
+    return Front(pix[ok], idx[ok], pool)
+
+
+def front_rasters(values: torch.Tensor, fr: Front, batch: int, height: int, width: int,
+                  scales: int) -> list[torch.Tensor]:
+    """Per scale (B, H_s, W_s, C + 1): the mean of ``values`` (N, C) over each pixel's front
+    points (zeros where none) and the coverage (1 where any). The full scale by one
+    ``index_add`` of the entries; each coarser scale sums 2 x 2 of the finer one's sums over
+    the pixels its pooling mask keeps."""
+    c = values.shape[1]
+    rows = torch.cat([values.index_select(0, fr.pid), values.new_ones(len(fr.pid), 1)], 1)
+    acc = values.new_zeros(batch * height * width, c + 1).index_add(0, fr.pix, rows)
+    sums = [acc.view(batch, height, width, c + 1)]
+    for s in range(1, scales):
+        a = sums[-1] * fr.pool[s - 1].to(values.dtype)[..., None]
+        b, h, w, _ = a.shape
+        sums.append(a.view(b, h // 2, 2, w // 2, 2, c + 1).sum((2, 4)))
+    out = []
+    for a in sums:
+        n = a[..., c:]
+        out.append(torch.cat([a[..., :c] / n.clamp(min=1.0), (n > 0).to(values.dtype)], -1))
+    return out

@@ -34,7 +34,7 @@ from viewer.plugins import Range, TrainedModel
 
 __all__ = ["BOUNDS", "Config", "NPBGPlugin", "PLUGIN", "PointRendererPlugin"]
 
-BOUNDS = {"channels": Range(1, 64), "shade": Range(0, 256), "point_dropout": Range(0, 0.95), "alpha_prior": Range(0, 100), "unet_base": Range(1, 256), "unet_levels": Range(2, 6),
+BOUNDS = {"splat_depth": Range(0, 100), "channels": Range(1, 64), "shade": Range(0, 256), "point_dropout": Range(0, 0.95), "alpha_prior": Range(0, 100), "unet_base": Range(1, 256), "unet_levels": Range(2, 6),
           "unet_convs": Range(1, 8), "n_points": Range(0, 20_000_000), "ssim_weight": Range(0, 100),
           "vgg_weight": Range(0, 100)}
 
@@ -57,6 +57,11 @@ class Config(FitConfig):
     alpha_prior: float = field(default=4.0, metadata={"help": "logit the points drawn add to the coverage "
                                                               "(subtracted where none is): keeps a small "
                                                               "object's fit from collapsing to the background"})
+    splat_average: bool = field(default=False, metadata={"help": "draw each pixel as the mean descriptor of its "
+                                                                 "front points (within splat_depth of the "
+                                                                 "nearest) rather than the nearest point alone"})
+    splat_depth: float = field(default=1.5, metadata={"help": "with splat_average: depth tolerance of a pixel's "
+                                                              "front points, in pixel footprints"})
     point_dropout: float = field(default=0.0, metadata={"help": "share of the points left out of each training "
                                                                 "crop's splat (against memorising the views)"})
     colour_skip: bool = field(default=False, metadata={"help": "descriptor channels 0..2 are the colour and the "
@@ -119,7 +124,7 @@ class PointRendererPlugin(NeuralRendererPlugin):
 
 
 # what a stored config without these keys was fitted with (checkpoints from before they existed)
-_LEGACY = {"shade": 0, "alpha_prior": 0.0}
+_LEGACY = {"shade": 0, "alpha_prior": 0.0, "splat_average": False}
 
 
 class NPBGPlugin(PointRendererPlugin):
@@ -141,7 +146,8 @@ class NPBGPlugin(PointRendererPlugin):
         return PointRendererNet(cfg.n_points, cfg.channels, unet_channels(cfg.unet_base, cfg.unet_levels),
                                 cfg.multiscale, cfg.view_dirs, cfg.unet_convs, init.get("colors"),
                                 init.get("mean_rgb"), colour_skip=cfg.colour_skip, shade=cfg.shade,
-                                normals=init.get("normals"), alpha_prior=cfg.alpha_prior)
+                                normals=init.get("normals"), alpha_prior=cfg.alpha_prior,
+                                average=cfg.splat_depth if cfg.splat_average else None)
 
 
 PLUGIN = NPBGPlugin()
