@@ -93,6 +93,18 @@ class Projection:
     width: int
     height: int
     ids: torch.Tensor | None = None  # (N,) int64 0..N-1 when the caller has them made
+    pix: torch.Tensor | None = None  # (N,) int64 flat full-scale pixel (h * w if dropped): set by depth_keys
+    pix_width: int = 0  # the raster width ``pix`` was made for
+
+
+def pixel_index(proj: Projection, h: int, w: int) -> torch.Tensor:
+    """(N,) int64 flat index of each point's pixel in an (h, w) raster, ``h * w`` (a spare cell)
+    for a dropped point; made once per projection and raster width."""
+    if proj.pix is None or proj.pix_width != w:
+        proj.pix = torch.where(proj.keep, proj.v.long() * w + proj.u.long(),
+                               torch.full_like(proj.u, h * w, dtype=torch.int64))
+        proj.pix_width = w
+    return proj.pix
 
 
 def project(points: PointSet, camera: Camera) -> Projection:
@@ -128,7 +140,7 @@ def depth_keys(proj: Projection, scales: int = SCALES) -> torch.Tensor:
     h, w = raster_sizes(proj.width, proj.height, scales)[0]
     dev = proj.u.device
     # a dropped point goes to the spare cell h * w (no compaction of the kept ones first)
-    pix = torch.where(proj.keep, proj.v.long() * w + proj.u.long(), torch.full_like(proj.u, h * w, dtype=torch.int64))
+    pix = pixel_index(proj, h, w)
     key = proj.z.view(torch.int32).long().bitwise_left_shift_(_ID_BITS)  # positive floats: monotone bits
     key.bitwise_or_(proj.ids if proj.ids is not None else torch.arange(len(key), dtype=torch.int64, device=dev))
     buf = torch.full((h * w + 1,), _EMPTY, dtype=torch.int64, device=dev)
@@ -273,38 +285,41 @@ def front(proj: Projection, keys: torch.Tensor, tolerance: float, fx: float, sca
     the pooling masks of the coarser scales (a footprint doubles per scale)."""
     h, w = keys.shape
     zmin = key_depths(keys)
-    idx = torch.nonzero(proj.keep).squeeze(1)
-    pix = proj.v[idx].long() * w + proj.u[idx].long()
-    rel = 1.0 + float(tolerance) / max(float(fx), 1e-12)
-    ok = proj.z[idx] <= zmin.reshape(-1)[pix] * rel
+    pix = pixel_index(proj, h, w)
+    # the spare cell of the dropped points holds -inf: no depth passes its test (one compaction)
+    limit = torch.cat([zmin.reshape(-1), zmin.new_full((1,), -float("inf"))])
+    limit.mul_(1.0 + float(tolerance) / max(float(fx), 1e-12))
+    idx = torch.nonzero(proj.z <= limit.index_select(0, pix)).squeeze(1)
     pool = []
     fine = zmin
     for s in range(1, scales):
         rows = torch.minimum(fine[0::2], fine[1::2])
         coarse = torch.minimum(rows[:, 0::2], rows[:, 1::2])
-        rel = 1.0 + float(tolerance) * (1 << s) / max(float(fx), 1e-12)
-        up = coarse.repeat_interleave(2, 0).repeat_interleave(2, 1)
-        pool.append(torch.isfinite(fine) & (fine <= up * rel))
+        hc, wc = coarse.shape
+        lim = (coarse * (1.0 + float(tolerance) * (1 << s) / max(float(fx), 1e-12)))[:, None, :, None]
+        pool.append((fine.view(hc, 2, wc, 2) <= lim).view(hc * 2, wc * 2))  # an empty fine pixel: inf, out
         fine = coarse
-    return Front(pix[ok], idx[ok], pool)
+    return Front(pix.index_select(0, idx), idx, pool)
 
 
 def front_rasters(values: torch.Tensor, fr: Front, batch: int, height: int, width: int,
                   scales: int) -> list[torch.Tensor]:
     """Per scale (B, H_s, W_s, C + 1): the mean of ``values`` (N, C) over each pixel's front
     points (zeros where none) and the coverage (1 where any). The full scale by one
-    ``index_add`` of the entries; each coarser scale sums 2 x 2 of the finer one's sums over
-    the pixels its pooling mask keeps."""
+    ``index_add`` of the entries' values and a ``bincount`` of their pixels; each coarser scale
+    adds the 2 x 2 finer sums (strided halves, as :func:`key_pyramid`) of the pixels its pooling
+    mask keeps."""
     c = values.shape[1]
-    rows = torch.cat([values.index_select(0, fr.pid), values.new_ones(len(fr.pid), 1)], 1)
-    acc = values.new_zeros(batch * height * width, c + 1).index_add(0, fr.pix, rows)
-    sums = [acc.view(batch, height, width, c + 1)]
+    n = batch * height * width
+    acc = values.new_zeros(n, c).index_add(0, fr.pix, values.index_select(0, fr.pid))
+    cnt = torch.bincount(fr.pix, minlength=n).to(values.dtype)
+    sums = [torch.cat([acc, cnt[:, None]], 1).view(batch, height, width, c + 1)]
     for s in range(1, scales):
         a = sums[-1] * fr.pool[s - 1].to(values.dtype)[..., None]
-        b, h, w, _ = a.shape
-        sums.append(a.view(b, h // 2, 2, w // 2, 2, c + 1).sum((2, 4)))
+        rows = a[:, 0::2] + a[:, 1::2]
+        sums.append(rows[:, :, 0::2] + rows[:, :, 1::2])
     out = []
     for a in sums:
-        n = a[..., c:]
-        out.append(torch.cat([a[..., :c] / n.clamp(min=1.0), (n > 0).to(values.dtype)], -1))
+        k = a[..., c:]
+        out.append(torch.cat([a[..., :c] / k.clamp(min=1.0), (k > 0).to(values.dtype)], -1))
     return out

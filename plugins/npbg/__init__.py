@@ -5,8 +5,13 @@ descriptors and U-Net are fitted per scene.
 
 * Descriptors: ``channels`` per point (8 by default); the first three start at the point's colour
   when the cloud has colours. Their Adam learning rate is ``lr_texture``.
-* Rasters: per scale, the nearest point's descriptor and a coverage channel; the full scale also
-  carries the pixel's view direction (``view_dirs``) for view-dependent effects.
+* Rasters: per scale, the mean descriptor of the pixel's front points (``splat_average``, beyond
+  the paper: those within ``splat_depth`` pixel footprints of the nearest point's depth) or the
+  nearest point's alone (the paper's z-buffer), and a coverage channel; the full scale also
+  carries the pixel's view direction (``view_dirs``) for view-dependent effects. With several
+  points per pixel the z-buffer's winner is a matter of chance, a per-pixel noise in the image
+  the U-Net cannot undo; the mean is what a photo's pixel sees (held-out +1.8 dB on an unseen
+  airplane, +2.0 dB on the globe at 5 minutes: docs/PERFORMANCE.md).
 * Shading network (``shade``, beyond the paper): under lights fixed in the world, highlights move
   with the view, and a descriptor can only bake the ones the training views saw (on a specular
   capture nearly all the held-out error). As DNR's shading network does from the mesh's normals,
@@ -57,11 +62,12 @@ class Config(FitConfig):
     alpha_prior: float = field(default=4.0, metadata={"help": "logit the points drawn add to the coverage "
                                                               "(subtracted where none is): keeps a small "
                                                               "object's fit from collapsing to the background"})
-    splat_average: bool = field(default=False, metadata={"help": "draw each pixel as the mean descriptor of its "
-                                                                 "front points (within splat_depth of the "
-                                                                 "nearest) rather than the nearest point alone"})
-    splat_depth: float = field(default=1.5, metadata={"help": "with splat_average: depth tolerance of a pixel's "
-                                                              "front points, in pixel footprints"})
+    splat_average: bool = field(default=True, metadata={"help": "draw each pixel as the mean descriptor of its "
+                                                                "front points (within splat_depth of the "
+                                                                "nearest) rather than the nearest point alone"})
+    splat_depth: float = field(default=8.0, metadata={"help": "with splat_average: depth tolerance of a pixel's "
+                                                              "front points, in pixel footprints (the width a "
+                                                              "pixel covers at that depth)"})
     point_dropout: float = field(default=0.0, metadata={"help": "share of the points left out of each training "
                                                                 "crop's splat (against memorising the views)"})
     colour_skip: bool = field(default=False, metadata={"help": "descriptor channels 0..2 are the colour and the "

@@ -39,6 +39,9 @@ class Config(NPBGConfig):
     sources: int = field(default=6, metadata={"help": "photos aggregated per pretraining step"})
     lr_texture: float = field(default=1e-2, metadata={"help": "Adam learning rate of the descriptors (fine-tuning)"})
     lr: float = field(default=2e-4, metadata={"help": "Adam learning rate of the networks"})
+    splat_average: bool = field(default=True, metadata={"help": "pretraining: draw each pixel as the mean of its "
+                                                                "front points (fitting: as the pretrained "
+                                                                "weights were trained)"})
 
     def validate(self) -> None:
         bounds = {**NPBG_BOUNDS, "encoder_base": Range(1, 256), "sources": Range(1, 64)}
@@ -65,7 +68,10 @@ class NPBGPPPlugin(PointRendererPlugin):
         from .pretrain import unet_for
 
         cfg = self.config_from(config)
-        return SHRendererNet(cfg.n_points, cfg.channels, unet_for(config), cfg.multiscale, cfg.view_dirs)
+        if "splat_average" not in config:  # a checkpoint from before the setting: the nearest point
+            cfg.splat_average = False
+        return SHRendererNet(cfg.n_points, cfg.channels, unet_for(config), cfg.multiscale, cfg.view_dirs,
+                             average=cfg.splat_depth if cfg.splat_average else None)
 
     def fit(self, views: Any, geometry: Any, config: Any, progress: Progress, *,
             checkpoint_dir: str | Path | None = None, sources: Mapping[str, str] | None = None) -> TrainedModel:

@@ -18,7 +18,7 @@ from viewer.model.viewset import ViewSet
 from viewer.plugins import read_checkpoint_json
 
 from .network import SHRendererNet
-from .pretrain import (ARCH_KEYS, heldout_psnr, load_pretrained, prepare_scene, pretrain, save_pretrained,
+from .pretrain import (ARCH_KEYS, average_of, heldout_psnr, load_pretrained, prepare_scene, pretrain, save_pretrained,
                        scene_descriptors, shipped_pretrained, unet_for)
 
 __all__ = ["fit_npbgpp", "pretrain_scenes"]
@@ -49,14 +49,16 @@ def fit_npbgpp(plugin: Any, views: Any, cloud: Any, cfg: Any, progress: Progress
     background = _background(views)
     scales = int(cfg.unet_levels)
     progress.update(0, 0, "aggregating the descriptors")
-    scene = prepare_scene(train, cloud, cfg.size, background, scales, cfg.device)
-    net = SHRendererNet(cloud.n_points, int(cfg.channels), unet_for(arch), bool(cfg.multiscale), bool(cfg.view_dirs))
+    average = average_of(arch)
+    scene = prepare_scene(train, cloud, cfg.size, background, scales, cfg.device, average=average)
+    net = SHRendererNet(cloud.n_points, int(cfg.channels), unet_for(arch), bool(cfg.multiscale), bool(cfg.view_dirs),
+                        average=average)
     state = {k: v for k, v in pre.renderer.state_dict().items() if not k.startswith("texture.")}
     net.load_state_dict({**state, "texture.descriptors": scene_descriptors(pre, scene).cpu()})
     pts = scene.points
     geo = FitGeometry(
         "points", cloud, points_digest(cloud),
-        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report),
+        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report, average),
         partial(random_point_batch, background=background), full_point_batch,
         init={"n_points": cloud.n_points, "start": net},
         empty="no point of the cloud is drawn in any training view: is it in the cameras' world frame and units?")
@@ -95,7 +97,8 @@ def pretrain_scenes(plugin: Any, scenes: Sequence[tuple[str, Any, Any]], cfg: An
             raise ValueError(f"{name}: its background {bg} differs from the first scene's {background}")
         background = bg
         progress.update(i, len(scenes), f"preparing {name}")
-        data.append(prepare_scene(train, cloud, cfg.size, bg, int(cfg.unet_levels), cfg.device, name))
+        data.append(prepare_scene(train, cloud, cfg.size, bg, int(cfg.unet_levels), cfg.device, name,
+                                  average_of(arch)))
         held.append(test)
     net, metrics = pretrain(data, arch, progress, minutes=float(cfg.minutes), iters=int(cfg.iters),
                             sources=int(cfg.sources), crop=int(cfg.crop), lr=float(cfg.lr), seed=int(cfg.seed),

@@ -25,7 +25,7 @@ from torch import nn
 from plugins._nr.networks import UNet2D, sh_basis
 from plugins._points.data import PointBatch, ray_dirs
 from plugins._points.network import PointRendererNet
-from plugins._points.splat import PointSet, gather, pad_descriptors, project, zbuffer
+from plugins._points.splat import PointSet, front_rasters, gather, pad_descriptors, project, zbuffer
 from viewer.model.camera import Camera
 
 __all__ = ["LearnedSH", "ViewEncoder", "SHRendererNet", "Pretrained", "Observation", "observe", "aggregate"]
@@ -66,23 +66,37 @@ class SHRendererNet(PointRendererNet):
     channels * 9) are coefficients of :class:`LearnedSH`, evaluated per pixel at its view direction."""
 
     def __init__(self, n_points: int, channels: int, unet: tuple[int, ...], multiscale: bool = True,
-                 view_dirs: bool = True, convs: int = 1, mean_rgb: torch.Tensor | None = None) -> None:
+                 view_dirs: bool = True, convs: int = 1, mean_rgb: torch.Tensor | None = None,
+                 average: float | None = None) -> None:
         super().__init__(n_points, channels * N_SH, unet, multiscale, view_dirs, convs, None, mean_rgb,
-                         raster_channels=channels)
+                         raster_channels=channels, average=average)
         self.channels = int(channels)
         self.basis = LearnedSH()
 
     def rasters(self, batch: PointBatch, descriptors: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per scale (B, channels + 1, H_s, W_s): the coefficients of the pixel's point (or the
+        mean over its front points, with ``batch.front``: the SH evaluation is linear, so the
+        mean of the coefficients is the mean of the features) at the pixel's view direction."""
         d = self.texture.descriptors if descriptors is None else descriptors
-        pad = pad_descriptors(d)
+        means = None
+        if batch.front is not None and d.shape[0] > 0:
+            b, h, w = batch.ids[0].shape
+            means = front_rasters(d, batch.front, b, h, w, len(batch.ids))
+        else:
+            pad = pad_descriptors(d)
         out = []
         for s, ids in enumerate(batch.ids):
             dirs = F.normalize(F.avg_pool2d(batch.dirs, 2 ** s) if s else batch.dirs, dim=1)
             b, _, h, w = dirs.shape
             y = self.basis(dirs.permute(0, 2, 3, 1).reshape(-1, 3)).view(b, h, w, N_SH).permute(0, 3, 1, 2)
-            coef = gather(pad, ids, padded=True).view(b, self.channels, N_SH, h, w)
+            if means is None:
+                coef = gather(pad, ids, padded=True).view(b, self.channels, N_SH, h, w)
+                cov = (ids >= 0).to(d.dtype)[:, None]
+            else:
+                coef = means[s][..., :-1].permute(0, 3, 1, 2).reshape(b, self.channels, N_SH, h, w)
+                cov = means[s][..., -1:].permute(0, 3, 1, 2)
             feat = torch.einsum("bckhw,bkhw->bchw", coef, y.to(coef.dtype))
-            out.append(torch.cat([feat, (ids >= 0).to(d.dtype)[:, None]], 1))
+            out.append(torch.cat([feat, cov], 1))
         return out
 
 
@@ -90,10 +104,10 @@ class Pretrained(nn.Module):
     """What pretraining learns and ships: the encoder and the renderer (with no points)."""
 
     def __init__(self, channels: int, unet: tuple[int, ...], encoder_base: int = 16, multiscale: bool = True,
-                 view_dirs: bool = True) -> None:
+                 view_dirs: bool = True, average: float | None = None) -> None:
         super().__init__()
         self.encoder = ViewEncoder(channels, encoder_base)
-        self.renderer = SHRendererNet(0, channels, unet, multiscale, view_dirs)
+        self.renderer = SHRendererNet(0, channels, unet, multiscale, view_dirs, average=average)
 
 
 @dataclass(eq=False)

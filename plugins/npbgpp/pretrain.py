@@ -35,11 +35,14 @@ from viewer.plugins.checkpoint import load_weights, write_checkpoint
 
 from .network import Observation, Pretrained, aggregate, observe
 
-__all__ = ["PRETRAINED_FORMAT", "ARCH_KEYS", "SceneData", "prepare_scene", "pretrain", "save_pretrained",
+__all__ = ["PRETRAINED_FORMAT", "ARCH_KEYS", "average_of", "SceneData", "prepare_scene", "pretrain", "save_pretrained",
            "load_pretrained", "scene_descriptors", "shipped_pretrained"]
 
 PRETRAINED_FORMAT = "lucid3d-npbgpp-pretrained"
-ARCH_KEYS = ("channels", "unet_base", "unet_levels", "encoder_base", "multiscale", "view_dirs")
+ARCH_KEYS = ("channels", "unet_base", "unet_levels", "encoder_base", "multiscale", "view_dirs", "splat_average",
+             "splat_depth")
+# what weights stored before a key existed were trained with
+_ARCH_LEGACY = {"splat_average": False, "splat_depth": 1.5}
 _ARCH = {"channels": Range(1, 64), "unet_base": Range(1, 256), "unet_levels": Range(2, 6),
          "encoder_base": Range(1, 256)}
 
@@ -51,7 +54,12 @@ def unet_for(arch: dict[str, Any]) -> tuple[int, ...]:
 
 def build_pretrained(arch: dict[str, Any]) -> Pretrained:
     return Pretrained(int(arch["channels"]), unet_for(arch), int(arch["encoder_base"]), bool(arch["multiscale"]),
-                      bool(arch["view_dirs"]))
+                      bool(arch["view_dirs"]), average_of(arch))
+
+
+def average_of(arch: dict[str, Any]) -> float | None:
+    """The renderer's ``average`` (a depth tolerance, or None for the nearest point) of ``arch``."""
+    return float(arch["splat_depth"]) if arch.get("splat_average") else None
 
 
 @dataclass(eq=False)
@@ -66,14 +74,14 @@ class SceneData:
 
 
 def prepare_scene(frames: Sequence, cloud, size: int, background: Sequence[float], scales: int,
-                  device: str = "cpu", name: str = "") -> SceneData:
+                  device: str = "cpu", name: str = "", average: float | None = None) -> SceneData:
     pts = PointSet.from_numpy(cloud.points, device)
     obs = []
     for f in frames:
         w, h = training_size(f.camera, size)
         cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
         obs.append(observe(pts, cam, resize_image(f.rgb(background), w, h), device))
-    views = prepare_point_views(frames, pts, size, background, scales)
+    views = prepare_point_views(frames, pts, size, background, scales, average=average)
     return SceneData(name, pts, obs, views)
 
 
@@ -131,7 +139,8 @@ def heldout_psnr(net: Pretrained, scene: SceneData, frames: Sequence, size: int,
     from plugins._points.data import full_point_batch
 
     desc = scene_descriptors(net, scene)
-    views = prepare_point_views(frames, scene.points, size, background, len(net.renderer.unet.down))
+    views = prepare_point_views(frames, scene.points, size, background, len(net.renderer.unet.down),
+                                average=net.renderer.average)
     scores = []
     with torch.no_grad():
         for v in views:
@@ -158,12 +167,13 @@ def load_pretrained(folder: str | Path, device: str = "cpu") -> tuple[Pretrained
     if not isinstance(cfg, dict) or cfg.get("format") != PRETRAINED_FORMAT:
         raise LoadError(folder, "not NPBG++ pretrained weights (made by `main.py pretrain npbgpp`)")
     schema = {k: (lambda v, r=r: of_type(int)(v) or r.problem(v)) for k, r in _ARCH.items()}
-    schema.update({"multiscale": of_type(bool), "view_dirs": of_type(bool)})
+    schema.update({"multiscale": of_type(bool), "view_dirs": of_type(bool), "splat_average": of_type(bool),
+                   "splat_depth": lambda v: of_type(float)(v) or Range(0, 100).problem(v)})
     try:
-        check_json_object(cfg.get("config"), schema)
+        check_json_object(cfg.get("config"), schema, optional=tuple(_ARCH_LEGACY))
     except (ValueError, TypeError) as exc:
         raise LoadError(folder / "config.json", " ".join(str(exc).split())) from None
-    arch = dict(cfg["config"])
+    arch = {**_ARCH_LEGACY, **cfg["config"]}
     net = load_weights(folder, cfg, lambda: build_pretrained(arch), device)
     return net.float(), arch
 

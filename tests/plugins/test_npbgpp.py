@@ -92,20 +92,54 @@ def test_pretrain_resumes_from_earlier_weights_and_adds_up_the_metrics(pretraine
     assert not any((tmp_path / "bad").glob("*")) if (tmp_path / "bad").exists() else True
 
 
-@pytest.mark.parametrize("which", ["pretrain-cli", "shipped"])
-def test_fit_with_no_fitting_renders_and_round_trips(which, pretrained, scene, data, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def pretrained_nearest(scene, tmp_path_factory) -> Path:
+    """Weights pretrained drawing the nearest point per pixel (``splat_average`` off)."""
+    out = tmp_path_factory.mktemp("pre-nearest") / "npbgpp"
+    assert cli_main(["pretrain", "npbgpp", "--scenes", str(scene), "--out", str(out), "--iters", "2",
+                     "--minutes", "0", "--size", "32", "--quiet", "--set", "splat_average=false"]) == 0
+    return out
+
+
+def test_the_splat_is_part_of_the_pretrained_architecture(pretrained, pretrained_nearest, tmp_path):
+    """The weights say how their renderer draws (the mean of each pixel's front points or the
+    nearest point) and a fit with them draws so; weights stored before the setting existed
+    load as the nearest point."""
+    from plugins.npbgpp.pretrain import average_of
+
+    assert average_of(load_pretrained(pretrained)[1]) == NPBGPP.Config().splat_depth
+    assert load_pretrained(pretrained)[0].renderer.average == NPBGPP.Config().splat_depth
+    net, arch = load_pretrained(pretrained_nearest)
+    assert arch["splat_average"] is False and net.renderer.average is None
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    cfg = json.loads((pretrained_nearest / "config.json").read_text())
+    for k in ("splat_average", "splat_depth"):
+        del cfg["config"][k]
+    (legacy / "config.json").write_text(json.dumps(cfg))
+    (legacy / "model.safetensors").write_bytes((pretrained_nearest / "model.safetensors").read_bytes())
+    net, arch = load_pretrained(legacy)
+    assert arch["splat_average"] is False and net.renderer.average is None
+
+
+@pytest.mark.parametrize("which", ["pretrain-cli", "pretrain-nearest", "shipped"])
+def test_fit_with_no_fitting_renders_and_round_trips(which, pretrained, pretrained_nearest, scene, data, tmp_path,
+                                                      capsys):
     if which == "shipped" and not (shipped_pretrained() / "config.json").is_file():
         pytest.skip("no shipped model in resources/npbgpp")
     out = tmp_path / "ck"
     args = ["fit", "npbgpp", "--scene", str(scene), "--points", str(scene / "points.ply"), "--out", str(out),
             "--minutes", "0", "--size", "48", "--quiet"]
-    if which == "pretrain-cli":
-        args += ["--pretrained", str(pretrained)]
+    if which.startswith("pretrain"):
+        args += ["--pretrained", str(pretrained if which == "pretrain-cli" else pretrained_nearest)]
     assert cli_main(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 0 and np.isfinite(summary["heldout_psnr"])
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "points.npz"]
     back = NPBGPP.load(out)
+    want = None if which == "pretrain-nearest" else NPBGPP.Config().splat_depth
+    if which != "shipped":  # the checkpoint draws as its pretrained weights do
+        assert back.net.average == want and back.config["splat_average"] == (want is not None)
     cam = data[0].split("test")[0].camera
     a = NPBGPP.render(back, cam)
     assert a.shape == (cam.height, cam.width, 3) and np.isfinite(a).all()
