@@ -306,14 +306,17 @@ def front_rasters(values: torch.Tensor, fr: Front, batch: int, height: int, widt
                   scales: int) -> list[torch.Tensor]:
     """Per scale (B, H_s, W_s, C + 1): the mean of ``values`` (N, C) over each pixel's front
     points (zeros where none) and the coverage (1 where any). The full scale by one
-    ``index_add`` of the entries' values and a ``bincount`` of their pixels; each coarser scale
+    ``index_add`` of the entries' values (channels first) and a ``bincount`` of their pixels; each coarser scale
     adds the 2 x 2 finer sums (strided halves, as :func:`key_pyramid`) of the pixels its pooling
     mask keeps."""
     c = values.shape[1]
     n = batch * height * width
-    acc = values.new_zeros(n, c).index_add(0, fr.pix, values.index_select(0, fr.pid))
+    # channels first: an index_add along the last dim adds whole runs of one channel, and runs
+    # on two threads 4x faster than along dim 0 (10.3 -> 2.5 ms for 190 k entries into 256²,
+    # where the rows' scatter slows down with a second thread)
+    acc = values.new_zeros(c, n).index_add(1, fr.pix, values.index_select(0, fr.pid).t())
     cnt = torch.bincount(fr.pix, minlength=n).to(values.dtype)
-    sums = [torch.cat([acc, cnt[:, None]], 1).view(batch, height, width, c + 1)]
+    sums = [torch.cat([acc.t(), cnt[:, None]], 1).view(batch, height, width, c + 1)]
     for s in range(1, scales):
         a = sums[-1] * fr.pool[s - 1].to(values.dtype)[..., None]
         rows = a[:, 0::2] + a[:, 1::2]
