@@ -157,6 +157,8 @@ def aggregate(encoder: ViewEncoder, basis: LearnedSH, views: list[Observation], 
         w = torch.exp(conf[0].flatten(1).t()[v.pix].clamp(-10.0, 10.0))  # (n, 1)
         y = basis(v.dirs)  # (n, 9)
         coef = (f[:, :, None] * y[:, None, :]).reshape(len(v.ids), -1)
-        num = num.index_add(0, v.ids, w * coef)
-        den = den.index_add(0, v.ids, w)
+        # in place: out of place copied the whole (n_points, channels * 9) sum once per view (58 MB
+        # per view at 200 k points); autograd needs neither sum's old value
+        num.index_add_(0, v.ids, w * coef)
+        den.index_add_(0, v.ids, w)
     return num / den.clamp(min=1e-6)
