@@ -106,7 +106,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
 
     step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=bool(getattr(cfg, "batch_dice", False)))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
 

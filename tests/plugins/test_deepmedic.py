@@ -388,6 +388,8 @@ def test_short_training_beats_chance_and_its_checkpoint_predicts_the_same(tmp_pa
     np.testing.assert_array_equal(np.asarray(again.array), np.asarray(labels.array))
     # a checkpoint from before `subsample` existed is the paper's two pathways, not today's default
     stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["config"]["small_structures"] in ("on", "off")  # "auto" was decided from the labels
+    assert "batch_dice" not in stored["config"]
     del stored["config"]["subsample"]
     (tmp_path / "config.json").write_text(json.dumps(stored))
     old = PLUGIN.load(tmp_path)
@@ -452,3 +454,46 @@ def test_low_channels_widen_only_the_low_resolution_pathways_and_count_in_the_me
         Config(**big, low_channels=128).validate()
     with pytest.raises(ValueError, match="low_channels"):
         Config(low_channels=-1).validate()
+
+
+# small structures: wider low-resolution pathways and the batch's Dice, decided from the labels ----
+def _labels_case(voxels_per_label: dict[int, int], spacing=(2.0, 2.0, 2.5)) -> Case:
+    arr = np.zeros((40, 40, 40), np.int16)
+    flat = arr.reshape(-1)
+    start = 0
+    for value, n in voxels_per_label.items():
+        flat[start:start + n] = value
+        start += n
+    affine = np.diag([*spacing, 1.0])
+    return Case(Volume(arr.astype(np.float32), affine), LabelMap(arr, affine), name="c")
+
+
+@pytest.mark.parametrize("labels, smallest_ml, decided", [
+    pytest.param({1: 1000, 2: 2000}, 10.0, "on", id="10-mL-organ"),          # 1000 voxels x 10 mm^3
+    pytest.param({1: 5000, 2: 1600}, 16.0, "off", id="16-mL-smallest"),
+    pytest.param({1: 1499}, 14.99, "on", id="just-under-15-mL"),
+    pytest.param({1: 40 * 40 * 40}, 640.0, "off", id="one-big-label"),
+])
+def test_auto_small_structures_follow_the_smallest_label(labels, smallest_ml, decided):
+    from plugins.deepmedic import label_volumes_ml, low_width, resolve_small_structures
+
+    cases = [_labels_case(labels)]
+    assert min(label_volumes_ml(cases).values()) == pytest.approx(smallest_ml)
+    cfg = resolve_small_structures(Config(channels=6), cases)
+    assert cfg.small_structures == decided and cfg.batch_dice == (decided == "on")
+    assert low_width(cfg) == (12 if decided == "on" else 6)
+    first = build_network(1, 3, cfg).low.convs[0].out_channels
+    assert first == low_width(cfg)
+    # what a user set is kept: an explicit mode, and an explicit width over the mode's
+    assert resolve_small_structures(Config(small_structures="off"), cases).small_structures == "off"
+    assert low_width(resolve_small_structures(Config(channels=6, low_channels=9), cases)) == 9
+
+
+def test_the_smallest_label_over_cases_decides_and_a_checkpoint_from_before_is_off():
+    from plugins.deepmedic import label_volumes_ml
+
+    vols = label_volumes_ml([_labels_case({1: 3000, 2: 3000}), _labels_case({1: 1000, 2: 4000})])
+    assert vols == {1: pytest.approx(10.0), 2: pytest.approx(30.0)}
+    assert Config.LEGACY["small_structures"] == "off"  # stored configs without the field: as trained then
+    with pytest.raises(ValueError, match="small_structures"):
+        Config(small_structures="maybe").validate()
