@@ -202,21 +202,10 @@ def low_width(cfg: Any, worst: bool = False) -> int:
 
 def label_volumes_ml(cases: Sequence[Any]) -> dict[int, float]:
     """Each label value's volume in mL, the smallest over the cases that hold it (their own grids)."""
-    import numpy as np
-
     out: dict[int, float] = {}
     for case in cases:
-        arr = np.asarray(case.labels.array)
-        voxel_ml = abs(float(np.linalg.det(np.asarray(case.labels.affine, float)[:3, :3]))) / 1000.0
-        if np.issubdtype(arr.dtype, np.integer) and arr.size and int(arr.min()) >= 0:
-            counts = np.bincount(arr.ravel())
-            values = np.flatnonzero(counts)
-            counts = counts[values]
-        else:
-            values, counts = np.unique(arr, return_counts=True)
-        for v, n in zip(values.tolist(), counts.tolist()):
-            if v != 0:
-                out[int(v)] = min(out.get(int(v), math.inf), n * voxel_ml)
+        for v, ml in case.labels.volumes_ml().items():
+            out[v] = min(out.get(v, math.inf), ml)
     return out
 
 
