@@ -319,3 +319,55 @@ def test_a_budget_that_ends_inside_the_first_epoch_still_draws_the_loss(tmp_path
                          checkpoint_dir=str(tmp_path))
     assert model.metrics["stopped_by"] == "time budget" and model.metrics["steps"] > 0
     assert len(curve) == 1 and np.isfinite(curve[0][1]["loss"]) and curve[0][0] == model.metrics["steps"]
+
+
+# depth from the labels: four levels for small structures, five otherwise -------------------------
+def _labels_case(voxels_per_label: dict[int, int], spacing=(2.0, 2.0, 2.5)) -> Case:
+    arr = np.zeros((32, 32, 32), np.int16)
+    flat = arr.reshape(-1)
+    start = 0
+    for value, n in voxels_per_label.items():
+        flat[start:start + n] = value
+        start += n
+    affine = np.diag([*spacing, 1.0])
+    return Case(Volume(arr.astype(np.float32), affine), LabelMap(arr, affine), name="c")
+
+
+@pytest.mark.parametrize("labels, decided", [
+    pytest.param({1: 1000, 2: 2000}, 4, id="10-mL-organ"),  # 1000 voxels x 10 mm^3
+    pytest.param({1: 1499, 2: 3000}, 4, id="just-under-15-mL"),
+    pytest.param({1: 1600, 2: 5000}, 5, id="16-mL-smallest"),
+    pytest.param({1: 32 * 32 * 32}, 5, id="one-big-label"),
+])
+def test_auto_levels_follow_the_smallest_label(labels, decided):
+    from plugins.unet3d import build_network, resolve_levels
+
+    cases = [_labels_case(labels)]
+    cfg = resolve_levels(Config(base_channels=2, res_units=0), cases)
+    assert cfg.levels == decided
+    net = build_network(1, 3, cfg)
+    downs = [m for m in net.modules() if isinstance(m, torch.nn.Conv3d) and m.stride == (2, 2, 2)]
+    assert len(downs) == decided - 1, "one stride-2 convolution per level below the first"
+    # what a user set is kept
+    assert resolve_levels(Config(levels=3), cases).levels == 3
+
+
+def test_undecided_levels_check_patches_for_the_deeper_network_and_one_level_is_refused():
+    Config(levels=0, patch_size=48).validate()  # a multiple of 16 suits both 4 and 5 levels
+    with pytest.raises(ValueError, match="multiple of 16"):
+        Config(levels=0, patch_size=40).validate()
+    Config(levels=4, patch_size=40).validate()
+    with pytest.raises(ValueError, match="levels: must be 0"):
+        Config(levels=1).validate()
+
+
+def test_training_stores_the_levels_it_decided(tmp_path):
+    cases = [_labels_case({1: 1000, 2: 2000}), _labels_case({1: 1200, 2: 2500})]
+    cfg = Config(patch_size=16, base_channels=2, res_units=0, batch_size=1, iters_per_epoch=2, max_epochs=1,
+                 val_every=1, minutes=0, val_fraction=0.5, tta=False, seed=0)
+    model = PLUGIN.train(cases, cfg, Progress(), checkpoint_dir=str(tmp_path))
+    assert model.config["levels"] == 4
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["config"]["levels"] == 4
+    loaded = PLUGIN.load(tmp_path)
+    assert loaded.config["levels"] == 4
