@@ -37,7 +37,6 @@ from typing import Any, Callable, Sequence
 
 from plugins._seg.crf import CRF_BOUNDS, crf_field
 from plugins._seg.plugin import PatchSegmenterPlugin
-from plugins._seg.small import SMALL_ML, has_small_labels, label_volumes_ml
 from viewer.plugins import SEED_MAX, Range, validate_config
 
 __all__ = ["Config", "DeepMedicPlugin", "PLUGIN", "BOUNDS", "SMALL_ML", "WINDOW_BUDGET", "build_network", "check_block",
@@ -187,6 +186,9 @@ class Config:
         return self.small_structures == "on"
 
 
+SMALL_ML = 15.0  # a label under this many mL (in any training case) makes small_structures="auto" on
+
+
 def low_width(cfg: Any, worst: bool = False) -> int:
     """Feature maps of the low-resolution pathways' first layers for ``cfg``: ``low_channels`` if
     set, else twice ``channels`` for small structures, else ``channels``; ``worst``: "auto" as on
@@ -198,6 +200,15 @@ def low_width(cfg: Any, worst: bool = False) -> int:
     return 2 * int(cfg.channels) if mode == "on" or (worst and mode == "auto") else int(cfg.channels)
 
 
+def label_volumes_ml(cases: Sequence[Any]) -> dict[int, float]:
+    """Each label value's volume in mL, the smallest over the cases that hold it (their own grids)."""
+    out: dict[int, float] = {}
+    for case in cases:
+        for v, ml in case.labels.volumes_ml().items():
+            out[v] = min(out.get(v, math.inf), ml)
+    return out
+
+
 def resolve_small_structures(cfg: Any, cases: Sequence[Any]) -> Any:
     """``cfg`` with ``small_structures="auto"`` decided from the training labels: "on" when a
     label holds under :data:`SMALL_ML` mL (the phantom's gallbladder, adrenals, pancreas; MNI152's
@@ -205,7 +216,9 @@ def resolve_small_structures(cfg: Any, cases: Sequence[Any]) -> Any:
     liver, kidneys, spleen, bone: 29 mL and more; grey/white matter)."""
     if getattr(cfg, "small_structures", "off") != "auto":
         return cfg
-    return replace(cfg, small_structures="on" if has_small_labels(cases) else "off")
+    volumes = label_volumes_ml(cases)
+    small = bool(volumes) and min(volumes.values()) < SMALL_ML
+    return replace(cfg, small_structures="on" if small else "off")
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):

@@ -1,33 +1,23 @@
-"""3D U-Net segmentation (MONAI's UNet with residual units), trained on image/label volumes.
-
-Depth from the labels (``levels=0``, the default; decided when training starts and stored in the
-checkpoint): four resolution levels when a training label holds under 15 mL
-(:mod:`plugins._seg.small`), five otherwise. At equal CPU minutes four levels found the phantom's
-1.5-5 mL organs better (+0.013 to +0.039 Dice, paired) and MNI152's deep grey matter as well
-(+0.002), while the liver-to-bone phantom lost 0.015 with them (docs/PERFORMANCE.md).
-"""
+"""3D U-Net segmentation (MONAI's UNet with residual units), trained on image/label volumes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from plugins._seg.crf import CRF_BOUNDS, crf_field
 from plugins._seg.plugin import PatchSegmenterPlugin
-from plugins._seg.small import has_small_labels
 from viewer.plugins import SEED_MAX, Range, validate_config
 
-__all__ = ["Config", "UNet3D", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "build_network", "resolve_levels",
-           "SMALL_LEVELS", "LARGE_LEVELS"]
+__all__ = ["Config", "UNet3D", "PLUGIN", "BOUNDS", "WINDOW_BUDGET", "build_network"]
 
 # Feature-map elements at the first level for one network call (patch^3 x base channels x windows
 # or patches per call): 2^29 float32 is 2 GB per map, so a config someone edited (a 400^3 patch)
 # is refused before it allocates 16 GB; every default and GPU preset sits well below it.
 WINDOW_BUDGET = 1 << 29
-SMALL_LEVELS, LARGE_LEVELS = 4, 5  # levels=0 (auto): with a label under 15 mL, and without
 
 BOUNDS = {
-    "patch_size": Range(16, 256), "base_channels": Range(1, 128), "levels": Range(0, 7),
+    "patch_size": Range(16, 256), "base_channels": Range(1, 128), "levels": Range(2, 7),
     "res_units": Range(0, 8), "sampling": ("posneg", "classes"), "affine_prob": Range(0, 1),
     "batch_size": Range(1, 256), "learning_rate": Range(0, 1, lo_open=True), "max_epochs": Range(1, 1_000_000),
     "iters_per_epoch": Range(1, 1_000_000), "val_every": Range(1, 1_000_000), "minutes": Range(0, 100_000),
@@ -59,7 +49,7 @@ class Config:
 
     patch_size: int = field(default=64, metadata={"help": "edge of the cubic training patch, voxels"})
     base_channels: int = field(default=16, metadata={"help": "feature maps at the first level (doubled per level)"})
-    levels: int = field(default=0, metadata={"help": "resolution levels of the U-Net, 2-7; 0 = from the labels: 4 when a training label holds under 15 mL, else 5"})
+    levels: int = field(default=5, metadata={"help": "resolution levels of the U-Net"})
     res_units: int = field(default=2, metadata={"help": "residual units per level"})
     sampling: str = field(default="classes", metadata={"help": "patch centres: posneg (half foreground, half background) or classes (evenly over every label)"})
     affine_prob: float = field(default=0.0, metadata={"help": "chance of a small random rotation/scaling of a training patch"})
@@ -93,36 +83,21 @@ class Config:
     def validate(self) -> None:
         """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
         validate_config(self, BOUNDS)
-        if self.levels == 1:
-            raise ValueError("levels: must be 0 (from the labels) or 2 to 7, got 1")
         p = self.patch_size
-        problem = check_patch((p, p, p), self.depth, self.base_channels, max(self.batch_size, self.sw_batch_size))
+        problem = check_patch((p, p, p), self.levels, self.base_channels, max(self.batch_size, self.sw_batch_size))
         if problem:
             raise ValueError(f"patch_size: {problem}")
 
     def patch_problem(self, patch: tuple[int, ...]) -> str | None:
         """Why a stored inference patch (voxels per axis) does not suit this network, or None."""
-        return check_patch(tuple(patch), self.depth, self.base_channels, self.sw_batch_size)
-
-    @property
-    def depth(self) -> int:
-        """The levels the network has: ``levels``, or for 0 (not yet decided) the deeper of the two
-        choices, whose patch rule (a multiple of 16) also suits the other."""
-        return int(self.levels) or LARGE_LEVELS
-
-
-def resolve_levels(cfg: Any, cases: Any) -> Any:
-    """``cfg`` with ``levels=0`` decided from the training labels (:func:`has_small_labels`)."""
-    if int(getattr(cfg, "levels", LARGE_LEVELS)) != 0:
-        return cfg
-    return replace(cfg, levels=SMALL_LEVELS if has_small_labels(cases) else LARGE_LEVELS)
+        return check_patch(tuple(patch), self.levels, self.base_channels, self.sw_batch_size)
 
 
 def build_network(in_channels: int, n_classes: int, cfg: Any):
     """MONAI's UNet: channels base·2^l, stride-2 downsampling, residual units, instance norm."""
     from monai.networks.nets import UNet
 
-    levels = int(getattr(cfg, "levels", LARGE_LEVELS)) or LARGE_LEVELS
+    levels = int(getattr(cfg, "levels", 5))
     base = int(getattr(cfg, "base_channels", 16))
     return UNet(spatial_dims=3, in_channels=in_channels, out_channels=n_classes,
                 channels=tuple(base * 2**i for i in range(levels)), strides=(2,) * (levels - 1),
@@ -134,15 +109,11 @@ class UNet3D(PatchSegmenterPlugin):
 
     name = "unet3d"
     priority = 10  # the default segmenter: the best measured (docs/PERFORMANCE.md)
-    description = "3D U-Net (MONAI), Dice + cross-entropy, class-balanced patches, sliding windows"
+    description = "3D U-Net (MONAI), Dice + cross-entropy, half-foreground patches, sliding windows"
     Config = Config
 
     def build_network(self, in_channels: int, n_classes: int, config: Any):
         return build_network(in_channels, n_classes, config)
-
-    def train(self, cases, config, progress, **kwargs):
-        # levels=0 is decided here, from the labels, so the checkpoint stores the network trained
-        return super().train(cases, resolve_levels(config, cases), progress, **kwargs)
 
 
 PLUGIN = UNet3D()
