@@ -26,32 +26,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def psnr(mse: float) -> float:
-    return float("inf") if mse <= 0 else float(10 * np.log10(1.0 / mse))
-
-
 def regions(alpha: np.ndarray, gt: np.ndarray, rings: int) -> dict[str, np.ndarray]:
     """Boolean (V, H, W) masks of the regions named in the module docstring (they overlap only
     where the highlights lie in the interior)."""
     from scipy import ndimage
 
     fg = alpha > 0.5
-
-    def grow(m, k):  # k dilations (k = 0: the mask itself; scipy's iterations=0 means "until stable")
-        return m if k == 0 else ndimage.binary_dilation(m, iterations=k)
-
-    def shrink(m, k):
-        return m if k == 0 else ndimage.binary_erosion(m, iterations=k)
-
+    # grown[k] / shrunk[k]: k dilations / erosions of each view's mask, one more per step (scipy's
+    # iterations=0 would mean "until nothing changes", so k = 0 is the mask itself)
+    grown, shrunk = [fg], [fg]
+    for _ in range(rings):
+        grown.append(np.stack([ndimage.binary_dilation(m) for m in grown[-1]]))
+        shrunk.append(np.stack([ndimage.binary_erosion(m) for m in shrunk[-1]]))
     out: dict[str, np.ndarray] = {}
     for k in range(1, rings + 1):
-        out[f"ring {k} outside"] = np.stack([grow(m, k) & ~grow(m, k - 1) for m in fg])
-        out[f"ring {k} inside"] = np.stack([shrink(m, k - 1) & ~shrink(m, k) for m in fg])
-    interior = np.stack([shrink(m, rings) for m in fg])
-    out["interior"] = interior
+        out[f"ring {k} outside"] = grown[k] & ~grown[k - 1]
+        out[f"ring {k} inside"] = shrunk[k - 1] & ~shrunk[k]
+    out["interior"] = shrunk[rings]
     lum = gt.mean(-1)
     out["highlights (brightest 3 %)"] = fg & (lum > np.quantile(lum[fg], 0.97)) if fg.any() else fg
-    out["background"] = ~np.stack([grow(m, rings) for m in fg])
+    out["background"] = ~grown[rings]
     return out
 
 
@@ -65,7 +59,7 @@ def main() -> None:
 
     from scipy import ndimage
 
-    from viewer.analysis.images import to_uint8
+    from viewer.analysis.images import psnr, to_uint8
     from viewer.cli.fit import _load_model
     from viewer.io.photosets import load_viewset
 
@@ -75,22 +69,26 @@ def main() -> None:
     alpha = np.stack([f.alpha for f in frames])
     masks = regions(alpha, gt, args.rings)
     inner = masks["interior"]
+    sigmas = (0.5, 0.7, 1.0)
+    blurred = {s: np.stack([np.stack([ndimage.gaussian_filter(g[..., c], s) for c in range(3)], -1) for g in gt])[inner]
+               for s in sigmas}  # the photos' interiors blurred, once for every checkpoint
     for ck in args.checkpoints:
         plugin, model = _load_model(ck, "cpu")
         pred = np.stack([to_uint8(plugin.render(model, f.camera, scene.background)) for f in frames]) / 255.0
         diff = pred - gt
         se = (diff ** 2).mean(-1)
         total = se.sum()
-        print(f"{ck} ({plugin.name}): PSNR {psnr(se.mean()):.2f} dB over {len(frames)} {args.split} views")
+        print(f"{ck} ({plugin.name}): PSNR {psnr(pred, gt):.2f} dB over {len(frames)} {args.split} views")
         for name, m in masks.items():
             part = se[m].sum()
+            # the views with this region drawn as the photo is
+            right = psnr(np.where(m[..., None], gt, pred), gt)
             print(f"  {name:28s} error {part / total:6.1%}  pixels {m.mean():6.1%}  signed {diff.mean(-1)[m].mean() if m.any() else 0:+.3f}"
-                  f"  PSNR without it {psnr((total - part) / se.size):.2f}")
-        for sigma in (0.5, 0.7, 1.0):
-            blurred = np.stack([np.stack([ndimage.gaussian_filter(g[..., c], sigma) for c in range(3)], -1) for g in gt])
-            print(f"  interior against the photo blurred by {sigma} px: {psnr(((pred - blurred) ** 2)[inner].mean()):.2f} dB"
-                  f" (against the photo: {psnr(((pred - gt) ** 2)[inner].mean()):.2f})")
-
+                  f"  PSNR without it {right:.2f}")
+        inside = psnr(pred[inner], gt[inner])
+        for s in sigmas:
+            print(f"  interior against the photo blurred by {s} px: {psnr(pred[inner], blurred[s]):.2f} dB"
+                  f" (against the photo: {inside:.2f})")
 
 if __name__ == "__main__":
     main()
