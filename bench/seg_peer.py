@@ -184,6 +184,7 @@ def worker(args) -> None:
     t0, c0 = time.monotonic(), clock()
     res: dict = {"side": args.side, "threads": torch.get_num_threads(), "clock": args.clock}
     infer: list[tuple[float, float]] = []  # (wall, CPU) seconds per test case
+    preds: list = []  # (prediction, reference, case) per test case, for --save-pred
 
     def timed(call):
         w, c = time.monotonic(), time.process_time()
@@ -199,6 +200,7 @@ def worker(args) -> None:
         for case in test:
             pred, ref = timed(lambda: peer_predict(net, case))
             scores.append(dice_per_label(pred, ref, values))
+            preds.append((pred, ref, case))
         res.update(steps=steps, recipe="plain MONAI loop (see bench/seg_peer.py)")
     else:
         plugin = get_plugin(_plugin_name(args.side), "segmenter")
@@ -213,6 +215,7 @@ def worker(args) -> None:
             pred, _ = timed(lambda: plugin.predict(model, case.image, Progress(),
                                                    tta=bool(model.config.get("tta", True))))
             scores.append(dice_per_label(np.asarray(pred.array), np.asarray(case.labels.array), values))
+            preds.append((np.asarray(pred.array), np.asarray(case.labels.array), case))
         m = model.metrics
         res.update(steps=m["steps"], validation=m.get("validation"), train_patch_or_val_dice=m.get("best_val_dice"),
                    mirror_axes=model.config.get("mirror_axes"), config=model.config)
@@ -222,10 +225,20 @@ def worker(args) -> None:
                eval_seconds=round(time.monotonic() - t0 - train_s, 1),
                infer_seconds={"wall": [round(w, 2) for w, _ in infer], "cpu": [round(c, 2) for _, c in infer]})
     Path(args.result).write_text(json.dumps(res))
+    if args.save_pred:
+        # the peer's arrays are in RAS voxel order (padded), ours on the scan's own grid: each with
+        # its own reference, and the voxel size, so a post-processing can be scored offline
+        out = Path(args.save_pred)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, (pred, ref, case) in enumerate(preds):
+            spacing = np.linalg.norm(np.asarray(case.image.affine)[:3, :3], axis=0)
+            np.savez_compressed(out / f"{args.dataset}_{args.side_id}_{i}.npz", pred=pred, ref=ref,
+                                spacing=spacing, values=np.array(values), side=args.side)
 
 
 # the pair, side by side ------------------------------------------------------------------------
-def run_pair(dataset: str, sides: list[str], minutes: float, clock: str, seed: int = 0) -> dict:
+def run_pair(dataset: str, sides: list[str], minutes: float, clock: str, seed: int = 0,
+             save_pred: str = "") -> dict:
     with tempfile.TemporaryDirectory(prefix="seg-peer-") as tmp:
         barrier = Path(tmp, "barrier")
         barrier.mkdir()
@@ -233,6 +246,8 @@ def run_pair(dataset: str, sides: list[str], minutes: float, clock: str, seed: i
         for i, side in enumerate(sides):
             cmd = [sys.executable, __file__, "--worker", "--dataset", dataset, "--side", side, "--side-id", str(i),
                    "--minutes", str(minutes), "--clock", clock, "--seed", str(seed), "--barrier", str(barrier), "--result", str(Path(tmp, f"{i}.json"))]
+            if save_pred:
+                cmd += ["--save-pred", save_pred]
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1")))
         for p in procs:
             if p.wait() != 0:
@@ -268,6 +283,9 @@ def main() -> None:
                          "else runs on the machine) or the wall clock")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed of both sides (sampling, initial weights); the data sets do not change")
+    ap.add_argument("--save-pred", default="", metavar="DIR",
+                    help="also write each side's test segmentations and references to DIR "
+                         "(SET_SIDE_CASE.npz: pred, ref, spacing, values, side), e.g. to score a post-processing offline")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--dataset", "--side", "--side-id", "--barrier", "--result"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -283,7 +301,7 @@ def main() -> None:
     stem = "seg_peer" + (f"_{args.tag}" if args.tag else "")
     for name in args.sets.split(","):
         t = time.monotonic()
-        sides = run_pair(name, args.pair, args.minutes, args.clock, args.seed)
+        sides = run_pair(name, args.pair, args.minutes, args.clock, args.seed, args.save_pred)
         results["sets"][name] = {"what": WHAT[name], "sides": sides,
                                  "wall_seconds": round(time.monotonic() - t, 1)}
         summary = {side: (round(s["dice_mean"], 3), s["steps"]) for side, s in sides.items()}
