@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from viewer.cli import main
 from viewer.model.camera import Camera
@@ -177,8 +178,31 @@ def test_capture_keeps_the_mesh_uv_and_takes_a_texture(tmp_path, capsys):
     assert np.array_equal(load_path(tmp_path / "b" / "mesh.obj").texture[..., :3], procedural_texture(32, 9))
 
 
+def test_capture_supersample_writes_camera_like_photos(tmp_path, capsys):
+    """``--supersample 3``: the same views, each pixel the mean of 3 x 3 samples, so alpha is
+    fractional along the silhouette only, and the photo is the sharp one box-filtered."""
+    src = _mesh_file(tmp_path)
+    args = ["capture", str(src), "--views", "3", "--size", "48", "--test-fraction", "0", "--seed", "2"]
+    assert main([*args, "--out", str(tmp_path / "sharp")]) == 0
+    assert main([*args, "--out", str(tmp_path / "aa"), "--supersample", "3"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["supersample"] == 3
+    for k in range(3):
+        sharp = np.asarray(Image.open(tmp_path / "sharp" / "train" / f"r_{k:03d}.png")).astype(float)
+        aa = np.asarray(Image.open(tmp_path / "aa" / "train" / f"r_{k:03d}.png")).astype(float)
+        assert set(np.unique(sharp[..., 3])) == {0, 255}
+        part = (aa[..., 3] > 0) & (aa[..., 3] < 255)
+        assert part.sum() > 20  # the silhouette's pixels are partly covered
+        edge = (sharp[..., 3] > 0) != ndimage.binary_erosion(sharp[..., 3] > 0)
+        ring = ndimage.binary_dilation(edge, iterations=1)
+        assert ring[part].all()  # ... and only those
+        assert ((aa[..., 3] > 127) == (sharp[..., 3] > 127)).mean() > 0.98
+        inside = ndimage.binary_erosion(sharp[..., 3] > 0, iterations=2)
+        assert np.abs(aa[inside, :3] - sharp[inside, :3]).mean() < 12  # the same picture, filtered
+
+
 @pytest.mark.parametrize("extra, where, why", [
     (["--views", "0"], "--views", "between 1 and"),
+    (["--supersample", "9"], "--supersample", "between 1 and 8"),
     (["--size", "8"], "--size", "between 16"),
     (["--test-fraction", "1.5"], "--test-fraction", "[0, 1)"),
     (["--views", "2", "--test-fraction", "0.1"], "--test-fraction", "no test view"),

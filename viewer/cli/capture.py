@@ -2,7 +2,7 @@
 layout, for training and testing neural renderers.
 
     python main.py capture MESH --out DIR [--views N] [--size S] [--test-fraction F]
-                           [--texture IMG] [--specular K] [--seed N] [--points P]
+                           [--texture IMG] [--specular K] [--seed N] [--points P] [--supersample S]
 
 What is written, and how, is :mod:`viewer.compute.photoset`'s docstring. A one-line JSON summary
 is printed.
@@ -35,13 +35,17 @@ def add_parsers(sub) -> None:
     c.add_argument("--seed", type=number_in(int, 0, 2**32 - 1), default=0, help="cameras, split and procedural texture (default 0)")
     c.add_argument("--points", type=number_in(int, 1, 20_000_000), default=100_000,
                    help="points sampled on the surface into points.ply, for the point renderers (default 100000)")
+    c.add_argument("--supersample", type=int, default=1,
+                   help="S x S samples per pixel, averaged: anti-aliased photos with fractional alpha at the "
+                        "silhouette, as a camera takes them (default 1: each pixel's centre)")
     HANDLERS["capture"] = _cmd_capture
 
 
 def _cmd_capture(args: argparse.Namespace) -> int:
     summary = capture_dataset(args.mesh, args.out, views=args.views, size=args.size,
                               test_fraction=args.test_fraction, texture=args.texture,
-                              specular=args.specular, seed=args.seed, points=args.points)
+                              specular=args.specular, seed=args.seed, points=args.points,
+                              supersample=args.supersample)
     print(json.dumps(summary))
     return 0
 

@@ -2,7 +2,7 @@
 layout, for training and testing neural renderers.
 
     python main.py capture MESH --out DIR [--views N] [--size S] [--test-fraction F]
-                           [--texture IMG] [--specular K] [--seed N]
+                           [--texture IMG] [--specular K] [--seed N] [--points P] [--supersample S]
 
 ``N`` cameras spread over a sphere around the mesh (all framing its bounding sphere, 40 degree
 field of view, world +z up) are split at random (by ``--seed``) into ``round(N * F)`` test views
@@ -20,7 +20,10 @@ and the OpenGL-axes camera-to-world ``transform_matrix``), ``mesh.obj`` + ``mesh
 ``mesh.png`` (the mesh as rendered: uv, normals, texture), and ``points.ply``: ``--points``
 points sampled uniformly over the rendered surface (area-weighted, seeded), coloured by the
 texture at each sample's uv (binary PLY: double x y z, uchar red green blue), for the point
-renderers. A one-line JSON summary is printed.
+renderers. ``--supersample S`` renders S x S samples per pixel and averages them, as a camera's
+pixel integrates the light over its area: colours blend and alpha is fractional along the
+silhouette (real photos are like this); the default 1 samples each pixel's centre, so alpha is
+0 or 1 and matches the renderers' own rasterized masks pixel for pixel. A one-line JSON summary is printed.
 """
 
 from __future__ import annotations
@@ -192,7 +195,8 @@ def _transforms(cams, names: list[str], split: str, background) -> dict:
 
 def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 256,
                     test_fraction: float = 0.2, texture: str | None = None, specular: float = 0.5,
-                    seed: int = 0, background=(1.0, 1.0, 1.0), points: int = SURFACE_POINTS) -> dict:
+                    seed: int = 0, background=(1.0, 1.0, 1.0), points: int = SURFACE_POINTS,
+                    supersample: int = 1) -> dict:
     """Render the data set described in this module's docstring; returns the summary dict.
 
     Raises
@@ -208,6 +212,8 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
     n_train, n_test = _check_args(views, size, test_fraction, specular)
     if not 1 <= points <= 20_000_000:
         raise LoadError("--points", f"must be between 1 and 20000000, got {points}")
+    if not 1 <= supersample <= 8:
+        raise LoadError("--supersample", f"must be between 1 and 8, got {supersample}")
     out_dir = Path(out)
     if not 0 <= seed <= 2**32 - 1:
         raise LoadError("--seed", f"must be in [0, {2**32 - 1}], got {seed}")
@@ -229,7 +235,8 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
             (tmp / split).mkdir()
             split_cams = [cams[i] for i in idx]
             names = [f"r_{k:03d}" for k in range(len(idx))]
-            images = render_views(rendered, split_cams, specular=specular, background=background)
+            images = render_views(rendered, split_cams, specular=specular, background=background,
+                                  supersample=supersample)
             for name, img in zip(names, images):
                 Image.fromarray(img, "RGBA").save(tmp / split / f"{name}.png", format="PNG")
             (tmp / f"transforms_{split}.json").write_text(
@@ -242,4 +249,5 @@ def capture_dataset(mesh_path: str, out: str, *, views: int = 100, size: int = 2
     return {"out": str(out_dir), "train": n_train, "test": n_test, "size": size,
             "n_points": rendered.n_points, "n_faces": rendered.n_faces, "uv": uv_from,
             "texture": tex_from, "specular": specular, "seed": seed, "surface_points": points,
+            "supersample": supersample,
             "seconds": round(time.perf_counter() - t0, 2)}
