@@ -45,6 +45,8 @@ class ViewData:
     mask : (H, W) bool, the mesh covers the pixel centre.
     target : (H, W, 3) float32 photo in 0..1 composited over the background (area-resampled).
     normal : (H, W, 3) float32 unit world normals (:mod:`.shading`), 0 where not covered.
+    coverage : (H, W) float32 share of each pixel the mesh covers (``prepare_view(coverage=s)``),
+        or None.
     """
 
     name: str
@@ -53,6 +55,7 @@ class ViewData:
     mask: torch.Tensor
     target: torch.Tensor
     normal: torch.Tensor | None = None
+    coverage: torch.Tensor | None = None
     _covered: torch.Tensor | None = None
 
     @property
@@ -80,6 +83,8 @@ class PixelBatch:
     dirs : (N, 3) float unit ray directions, camera -> surface, world frame.
     mask : (B, 1, H, W) float coverage (1 covered, 0 not).
     normals : (N, 3) float unit world normals of those pixels (None if not computed).
+    coverage : (B, 1, H, W) float share of each pixel's area the mesh covers (None if not
+        computed): fractional along the silhouette, where ``mask`` says only whether the centre is.
     """
 
     shape: tuple[int, int, int]
@@ -88,6 +93,7 @@ class PixelBatch:
     dirs: torch.Tensor
     mask: torch.Tensor
     normals: torch.Tensor | None = None
+    coverage: torch.Tensor | None = None
 
 
 def training_size(camera: Camera, size: int) -> tuple[int, int]:
@@ -109,29 +115,30 @@ def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
 
 
 def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float],
-                 shading: MeshShading | None = None) -> ViewData:
+                 shading: MeshShading | None = None, coverage: int = 1) -> ViewData:
     """One frame's :class:`ViewData` at the training size (longer side ``size``); per-pixel
-    normals too if ``shading`` is given."""
+    normals too if ``shading`` is given, and with ``coverage`` s > 1 each pixel's covered share
+    from s x s samples."""
     w, h = training_size(frame.camera, size)
     cam = frame.camera.scaled(w, h) if (w, h) != (frame.camera.width, frame.camera.height) else frame.camera
-    m = rasterizer.rasterize(cam)
+    m = rasterizer.rasterize(cam, coverage=coverage) if coverage > 1 else rasterizer.rasterize(cam)
     target = resize_image(frame.rgb(background), w, h)
     normal = None if shading is None else torch.from_numpy(shading.normals(m.face, m.uv))
     return ViewData(name=frame.name or frame.camera.name, camera=cam,
                     uv=torch.from_numpy(np.ascontiguousarray(m.uv, np.float32)),
                     mask=torch.from_numpy(np.ascontiguousarray(m.mask, bool)), target=torch.from_numpy(target),
-                    normal=normal)
+                    normal=normal, coverage=None if m.coverage is None else torch.from_numpy(m.coverage))
 
 
 def prepare_views(frames: Sequence[Frame], mesh: Mesh, size: int, background: Sequence[float],
-                  report: Callable[[int, int], None] | None = None) -> list[ViewData]:
+                  report: Callable[[int, int], None] | None = None, coverage: int = 1) -> list[ViewData]:
     """Rasterize every frame once (the uv maps are cached for the whole fit), in this thread."""
     rast = make_rasterizer(mesh)
     shading = mesh_shading(mesh)
     try:
         out = []
         for i, f in enumerate(frames):
-            out.append(prepare_view(f, rast, size, background, shading))
+            out.append(prepare_view(f, rast, size, background, shading, coverage))
             if report is not None:
                 report(i + 1, len(frames))
         return out
@@ -155,9 +162,10 @@ def _dirs(k: torch.Tensor, r: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y:
 
 
 def _batch(uv: torch.Tensor, mask: torch.Tensor, cams: Sequence[Camera], x0: torch.Tensor,
-           y0: torch.Tensor, device, normal: torch.Tensor | None = None) -> PixelBatch:
-    """A PixelBatch from stacked crops uv (B, H, W, 2), mask (B, H, W) (and normals (B, H, W, 3))
-    whose top-left corners are (x0, y0) (B,) in their frames' pixel grids."""
+           y0: torch.Tensor, device, normal: torch.Tensor | None = None,
+           coverage: torch.Tensor | None = None) -> PixelBatch:
+    """A PixelBatch from stacked crops uv (B, H, W, 2), mask (B, H, W) (and normals (B, H, W, 3),
+    coverage (B, H, W)) whose top-left corners are (x0, y0) (B,) in their frames' pixel grids."""
     b, h, w = mask.shape
     mask = mask.to(device)
     flat = mask.reshape(-1)
@@ -170,25 +178,29 @@ def _batch(uv: torch.Tensor, mask: torch.Tensor, cams: Sequence[Camera], x0: tor
     dirs = _dirs(k, r, bi, (xx + x0.to(device)[bi]).float(), (yy + y0.to(device)[bi]).float())
     normals = None if normal is None else normal.reshape(-1, 3)[pix.to(normal.device)].to(device)
     return PixelBatch(shape=(b, h, w), pix=pix, uv=uv.to(device).reshape(-1, 2)[pix], dirs=dirs,
-                      mask=mask[:, None].float(), normals=normals)
+                      mask=mask[:, None].float(), normals=normals,
+                      coverage=None if coverage is None else coverage[:, None].to(device, torch.float32))
 
 
 def full_batch(view: ViewData, device="cpu") -> PixelBatch:
     """The whole frame as a batch of one."""
     z = torch.zeros(1, dtype=torch.long)
     return _batch(view.uv[None], view.mask[None], [view.camera], z, z, device,
-                  None if view.normal is None else view.normal[None])
+                  None if view.normal is None else view.normal[None],
+                  None if view.coverage is None else view.coverage[None])
 
 
 def camera_batch(camera: Camera, uv: np.ndarray, mask: np.ndarray, device="cpu",
-                 normal: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> PixelBatch:
+                 normal: np.ndarray | None = None, origin: tuple[int, int] = (0, 0),
+                 coverage: np.ndarray | None = None) -> PixelBatch:
     """A batch of one from a rasterizer's uv (H, W, 2) and mask (H, W) (and the normals (H, W, 3)
-    of :meth:`MeshShading.normals`) for ``camera``; ``origin`` (x0, y0) is the arrays' top-left
-    pixel in the camera's image when they are a crop of it."""
+    of :meth:`MeshShading.normals`, the coverage (H, W)) for ``camera``; ``origin`` (x0, y0) is
+    the arrays' top-left pixel in the camera's image when they are a crop of it."""
     x0, y0 = torch.tensor([int(origin[0])]), torch.tensor([int(origin[1])])
     return _batch(torch.from_numpy(np.ascontiguousarray(uv, np.float32))[None],
                   torch.from_numpy(np.ascontiguousarray(mask, bool))[None], [camera], x0, y0, device,
-                  None if normal is None else torch.from_numpy(np.ascontiguousarray(normal, np.float32))[None])
+                  None if normal is None else torch.from_numpy(np.ascontiguousarray(normal, np.float32))[None],
+                  None if coverage is None else torch.from_numpy(np.ascontiguousarray(coverage, np.float32))[None])
 
 
 def cover_box(mask: np.ndarray, margin: int = 16, multiple: int = 16) -> tuple[int, int, int, int] | None:
@@ -222,7 +234,7 @@ def random_batch(views: Sequence[ViewData], n: int, crop: int, rng: np.random.Ge
     picks = [views[int(i)] for i in rng.integers(0, len(views), size=n)]
     ch = min([crop] + [v.shape[0] for v in picks]) if crop else min(v.shape[0] for v in picks)
     cw = min([crop] + [v.shape[1] for v in picks]) if crop else min(v.shape[1] for v in picks)
-    uvs, masks, targets, normals, xs, ys = [], [], [], [], [], []
+    uvs, masks, targets, normals, covs, xs, ys = [], [], [], [], [], [], []
     for v in picks:
         h, w = v.shape
         cov = v.covered
@@ -237,10 +249,13 @@ def random_batch(views: Sequence[ViewData], n: int, crop: int, rng: np.random.Ge
         targets.append(v.target[y0:y0 + ch, x0:x0 + cw])
         if v.normal is not None:
             normals.append(v.normal[y0:y0 + ch, x0:x0 + cw])
+        if v.coverage is not None:
+            covs.append(v.coverage[y0:y0 + ch, x0:x0 + cw])
         xs.append(x0)
         ys.append(y0)
     batch = _batch(torch.stack(uvs), torch.stack(masks), [v.camera for v in picks],
                    torch.tensor(xs), torch.tensor(ys), device,
-                   torch.stack(normals) if len(normals) == len(picks) else None)
+                   torch.stack(normals) if len(normals) == len(picks) else None,
+                   torch.stack(covs) if len(covs) == len(picks) else None)
     target = torch.stack(targets).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
     return batch, target

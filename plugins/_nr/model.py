@@ -106,8 +106,9 @@ def render_image(model: NRModel, camera: Camera, background: Sequence[float] | N
     -------
     (H, W, 3) float32 image in 0..1, row 0 at the top (and the alpha if asked).
     """
-    m = model.rasterizer().rasterize(camera)
     net = model.net.module if hasattr(model.net, "module") else model.net
+    samples = int(getattr(net, "coverage_samples", 1))
+    m = model.rasterizer().rasterize(camera, coverage=samples) if samples > 1 else model.rasterizer().rasterize(camera)
     bg = np.asarray(model.background if background is None else background, np.float32).reshape(3)
     out = np.empty((camera.height, camera.width, 3), np.float32)
     out[:] = bg
@@ -122,7 +123,8 @@ def render_image(model: NRModel, camera: Camera, background: Sequence[float] | N
         with torch.inference_mode():
             normal = (mesh_shading(model.mesh).normals(m.face[y0:y1, x0:x1], uv)
                       if getattr(net, "uses_normals", False) else None)
-            batch = camera_batch(camera, uv, mask, model.device, normal, origin=(x0, y0))
+            cov = None if m.coverage is None else m.coverage[y0:y1, x0:x1]
+            batch = camera_batch(camera, uv, mask, model.device, normal, origin=(x0, y0), coverage=cov)
             rgb, alpha, _ = net(batch)
             img = composite(rgb, alpha, bg.tolist())
             out[y0:y1, x0:x1] = img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()

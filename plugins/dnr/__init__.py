@@ -42,7 +42,7 @@ __all__ = ["BOUNDS", "Config", "DNRPlugin", "PLUGIN"]
 BOUNDS = {"texture_size": Range(0, 8192), "levels": Range(1, 12), "channels": Range(1, 256),
           "unet_base": Range(1, 256), "unet_levels": Range(2, 8), "alpha_prior": Range(-100, 100),
           "aux_weight": Range(0, 100), "shade": Range(0, 256), "unet_convs": Range(1, 8),
-          "dense": Range(0, 1 << 22)}
+          "dense": Range(0, 1 << 22), "coverage": Range(1, 8)}
 
 
 @dataclass
@@ -79,6 +79,9 @@ class Config(FitConfig):
                                                         "no U-Net (0 = off)"})
     texture_skip: bool = field(default=True, metadata={"help": "features 0..2 are the colour and the U-Net adds "
                                                                "a correction (it starts as a plain texture)"})
+    coverage: int = field(default=1, metadata={"help": "samples per pixel edge for each pixel's covered share, "
+                                                       "which the U-Net sees and the coverage starts from (photos "
+                                                       "blend colours along the silhouette; 1 = the pixel centre only)"})
 
     def validate(self) -> None:
         """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""
@@ -89,7 +92,7 @@ class Config(FitConfig):
 
 
 # what a stored config without these keys was fitted with (checkpoints from before they existed)
-_LEGACY = {"shade": 0, "unet_convs": 1, "texture_skip": False, "dense": 0, "lobes": False}
+_LEGACY = {"shade": 0, "unet_convs": 1, "texture_skip": False, "dense": 0, "lobes": False, "coverage": 1}
 
 
 class DNRPlugin(NeuralRendererPlugin):
@@ -111,7 +114,7 @@ class DNRPlugin(NeuralRendererPlugin):
                     setattr(cfg, k, v)
         return DNRNet(cfg.texture_size, cfg.levels, cfg.channels, unet_channels(cfg.unet_base, cfg.unet_levels),
                       cfg.view_dependent, cfg.alpha_prior, cfg.shade, cfg.unet_convs, cfg.texture_skip,
-                      init.get("mean_rgb"), lobes=cfg.lobes)
+                      init.get("mean_rgb"), lobes=cfg.lobes, coverage=cfg.coverage)
 
 
 PLUGIN = DNRPlugin()

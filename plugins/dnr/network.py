@@ -52,12 +52,15 @@ class DNRNet(RendererNet):
     view_dependent : multiply features 3..11 by the SH basis of the view direction.
     alpha_prior : logit added to the coverage for covered pixels (subtracted elsewhere).
     shade, lobes : channels of the shading network, and whether it is highlight lobes or an MLP.
+    coverage : s > 1: the U-Net also sees each pixel's covered share from s x s samples
+        (``PixelBatch.coverage``) and the coverage prior is taken on that share rather than on the
+        centre-sampled mask, so a silhouette pixel starts at its share, not at 0 or 1.
     """
 
     def __init__(self, size: int, levels: int, channels: int, unet: tuple[int, ...],
                  view_dependent: bool = True, alpha_prior: float = 8.0, shade: int = 0,
                  unet_convs: int = 1, texture_skip: bool = False, init: torch.Tensor | None = None,
-                 lobes: bool = False) -> None:
+                 lobes: bool = False, coverage: int = 1) -> None:
         super().__init__()
         if view_dependent and channels < 12:
             raise ValueError("view dependence needs at least 12 texture channels")
@@ -69,7 +72,9 @@ class DNRNet(RendererNet):
         self.texture_skip = bool(texture_skip)
         self.shade = shade_mlp(int(shade), lobes=lobes) if shade > 0 else None
         self.uses_normals = self.shade is not None
-        self.unet = UNet2D(channels + int(max(0, shade)) + 1, 4, unet, convs=unet_convs)
+        self.coverage_samples = max(1, int(coverage))
+        extra = 2 if self.coverage_samples > 1 else 1  # the centre mask (and the covered share)
+        self.unet = UNet2D(channels + int(max(0, shade)) + extra, 4, unet, convs=unet_convs)
         with torch.no_grad():  # coverage starts as the rasterized mask
             self.unet.head.weight[3].zero_()
             self.unet.head.bias[3].zero_()
@@ -95,11 +100,17 @@ class DNRNet(RendererNet):
             parts = parts[:-1] + [torch.cat([rest[:, :m] * g[:, :m], rest[:, m:]], 1), g]
         ones = f.new_ones(f.shape[0], 1)  # becomes the mask channel: 1 covered, 0 elsewhere
         x = scatter_pixels(torch.cat(parts + [ones], 1), batch.pix, batch.shape)
+        cover = batch.mask
+        if self.coverage_samples > 1:
+            # a batch made without coverage (a caller that did not ask) falls back to the mask
+            cover = batch.coverage if batch.coverage is not None else batch.mask
+            x = torch.cat([x, cover.to(x.dtype)], 1)
         y = self.unet(x)
         if self.texture_skip:
             rgb = scatter_pixels(f[:, :3], batch.pix, batch.shape) + y[:, :3]
         else:
             rgb = torch.sigmoid(y[:, :3])
-        alpha = torch.sigmoid(y[:, 3:4] + self.alpha_prior * (2.0 * batch.mask - 1.0))
-        near = F.max_pool2d(batch.mask, 2 * _EDGE + 1, stride=1, padding=_EDGE)  # silhouette +- _EDGE px
+        alpha = torch.sigmoid(y[:, 3:4] + self.alpha_prior * (2.0 * cover - 1.0))
+        seen = batch.mask if cover is batch.mask else (cover > 0).to(cover.dtype)
+        near = F.max_pool2d(seen, 2 * _EDGE + 1, stride=1, padding=_EDGE)  # silhouette +- _EDGE px
         return rgb, alpha * near, f[:, :3]
