@@ -283,6 +283,36 @@ def test_learned_view_box_matches_the_whole_frame(data, fitted):
         assert np.abs(boxed - whole).max() < 0.05
 
 
+def test_dnr_with_pixel_coverage_fits_and_renders_as_it_scored(data, tmp_path):
+    """``coverage=3``: the fit sees each pixel's covered share (fractional along the silhouette);
+    the checkpoint renders through the same path (the rasterizer's coverage) what the fit scored,
+    and the image's coverage starts from the share rather than from the centre mask."""
+    from plugins._nr.data import camera_batch
+    from plugins._nr.shading import mesh_shading
+
+    views, mesh = data
+    cfg = DNR.Config(iters=40, minutes=0, val_every=100, seed=0, coverage=3, texture_size=64)
+    model = DNR.fit(views, mesh, cfg, Progress(), checkpoint_dir=tmp_path / "ck")
+    assert model.net.coverage_samples == 3
+    loaded = DNR.load(tmp_path / "ck")
+    assert loaded.net.coverage_samples == 3
+    test = views.split("test")
+    cam = test[0].camera
+    m = loaded.rasterizer().rasterize(cam, coverage=3)
+    assert ((m.coverage > 0) & (m.coverage < 1)).sum() > 20
+    with torch.inference_mode():
+        net = DNR.build(dict(model.config), {"covered_pixels": 4096})  # untrained: the prior alone
+        net.eval()
+        normal = mesh_shading(loaded.mesh).normals(m.face, m.uv) if net.uses_normals else None
+        _, alpha, _ = net(camera_batch(cam, m.uv, m.mask, "cpu", normal, coverage=m.coverage))
+    a = alpha[0, 0].numpy()
+    edge = (m.coverage > 0.2) & (m.coverage < 0.8)
+    assert np.all((a[edge] > 0.01) & (a[edge] < 0.99))  # neither 0 nor 1 where the share is not
+    assert np.all(a[m.coverage == 1] > 0.99)
+    scores = [psnr(DNR.render(loaded, f.camera), f.rgb(views.background)) for f in test]
+    assert np.mean(scores) == pytest.approx(model.metrics["heldout_psnr"], abs=0.05)
+
+
 def test_a_checkpoint_from_before_the_shading_network_loads():
     """Configs stored before ``shade``/``unet_convs`` existed build the network they describe."""
     from dataclasses import asdict

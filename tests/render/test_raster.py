@@ -57,6 +57,24 @@ def test_plane_coverage_matches_analytic(plane_map):
     assert (plane_map.mask == inside).mean() > 0.995
 
 
+def test_pixel_coverage_is_the_covered_share_of_the_pixel():
+    """``coverage=s``: the share of s x s samples a pixel covered, against the plane's analytic
+    share from 9 x 9 samples; 0 / 1 away from the edge, fractional only along it."""
+    with UVRasterizer(PLANE) as rast:
+        plain = rast.rasterize(CAM)
+        m = rast.rasterize(CAM, coverage=3)
+    assert plain.coverage is None and m.coverage.dtype == np.float32 and m.coverage.shape == (48, 64)
+    np.testing.assert_array_equal(m.mask, plain.mask)
+    np.testing.assert_array_equal(m.uv, plain.uv)
+    _, fine, _ = _plane_hits(CAM.scaled(64 * 9, 48 * 9))
+    share = fine.reshape(48, 9, 64, 9).mean((1, 3))
+    assert np.abs(m.coverage - share).max() <= 2 / 9 + 1e-6  # one sample row or column of 3
+    assert np.abs(m.coverage - share).mean() < 0.01
+    part = (m.coverage > 0) & (m.coverage < 1)
+    assert 40 < part.sum() < 300 and np.all((share[part] > 0) & (share[part] < 1))
+    assert np.all(m.coverage[m.mask] > 0)  # the middle sample is the pixel centre
+
+
 def test_triangle_coverage_matches_camera_project():
     tri = Mesh(np.array([[-0.8, -0.5, 0.1], [0.9, -0.7, -0.2], [0.1, 0.8, 0.0]]), [[0, 1, 2]],
                uv=np.array([[0.1, 0.1], [0.9, 0.2], [0.5, 0.9]]))
