@@ -22,7 +22,7 @@ from viewer.model.viewset import Frame
 from .shading import MeshShading, mesh_shading
 
 __all__ = ["ViewData", "PixelBatch", "training_size", "resize_image", "make_rasterizer", "prepare_views",
-           "prepare_view", "full_batch", "random_batch", "camera_batch", "cover_box"]
+           "prepare_view", "full_batch", "random_batch", "camera_batch", "cover_box", "photos_blend_edges"]
 
 
 def make_rasterizer(mesh: Mesh):
@@ -112,6 +112,48 @@ def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None]
     out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
     return out[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
+
+
+def photos_blend_edges(frames: Sequence[Frame], size: int, sample: int = 16) -> bool:
+    """Whether the training targets blend colours along the object's silhouette, as a camera's
+    pixels do (each integrates the light over its area), rather than taking each pixel's centre.
+
+    True when a frame is shrunk to the training size (area-filtered), when the photos carry no
+    transparency at all (a camera's photos), or when their alpha is fractional along the
+    silhouette (anti-aliased renders; more than a quarter of the pixels where alpha changes).
+    False for renders whose alpha is 0 or 1 everywhere (one sample at each pixel centre, as
+    ``main.py capture`` writes by default) or a separate binary mask used at the photo's size:
+    there the rasterized centre mask is exactly the target's coverage. Looks at up to ``sample``
+    frames, evenly spaced.
+    """
+    if not frames:
+        return False
+    picks = [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, min(sample, len(frames))).round())]
+    any_transparent, fractional, edge = False, 0, 0
+    for f in picks:
+        if training_size(f.camera, size) != (f.camera.width, f.camera.height):
+            return True
+        if f.mask is not None:
+            a = np.where(np.asarray(f.mask, bool), 255, 0).astype(np.uint8)
+        else:
+            a = f.rgba[..., 3]
+        if a.min() == 255:
+            continue
+        any_transparent = True
+        part = (a > 0) & (a < 255)
+        solid = a == 255
+        # pixels where coverage changes: partial ones, and full ones next to an empty pixel
+        empty = a == 0
+        near_empty = np.zeros_like(empty)
+        near_empty[1:] |= empty[:-1]
+        near_empty[:-1] |= empty[1:]
+        near_empty[:, 1:] |= empty[:, :-1]
+        near_empty[:, :-1] |= empty[:, 1:]
+        fractional += int(part.sum())
+        edge += int(part.sum()) + int((solid & near_empty).sum())
+    if not any_transparent:
+        return True
+    return edge > 0 and fractional > 0.25 * edge
 
 
 def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float],

@@ -15,7 +15,7 @@ scores weights the test views never chose.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -29,7 +29,7 @@ from viewer.model.viewset import Frame, ViewSet
 from viewer.plugins.training import TrainingRun
 
 from .checkpoint import mesh_digest, read_cached_mesh, save_checkpoint
-from .data import ViewData, full_batch, prepare_views, random_batch
+from .data import ViewData, full_batch, photos_blend_edges, prepare_views, random_batch
 from .model import NRModel, composite
 
 __all__ = ["fit_renderer", "fit_geometry", "FitGeometry", "split_views", "orbit_defaults", "ensure_uv"]
@@ -172,6 +172,9 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
     if mesh.uv is None:
         progress.update(0, 0, "parametrizing the mesh")
     mesh = ensure_uv(mesh)
+    if getattr(cfg, "coverage", 1) == 0:  # "from the photos": decided here, stored as decided
+        train_frames = split_views(views, cfg.val_views, getattr(cfg, "val_fraction", 0.0))[0]
+        cfg = replace(cfg, coverage=3 if photos_blend_edges(train_frames, cfg.size) else 1)
     geo = FitGeometry("mesh", mesh, mesh_digest(mesh),
                       lambda frames, size, background, report: prepare_views(
                           frames, mesh, size, background, report, coverage=int(getattr(cfg, "coverage", 1) or 1)),

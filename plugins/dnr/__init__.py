@@ -42,7 +42,7 @@ __all__ = ["BOUNDS", "Config", "DNRPlugin", "PLUGIN"]
 BOUNDS = {"texture_size": Range(0, 8192), "levels": Range(1, 12), "channels": Range(1, 256),
           "unet_base": Range(1, 256), "unet_levels": Range(2, 8), "alpha_prior": Range(-100, 100),
           "aux_weight": Range(0, 100), "shade": Range(0, 256), "unet_convs": Range(1, 8),
-          "dense": Range(0, 1 << 22), "coverage": Range(1, 8)}
+          "dense": Range(0, 1 << 22), "coverage": Range(0, 8)}
 
 
 @dataclass
@@ -79,9 +79,10 @@ class Config(FitConfig):
                                                         "no U-Net (0 = off)"})
     texture_skip: bool = field(default=True, metadata={"help": "features 0..2 are the colour and the U-Net adds "
                                                                "a correction (it starts as a plain texture)"})
-    coverage: int = field(default=1, metadata={"help": "samples per pixel edge for each pixel's covered share, "
-                                                       "which the U-Net sees and the coverage starts from (photos "
-                                                       "blend colours along the silhouette; 1 = the pixel centre only)"})
+    coverage: int = field(default=0, metadata={"help": "samples per pixel edge for each pixel's covered share, "
+                                                       "which the U-Net sees and the coverage starts from: photos "
+                                                       "blend colours along the silhouette (1 = the pixel centre "
+                                                       "only; 0 = from the photos: 3 when they blend, else 1)"})
 
     def validate(self) -> None:
         """ValueError ``"field: problem"`` for a wrong-typed or out-of-range setting."""

@@ -313,6 +313,50 @@ def test_dnr_with_pixel_coverage_fits_and_renders_as_it_scored(data, tmp_path):
     assert np.mean(scores) == pytest.approx(model.metrics["heldout_psnr"], abs=0.05)
 
 
+def _disc_frame(alpha: str, size: int = 64, mask: bool = False):
+    """A frame of a disc on transparency: alpha "binary" (pixel centres), "blended" (each
+    pixel's covered share, 4 x 4 samples) or "none" (opaque everywhere, as a camera's photo)."""
+    from viewer.model.camera import Camera, look_at
+    from viewer.model.viewset import Frame
+
+    s = 4
+    yy, xx = (np.mgrid[0:size * s, 0:size * s] + 0.5) / s
+    fine = ((xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 3) ** 2).reshape(size, s, size, s).mean((1, 3))
+    centre = (np.mgrid[0:size, 0:size] + 0.5 - size / 2) ** 2
+    binary = centre.sum(0) < (size / 3) ** 2
+    a = {"binary": binary * 255.0, "blended": fine * 255.0, "none": np.full((size, size), 255.0)}[alpha]
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = np.rint(a).astype(np.uint8)
+    cam = Camera(50.0, 50.0, size / 2, size / 2, size, size, look_at([0, 0, 3], [0, 0, 0], [0, 1, 0]))
+    return Frame(cam, rgba, mask=binary if mask else None)
+
+
+@pytest.mark.parametrize("alpha, size, mask, want", [
+    ("binary", 64, False, False),   # a render sampled at pixel centres: the centre mask is exact
+    ("binary", 32, False, True),    # ... shrunk to train at 32: area-filtered, blended
+    ("blended", 64, False, True),   # anti-aliased render
+    ("none", 64, False, True),      # a camera's photo without transparency
+    ("none", 64, True, False),      # a separate binary mask decides coverage
+])
+def test_photos_blend_edges_decides_pixel_coverage(alpha, size, mask, want):
+    from plugins._nr.data import photos_blend_edges
+
+    assert photos_blend_edges([_disc_frame(alpha, mask=mask)] * 3, size) is want
+
+
+def test_dnr_coverage_from_the_photos_is_stored_as_decided(data, tmp_path):
+    """``coverage=0`` (the default): the globe capture's alpha is 0 or 1 at its own size, so the
+    fit takes the centre mask (1) and stores 1; fitted at half the size the targets blend (3)."""
+    views, mesh = data
+    for size, want in ((0, 1), (32, 3)):
+        cfg = DNR.Config(iters=2, minutes=0, val_every=100, seed=0, texture_size=32, size=size)
+        assert cfg.coverage == 0
+        model = DNR.fit(views, mesh, cfg, Progress(), checkpoint_dir=tmp_path / f"ck{size}")
+        assert model.config["coverage"] == want and model.net.coverage_samples == want
+        assert read_config(tmp_path / f"ck{size}")["config"]["coverage"] == want
+
+
 def test_a_checkpoint_from_before_the_shading_network_loads():
     """Configs stored before ``shade``/``unet_convs`` existed build the network they describe."""
     from dataclasses import asdict
