@@ -16,6 +16,10 @@ Captures (``captures``; 165 cameras on a sphere, 150 train / 15 test, two world-
   (:func:`viewer.compute.capture.scan_colours`), rendered by :func:`render_views`; the fit gets
   ``mesh.ply`` (colours, normals, NO uv: each method makes its own xatlas atlas).
 
+``NAME-KIND-S-aa`` (not made by default; name them: ``captures airplane-vc-128-aa``): the same
+capture with 3 x 3 samples a pixel averaged (``main.py capture --supersample 3``): colours blend and
+alpha is fractional along the silhouette, as in a camera's photo.
+
 **Held aside: nut** (``nut-vc-128``, ``nut-tex-256``). Decided before any run: the defaults were
 chosen on the airplane and ant captures only; the nut rows are the final check, reported apart.
 
@@ -80,7 +84,7 @@ def two_lights():
 
 
 # -- captures ---------------------------------------------------------------------------------
-def capture_vc(name: str, size: int, out: Path, seed: int = 0) -> None:
+def capture_vc(name: str, size: int, out: Path, seed: int = 0, supersample: int = 1) -> None:
     """A colour-scan capture (see the module docstring) in the Blender layout."""
     import numpy as np
     from PIL import Image
@@ -100,7 +104,7 @@ def capture_vc(name: str, size: int, out: Path, seed: int = 0) -> None:
     for split, idx in splits.items():
         (tmp / split).mkdir()
         split_cams = [cams[i] for i in idx]
-        images = render_views(mesh, split_cams, specular=0.5, lights=two_lights())
+        images = render_views(mesh, split_cams, specular=0.5, lights=two_lights(), supersample=supersample)
         frames = []
         for k, (cam, img) in enumerate(zip(split_cams, images)):
             Image.fromarray(img, "RGBA").save(tmp / split / f"r_{k:03d}.png")
@@ -112,7 +116,7 @@ def capture_vc(name: str, size: int, out: Path, seed: int = 0) -> None:
     tmp.rename(out)
 
 
-def capture_tex(name: str, size: int, out: Path, seed: int = 0) -> None:
+def capture_tex(name: str, size: int, out: Path, seed: int = 0, supersample: int = 1) -> None:
     """``main.py capture`` of the shipped mesh (xatlas atlas, procedural texture), two lights."""
     import viewer.compute.capture as cap
 
@@ -122,7 +126,7 @@ def capture_tex(name: str, size: int, out: Path, seed: int = 0) -> None:
     cap.default_lights = lambda up=(0.0, 0.0, 1.0): keep(up)[:2]  # the issue's capture: two lights
     try:
         capture_dataset(str(shipped(name)), str(out), views=VIEWS, size=size, test_fraction=TEST / VIEWS,
-                        specular=0.5, seed=seed)
+                        specular=0.5, seed=seed, supersample=supersample)
     finally:
         cap.default_lights = keep
 
@@ -133,9 +137,9 @@ def make_captures(names=CAPTURES) -> None:
         out = WORK / c
         if (out / "transforms_test.json").exists():
             continue
-        mesh, kind, size = c.split("-")
+        mesh, kind, size, *aa = c.split("-")  # NAME-KIND-SIZE[-aa]: -aa = 3 x 3 samples a pixel
         t = time.monotonic()
-        (capture_vc if kind == "vc" else capture_tex)(mesh, int(size), out)
+        (capture_vc if kind == "vc" else capture_tex)(mesh, int(size), out, supersample=3 if aa == ["aa"] else 1)
         print(f"{c}: {time.monotonic() - t:.0f} s", flush=True)
 
 
