@@ -75,7 +75,7 @@ def parse_factors(text: str) -> tuple[int, ...]:
 
 BOUNDS = {
     "patch_size": Range(18, 252), "infer_block": Range(3, 252), "channels": Range(1, 128), "low_channels": Range(0, 128),
-    "fc_channels": Range(1, 512), "dropout": Range(0, 1, hi_open=True), "sampling": ("posneg", "classes"), "norm": ("batch", "instance"), "small_structures": ("auto", "on", "off"), "background": ("all", "body"), "background_share": Range(0, 1, hi_open=True),
+    "fc_channels": Range(1, 512), "dropout": Range(0, 1, hi_open=True), "sampling": ("posneg", "classes"), "small_structures": ("auto", "on", "off"), "background": ("all", "body"), "background_share": Range(0, 1, hi_open=True),
     "affine_prob": Range(0, 1), "batch_size": Range(1, 256), "learning_rate": Range(0, 1, lo_open=True),
     "max_epochs": Range(1, 1_000_000), "iters_per_epoch": Range(1, 1_000_000), "val_every": Range(1, 1_000_000),
     "val_share": Range(0, 1), "minutes": Range(0, 100_000), "val_fraction": Range(0, 1, hi_open=True),
@@ -125,7 +125,6 @@ class Config:
     small_structures: str = field(default="auto", metadata={"help": "on: low-resolution pathways twice as wide (unless low_channels is set) and the Dice taken over the step's segments together; auto: on when a training label holds under 15 mL (measured: +0.1 Dice on 1-5 mL organs; off for larger ones, where the 15 % fewer steps cost)"})
     fc_channels: int = field(default=32, metadata={"help": "feature maps of the two 1x1x1 'fully connected' layers (the paper: 150)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the last two 1x1x1 layers (the paper: 0.5)"})
-    norm: str = field(default="batch", metadata={"help": "normalisation before each convolution: batch (the paper's) or instance (each segment by its own statistics)"})
     subsample: str = field(default="3,5", metadata={"help": "subsampling of the low-resolution pathways: 3,5 (a x3 and a x5 pathway: 85 voxels of context; blocks multiples of 15) or 3 (the paper's two pathways; blocks multiples of 3)"})
     sampling: str = field(default="classes", metadata={"help": "segment centres: classes (evenly over every label; measured better here) or posneg (half foreground, half background, as the paper)"})
     background: str = field(default="body", metadata={"help": "where background segment centres are drawn: body (inside the body, as the paper's ROI mask: the tissue a small block could mistake for a label) or all (air included)"})
@@ -228,8 +227,7 @@ def build_network(in_channels: int, n_classes: int, cfg: Any):
 
     net = DeepMedic(in_channels, n_classes, channels=int(cfg.channels), fc_channels=int(cfg.fc_channels),
                     low_channels=low_width(cfg),
-                    dropout=float(cfg.dropout), factors=parse_factors(getattr(cfg, "subsample", "3")),
-                    norm=str(getattr(cfg, "norm", "batch")))
+                    dropout=float(cfg.dropout), factors=parse_factors(getattr(cfg, "subsample", "3")))
     net.infer_block = int(cfg.infer_block)
     return net
 

@@ -60,12 +60,12 @@ def output_size(size: int, factors: Sequence[int] = (FACTOR,)) -> int:
 class Pathway(nn.Module):
     """Eight unpadded 3³ convolutions, pre-activation, residual connections (see the module)."""
 
-    def __init__(self, in_channels: int, widths: Sequence[int], norm: str = "batch") -> None:
+    def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
         super().__init__()
         chans = [in_channels, *widths]
         self.convs = nn.ModuleList(nn.Conv3d(chans[i], chans[i + 1], 3) for i in range(len(widths)))
         # layer 1 reads the normalised image itself: no norm or activation before it
-        self.norms = nn.ModuleList(_norm(norm, chans[i]) for i in range(1, len(widths)))
+        self.norms = nn.ModuleList(nn.BatchNorm3d(chans[i]) for i in range(1, len(widths)))
         self.acts = nn.ModuleList(nn.PReLU(chans[i]) for i in range(1, len(widths)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,18 +90,8 @@ def _fit(skip: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.pad(skip, (0, 0, 0, 0, 0, 0, 0, extra)) if extra > 0 else skip[:, :like.shape[1]]
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    """BatchNorm (the paper's) or InstanceNorm with a learned scale and shift (each segment or
-    tile normalised by its own statistics, as MONAI's U-Net is)."""
-    if kind == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
-    if kind != "batch":
-        raise ValueError(f"norm must be batch or instance, not {kind!r}")
-    return nn.BatchNorm3d(channels)
-
-
-def _head_layer(cin: int, cout: int, dropout: float, norm: str = "batch") -> nn.Sequential:
-    parts: list[nn.Module] = [_norm(norm, cin), nn.PReLU(cin)]
+def _head_layer(cin: int, cout: int, dropout: float) -> nn.Sequential:
+    parts: list[nn.Module] = [nn.BatchNorm3d(cin), nn.PReLU(cin)]
     if dropout > 0:
         parts.append(nn.Dropout3d(dropout))
     parts.append(nn.Conv3d(cin, cout, 1))
@@ -120,19 +110,19 @@ class DeepMedic(nn.Module):
 
     def __init__(self, in_channels: int, n_classes: int, channels: int = 12, fc_channels: int = 48,
                  low_channels: int | None = None, dropout: float = 0.0,
-                 factors: Sequence[int] = (FACTOR,), norm: str = "batch") -> None:
+                 factors: Sequence[int] = (FACTOR,)) -> None:
         super().__init__()
         self.factors = tuple(int(f) for f in factors)
         self.context, self.unit = geometry(self.factors)
         normal = pathway_widths(channels)
         low = pathway_widths(low_channels or channels)
-        self.normal = Pathway(in_channels, normal, norm)
-        self.low = Pathway(in_channels, low, norm)  # the first factor's (the name older checkpoints use)
-        self.wider = nn.ModuleList(Pathway(in_channels, low, norm) for _ in self.factors[1:])
+        self.normal = Pathway(in_channels, normal)
+        self.low = Pathway(in_channels, low)  # the first factor's (the name older checkpoints use)
+        self.wider = nn.ModuleList(Pathway(in_channels, low) for _ in self.factors[1:])
         fused = normal[-1] + low[-1] * len(self.factors)
-        self.fc1 = _head_layer(fused, fc_channels, 0.0, norm)
-        self.fc2 = _head_layer(fc_channels, fc_channels, dropout, norm)
-        self.classifier = _head_layer(fc_channels, n_classes, dropout, norm)
+        self.fc1 = _head_layer(fused, fc_channels, 0.0)
+        self.fc2 = _head_layer(fc_channels, fc_channels, dropout)
+        self.classifier = _head_layer(fc_channels, n_classes, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = [output_size(n, self.factors) for n in x.shape[2:]]
