@@ -24,6 +24,15 @@ sampled features into the image.
   (``alpha = sigmoid(logit + alpha_prior * (2 mask - 1))``, and 0 more than 2 pixels away from
   the mesh), so anti-aliased or slightly wrong silhouettes can be learned while pixels away from
   the mesh are exactly the background.
+* Pixel coverage (``coverage``): a camera's pixel integrates the light over its area, so along the
+  silhouette a photo blends object and background by how much of the pixel the object covers, which
+  a mask sampled at the pixel centre cannot tell. With ``coverage`` s > 1 the mesh is also
+  rasterized at s x s samples a pixel; each pixel's covered share is an input of the U-Net and the
+  coverage prior is taken on it (``2 share - 1`` instead of ``2 mask - 1``). The default (0) decides
+  from the photos (:func:`plugins._nr.data.photos_blend_edges`): 3 when they blend (anti-aliased,
+  shrunk to the training size, or a camera's photos without transparency), 1 when their alpha is
+  0 or 1 at the training size (renders sampled at pixel centres, where the centre mask is exact and
+  the share measured 3 dB worse). Measured in docs/PERFORMANCE.md.
 * Loss: L1 between the image composited over the background and the photo composited over it;
   ``aux_weight`` adds the paper's auxiliary L1 of features 0..2 against the photo's colour.
 """
