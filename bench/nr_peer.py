@@ -253,7 +253,7 @@ def plugin_fit_eval(method: str, capture: str, minutes: float, overrides: dict) 
     # a point renderer (npbg, npbgpp) draws the capture's points.ply instead of its mesh
     geometry = WORK / capture / "points.ply" if getattr(plugin, "geometry", "") == "points" else scene_mesh(capture)
     scene, mesh = load_viewset(WORK / capture), load_path(geometry)
-    size = int(capture.rsplit("-", 1)[1])
+    size = int(next(p for p in reversed(capture.split("-")) if p.isdigit()))  # NAME-KIND-SIZE[-aa]
     cfg = plugin.Config(minutes=minutes, size=size)
     for k, v in overrides.items():
         setattr(cfg, *parse_setting(cfg, f"{k}={v}", f"the {plugin.name} renderer"))
