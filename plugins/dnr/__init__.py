@@ -28,9 +28,7 @@ sampled features into the image.
   silhouette a photo blends object and background by how much of the pixel the object covers, which
   a mask sampled at the pixel centre cannot tell. With ``coverage`` s > 1 the mesh is also
   rasterized at s x s samples a pixel; each pixel's covered share is an input of the U-Net and the
-  coverage prior is taken on it (``2 share - 1`` instead of ``2 mask - 1``), and a pixel the mesh
-  covers off its centre only is drawn with the surface of its covered sample nearest the centre
-  (``UVMap.filled``), so its blend has the surface's colour to start from. The default (0) decides
+  coverage prior is taken on it (``2 share - 1`` instead of ``2 mask - 1``). The default (0) decides
   from the photos (:func:`plugins._nr.data.photos_blend_edges`): 3 when they blend (anti-aliased,
   shrunk to the training size, or a camera's photos without transparency), 1 when their alpha is
   0 or 1 at the training size (renders sampled at pixel centres, where the centre mask is exact and
