@@ -42,8 +42,7 @@ class ViewData:
     name : the frame's name.
     camera : its camera scaled to the training size.
     uv : (H, W, 2) float32 texture coordinates (origin bottom-left), 0 where not covered.
-    mask : (H, W) bool, the pixels with uv: the mesh covers the pixel centre (with ``coverage``:
-        or any of its samples, :func:`drawn_mask`).
+    mask : (H, W) bool, the mesh covers the pixel centre.
     target : (H, W, 3) float32 photo in 0..1 composited over the background (area-resampled).
     normal : (H, W, 3) float32 unit world normals (:mod:`.shading`), 0 where not covered.
     coverage : (H, W) float32 share of each pixel the mesh covers (``prepare_view(coverage=s)``),
@@ -115,12 +114,6 @@ def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return out[0].permute(1, 2, 0).clamp_(0.0, 1.0).numpy()
 
 
-def drawn_mask(m) -> np.ndarray:
-    """The pixels a renderer draws the surface at: each pixel the mesh covers at its centre, and
-    with pixel coverage (``UVMap.filled``) also those it covers off-centre only."""
-    return m.mask if getattr(m, "filled", None) is None else m.filled
-
-
 def photos_blend_edges(frames: Sequence[Frame], size: int, sample: int = 16) -> bool:
     """Whether the training targets blend colours along the object's silhouette, as a camera's
     pixels do (each integrates the light over its area), rather than taking each pixel's centre.
@@ -175,7 +168,7 @@ def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float
     normal = None if shading is None else torch.from_numpy(shading.normals(m.face, m.uv))
     return ViewData(name=frame.name or frame.camera.name, camera=cam,
                     uv=torch.from_numpy(np.ascontiguousarray(m.uv, np.float32)),
-                    mask=torch.from_numpy(np.ascontiguousarray(drawn_mask(m), bool)), target=torch.from_numpy(target),
+                    mask=torch.from_numpy(np.ascontiguousarray(m.mask, bool)), target=torch.from_numpy(target),
                     normal=normal, coverage=None if m.coverage is None else torch.from_numpy(m.coverage))
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 
-from .data import PixelBatch, camera_batch, cover_box, drawn_mask, make_rasterizer
+from .data import PixelBatch, camera_batch, cover_box, make_rasterizer
 from .shading import mesh_shading
 
 __all__ = ["RendererNet", "NRModel", "composite", "render_image"]
@@ -116,11 +116,10 @@ def render_image(model: NRModel, camera: Camera, background: Sequence[float] | N
     # only the box around what the mesh covers goes through the network (the rest is exactly
     # the background): 2-4x faster for an object that fills part of the frame, as in training
     # crops; the box's margin keeps the network's view of the silhouette's surroundings
-    drawn = drawn_mask(m)
-    box = cover_box(drawn)
+    box = cover_box(m.mask)
     if box is not None:
         x0, y0, x1, y1 = box
-        uv, mask = m.uv[y0:y1, x0:x1], drawn[y0:y1, x0:x1]
+        uv, mask = m.uv[y0:y1, x0:x1], m.mask[y0:y1, x0:x1]
         with torch.inference_mode():
             normal = (mesh_shading(model.mesh).normals(m.face[y0:y1, x0:x1], uv)
                       if getattr(net, "uses_normals", False) else None)

@@ -48,16 +48,12 @@ class UVMap:
     uv : (H, W, 2) float32 texture coordinates in 0..1, origin bottom-left like ``Mesh.uv``;
         0 where not covered.
     mask : (H, W) bool, True where the mesh covers the pixel centre.
-    face : (H, W) int32 triangle index into ``mesh.faces``, -1 where not covered (see ``filled``).
+    face : (H, W) int32 triangle index into ``mesh.faces``, -1 where not covered.
     depth : (H, W) float32 camera-space z (distance along +z forward, world units), 0 where
         not covered.
     coverage : (H, W) float32 share of each pixel's area the mesh covers, from s x s samples a
         pixel (``rasterize(..., coverage=s)``), or None. A camera's photo blends the colours at
         the silhouette by this share; the centre-sampled ``mask`` cannot say how much.
-    filled : (H, W) bool with ``coverage`` (odd s), or None: ``mask`` plus the pixels the mesh
-        covers off their centre only; there ``uv``, ``face`` and ``depth`` are those of the covered
-        sample nearest the centre, so a renderer has the surface's colour for a pixel the mesh
-        only partly covers.
     """
 
     uv: np.ndarray
@@ -65,7 +61,6 @@ class UVMap:
     face: np.ndarray
     depth: np.ndarray
     coverage: np.ndarray | None = None
-    filled: np.ndarray | None = None
 
 
 # --- shared VTK helpers (also used by capture.py) -------------------------------------------
@@ -283,28 +278,13 @@ class UVRasterizer:
             ids[ids >= self.n_faces] = -1
         else:
             ids = self._face_ids(cam, near, far)
-        fill, sx, sy = ids, None, None
-        if s > 1 and s % 2:
-            # pixels covered off-centre only: the covered sample nearest the centre stands in
-            fill = ids.copy()
-            sx, sy = np.full((h, w), 0.5), np.full((h, w), 0.5)
-            m = s // 2
-            for dy, dx in sorted(((a, b) for a in range(s) for b in range(s) if (a, b) != (m, m)),
-                                 key=lambda p: (p[0] - m) ** 2 + (p[1] - m) ** 2):
-                c = code[dy::s, dx::s]
-                take = (fill < 0) & (c != 0)
-                if take.any():
-                    fill[take] = c[take].astype(np.int32) - 1
-                    sx[take], sy[take] = (dx + 0.5) / s, (dy + 0.5) / s
-            fill[fill >= self.n_faces] = -1
-        flat = fill.reshape(-1)
+        flat = ids.reshape(-1)
         pix = np.flatnonzero(flat >= 0)
         fid = flat[pix]
-        # ray through each covered pixel centre (or its stand-in sample), world frame:
-        # X = o + t d, d has camera z = 1
+        # ray through each covered pixel centre, world frame: X = o + t d, d has camera z = 1
         jj, ii = np.divmod(pix, w)
-        xc = (ii + (0.5 if sx is None else sx.reshape(-1)[pix]) - cam.cx) / cam.fx
-        yc = (jj + (0.5 if sy is None else sy.reshape(-1)[pix]) - cam.cy) / cam.fy
+        xc = (ii + 0.5 - cam.cx) / cam.fx
+        yc = (jj + 0.5 - cam.cy) / cam.fy
         r, o = cam.c2w[:3, :3], cam.c2w[:3, 3]
         d = [r[k, 0] * xc + r[k, 1] * yc + r[k, 2] for k in range(3)]
         g = np.take(self._geo, fid, axis=0)
@@ -331,8 +311,8 @@ class UVRasterizer:
         uv[pix, 1] = ut[:, 1] + b1 * ut[:, 3] + b2 * ut[:, 5]
         depth = np.zeros(h * w, np.float32)
         depth[pix] = t
-        return UVMap(uv=uv.reshape(h, w, 2), mask=(ids >= 0), face=np.ascontiguousarray(fill),
-                     depth=depth.reshape(h, w), coverage=cov, filled=None if sx is None else fill >= 0)
+        return UVMap(uv=uv.reshape(h, w, 2), mask=(ids >= 0), face=np.ascontiguousarray(ids),
+                     depth=depth.reshape(h, w), coverage=cov)
 
     def _codes(self, cam: Camera, near: float, far: float) -> np.ndarray:
         """(H, W) uint32 triangle index + 1 at each pixel centre of ``cam``, 0 where none."""
