@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
@@ -141,16 +142,10 @@ def photos_blend_edges(frames: Sequence[Frame], size: int, sample: int = 16) -> 
             continue
         any_transparent = True
         part = (a > 0) & (a < 255)
-        solid = a == 255
         # pixels where coverage changes: partial ones, and full ones next to an empty pixel
-        empty = a == 0
-        near_empty = np.zeros_like(empty)
-        near_empty[1:] |= empty[:-1]
-        near_empty[:-1] |= empty[1:]
-        near_empty[:, 1:] |= empty[:, :-1]
-        near_empty[:, :-1] |= empty[:, 1:]
+        near_empty = ndimage.binary_dilation(a == 0)  # 4-neighbourhood
         fractional += int(part.sum())
-        edge += int(part.sum()) + int((solid & near_empty).sum())
+        edge += int(part.sum()) + int(((a == 255) & near_empty).sum())
     if not any_transparent:
         return True
     return edge > 0 and fractional > 0.25 * edge
@@ -163,7 +158,7 @@ def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float
     from s x s samples."""
     w, h = training_size(frame.camera, size)
     cam = frame.camera.scaled(w, h) if (w, h) != (frame.camera.width, frame.camera.height) else frame.camera
-    m = rasterizer.rasterize(cam, coverage=coverage) if coverage > 1 else rasterizer.rasterize(cam)
+    m = rasterizer.rasterize(cam, coverage=coverage)
     target = resize_image(frame.rgb(background), w, h)
     normal = None if shading is None else torch.from_numpy(shading.normals(m.face, m.uv))
     return ViewData(name=frame.name or frame.camera.name, camera=cam,

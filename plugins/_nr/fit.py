@@ -177,7 +177,7 @@ def fit_renderer(views: ViewSet | Sequence[Frame], mesh: Mesh, cfg: Any, progres
         cfg = replace(cfg, coverage=3 if photos_blend_edges(train_frames, cfg.size) else 1)
     geo = FitGeometry("mesh", mesh, mesh_digest(mesh),
                       lambda frames, size, background, report: prepare_views(
-                          frames, mesh, size, background, report, coverage=int(getattr(cfg, "coverage", 1) or 1)),
+                          frames, mesh, size, background, report, coverage=int(getattr(cfg, "coverage", 1))),
                       random_batch, full_batch,
                       empty="the mesh covers no pixel of any training view: is it in the cameras' world frame and units?")
     return fit_geometry(views, geo, cfg, progress, plugin=plugin, build=build, checkpoint_dir=checkpoint_dir,

@@ -107,8 +107,7 @@ def render_image(model: NRModel, camera: Camera, background: Sequence[float] | N
     (H, W, 3) float32 image in 0..1, row 0 at the top (and the alpha if asked).
     """
     net = model.net.module if hasattr(model.net, "module") else model.net
-    samples = int(getattr(net, "coverage_samples", 1))
-    m = model.rasterizer().rasterize(camera, coverage=samples) if samples > 1 else model.rasterizer().rasterize(camera)
+    m = model.rasterizer().rasterize(camera, coverage=int(getattr(net, "coverage_samples", 1)))
     bg = np.asarray(model.background if background is None else background, np.float32).reshape(3)
     out = np.empty((camera.height, camera.width, 3), np.float32)
     out[:] = bg

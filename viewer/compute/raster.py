@@ -274,8 +274,7 @@ class UVRasterizer:
                 for dx in range(s):
                     share += covered[dy::s, dx::s]
             cov = share.astype(np.float32) / float(s * s)
-            ids = (code[s // 2::s, s // 2::s].astype(np.int32) - 1) if s % 2 else self._face_ids(cam, near, far)
-            ids[ids >= self.n_faces] = -1
+            ids = self._ids(code[s // 2::s, s // 2::s]) if s % 2 else self._face_ids(cam, near, far)
         else:
             ids = self._face_ids(cam, near, far)
         flat = ids.reshape(-1)
@@ -323,11 +322,15 @@ class UVRasterizer:
         return (img[..., 0].astype(np.uint32) | (img[..., 1].astype(np.uint32) << 8)
                 | (img[..., 2].astype(np.uint32) << 16))
 
-    def _face_ids(self, cam: Camera, near: float, far: float) -> np.ndarray:
-        """(H, W) int32 index of the triangle at each pixel centre of ``cam``, -1 where none."""
-        ids = self._codes(cam, near, far).astype(np.int32) - 1
+    def _ids(self, code: np.ndarray) -> np.ndarray:
+        """:meth:`_codes` as int32 triangle indices, -1 where none."""
+        ids = code.astype(np.int32) - 1
         ids[ids >= self.n_faces] = -1  # never expected; keeps indexing safe
         return ids
+
+    def _face_ids(self, cam: Camera, near: float, far: float) -> np.ndarray:
+        """(H, W) int32 index of the triangle at each pixel centre of ``cam``, -1 where none."""
+        return self._ids(self._codes(cam, near, far))
 
     def _set_culling(self, cam: Camera) -> None:
         """Skip the triangles that face away (about 1.7x faster on llvmpipe) when that cannot
