@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from viewer.plugins.precision import autocast
+
 __all__ = ["predict_probabilities", "segment_array", "entropy", "tta_flips"]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,))  # none, then each spatial axis of (B, C, I, J, K)
@@ -54,7 +56,7 @@ def predict_probabilities(net: torch.nn.Module, image: torch.Tensor, roi: tuple[
     def predictor(x: torch.Tensor) -> torch.Tensor:
         if on_window is not None:
             on_window()
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp and device.startswith("cuda")):
+        with autocast(device, amp):
             return net(x.to(device)).float()
 
     with torch.inference_mode():

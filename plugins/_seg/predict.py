@@ -51,7 +51,7 @@ def predict_volume(model: SegModel, volume: Volume, progress: Progress, tta: boo
     core = tuple(slice(0, n) for n in (x.shape[0] - pad[0][1], x.shape[1] - pad[1][1], x.shape[2] - pad[2][1]))
     ov = float(model.config.get("overlap", 0.25))
     swb = int(model.config.get("sw_batch_size", 4))
-    amp = bool(model.config.get("amp", True)) and model.device.startswith("cuda")
+    amp = bool(model.config.get("amp", True))
     # checkpoints from before mirror_axes existed were trained with flips along all three axes
     flip_axes = tuple(model.config.get("mirror_axes", (0, 1, 2)))
     segment = segment or segment_array

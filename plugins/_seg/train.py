@@ -13,6 +13,7 @@ from monai.losses import DiceCELoss
 
 from viewer.jobs.progress import Cancelled, Progress
 from viewer.plugins import Case
+from viewer.plugins.precision import autocast, autocast_dtype
 from viewer.plugins.training import TrainingRun
 
 from .checkpoint import SegModel, save_checkpoint
@@ -73,7 +74,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     run = TrainingRun(progress, minutes=cfg.minutes, device=cfg.device, seed=cfg.seed,
                       max_steps=int(cfg.max_epochs) * int(cfg.iters_per_epoch), finished="epochs")
     device = run.device
-    amp = bool(cfg.amp) and device.startswith("cuda")
+    amp = bool(cfg.amp)  # reduced precision where the device has it natively (viewer.plugins.precision)
     np.random.seed(cfg.seed + run.rank)
     patch = (int(cfg.patch_size),) * 3
 
@@ -107,7 +108,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=bool(getattr(cfg, "batch_dice", False)))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, amp) == torch.float16)
     rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
 
     config = asdict(cfg)
@@ -158,9 +159,11 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 for g in opt.param_groups:
                     g["lr"] = base_lr * (1.0 - frac) ** 0.9
                 opt.zero_grad(set_to_none=True)
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+                with autocast(device, amp):
                     logits = step_net(x)
-                    loss = loss_fn(logits, y)
+                # the loss in float32: a bf16 softmax over few classes loses the small ones' share
+                logits = logits.float()
+                loss = loss_fn(logits, y)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()

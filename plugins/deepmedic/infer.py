@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from plugins._seg.infer import tta_flips
+from viewer.plugins.precision import autocast
 
 from .network import CONTEXT, FACTOR
 
@@ -78,7 +79,6 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
     origins = list(itertools.product(*(range(0, c * b, b) for c, b in zip(counts, blocks))))
     edges = [b + 2 * context for b in blocks]  # the input read around each block
     step = max(1, int(sw_batch_size))
-    enabled = amp and device.startswith("cuda")
     with torch.inference_mode():
         for first in range(0, len(origins), step):
             group = origins[first:first + step]
@@ -86,7 +86,7 @@ def segment_tiles(net: torch.nn.Module, image: np.ndarray, n_classes: int, roi: 
                                            for o in group]))[:, None].to(device)
             total = None
             for axes in flips:
-                with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=enabled):
+                with autocast(device, amp):
                     out = net(torch.flip(x, axes) if axes else x).float()
                 out = torch.flip(out, axes) if axes else out
                 if tta or whole is not None:

@@ -246,7 +246,8 @@ def test_one_training_case_is_validated_on_its_patches_and_says_so(tmp_path):
 
 def test_no_mirrors_means_test_time_augmentation_changes_no_label():
     case = phantom_cases([0])[0]
-    model = PLUGIN.train([case], tiny_config(max_epochs=2, mirror="none"), Progress())
+    # float32: in bfloat16 (CPUs with AMX) a near-tie of two logits may round either way in a softmax
+    model = PLUGIN.train([case], tiny_config(max_epochs=2, mirror="none", amp=False), Progress())
     assert model.config["mirror_axes"] == []
     plain, _ = PLUGIN.predict(model, case.image, Progress(), tta=False)
     tta, unc = PLUGIN.predict(model, case.image, Progress(), tta=True)
