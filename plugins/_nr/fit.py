@@ -26,6 +26,7 @@ from viewer.jobs.progress import ImagePreview, Progress
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame, ViewSet
+from viewer.plugins.precision import autocast, autocast_dtype
 from viewer.plugins.training import TrainingRun
 
 from .checkpoint import mesh_digest, read_cached_mesh, save_checkpoint
@@ -127,14 +128,17 @@ class FitGeometry:
 
 
 def _score(net: torch.nn.Module, views: Sequence[ViewData], background, device: str,
-           preview: bool = False, batch: Callable[..., Any] = full_batch) -> tuple[list[float], ImagePreview | None]:
-    """PSNR of each held-out view at the training size; the first view's render beside its photo."""
+           preview: bool = False, batch: Callable[..., Any] = full_batch,
+           amp: bool = False) -> tuple[list[float], ImagePreview | None]:
+    """PSNR of each held-out view at the training size (in the precision the renderer draws in);
+    the first view's render beside its photo."""
     net.eval()
     scores, first = [], None
     with torch.inference_mode():
         for v in views:
-            rgb, alpha, _ = net(batch(v, device))
-            img = composite(rgb, alpha, background)[0].permute(1, 2, 0).clamp(0, 1).cpu()
+            with autocast(device, amp):
+                rgb, alpha, _ = net(batch(v, device))
+            img = composite(rgb.float(), alpha.float(), background)[0].permute(1, 2, 0).clamp(0, 1).cpu()
             scores.append(psnr(img, v.target))
             if preview and first is None:
                 first = ImagePreview(view=v.name, image=to_uint8(img.numpy()), target=to_uint8(v.target.numpy()))
@@ -234,6 +238,8 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
         groups.append({"params": rest, "lr": cfg.lr, "base_lr": cfg.lr})
     opt = torch.optim.Adam(groups, fused=device == "cpu" or device.startswith("cuda"))
     aux_weight = float(config.get("aux_weight", 0.0))
+    amp = bool(config.get("amp", False))  # bf16 on CPUs with AMX, fp16 on CUDA (viewer.plugins.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, amp) == torch.float16)
 
     k = geo.kind
     meta = {f"{k}_source": sources.get(k), f"{k}_source_sha256": sources.get(f"{k}_sha256"), f"{k}_sha256": geo.digest,
@@ -249,7 +255,7 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
 
     def validate() -> None:
         with run.validation():
-            scores, preview = _score(net, val, background, device, preview=True, batch=geo.full_batch)
+            scores, preview = _score(net, val, background, device, preview=True, batch=geo.full_batch, amp=amp)
         mean = float(np.mean(scores))
         entry = {"step": run.step, "seconds": round(run.elapsed(), 2), "psnr": mean,
                  "loss": running / max(1, n_running)}
@@ -270,7 +276,11 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * lr_scale
             batch, target = geo.random_batch(train, int(cfg.batch), int(cfg.crop), rng, device)
-            rgb, alpha, feats = step_net(batch)
+            with autocast(device, amp):
+                rgb, alpha, feats = step_net(batch)
+            # the losses in float32 (the network's convolutions ran in reduced precision)
+            rgb, alpha = rgb.float(), alpha.float()
+            feats = feats.float() if feats is not None else None
             image = composite(rgb, alpha, background)
             loss = (image - target).abs().mean()
             if extra_loss is not None:
@@ -284,8 +294,9 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
                 tpix = target.permute(0, 2, 3, 1).reshape(-1, 3)[batch.pix]
                 loss = loss + aux_weight * (feats - tpix).abs().mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             run.step += 1
             loss_value = float(loss.detach())
             running += loss_value
@@ -306,7 +317,7 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
         validate()  # the weights since the last validation may be the best
     run.restore(net)
     ddp = run.share_weights(net)
-    all_scores = _score(net, held, background, device, batch=geo.full_batch)[0] if run.leader else []
+    all_scores = _score(net, held, background, device, batch=geo.full_batch, amp=amp)[0] if run.leader else []
     model.metrics = _metrics(run, history, run.stopped_by, held_from, val, (held, all_scores))
     if ddp is not None:
         model.metrics["ddp"] = {k: v for k, v in ddp.items() if k != "checksums"}

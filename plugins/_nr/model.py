@@ -20,6 +20,7 @@ from torch import nn
 
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
+from viewer.plugins.precision import autocast
 
 from .data import PixelBatch, camera_batch, cover_box, make_rasterizer
 from .shading import mesh_shading
@@ -124,7 +125,9 @@ def render_image(model: NRModel, camera: Camera, background: Sequence[float] | N
                       if getattr(net, "uses_normals", False) else None)
             cov = None if m.coverage is None else m.coverage[y0:y1, x0:x1]
             batch = camera_batch(camera, uv, mask, model.device, normal, origin=(x0, y0), coverage=cov)
-            rgb, alpha, _ = net(batch)
+            with autocast(model.device, bool(model.config.get("amp", False))):  # as it was scored
+                rgb, alpha, _ = net(batch)
+            rgb, alpha = rgb.float(), alpha.float()
             img = composite(rgb, alpha, bg.tolist())
             out[y0:y1, x0:x1] = img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()
             full_alpha[y0:y1, x0:x1] = alpha[0, 0].to("cpu", torch.float32).numpy()

@@ -19,6 +19,7 @@ from viewer.model.camera import Camera
 from viewer.model.geometry import PointCloud
 from viewer.model.viewset import Frame, ViewSet
 from viewer.plugins import GeometryError
+from viewer.plugins.precision import autocast
 
 from .data import full_point_batch, point_batch, prepare_point_views, random_point_batch
 from .splat import PointSet, front_box, project, splat_box
@@ -113,7 +114,8 @@ def render_points(model: NRModel, camera: Camera, background: Sequence[float] | 
         ids, (x0, y0) = found
         h, w = min(camera.height - y0, ids[0].shape[0]), min(camera.width - x0, ids[0].shape[1])
         batch = point_batch([t[None] for t in ids], [camera], [x0], [y0], (h, w), model.device, fr)
-        rgb, alpha, _ = net(batch)
-        img = composite(rgb, alpha, bg)
+        with autocast(model.device, bool(model.config.get("amp", False))):  # as it was scored
+            rgb, alpha, _ = net(batch)
+        img = composite(rgb.float(), alpha.float(), bg)
         out[y0:y0 + h, x0:x0 + w] = img[0].permute(1, 2, 0).clamp(0.0, 1.0).to("cpu", torch.float32).numpy()
     return out
