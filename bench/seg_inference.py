@@ -7,13 +7,16 @@ patch, overlap, sw_batch_size, on the same CT-like 256×256×108 volume, alterna
 process. "Ours" is the whole plugin call `predict` without test-time augmentation: canonical
 orientation, normalisation, sliding windows, argmax, back to the source grid, LabelMap.
 "MONAI" is `sliding_window_inference(x, roi, sw_batch_size, net, overlap, mode="gaussian")` on
-the already-normalised tensor. Also reports peak memory of a memory-safe run on a
+the already-normalised tensor. Both in float32 (the overhead of our pipeline); where the device
+has native mixed precision (bf16 on CPUs with AMX, fp16 on CUDA), "ours, mixed precision" is the
+same call as shipped (Config ``amp``, on by default), timed in the same alternation. Also reports peak memory of a memory-safe run on a
 512×512×300 CT (``--big``), in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -76,9 +79,14 @@ def main() -> None:
     ov, swb = model.config["overlap"], model.config["sw_batch_size"]
     x = torch.from_numpy(Normalisation(**model.normalisation)(vol.array))[None, None]
 
-    def ours():
+    from viewer.plugins.precision import autocast_dtype
+
+    amp_dtype = autocast_dtype(args.device, True)
+    fp32_model = dataclasses.replace(model, config={**model.config, "amp": False})
+
+    def ours(m=fp32_model):
         t = timer()
-        predict_volume(model, vol, Progress(), tta=False)
+        predict_volume(m, vol, Progress(), tta=False)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         return timer() - t
@@ -94,10 +102,14 @@ def main() -> None:
         return timer() - t
 
     ours(), monai()  # warm-up: first calls are several times slower
-    a, b = [], []
+    if amp_dtype is not None:
+        ours(model)
+    a, b, c = [], [], []
     for _ in range(args.repeat):
         b.append(monai())
         a.append(ours())
+        if amp_dtype is not None:
+            c.append(ours(model))
     ratios = [x / y for x, y in zip(a, b)]  # each run against the MONAI run just before it
     res = {"device": args.device, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "shape": args.shape, "roi": list(roi), "overlap": ov, "sw_batch_size": swb,
@@ -106,11 +118,17 @@ def main() -> None:
            "ours_s": statistics.median(a), "monai_s": statistics.median(b), "ours_runs_s": a, "monai_runs_s": b,
            "ratio_runs": ratios, "ratio_min": min(ratios), "ratio_max": max(ratios)}
     res["ratio"] = res["ours_s"] / res["monai_s"]
+    if c:
+        res.update({"amp_dtype": str(amp_dtype).replace("torch.", ""), "ours_amp_s": statistics.median(c),
+                    "ours_amp_runs_s": c, "amp_ratio": statistics.median(c) / res["monai_s"]})
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name()
     print(f"{args.device}: ours {res['ours_s']:.2f} s/volume (runs {min(a):.2f}-{max(a):.2f}), MONAI direct "
           f"{res['monai_s']:.2f} s ({min(b):.2f}-{max(b):.2f}); ratio of medians {res['ratio']:.3f}, "
           f"pairwise {res['ratio_min']:.3f}-{res['ratio_max']:.3f} over {args.repeat} runs")
+    if c:
+        print(f"ours with mixed precision ({res['amp_dtype']}, as shipped): {res['ours_amp_s']:.2f} s "
+              f"({min(c):.2f}-{max(c):.2f}); {res['amp_ratio']:.3f} x MONAI direct in float32")
     if args.big:
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.seg_inference import *; "
                 "from plugins._seg.predict import predict_volume; from viewer.jobs.progress import Progress; "

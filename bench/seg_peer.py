@@ -11,7 +11,8 @@ train, and their steps). By default the two are "ours" (the app's own `unet3d` p
 `train` with the default Config, then its `predict`, flip test-time augmentation included) and
 "peer", the plain recipe below. Any segmenter plugin can be a side by its name (``deepmedic``,
 ``deepmedic:patch_size=27``): its `train` with the default Config (plus overrides), then its
-`predict` with its Config's `tta`, as "ours" ("ours" is ``unet3d``). Each side's inference
+`predict` with its Config's `tta`, as "ours" ("ours" is ``unet3d``). ``peer:amp=true`` is the
+plain recipe with its forward under bfloat16 autocast (what the precision alone gives it). Each side's inference
 time per test case is recorded beside its Dice (`infer_seconds`: wall and CPU, one thread).
 Both clocks start together (a file barrier) after the data set is
 built, and the budget covers everything after that: preprocessing, training, any validation.
@@ -102,7 +103,9 @@ def _canonical(case, to_class=None):
     return img[None].astype(np.float32), lab[None].astype(np.int64)
 
 
-def peer_train(train, n_classes: int, minutes: float, seed: int = 0, clock=time.monotonic):
+def peer_train(train, n_classes: int, minutes: float, seed: int = 0, clock=time.monotonic, amp: bool = False):
+    """The plain recipe; ``amp`` (side ``peer:amp=true``) runs its forward under bfloat16 autocast on
+    the CPU, as ours does on CPUs with AMX: what the same loop gains from the precision alone."""
     import numpy as np
     import torch
     from monai.losses import DiceCELoss
@@ -123,7 +126,9 @@ def peer_train(train, n_classes: int, minutes: float, seed: int = 0, clock=time.
         x = torch.stack([torch.as_tensor(p["image"]) for p in patches]).float()
         y = torch.stack([torch.as_tensor(p["label"]) for p in patches]).long()
         opt.zero_grad()
-        loss = loss_fn(net(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = net(x)
+        loss = loss_fn(out.float(), y)
         loss.backward()
         opt.step()
         steps += 1
@@ -192,8 +197,9 @@ def worker(args) -> None:
         infer.append((time.monotonic() - w, time.process_time() - c))
         return out
 
-    if args.side == "peer":
-        net, steps = peer_train(train, len(values) + 1, args.minutes, seed=int(args.seed), clock=clock)
+    if _plugin_name(args.side) == "peer":
+        amp = _overrides(args.side).get("amp", "false").lower() in ("1", "true", "yes", "on")
+        net, steps = peer_train(train, len(values) + 1, args.minutes, seed=int(args.seed), clock=clock, amp=amp)
         train_s = time.monotonic() - t0
         done.set()
         scores = []

@@ -9,7 +9,7 @@ from torch import nn
 
 from plugins._nr.data import PixelBatch
 from plugins._nr.model import RendererNet
-from plugins._nr.networks import LaplacianTexture, Lobes, UNet2D, scatter_pixels, sh_basis
+from plugins._nr.networks import LaplacianTexture, Lobes, UNet2D, float32, scatter_pixels, sh_basis
 
 __all__ = ["DNRNet", "unet_channels", "shade_mlp", "shade_inputs"]
 
@@ -94,7 +94,8 @@ class DNRNet(RendererNet):
         f = self.texture(batch.uv)  # (N, C)
         parts = [f[:, :3], f[:, 3:12] * sh_basis(batch.dirs), f[:, 12:]] if self.view_dependent else [f]
         if self.shade is not None:
-            g = self.shade(shade_inputs(batch.normals, batch.dirs))  # (N, k)
+            with float32(f):  # a product of 9 inputs: float32 is faster and exact enough
+                g = self.shade(shade_inputs(batch.normals.float(), batch.dirs.float()))  # (N, k)
             rest = parts[-1]  # texel features scale the first shading channels (a texel's gloss)
             m = min(rest.shape[1], g.shape[1])
             parts = parts[:-1] + [torch.cat([rest[:, :m] * g[:, :m], rest[:, m:]], 1), g]
