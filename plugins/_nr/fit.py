@@ -319,6 +319,7 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
     ddp = run.share_weights(net)
     all_scores = _score(net, held, background, device, batch=geo.full_batch, amp=amp)[0] if run.leader else []
     model.metrics = _metrics(run, history, run.stopped_by, held_from, val, (held, all_scores))
+    model.metrics["precision"] = str(autocast_dtype(device, amp) or torch.float32).removeprefix("torch.")
     if ddp is not None:
         model.metrics["ddp"] = {k: v for k, v in ddp.items() if k != "checksums"}
     if run.leader and checkpoint_dir:

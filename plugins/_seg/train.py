@@ -216,7 +216,8 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     model.metrics = {"ddp": ddp} if ddp is not None else {}
     model.metrics.update(_metrics(run, history, run.step, epoch, run.elapsed(), run.stopped_by, cases, val_idx,
                                   labels))
-    model.metrics.update(validation_seconds=run.validation_seconds, validations=run.validations)
+    model.metrics.update(validation_seconds=run.validation_seconds, validations=run.validations,
+                         precision=str(autocast_dtype(device, amp) or torch.float32).removeprefix("torch."))
     if run.leader and checkpoint_dir:
         save_checkpoint(model, checkpoint_dir)
     net.eval()

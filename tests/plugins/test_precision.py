@@ -52,6 +52,7 @@ def test_unet_trains_and_segments_in_either_precision(monkeypatch, tmp_path, for
     train, test = phantom_cases([0, 1])
     cfg = tiny_config(max_epochs=30, val_fraction=0.0, base_channels=8, levels=3)
     model = UNET.train([train], cfg, Progress(), checkpoint_dir=str(tmp_path))
+    assert model.metrics["precision"] == {"1": "bfloat16", "0": "float32"}[forced]
     assert all(p.dtype == torch.float32 for p in model.net.parameters())
     seg, _ = UNET.predict(model, test.image, Progress())
     again, _ = UNET.predict(UNET.load(tmp_path), test.image, Progress())
@@ -74,7 +75,7 @@ def test_dnr_fits_in_bfloat16_and_draws_as_it_scored(monkeypatch, tmp_path):
     views, mesh = load_viewset(scene), load_path(scene / "mesh.obj")
     cfg = DNR.Config(iters=60, minutes=0, val_every=100, seed=0, texture_size=64)
     model = DNR.fit(views, mesh, cfg, Progress(), checkpoint_dir=tmp_path / "ck")
-    assert model.config["amp"] is True
+    assert model.config["amp"] is True and model.metrics["precision"] == "bfloat16"
     assert all(p.dtype == torch.float32 for p in model.net.parameters())
     loaded = DNR.load(tmp_path / "ck")
     test = views.split("test")
