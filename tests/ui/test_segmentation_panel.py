@@ -84,6 +84,8 @@ def test_train_then_run_adds_new_layers(window, qtbot, tmp_path):
     assert all(len(c.getData()[0]) >= 1 for c in panel.bar.plots[0].curves.values())  # drawn
     ckpt = Path(panel.model_dir)
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()
+    # the precision the hardware gave the training is said when it is not float32
+    assert ("trained in bfloat16" in panel.model_label.text()) == (panel.model.metrics["precision"] == "bfloat16")
     if panel.model.metrics.get("validated_on_training_data"):
         # one training pair: the panel says the curve is training data, and why there is no preview
         assert "training data" in panel.bar.preview.image.text() and "training data" in panel.model_label.text()

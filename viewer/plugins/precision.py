@@ -28,6 +28,8 @@ def cpu_has_native_bf16() -> bool:
     forced = os.environ.get("LUCID3D_CPU_BF16", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False  # oneDNN is what multiplies bf16 tiles; without it bf16 convolutions are slow
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, present since torch 2.3
     try:
         return bool(probe()) if probe is not None else False

@@ -152,6 +152,8 @@ class SegmentationPanel(TrainingPanel):
             text += f"; best validation Dice {dice:.3f}"
             if m.get("validated_on_training_data"):
                 text += " (on training data: its training patches, no case held out)"
+        if m.get("precision") not in (None, "float32"):  # mixed precision from the hardware
+            text += f"; trained in {m['precision']}"
         return text
 
     # training -------------------------------------------------------------------------------------
