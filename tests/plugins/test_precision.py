@@ -34,8 +34,9 @@ def test_autocast_dtype(monkeypatch, device, amp, forced, want):
 def test_cpu_detection_follows_the_hardware(monkeypatch):
     monkeypatch.delenv("LUCID3D_CPU_BF16", raising=False)
     assert cpu_has_native_bf16() == bool(torch.cpu._is_amx_tile_supported())
-    with torch.backends.mkldnn.flags(enabled=False):  # no oneDNN: bf16 would not be native
-        assert not cpu_has_native_bf16()
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # no oneDNN: bf16 would not be native
+    assert not cpu_has_native_bf16()
+    monkeypatch.undo()
     monkeypatch.setenv("LUCID3D_CPU_BF16", "1")
     with autocast("cpu"):
         out = torch.nn.Conv3d(1, 2, 3)(torch.randn(1, 1, 5, 5, 5))
