@@ -92,11 +92,11 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from viewer.plugins.precision import autocast_dtype
+    from viewer.plugins.precision import precision_name
 
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-           "app_picks": str(autocast_dtype("cpu", True) or "float32").replace("torch.", ""),
+           "app_picks": precision_name("cpu"),
            "runs": args.runs, "steps": args.steps, "threads": 1, "nets": {}}
     print(f"the app picks {res['app_picks']} on this CPU ({res['cpu_capability']})")
     for name, make in (("unet3d", _unet3d), ("deepmedic", _deepmedic), ("dnr_unet2d", _dnr_unet)):

@@ -9,8 +9,8 @@ orientation, normalisation, sliding windows, argmax, back to the source grid, La
 "MONAI" is `sliding_window_inference(x, roi, sw_batch_size, net, overlap, mode="gaussian")` on
 the already-normalised tensor. Both in float32 (the overhead of our pipeline); where the device
 has native mixed precision (bf16 on CPUs with AMX, fp16 on CUDA), "ours, mixed precision" is the
-same call as shipped (Config ``amp``, on by default), timed in the same alternation. Also reports peak memory of a memory-safe run on a
-512×512×300 CT (``--big``), in a fresh process.
+same call as shipped (Config ``amp``, on by default), timed in the same alternation. Also
+reports peak memory of a memory-safe run on a 512×512×300 CT (``--big``), in a fresh process.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> None:
     ov, swb = model.config["overlap"], model.config["sw_batch_size"]
     x = torch.from_numpy(Normalisation(**model.normalisation)(vol.array))[None, None]
 
-    from viewer.plugins.precision import autocast_dtype
+    from viewer.plugins.precision import autocast_dtype, precision_name
 
     amp_dtype = autocast_dtype(args.device, True)
     fp32_model = dataclasses.replace(model, config={**model.config, "amp": False})
@@ -119,7 +119,7 @@ def main() -> None:
            "ratio_runs": ratios, "ratio_min": min(ratios), "ratio_max": max(ratios)}
     res["ratio"] = res["ours_s"] / res["monai_s"]
     if c:
-        res.update({"amp_dtype": str(amp_dtype).replace("torch.", ""), "ours_amp_s": statistics.median(c),
+        res.update({"amp_dtype": precision_name(args.device), "ours_amp_s": statistics.median(c),
                     "ours_amp_runs_s": c, "amp_ratio": statistics.median(c) / res["monai_s"]})
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name()

@@ -26,7 +26,7 @@ from viewer.jobs.progress import ImagePreview, Progress
 from viewer.model.camera import Camera
 from viewer.model.geometry import Mesh
 from viewer.model.viewset import Frame, ViewSet
-from viewer.plugins.precision import autocast, autocast_dtype
+from viewer.plugins.precision import autocast, grad_scaler, precision_name
 from viewer.plugins.training import TrainingRun
 
 from .checkpoint import mesh_digest, read_cached_mesh, save_checkpoint
@@ -239,7 +239,7 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
     opt = torch.optim.Adam(groups, fused=device == "cpu" or device.startswith("cuda"))
     aux_weight = float(config.get("aux_weight", 0.0))
     amp = bool(config.get("amp", False))  # bf16 on CPUs with AMX, fp16 on CUDA (viewer.plugins.precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, amp) == torch.float16)
+    scaler = grad_scaler(device, amp)
 
     k = geo.kind
     meta = {f"{k}_source": sources.get(k), f"{k}_source_sha256": sources.get(f"{k}_sha256"), f"{k}_sha256": geo.digest,
@@ -319,7 +319,7 @@ def fit_geometry(views: ViewSet | Sequence[Frame], geo: FitGeometry, cfg: Any, p
     ddp = run.share_weights(net)
     all_scores = _score(net, held, background, device, batch=geo.full_batch, amp=amp)[0] if run.leader else []
     model.metrics = _metrics(run, history, run.stopped_by, held_from, val, (held, all_scores))
-    model.metrics["precision"] = str(autocast_dtype(device, amp) or torch.float32).removeprefix("torch.")
+    model.metrics["precision"] = precision_name(device, amp)
     if ddp is not None:
         model.metrics["ddp"] = {k: v for k, v in ddp.items() if k != "checksums"}
     if run.leader and checkpoint_dir:

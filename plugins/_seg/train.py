@@ -13,7 +13,7 @@ from monai.losses import DiceCELoss
 
 from viewer.jobs.progress import Cancelled, Progress
 from viewer.plugins import Case
-from viewer.plugins.precision import autocast, autocast_dtype
+from viewer.plugins.precision import autocast, grad_scaler, precision_name
 from viewer.plugins.training import TrainingRun
 
 from .checkpoint import SegModel, save_checkpoint
@@ -108,7 +108,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     step_net = run.parallel(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=1e-5)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=bool(getattr(cfg, "batch_dice", False)))
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, amp) == torch.float16)
+    scaler = grad_scaler(device, amp)
     rng = np.random.default_rng(cfg.seed + 1000 * run.rank)
 
     config = asdict(cfg)
@@ -161,7 +161,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
                 opt.zero_grad(set_to_none=True)
                 with autocast(device, amp):
                     logits = step_net(x)
-                # the loss in float32: a bf16 softmax over few classes loses the small ones' share
+                # the loss in float32 (autocast ran only the network in reduced precision)
                 logits = logits.float()
                 loss = loss_fn(logits, y)
                 scaler.scale(loss).backward()
@@ -217,7 +217,7 @@ def train_segmenter(cases: list[Case], cfg: Any, progress: Progress, *, plugin: 
     model.metrics.update(_metrics(run, history, run.step, epoch, run.elapsed(), run.stopped_by, cases, val_idx,
                                   labels))
     model.metrics.update(validation_seconds=run.validation_seconds, validations=run.validations,
-                         precision=str(autocast_dtype(device, amp) or torch.float32).removeprefix("torch."))
+                         precision=precision_name(device, amp))
     if run.leader and checkpoint_dir:
         save_checkpoint(model, checkpoint_dir)
     net.eval()

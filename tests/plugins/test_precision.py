@@ -15,7 +15,7 @@ from tests.plugins import two_threads  # noqa: F401  (autouse: two torch threads
 from tests.plugins.test_unet3d import phantom_cases, tiny_config
 from viewer.analysis.metrics import dice_per_label
 from viewer.jobs.progress import Progress
-from viewer.plugins.precision import autocast, autocast_dtype, cpu_has_native_bf16
+from viewer.plugins.precision import autocast, autocast_dtype, cpu_has_native_bf16, grad_scaler, precision_name
 
 
 @pytest.mark.parametrize("device, amp, forced, want", [
@@ -29,6 +29,9 @@ from viewer.plugins.precision import autocast, autocast_dtype, cpu_has_native_bf
 def test_autocast_dtype(monkeypatch, device, amp, forced, want):
     monkeypatch.setenv("LUCID3D_CPU_BF16", forced)
     assert autocast_dtype(device, amp) == want
+    assert precision_name(device, amp) == str(want or torch.float32).removeprefix("torch.")
+    if not device.startswith("cuda"):  # a scaler only for float16 (a CUDA one needs a GPU to build)
+        assert not grad_scaler(device, amp).is_enabled()
 
 
 def test_cpu_detection_follows_the_hardware(monkeypatch):

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 
 import torch
 
-__all__ = ["autocast", "autocast_dtype", "cpu_has_native_bf16"]
+__all__ = ["autocast", "autocast_dtype", "cpu_has_native_bf16", "grad_scaler", "precision_name"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -53,3 +53,14 @@ def autocast(device: str, amp: bool = True) -> AbstractContextManager:
     dtype = autocast_dtype(device, amp)
     kind = "cuda" if str(device).startswith("cuda") else "cpu"
     return torch.autocast(device_type=kind, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def precision_name(device: str, amp: bool = True) -> str:
+    """"float16", "bfloat16" or "float32": what a model's forward runs in (for its metrics)."""
+    return str(autocast_dtype(device, amp) or torch.float32).removeprefix("torch.")
+
+
+def grad_scaler(device: str, amp: bool = True) -> torch.amp.GradScaler:
+    """The loss scaler float16 needs (its small gradients underflow); a pass-through otherwise
+    (bfloat16 has float32's range)."""
+    return torch.amp.GradScaler("cuda", enabled=autocast_dtype(device, amp) == torch.float16)
