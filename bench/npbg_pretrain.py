@@ -66,6 +66,10 @@ def main() -> int:
     ap.add_argument("--resume", default="", help="pretrained folder to continue from")
     ap.add_argument("--seed", type=int, default=0, help="seed of the step sampling")
     ap.add_argument("--shapes", action="store_true", help="also the four made meshes of shape_meshes")
+    ap.add_argument("--supersample", type=int, default=1,
+                    help="captures of S x S samples a pixel (photos that blend the silhouette, as a camera's)")
+    ap.add_argument("--amp", choices=("on", "off"), default="on",
+                    help="the forward in the machine's native mixed precision (bf16 on CPUs with AMX)")
     args = ap.parse_args()
 
     import pyvista.examples
@@ -86,10 +90,10 @@ def main() -> int:
         for i, path in enumerate(meshes):
             out = Path(tmp) / path.stem
             capture_dataset(str(path), str(out), views=args.views, size=args.size, test_fraction=0.2,
-                            seed=i, points=args.points)
+                            seed=i, points=args.points, supersample=args.supersample)
             scenes.append((out.name, load_viewset(out), load_path(out / "points.ply")))
         cfg = plugin.Config(minutes=args.minutes, iters=args.iters, size=args.size, crop=args.size, lr=1e-3,
-                            seed=args.seed)
+                            seed=args.seed, amp=args.amp == "on")
         staged = Path(tmp) / "pretrained"
         metrics = plugin.pretrain(scenes, cfg, Progress(), out=staged, resume=args.resume or None)
         dest = Path(args.out)
@@ -98,7 +102,7 @@ def main() -> int:
         shutil.copytree(staged, dest)
     print(json.dumps({"out": str(dest), "steps": metrics["steps"], "seconds": metrics["seconds"],
                       "steps_total": metrics.get("steps_total", metrics["steps"]),
-                      "heldout_psnr": metrics["heldout_psnr"]}))
+                      "heldout_psnr": metrics["heldout_psnr"], "precision": metrics.get("precision")}))
     return 0
 
 

@@ -79,12 +79,13 @@ def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, pr
 
 
 def _normals(cloud: PointCloud, cfg: Any) -> dict[str, torch.Tensor]:
-    """{"normals": (N, 3)} for a renderer with a shading network (``cfg.shade`` > 0), else {}."""
+    """{"normals": (N, 3)} for a renderer with a shading network (``cfg.shade`` > 0), else {}:
+    the cloud's own (``cfg.cloud_normals`` and a file that carries them), else estimated."""
     if int(getattr(cfg, "shade", 0) or 0) <= 0:
         return {}
-    from .normals import estimate_normals
+    from .normals import cloud_normals
 
-    return {"normals": torch.from_numpy(estimate_normals(cloud.points))}
+    return {"normals": torch.from_numpy(cloud_normals(cloud, bool(getattr(cfg, "cloud_normals", True))))}
 
 
 def render_points(model: NRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:

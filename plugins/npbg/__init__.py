@@ -15,8 +15,8 @@ descriptors and U-Net are fitted per scene.
 * Shading network (``shade``, beyond the paper): under lights fixed in the world, highlights move
   with the view, and a descriptor can only bake the ones the training views saw (on a specular
   capture nearly all the held-out error). As DNR's shading network does from the mesh's normals,
-  one network shared by all points maps the drawn point's normal (estimated from the cloud,
-  ``plugins/_points/normals.py``) and the view direction to ``shade`` channels of the
+  one network shared by all points maps the drawn point's normal (the cloud file's own, else
+  estimated from the points: ``plugins/_points/normals.py``) and the view direction to ``shade`` channels of the
   full-scale input: spherical Gaussians of the mirror direction (learned directions, three
   widths each; ``plugins/_points/network.py``), the shape of a highlight.
 * Renderer: the U-Net of the DNR machinery (``unet_base`` channels at the finest levels), with
@@ -58,7 +58,10 @@ class Config(FitConfig):
                                                             "direction"})
     shade: int = field(default=48, metadata={"help": "channels of the shading network (0 = off): highlight lobes "
                                                      "(16 directions x 3 widths) of the view direction mirrored "
-                                                     "about the point's normal (estimated from the cloud)"})
+                                                     "about the point's normal"})
+    cloud_normals: bool = field(default=True, metadata={"help": "with shade: the normals the cloud's file carries "
+                                                                  "(COLMAP's fused.ply, capture's points.ply); "
+                                                                  "off, or a file without: estimated from the points"})
     alpha_prior: float = field(default=4.0, metadata={"help": "logit the points drawn add to the coverage "
                                                               "(subtracted where none is): keeps a small "
                                                               "object's fit from collapsing to the background"})

@@ -102,7 +102,8 @@ def pretrain_scenes(plugin: Any, scenes: Sequence[tuple[str, Any, Any]], cfg: An
         held.append(test)
     net, metrics = pretrain(data, arch, progress, minutes=float(cfg.minutes), iters=int(cfg.iters),
                             sources=int(cfg.sources), crop=int(cfg.crop), lr=float(cfg.lr), seed=int(cfg.seed),
-                            background=background, device=cfg.device, start=start)
+                            background=background, device=cfg.device, start=start,
+                            amp=bool(getattr(cfg, "amp", False)))
     if isinstance(before, dict):  # totals over both runs; the earlier run's record kept as it was
         prior = before.get("resumed_from", [])
         metrics["resumed_from"] = (prior if isinstance(prior, list) else []) + [

@@ -153,6 +153,7 @@ def aggregate(encoder: ViewEncoder, basis: LearnedSH, views: list[Observation], 
         if not len(v.ids):
             continue
         feat, conf = encoder(v.rgb, v.view)
+        feat, conf = feat.float(), conf.float()  # under autocast the encoder's are bf16/fp16; the sums stay float32
         f = feat[0].flatten(1).t()[v.pix]  # (n, channels)
         w = torch.exp(conf[0].flatten(1).t()[v.pix].clamp(-10.0, 10.0))  # (n, 1)
         y = basis(v.dirs)  # (n, 9)

@@ -32,6 +32,7 @@ from viewer.jobs.progress import Progress
 from viewer.model.errors import LoadError
 from viewer.plugins import Range, check_json_object, of_type, read_checkpoint_json
 from viewer.plugins.checkpoint import load_weights, write_checkpoint
+from viewer.plugins.precision import autocast, grad_scaler, precision_name
 
 from .network import Observation, Pretrained, aggregate, observe
 
@@ -94,14 +95,17 @@ def scene_descriptors(pre: Pretrained, scene: SceneData) -> torch.Tensor:
 
 def pretrain(scenes: Sequence[SceneData], arch: dict[str, Any], progress: Progress, *, minutes: float,
              iters: int, sources: int, crop: int, lr: float, seed: int, background: Sequence[float],
-             device: str = "cpu", start: Pretrained | None = None) -> tuple[Pretrained, dict[str, Any]]:
+             device: str = "cpu", start: Pretrained | None = None,
+             amp: bool = False) -> tuple[Pretrained, dict[str, Any]]:
     """Train the encoder and renderer across ``scenes`` (module docstring); returns the network
-    and metrics (steps, seconds, the loss curve). ``start``: weights to continue from (of
-    ``arch``), else new ones."""
+    and metrics (steps, seconds, the loss curve, the precision). ``start``: weights to continue
+    from (of ``arch``), else new ones. ``amp``: the forward in the device's native mixed precision
+    (:mod:`viewer.plugins.precision`); weights, optimiser and loss stay float32."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = (build_pretrained(arch) if start is None else start).to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    scaler = grad_scaler(device, amp)
     loss_extra = image_loss(0.2, 0.0, "", device)
     t0, step, curve, window = time.perf_counter(), 0, [], []
     limit = iters if iters > 0 else 10**9
@@ -112,15 +116,17 @@ def pretrain(scenes: Sequence[SceneData], arch: dict[str, Any], progress: Progre
         t = int(rng.integers(len(s.views)))
         others = [i for i in range(len(s.views)) if i != t] or [t]
         pick = rng.choice(others, size=min(sources, len(others)), replace=False)
-        desc = aggregate(net.encoder, net.renderer.basis, [s.observations[i] for i in pick], s.points.n,
-                         net.renderer.channels)
         batch, target = random_point_batch([s.views[t]], 1, crop, rng, device, background)
-        rgb, alpha, _ = net.renderer(batch, desc)
-        image = composite(rgb, alpha, background)
+        with autocast(device, amp):
+            desc = aggregate(net.encoder, net.renderer.basis, [s.observations[i] for i in pick], s.points.n,
+                             net.renderer.channels)
+            rgb, alpha, _ = net.renderer(batch, desc)
+        image = composite(rgb.float(), alpha.float(), background)
         loss = (image - target).abs().mean() + loss_extra(image, target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         step += 1
         window.append(float(loss.detach()))
         if len(window) == 25:
@@ -130,7 +136,7 @@ def pretrain(scenes: Sequence[SceneData], arch: dict[str, Any], progress: Progre
         progress.update(step, limit if iters > 0 else 0, f"step {step}")
     net.eval()
     return net, {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "history": curve,
-                 "scenes": [s.name for s in scenes]}
+                 "scenes": [s.name for s in scenes], "precision": precision_name(device, amp)}
 
 
 def heldout_psnr(net: Pretrained, scene: SceneData, frames: Sequence, size: int,

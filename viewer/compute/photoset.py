@@ -19,8 +19,8 @@ at the end, so a failure leaves nothing behind. It receives ``train/r_000.png`` 
 and the OpenGL-axes camera-to-world ``transform_matrix``), ``mesh.obj`` + ``mesh.mtl`` +
 ``mesh.png`` (the mesh as rendered: uv, normals, texture), and ``points.ply``: ``--points``
 points sampled uniformly over the rendered surface (area-weighted, seeded), coloured by the
-texture at each sample's uv (binary PLY: double x y z, uchar red green blue), for the point
-renderers. ``--supersample S`` renders S x S samples per pixel and averages them, as a camera's
+texture at each sample's uv, with the surface's normal there (binary PLY: double x y z, uchar
+red green blue, float nx ny nz), for the point renderers. ``--supersample S`` renders S x S samples per pixel and averages them, as a camera's
 pixel integrates the light over its area: colours blend and alpha is fractional along the
 silhouette (real photos are like this); the default 1 samples each pixel's centre, so alpha is
 0 or 1 and matches the renderers' own rasterized masks pixel for pixel. A one-line JSON summary is printed.
@@ -162,21 +162,38 @@ def sample_surface(mesh, n: int, seed: int = 0):
     elif mesh.colors is not None:
         colors = np.clip(np.einsum("nk,nkc->nc", w, np.asarray(mesh.colors, np.float64)[corners]).round(), 0, 255)
         colors = colors.astype(np.uint8)
-    return PointCloud(pts, colors, name="points")
+    # the surface's normal at each sample: the mesh's vertex normals interpolated, as the renderer
+    # shades with them (else the triangle's); a photogrammetry cloud (COLMAP's fused.ply) carries
+    # normals too, and the point renderers' shading reads them
+    face = np.cross(p[f[tri, 1]] - p[f[tri, 0]], p[f[tri, 2]] - p[f[tri, 0]])
+    normals = face
+    if mesh.normals is not None:
+        normals = np.einsum("nk,nkc->nc", w, np.asarray(mesh.normals, np.float64)[corners])
+        flat = np.linalg.norm(normals, axis=1) < 1e-9  # opposite vertex normals cancelled
+        normals[flat] = face[flat]
+    normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+    return PointCloud(pts, colors, normals=normals.astype(np.float32), name="points")
 
 
 def write_points_ply(cloud, path: Path) -> None:
-    """A binary little-endian PLY of the cloud's points (double) and colours (uchar, if any)."""
+    """A binary little-endian PLY of the cloud's points (double), colours (uchar) and normals
+    (float), the last two if it has them."""
     fields = [("x", "<f8"), ("y", "<f8"), ("z", "<f8")]
     if cloud.colors is not None:
         fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    if cloud.normals is not None:
+        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
     rec = np.empty(cloud.n_points, dtype=fields)
     for i, k in enumerate("xyz"):
         rec[k] = cloud.points[:, i]
     if cloud.colors is not None:
         for i, k in enumerate(("red", "green", "blue")):
             rec[k] = cloud.colors[:, i]
-    props = "".join(f"property {'double' if t == '<f8' else 'uchar'} {k}\n" for k, t in fields)
+    if cloud.normals is not None:
+        for i, k in enumerate(("nx", "ny", "nz")):
+            rec[k] = np.asarray(cloud.normals)[:, i]
+    names = {"<f8": "double", "<f4": "float", "u1": "uchar"}
+    props = "".join(f"property {names[t]} {k}\n" for k, t in fields)
     header = f"ply\nformat binary_little_endian 1.0\nelement vertex {cloud.n_points}\n{props}end_header\n"
     with open(path, "wb") as fh:
         fh.write(header.encode("ascii"))
