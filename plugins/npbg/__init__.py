@@ -16,9 +16,10 @@ descriptors and U-Net are fitted per scene.
   with the view, and a descriptor can only bake the ones the training views saw (on a specular
   capture nearly all the held-out error). As DNR's shading network does from the mesh's normals,
   one network shared by all points maps the drawn point's normal (the cloud file's own, else
-  estimated from the points: ``plugins/_points/normals.py``) and the view direction to ``shade`` channels of the
-  full-scale input: spherical Gaussians of the mirror direction (learned directions, three
-  widths each; ``plugins/_points/network.py``), the shape of a highlight.
+  estimated from the points: ``plugins/_points/normals.py``) and the view direction to
+  ``shade`` channels of the full-scale input: spherical Gaussians of the mirror direction
+  (learned directions, three widths each; ``plugins/_points/network.py``), the shape of a
+  highlight.
 * Renderer: the U-Net of the DNR machinery (``unet_base`` channels at the finest levels), with
   the coarse rasters concatenated at its encoder levels (``multiscale``, as in the paper) or only
   the full-resolution raster (the plain variant). It predicts colour and coverage.

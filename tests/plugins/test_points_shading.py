@@ -1,5 +1,6 @@
 """The point renderer's shading and training-crop machinery (plugins/_points): normals estimated
-from the points alone (a sphere's are radial, a plane's its normal), the highlight lobes (1 at
+from the points alone (a sphere's are radial, a plane's its normal) or read from the cloud's
+file (the estimate only where the file's are unusable), the highlight lobes (1 at
 their direction, broader widths never below sharper ones), the shading channels reaching the
 U-Net only where a point is drawn, point dropout in training crops (winners only among the
 points kept), the coverage prior from the drawn points, and NPBG checkpoints from before the
@@ -41,6 +42,23 @@ def test_normals_from_points(make, want):
     np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-5)
     cos = np.abs((n * want(p)).sum(1))  # the sign is free
     assert np.median(cos) > 0.995 and cos.min() > 0.9
+
+
+def test_a_cloud_with_normals_shades_with_its_own():
+    """The file's normals (unit length), the estimate only where they are missing or zero, and
+    the estimate for all with ``own`` off or a cloud without."""
+    from plugins._points.normals import cloud_normals
+    from viewer.model.geometry import PointCloud
+
+    p = _sphere(3000)
+    own = np.tile([[0.0, 0.0, 3.0]], (len(p), 1))
+    own[:5] = [[np.nan, 0.0, 0.0]] * 3 + [[0.0, 0.0, 0.0]] * 2
+    got = cloud_normals(PointCloud(p, normals=own))
+    assert got.dtype == np.float32 and np.array_equal(got[5:], np.tile([[0.0, 0.0, 1.0]], (len(p) - 5, 1)))
+    est = estimate_normals(p)
+    np.testing.assert_array_equal(got[:5], est[:5])
+    np.testing.assert_array_equal(cloud_normals(PointCloud(p, normals=own), own=False), est)
+    np.testing.assert_array_equal(cloud_normals(PointCloud(p)), est)
 
 
 @pytest.mark.parametrize("n", [0, 1, 2], ids=["none", "one", "two"])

@@ -137,7 +137,9 @@ def test_capture_writes_a_blender_dataset(tmp_path, capsys):
     assert summary["texture"] == "procedural"
     assert sorted(p.name for p in out.iterdir()) == ["mesh.mtl", "mesh.obj", "mesh.png", "points.ply", "test",
                                                     "train", "transforms_test.json", "transforms_train.json"]
-    assert load_path(out / "points.ply").n_points == summary["surface_points"]  # for the point renderers
+    cloud = load_path(out / "points.ply")
+    assert cloud.n_points == summary["surface_points"]  # for the point renderers, with the surface's normals
+    assert cloud.normals is not None and np.allclose(np.linalg.norm(cloud.normals, axis=1), 1.0, atol=1e-4)
     mesh = load_path(out / "mesh.obj")
     assert mesh.uv is not None and mesh.texture is not None and mesh.n_faces == summary["n_faces"]
     assert np.array_equal(mesh.texture[..., :3], procedural_texture(1024, 5))
@@ -285,3 +287,17 @@ def test_parametrize_survives_large_coordinates_and_degenerate_triangles():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-500:])
+
+
+def test_surface_samples_carry_the_shading_normals(sphere):
+    """The points' normals are the mesh's vertex normals interpolated (what the renderer shades
+    with: radial on a sphere), not the flat triangles' they lie on."""
+    from viewer.compute.photoset import sample_surface
+
+    mesh = Mesh(sphere.points, sphere.faces, normals=smooth_normals(sphere.points, sphere.faces))
+    cloud = sample_surface(mesh, 5000, seed=2)
+    radial = cloud.points - [0.3, -0.2, 0.1]  # the fixture's centre
+    radial /= np.linalg.norm(radial, axis=1, keepdims=True)
+    cos = np.abs((cloud.normals * radial).sum(1))
+    flat = np.abs((sample_surface(Mesh(sphere.points, sphere.faces), 5000, seed=2).normals * radial).sum(1))
+    assert np.degrees(np.arccos(np.median(cos))) < 0.5 < np.degrees(np.arccos(np.median(flat)))

@@ -34,7 +34,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--specular", type=float, default=0.5, help="specular coefficient, 0 = matte (default 0.5)")
     c.add_argument("--seed", type=number_in(int, 0, 2**32 - 1), default=0, help="cameras, split and procedural texture (default 0)")
     c.add_argument("--points", type=number_in(int, 1, 20_000_000), default=100_000,
-                   help="points sampled on the surface into points.ply, for the point renderers (default 100000)")
+                   help="points sampled on the surface into points.ply (with colours and the surface's normals), for "
+                        "the point renderers (default 100000)")
     c.add_argument("--supersample", type=int, default=1,
                    help="S x S samples per pixel, averaged: anti-aliased photos with fractional alpha at the "
                         "silhouette, as a camera takes them (default 1: each pixel's centre)")
