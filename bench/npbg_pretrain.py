@@ -6,8 +6,11 @@
 Scenes: ``capture`` data sets (procedural texture, specular 0.5, world-fixed lights, surface
 points.ply) of meshes pyvista ships in its examples folder (no downloads): ant, airplane, nut and
 sphere, and with ``--shapes`` four made here (:func:`shape_meshes`). The shipped model:
-``OMP_NUM_THREADS=1 python bench/npbg_pretrain.py --minutes 25 --threads 1 --shapes`` (2026-12-02;
-the one before it, the first four scenes alone, 25 minutes on a slower machine). pyvista's globe
+``OMP_NUM_THREADS=1 python bench/npbg_pretrain.py --minutes 25 --threads 1 --shapes --supersample 3``
+(2026-12-04: photos that blend the silhouette as a camera's do, points.ply with the surface's
+normals, bfloat16 on this CPU, each pixel the mean of its front points; the two before it drew the
+nearest point from centre-sampled captures, 2026-12-02 with ``--shapes``, before that the first four
+scenes alone). pyvista's globe
 is left out on purpose: the tests and benchmarks score NPBG++ on it, so the shipped model has
 never seen it. The pretraining goes through the plugin contract
 (``plugin.pretrain``), as ``main.py pretrain npbgpp`` does; the metrics (steps, loss curve,
