@@ -8,6 +8,11 @@ before``, the shading lobes made per width and interleaved (before 2026-12-02), 
 
     .venv/bin/python bench/npbg_fps.py [--points 500000] [--size 256] [--frames 12] [--runs 5]
                                        [--threads 1 2] [--shade N] [--no-splat-ab] [--result npbg_fps.json]
+                                       [--coverage N]
+
+``--coverage N`` (N > 1) draws with each pixel's covered share of N x N sub-cells (what a fit on
+photos that blend the silhouette decides), beside the same network without it (``no share``) in
+the same run, and nothing else.
 
 * Cloud: ``--points`` points on the unit sphere's surface (the globe capture's ``points.ply`` is
   that shape); the network untrained (the cost does not depend on the weights).
@@ -207,17 +212,21 @@ def main() -> int:
     ap.add_argument("--no-splat-ab", action="store_true",
                     help="skip the row of the other splat (the z-buffer's nearest point vs the front's mean)")
     ap.add_argument("--result", default="npbg_fps.json", help="file name under bench/results")
+    ap.add_argument("--coverage", type=int, default=0, help="N > 1: draw with the covered share (A/B against none)")
     args = ap.parse_args()
 
     from plugins._points.fit import point_set, render_points
     from plugins._points.splat import front_box, splat_box
 
     settings = {} if args.shade is None else {"shade": args.shade}
+    if args.coverage > 1:
+        settings["coverage"] = args.coverage
     plugin, model = make_model(args.points, args.size, settings)
     # the same network drawing the other way (nearest point vs mean of the front points)
     other_avg = not model.config["splat_average"]
     _, other = make_model(args.points, args.size, {**settings, "splat_average": other_avg})
     other_name = "front mean" if other_avg else "nearest point"
+    noshare = make_model(args.points, args.size, {**settings, "coverage": 1})[1] if args.coverage > 1 else None
 
     def split_of(m):
         avg = getattr(m.net, "average", None)
@@ -234,9 +243,11 @@ def main() -> int:
     for threads in args.threads:
         torch.set_num_threads(threads)
         jobs = [("current", lambda c: render_points(model, c), split_of(model))]
-        if not args.no_splat_ab:
+        if args.coverage > 1:
+            jobs.append(("no share", lambda c: render_points(noshare, c), split_of(noshare)))
+        elif not args.no_splat_ab:
             jobs.append((other_name, lambda c: render_points(other, c), split_of(other)))
-        jobs += [("lobes before", lambda c: _lobes_before(model, c), split_of(model)),
+        jobs += [] if args.coverage > 1 else [("lobes before", lambda c: _lobes_before(model, c), split_of(model)),
                  ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]
         for name, render, split in jobs:
             row = {"renderer": name, "threads": threads, "load_before": round(os.getloadavg()[0], 2),

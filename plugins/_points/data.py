@@ -21,10 +21,10 @@ from plugins._nr.data import ViewData, resize_image, training_size
 from viewer.model.camera import Camera
 from viewer.model.viewset import Frame
 
-from .splat import Front, PointSet, depth_keys, front, key_ids, key_pyramid, project
+from .splat import Front, PointSet, depth_keys, front, key_ids, key_pyramid, pixel_share, project
 
 __all__ = ["PointView", "PointBatch", "prepare_point_views", "point_batch", "full_point_batch",
-           "random_point_batch", "ray_dirs", "view_rasters", "crop_front"]
+           "random_point_batch", "ray_dirs", "view_rasters", "crop_front", "interior_fill"]
 
 
 @dataclass(eq=False)
@@ -36,6 +36,7 @@ class PointView(ViewData):
 
     ids: list[torch.Tensor] = field(default_factory=list)
     front: Front | None = None  # the front points of each pixel (a renderer that averages them)
+    share: torch.Tensor | None = None  # (H_0, W_0) float32: :func:`~.splat.pixel_share` (a renderer that reads it)
 
 
 @dataclass(eq=False)
@@ -49,6 +50,7 @@ class PointBatch:
     dirs: torch.Tensor
     shape: tuple[int, int, int]
     front: Front | None = None
+    share: torch.Tensor | None = None  # (B, 1, H_0, W_0): each pixel's covered share, when the renderer reads it
 
 
 def view_rasters(points: PointSet, camera: Camera, scales: int, average: float | None = None,
@@ -68,9 +70,10 @@ def view_rasters(points: PointSet, camera: Camera, scales: int, average: float |
 
 def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, background: Sequence[float],
                         scales: int, report: Callable[[int, int], None] | None = None,
-                        average: float | None = None) -> list[PointView]:
+                        average: float | None = None, share: int = 0) -> list[PointView]:
     """Splat every frame once at the training size (longer side ``size``); ``average``: keep
-    each pixel's front points too (:func:`view_rasters`)."""
+    each pixel's front points too (:func:`view_rasters`); ``share`` > 0: each pixel's covered
+    share of ``share`` x ``share`` sub-cells (:func:`~.splat.pixel_share`)."""
     out = []
     for i, f in enumerate(frames):
         w, h = training_size(f.camera, size)
@@ -80,11 +83,31 @@ def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, ba
         if fr is not None:
             fr = Front(fr.pix.cpu(), fr.pid.cpu(), [p.cpu() for p in fr.pool])
         target = torch.from_numpy(resize_image(f.rgb(background), w, h))
+        sh = pixel_share(project(points, cam), *ids[0].shape, share).cpu() if share else None
         out.append(PointView(f.name or f.camera.name, cam, uv=None, mask=ids[0][:h, :w] >= 0, target=target, ids=ids,
-                             front=fr))
+                             front=fr, share=sh))
         if report is not None:
             report(i + 1, len(frames))
     return out
+
+
+def interior_fill(frames: Sequence[Frame], points: PointSet, size: int, k: int, sample: int = 8) -> float:
+    """The mean share of k x k sub-cells a point falls in, over the pixels inside the drawn object
+    (a point in the pixel and in its eight neighbours) of up to ``sample`` frames at the training
+    size. Near 1 when the cloud is dense enough for each pixel's covered share to trace a
+    silhouette; well below it the share is the cloud's sampling noise over the whole surface."""
+    picks = [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, min(sample, len(frames))).round())]
+    fills = []
+    for f in picks:
+        w, h = training_size(f.camera, size)
+        cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
+        proj = project(points, cam)
+        share = pixel_share(proj, h, w, k)
+        drawn = (share > 0).to(torch.float32)[None, None]
+        inside = F.avg_pool2d(drawn, 3, 1, 1)[0, 0] > 0.999
+        if inside.any():
+            fills.append(float(share[inside].mean()))
+    return float(np.mean(fills)) if fills else 0.0
 
 
 def _dropped(view: PointView, points: PointSet, dropout: float, rng: np.random.Generator,
@@ -116,7 +139,8 @@ def ray_dirs(cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int], h: in
 
 
 def point_batch(ids: list[torch.Tensor], cams: Sequence[Camera], x0: Sequence[int], y0: Sequence[int],
-                out_hw: tuple[int, int], device, front: Front | None = None) -> PointBatch:
+                out_hw: tuple[int, int], device, front: Front | None = None,
+                share: torch.Tensor | None = None) -> PointBatch:
     """A PointBatch from stacked per-scale ids (B, H_s, W_s) of crops at (x0, y0) (and their
     front points, ``pix`` into B x H_0 x W_0, pooling masks (B, H_s, W_s))."""
     ids = [t.to(device, torch.int64) for t in ids]
@@ -124,13 +148,16 @@ def point_batch(ids: list[torch.Tensor], cams: Sequence[Camera], x0: Sequence[in
     if front is not None:
         front = Front(front.pix.to(device, torch.int64), front.pid.to(device, torch.int64),
                       [p.to(device) for p in front.pool])
-    return PointBatch(ids, ray_dirs(cams, x0, y0, h0, w0, device), (ids[0].shape[0], *out_hw), front)
+    if share is not None:
+        share = share.to(device, torch.float32)[:, None]
+    return PointBatch(ids, ray_dirs(cams, x0, y0, h0, w0, device), (ids[0].shape[0], *out_hw), front, share)
 
 
 def full_point_batch(view: PointView, device="cpu") -> PointBatch:
     """The whole frame as a batch of one."""
     fr = None if view.front is None else Front(view.front.pix, view.front.pid, [p[None] for p in view.front.pool])
-    return point_batch([t[None] for t in view.ids], [view.camera], [0], [0], view.shape, device, fr)
+    sh = None if view.share is None else view.share[None]
+    return point_batch([t[None] for t in view.ids], [view.camera], [0], [0], view.shape, device, fr, sh)
 
 
 def crop_front(fr: Front, width: int, x0: int, y0: int, ch: int, cw: int, index: int) -> Front:
@@ -163,7 +190,7 @@ def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.ra
     ch = min([c] + [v.ids[0].shape[0] for v in picks])
     cw = min([c] + [v.ids[0].shape[1] for v in picks])
     ids: list[list[torch.Tensor]] = [[] for _ in range(scales)]
-    targets, xs, ys, fronts = [], [], [], []
+    targets, xs, ys, fronts, shares = [], [], [], [], []
     bg = torch.tensor(background, dtype=torch.float32)
     for v in picks:
         hp, wp = v.ids[0].shape
@@ -179,6 +206,8 @@ def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.ra
             ids[s].append(v.ids[s][y0 >> s:(y0 + ch) >> s, x0 >> s:(x0 + cw) >> s])
         if v.front is not None:
             fronts.append(crop_front(v.front, wp, x0, y0, ch, cw, len(fronts)))
+        if v.share is not None:
+            shares.append(v.share[y0:y0 + ch, x0:x0 + cw])
         t = bg.expand(ch, cw, 3).clone()
         th, tw = max(0, min(ch, h - y0)), max(0, min(cw, w - x0))
         t[:th, :tw] = v.target[y0:y0 + th, x0:x0 + tw]
@@ -189,7 +218,8 @@ def random_point_batch(views: Sequence[PointView], n: int, crop: int, rng: np.ra
     if fronts:
         fr = Front(torch.cat([f.pix.long() for f in fronts]), torch.cat([f.pid.long() for f in fronts]),
                    [torch.stack([f.pool[s] for f in fronts]) for s in range(scales - 1)])
-    batch = point_batch([torch.stack(t) for t in ids], [v.camera for v in picks], xs, ys, (ch, cw), device, fr)
+    batch = point_batch([torch.stack(t) for t in ids], [v.camera for v in picks], xs, ys, (ch, cw), device, fr,
+                        torch.stack(shares) if shares else None)
     target = torch.stack(targets).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(device)
     return batch, target
 

@@ -5,6 +5,7 @@ camera with a fitted model."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from plugins._nr.checkpoint import MAX_CLOUD_POINTS, points_digest
+from plugins._nr.data import photos_blend_edges
 from plugins._nr.fit import FitGeometry, fit_geometry, split_views
 from plugins._nr.model import NRModel, composite
 from viewer.jobs.progress import Progress
@@ -21,8 +23,8 @@ from viewer.model.viewset import Frame, ViewSet
 from viewer.plugins import GeometryError
 from viewer.plugins.precision import autocast
 
-from .data import full_point_batch, point_batch, prepare_point_views, random_point_batch
-from .splat import PointSet, front_box, project, splat_box
+from .data import full_point_batch, interior_fill, point_batch, prepare_point_views, random_point_batch
+from .splat import PointSet, front_box, pixel_share, project, raster_sizes, splat_box
 
 __all__ = ["check_cloud", "fit_points", "render_points", "point_set"]
 
@@ -66,10 +68,17 @@ def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, pr
     pts = PointSet.from_numpy(cloud.points)
     background = tuple(float(c) for c in (views.background if isinstance(views, ViewSet) else (1.0, 1.0, 1.0)))
     average = float(cfg.splat_depth) if getattr(cfg, "splat_average", False) else None
+    if getattr(cfg, "coverage", 1) == 0:  # decided here from the photos and the cloud, stored as decided
+        # the share when the photos blend the silhouette (as DNR's) and the cloud fills the sub-cells
+        # inside the object (else the share is its sampling noise: docs/PERFORMANCE.md)
+        dense = photos_blend_edges(train, cfg.size) and interior_fill(train, pts, cfg.size, 3) >= _FILL
+        cfg = replace(cfg, coverage=3 if dense else 1)
+    share = max(0, int(getattr(cfg, "coverage", 1)))
+    share = share if share > 1 else 0
     colors = None if cloud.colors is None else torch.from_numpy(np.asarray(cloud.colors, np.float32) / 255.0)
     geo = FitGeometry(
         "points", cloud, points_digest(cloud),
-        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report, average),
+        lambda frames, size, bg, report: prepare_point_views(frames, pts, size, bg, scales, report, average, share),
         partial(random_point_batch, background=background, points=pts,
                 dropout=float(getattr(cfg, "point_dropout", 0.0) or 0.0), average=average), full_point_batch,
         init={"n_points": cloud.n_points, "colors": colors, **_normals(cloud, cfg), **(init or {})},
@@ -88,6 +97,9 @@ def _normals(cloud: PointCloud, cfg: Any) -> dict[str, torch.Tensor]:
     return {"normals": torch.from_numpy(cloud_normals(cloud, bool(getattr(cfg, "cloud_normals", True))))}
 
 
+_FILL = 0.9  # interior fill of 3 x 3 sub-cells from which NPBG's default takes the share
+
+
 def render_points(model: NRModel, camera: Camera, background: Sequence[float] | None = None) -> np.ndarray:
     """(H, W, 3) float32 image in 0..1 of ``camera`` at its own size (row 0 at the top).
 
@@ -101,11 +113,14 @@ def render_points(model: NRModel, camera: Camera, background: Sequence[float] | 
     out[:] = bg
     with torch.inference_mode():
         average = getattr(net, "average", None)
+        share = int(getattr(net, "share", 0))
+        pts = point_set(model)
+        proj = project(pts, camera) if share else None  # one projection for the splat and the share
         if average is None:
-            found = splat_box(point_set(model), camera, net.scales)
+            found = splat_box(pts, camera, net.scales, proj=proj)
             fr = None
         else:
-            found = front_box(point_set(model), camera, average, net.scales)
+            found = front_box(pts, camera, average, net.scales, proj=proj)
             if found is not None:
                 ids, fr, xy = found
                 found = ids, xy
@@ -114,7 +129,11 @@ def render_points(model: NRModel, camera: Camera, background: Sequence[float] | 
             return out
         ids, (x0, y0) = found
         h, w = min(camera.height - y0, ids[0].shape[0]), min(camera.width - x0, ids[0].shape[1])
-        batch = point_batch([t[None] for t in ids], [camera], [x0], [y0], (h, w), model.device, fr)
+        sh = None
+        if share:  # the covered share of the box's pixels
+            hp, wp = raster_sizes(camera.width, camera.height, net.scales)[0]
+            sh = pixel_share(proj, hp, wp, share)[y0:y0 + ids[0].shape[0], x0:x0 + ids[0].shape[1]][None]
+        batch = point_batch([t[None] for t in ids], [camera], [x0], [y0], (h, w), model.device, fr, sh)
         with autocast(model.device, bool(model.config.get("amp", False))):  # as it was scored
             rgb, alpha, _ = net(batch)
         img = composite(rgb.float(), alpha.float(), bg)

@@ -71,14 +71,18 @@ class PointRendererNet(RendererNet):
         collapse to the background everywhere (most pixels of a crop are background: the
         coverage saturates at 0 before the colour is learned; measured on a capture of
         pyvista's ant: 13.4 dB, every frame blank, from step 50 on).
+    share : k > 0: the full-scale input also carries each pixel's covered share of k x k
+        sub-cells (:func:`~.splat.pixel_share`, ``PointBatch.share``): where a silhouette
+        crosses the pixel, as a photo's edge pixels blend the object and the background.
     """
 
     def __init__(self, n_points: int, channels: int, unet: tuple[int, ...], multiscale: bool = True,
                  view_dirs: bool = True, convs: int = 1, init: torch.Tensor | None = None,
                  mean_rgb: torch.Tensor | None = None, raster_channels: int | None = None,
                  colour_skip: bool = False, shade: int = 0, normals: torch.Tensor | None = None,
-                 alpha_prior: float = 0.0, average: float | None = None) -> None:
+                 alpha_prior: float = 0.0, average: float | None = None, share: int = 0) -> None:
         super().__init__()
+        self.share = int(share)
         self.alpha_prior = float(alpha_prior)
         self.average = None if average is None else float(average)
         self.colour_skip = bool(colour_skip)
@@ -93,7 +97,8 @@ class PointRendererNet(RendererNet):
         # what :meth:`rasters` draws per pixel (a subclass may draw other than the descriptors)
         per_scale = int(channels if raster_channels is None else raster_channels) + 1
         extra = (per_scale,) * (self.scales - 1) if self.multiscale else ()
-        full = per_scale + (3 if self.view_dirs else 0) + (int(shade) if self.shade is not None else 0)
+        full = (per_scale + (3 if self.view_dirs else 0) + (int(shade) if self.shade is not None else 0)
+                + (1 if self.share else 0))
         self.unet = UNet2D(full, 4, unet, convs=convs, extra=extra)
         if mean_rgb is not None:
             with torch.no_grad():
@@ -143,6 +148,8 @@ class PointRendererNet(RendererNet):
                 x = self.shaded(r[0], batch)
             if self.view_dirs:
                 x.insert(1, batch.dirs.to(r[0].dtype))
+            if self.share:
+                x.append(self._share(batch, r[0]))
             first = torch.cat(x, 1) if len(x) > 1 else x[0]
         y = self.unet(first, r[1:] if self.multiscale else None)
         h, w = batch.shape[1:]
@@ -153,6 +160,12 @@ class PointRendererNet(RendererNet):
         if self.colour_skip:  # the U-Net corrects the drawn colour (as DNR's texture_skip)
             return self.drawn_colour(r)[..., :h, :w] + y[:, :3], torch.sigmoid(logit), None
         return torch.sigmoid(y[:, :3]), torch.sigmoid(logit), None
+
+    def _share(self, batch: PointBatch, full: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H_0, W_0) each pixel's covered share (the batch must carry it)."""
+        if batch.share is None:
+            raise ValueError("this renderer reads each pixel's covered share; the batch has none")
+        return batch.share.to(full.dtype)
 
     @staticmethod
     def drawn(rasters: list[torch.Tensor]) -> torch.Tensor:
@@ -175,12 +188,14 @@ class PointRendererNet(RendererNet):
         b, h, w = ids.shape
         c = full.shape[1]  # descriptor channels + coverage
         k = self.shade.k
-        buf = torch.empty(b, h, w, c + 3 + k, dtype=full.dtype, device=full.device)
+        buf = torch.empty(b, h, w, c + 3 + k + (1 if self.share else 0), dtype=full.dtype, device=full.device)
         buf[..., :c] = full.permute(0, 2, 3, 1)
         dirs = buf[..., c:c + 3]
         dirs.copy_(batch.dirs.to(full.dtype).permute(0, 2, 3, 1))
         nrm = self._normals_at(ids, full.dtype)
-        g = buf[..., c + 3:]
+        if self.share:
+            buf[..., -1] = self._share(batch, full)[:, 0]
+        g = buf[..., c + 3:c + 3 + k]
         self.shade.fill(mirror_dirs(nrm, batch.dirs.to(full.dtype).permute(0, 2, 3, 1)), g)
         g.mul_(buf[..., c - 1:c])  # nothing where no point is drawn (the coverage channel)
         m = max(0, min(c - 1 - 3, k))

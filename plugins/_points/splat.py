@@ -34,7 +34,7 @@ from viewer.model.camera import Camera
 
 __all__ = ["SCALES", "PointSet", "Projection", "project", "raster_sizes", "zbuffer", "splat", "gather",
            "pad_descriptors", "depth_keys", "key_pyramid", "key_ids", "cover_box", "splat_box",
-           "Front", "front", "front_box", "key_depths", "front_rasters"]
+           "Front", "front", "front_box", "key_depths", "front_rasters", "pixel_share"]
 
 SCALES = 5  # full, 1/2, 1/4, 1/8, 1/16
 _NEAR = 1e-6  # fraction of the cloud's extent in front of the camera below which a point is dropped
@@ -195,14 +195,15 @@ def cover_box(covered: torch.Tensor, margin: int, multiple: int) -> tuple[int, i
     return x0, y0, x1, y1
 
 
-def splat_box(points: PointSet, camera: Camera, scales: int = SCALES,
-              margin: int | None = None) -> tuple[list[torch.Tensor], tuple[int, int]] | None:
+def splat_box(points: PointSet, camera: Camera, scales: int = SCALES, margin: int | None = None,
+              proj: Projection | None = None) -> tuple[list[torch.Tensor], tuple[int, int]] | None:
     """:func:`splat` of only the box around the pixels the cloud covers (``margin`` pixels more,
     default ``2 ** (scales - 1)``, aligned to that multiple so every scale crops to whole cells):
     the per-scale ids of the box and its top-left (x0, y0) in the full-scale raster; None if no
-    point is drawn. Each scale equals the same crop of :func:`splat`'s."""
+    point is drawn. Each scale equals the same crop of :func:`splat`'s. ``proj``: the points
+    already projected through ``camera`` (a caller that needs the projection too)."""
     m = 2 ** (scales - 1)
-    keys = depth_keys(project(points, camera), scales)
+    keys = depth_keys(project(points, camera) if proj is None else proj, scales)
     box = cover_box(keys != _EMPTY, m if margin is None else int(margin), m)
     if box is None:
         return None
@@ -211,11 +212,12 @@ def splat_box(points: PointSet, camera: Camera, scales: int = SCALES,
 
 
 def front_box(points: PointSet, camera: Camera, tolerance: float, scales: int = SCALES,
-              margin: int | None = None) -> tuple[list[torch.Tensor], Front, tuple[int, int]] | None:
+              margin: int | None = None, proj: Projection | None = None
+              ) -> tuple[list[torch.Tensor], Front, tuple[int, int]] | None:
     """:func:`splat_box` with the :class:`Front` of the box (its ``pix`` index the box's full
     scale): per-scale ids, the front and the box's top-left; None if no point is drawn."""
     m = 2 ** (scales - 1)
-    proj = project(points, camera)
+    proj = project(points, camera) if proj is None else proj
     keys = depth_keys(proj, scales)
     box = cover_box(keys != _EMPTY, m if margin is None else int(margin), m)
     if box is None:
@@ -326,3 +328,20 @@ def front_rasters(values: torch.Tensor, fr: Front, batch: int, height: int, widt
         k = a[..., c:]
         out.append(torch.cat([a[..., :c] / k.clamp(min=1.0), (k > 0).to(values.dtype)], -1))
     return out
+
+def pixel_share(proj: Projection, height: int, width: int, k: int) -> torch.Tensor:
+    """(height, width) float32: the share of each pixel's k x k sub-cells that some kept point
+    projects into (the padded raster's size; cells past the image stay 0).
+
+    A photo's pixel on a silhouette blends the object with the background by how much of the
+    pixel the object covers; the z-buffer only says that some point fell in the pixel. This is
+    the points' analogue of DNR's pixel coverage from k x k raster samples: in a cloud of a
+    few points per sub-cell, where along a pixel the surface ends."""
+    kw, n = width * k, height * k * width * k
+    su = (proj.u * k).long().clamp_(0, kw - 1)  # (a kept point's u * k can round up to the edge)
+    sv = (proj.v * k).long().clamp_(0, height * k - 1)
+    # a dropped point marks one spare cell past the raster (no boolean compaction: 2x faster)
+    idx = torch.where(proj.keep, sv.mul_(kw).add_(su), torch.full_like(su, n))
+    occ = torch.zeros(n + 1, dtype=torch.float32, device=proj.u.device)
+    occ[idx] = 1.0
+    return occ[:n].view(height, k, width, k).sum((1, 3)).mul_(1.0 / (k * k))

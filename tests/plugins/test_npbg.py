@@ -74,7 +74,10 @@ def test_fit_beats_its_first_step_and_round_trips(data, fitted, tmp_path):
     assert model.metrics["heldout_psnr"] > first.metrics["heldout_psnr"] + 1.0
     assert sorted(p.name for p in ckpt.iterdir()) == ["config.json", "model.safetensors", "points.npz"]
     assert NPBG.owns_checkpoint(ckpt)
+    # 64² photos shrunk to 48² blend the silhouette: the share of 3 x 3 sub-cells, decided and stored
+    assert model.config["coverage"] == 3 and model.net.share == 3
     back = NPBG.load(ckpt)
+    assert back.config["coverage"] == 3 and back.net.share == 3
     views = data[0]
     for f in views.split("test")[:2]:
         a, b = NPBG.render(model, f.camera), NPBG.render(back, f.camera)
@@ -209,3 +212,18 @@ def test_learned_points_are_the_cloud_and_its_descriptors(fitted, data):
     cloud, desc = NPBG.learned_points(model)
     assert cloud.n_points == data[1].n_points and desc.shape == (cloud.n_points, 8) and desc.dtype == np.float32
     assert np.isfinite(desc).all() and desc.std(0).min() > 0
+
+
+def test_coverage_off_for_photos_at_their_own_size(data, tmp_path):
+    """Photos whose alpha is 0 or 1 at the training size (renders sampled at pixel centres): the
+    default decides no share (as DNR's), and a checkpoint without the setting loads as none."""
+    import json
+
+    views, cloud, _ = data
+    cfg = NPBG.Config(iters=1, minutes=0, val_every=100, seed=0, size=64, crop=48)
+    model = NPBG.fit(views, cloud, cfg, Progress(), checkpoint_dir=tmp_path / "ck")
+    assert model.config["coverage"] == 1 and model.net.share == 0
+    conf = json.loads((tmp_path / "ck" / "config.json").read_text())
+    conf["config"].pop("coverage")
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(conf))
+    assert NPBG.load(tmp_path / "ck").net.share == 0

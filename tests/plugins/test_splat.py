@@ -193,3 +193,71 @@ def test_render_draws_only_the_box_and_the_background_elsewhere():
     assert 0 < inside.mean() < 0.8
     assert np.array_equal(img[~inside], np.broadcast_to(np.float32([0.2, 0.4, 0.6]), img[~inside].shape))
     assert not np.allclose(img[inside], [0.2, 0.4, 0.6], atol=1e-3)
+
+
+@pytest.mark.parametrize("n,width,height,k,seed", [(50, 16, 16, 2, 0), (2000, 40, 31, 3, 2), (3000, 64, 48, 1, 3)],
+                         ids=["50pts-k2", "2k-k3-odd-size", "3k-k1"])
+def test_pixel_share_matches_brute_force(n, width, height, k, seed):
+    from plugins._points.splat import pixel_share
+
+    proj = project(PointSet.from_numpy(_cloud(n, seed, False)), _camera(width, height))
+    hp, wp = raster_sizes(width, height)[0]
+    got = pixel_share(proj, hp, wp, k).numpy()
+    cells = np.zeros((hp, wp, k, k), bool)
+    for u, v, keep in zip(proj.u.numpy(), proj.v.numpy(), proj.keep.numpy()):
+        if keep:
+            su, sv = int(np.floor(u * k)), int(np.floor(v * k))
+            if su < wp * k and sv < hp * k:
+                cells[sv // k, su // k, sv % k, su % k] = True
+    assert got.shape == (hp, wp) and np.allclose(got, cells.mean((2, 3)))
+    assert got.max() > 0 and ((got > 0) == (zbuffer(proj)[0].numpy() >= 0)).all()
+
+
+def test_a_renderer_reading_the_share_draws_it():
+    """A network with ``share`` reads the covered share from the batch (render_points makes it
+    for the drawn box); a batch without one is refused, not drawn without it."""
+    from plugins._nr.model import NRModel
+    from plugins._points.data import point_batch
+    from plugins._points.fit import render_points
+    from plugins._points.network import PointRendererNet
+    from plugins._points.splat import pixel_share, splat_box
+    from viewer.model.geometry import PointCloud
+
+    p = _cloud(3000, 3, False) * 0.2
+    torch.manual_seed(0)
+    net = PointRendererNet(len(p), 4, (4, 4, 4, 4, 4), share=3).eval()
+    model = NRModel(net=net, plugin="npbg", config={}, mesh=None, background=(0.2, 0.4, 0.6), points=PointCloud(p))
+    cam = _camera(80, 64, eye=(0.0, -12.0, 1.0), fov_px=60.0)
+    img = render_points(model, cam)
+    assert img.shape == (64, 80, 3) and np.isfinite(img).all()
+    ids, (x0, y0) = splat_box(PointSet.from_numpy(p), cam)
+    h, w = ids[0].shape
+    full = pixel_share(project(PointSet.from_numpy(p), cam), *raster_sizes(80, 64)[0], 3)
+    with torch.inference_mode():
+        for sh, want in ((full[y0:y0 + h, x0:x0 + w], True), (torch.zeros(h, w), False)):
+            rgb, alpha, _ = net(point_batch([t[None] for t in ids], [cam], [x0], [y0], (h, w), "cpu", None, sh[None]))
+            drawn = rgb[0].permute(1, 2, 0).numpy() * alpha[0, 0, ..., None].numpy() + (
+                1 - alpha[0, 0, ..., None].numpy()) * np.float32([0.2, 0.4, 0.6])
+            assert np.allclose(drawn, img[y0:y0 + h, x0:x0 + w], atol=1e-5) == want
+        with pytest.raises(ValueError, match="covered share"):
+            net(point_batch([t[None] for t in ids], [cam], [x0], [y0], (h, w), "cpu"))
+
+
+def test_interior_fill_tells_a_dense_cloud_from_a_sparse_one():
+    """NPBG's default takes the covered share only where the cloud fills the sub-cells inside the
+    object; a cloud of a few points per pixel fills a third of them (the share would be noise)."""
+    from plugins._points.data import interior_fill
+    from viewer.model.viewset import Frame
+
+    rng = np.random.default_rng(0)
+    blank = np.zeros((64, 64, 4), np.uint8)
+    frames = [Frame(_camera(64, 64, eye=eye, fov_px=50.0), blank, name=n)
+              for n, eye in (("a", (0.0, -4.0, 1.0)), ("b", (3.0, -2.0, 0.5)))]
+
+    def sphere(n):
+        p = rng.normal(size=(n, 3))
+        return PointSet.from_numpy(p / np.linalg.norm(p, axis=1, keepdims=True))
+
+    dense, sparse = interior_fill(frames, sphere(400_000), 64, 3), interior_fill(frames, sphere(3_000), 64, 3)
+    assert dense > 0.9 > 0.6 > sparse > 0.0
+    assert interior_fill(frames, sphere(3_000), 64, 1) == 1.0  # one sub-cell: a drawn pixel is full
