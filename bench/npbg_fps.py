@@ -222,11 +222,14 @@ def main() -> int:
     if args.coverage > 1:
         settings["coverage"] = args.coverage
     plugin, model = make_model(args.points, args.size, settings)
-    # the same network drawing the other way (nearest point vs mean of the front points)
-    other_avg = not model.config["splat_average"]
-    _, other = make_model(args.points, args.size, {**settings, "splat_average": other_avg})
-    other_name = "front mean" if other_avg else "nearest point"
-    noshare = make_model(args.points, args.size, {**settings, "coverage": 1})[1] if args.coverage > 1 else None
+    if args.coverage > 1:  # the same network without the share
+        ab = [("no share", make_model(args.points, args.size, {**settings, "coverage": 1})[1])]
+    elif not args.no_splat_ab:  # the same network drawing the other way (nearest point vs front mean)
+        other_avg = not model.config["splat_average"]
+        ab = [("front mean" if other_avg else "nearest point",
+               make_model(args.points, args.size, {**settings, "splat_average": other_avg})[1])]
+    else:
+        ab = []
 
     def split_of(m):
         avg = getattr(m.net, "average", None)
@@ -243,12 +246,10 @@ def main() -> int:
     for threads in args.threads:
         torch.set_num_threads(threads)
         jobs = [("current", lambda c: render_points(model, c), split_of(model))]
-        if args.coverage > 1:
-            jobs.append(("no share", lambda c: render_points(noshare, c), split_of(noshare)))
-        elif not args.no_splat_ab:
-            jobs.append((other_name, lambda c: render_points(other, c), split_of(other)))
-        jobs += [] if args.coverage > 1 else [("lobes before", lambda c: _lobes_before(model, c), split_of(model)),
-                 ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]
+        jobs += [(name, lambda c, m=m: render_points(m, c), split_of(m)) for name, m in ab]
+        if args.coverage <= 1:  # the earlier renderers (not with the share: they predate it)
+            jobs += [("lobes before", lambda c: _lobes_before(model, c), split_of(model)),
+                     ("previous", lambda c: _previous_render(model, c), lambda c: _previous_splat(model, c))]
         for name, render, split in jobs:
             row = {"renderer": name, "threads": threads, "load_before": round(os.getloadavg()[0], 2),
                    **measure(render, split, cams, args.runs), "load_after": round(os.getloadavg()[0], 2)}

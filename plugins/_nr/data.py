@@ -22,7 +22,7 @@ from viewer.model.viewset import Frame
 
 from .shading import MeshShading, mesh_shading
 
-__all__ = ["ViewData", "PixelBatch", "training_size", "resize_image", "make_rasterizer", "prepare_views",
+__all__ = ["ViewData", "PixelBatch", "training_size", "training_camera", "evenly_spaced", "resize_image", "make_rasterizer", "prepare_views",
            "prepare_view", "full_batch", "random_batch", "camera_batch", "cover_box", "photos_blend_edges"]
 
 
@@ -106,6 +106,17 @@ def training_size(camera: Camera, size: int) -> tuple[int, int]:
     return max(1, round(camera.width * s)), max(1, round(camera.height * s))
 
 
+def training_camera(camera: Camera, size: int) -> Camera:
+    """``camera`` at :func:`training_size` (itself when that is its own size)."""
+    w, h = training_size(camera, size)
+    return camera.scaled(w, h) if (w, h) != (camera.width, camera.height) else camera
+
+
+def evenly_spaced(frames: Sequence[Frame], n: int) -> list[Frame]:
+    """Up to ``n`` of ``frames``, evenly spaced from the first to the last."""
+    return [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, min(n, len(frames))).round())]
+
+
 def resize_image(img: np.ndarray, w: int, h: int) -> np.ndarray:
     """(H, W, C) float32 -> (h, w, C), antialiased bilinear (area-like when shrinking)."""
     if img.shape[:2] == (h, w):
@@ -129,7 +140,7 @@ def photos_blend_edges(frames: Sequence[Frame], size: int, sample: int = 16) -> 
     """
     if not frames:
         return False
-    picks = [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, min(sample, len(frames))).round())]
+    picks = evenly_spaced(frames, sample)
     any_transparent, fractional, edge = False, 0, 0
     for f in picks:
         if training_size(f.camera, size) != (f.camera.width, f.camera.height):
@@ -156,8 +167,8 @@ def prepare_view(frame: Frame, rasterizer, size: int, background: Sequence[float
     """One frame's :class:`ViewData` at the training size (longer side ``size``); per-pixel
     normals too if ``shading`` is given, and with ``coverage`` s > 1 each pixel's covered share
     from s x s samples."""
-    w, h = training_size(frame.camera, size)
-    cam = frame.camera.scaled(w, h) if (w, h) != (frame.camera.width, frame.camera.height) else frame.camera
+    cam = training_camera(frame.camera, size)
+    w, h = cam.width, cam.height
     m = rasterizer.rasterize(cam, coverage=coverage)
     target = resize_image(frame.rgb(background), w, h)
     normal = None if shading is None else torch.from_numpy(shading.normals(m.face, m.uv))

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from plugins._nr.data import ViewData, resize_image, training_size
+from plugins._nr.data import ViewData, evenly_spaced, resize_image, training_camera
 from viewer.model.camera import Camera
 from viewer.model.viewset import Frame
 
-from .splat import Front, PointSet, depth_keys, front, key_ids, key_pyramid, pixel_share, project
+from .splat import Front, PointSet, Projection, depth_keys, front, key_ids, key_pyramid, pixel_share, project
 
 __all__ = ["PointView", "PointBatch", "prepare_point_views", "point_batch", "full_point_batch",
            "random_point_batch", "ray_dirs", "view_rasters", "crop_front", "interior_fill"]
@@ -54,10 +54,12 @@ class PointBatch:
 
 
 def view_rasters(points: PointSet, camera: Camera, scales: int, average: float | None = None,
-                 keep: torch.Tensor | None = None) -> tuple[list[torch.Tensor], Front | None]:
+                 keep: torch.Tensor | None = None, proj: Projection | None = None
+                 ) -> tuple[list[torch.Tensor], Front | None]:
     """Per-scale ids (int32) of one camera, and with ``average`` (a depth tolerance in pixel
-    footprints) the :class:`~.splat.Front` (int32 indices), ``keep`` (N,) bool: only these points."""
-    proj = project(points, camera)
+    footprints) the :class:`~.splat.Front` (int32 indices), ``keep`` (N,) bool: only these points;
+    ``proj``: the points already projected through ``camera``."""
+    proj = project(points, camera) if proj is None else proj
     if keep is not None:
         proj.keep &= keep
     keys = depth_keys(proj, scales)
@@ -76,14 +78,15 @@ def prepare_point_views(frames: Sequence[Frame], points: PointSet, size: int, ba
     share of ``share`` x ``share`` sub-cells (:func:`~.splat.pixel_share`)."""
     out = []
     for i, f in enumerate(frames):
-        w, h = training_size(f.camera, size)
-        cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
-        ids, fr = view_rasters(points, cam, scales, average)
+        cam = training_camera(f.camera, size)
+        w, h = cam.width, cam.height
+        proj = project(points, cam)  # one projection for the rasters and the share
+        ids, fr = view_rasters(points, cam, scales, average, proj=proj)
         ids = [t.to("cpu") for t in ids]
         if fr is not None:
             fr = Front(fr.pix.cpu(), fr.pid.cpu(), [p.cpu() for p in fr.pool])
         target = torch.from_numpy(resize_image(f.rgb(background), w, h))
-        sh = pixel_share(project(points, cam), *ids[0].shape, share).cpu() if share else None
+        sh = pixel_share(proj, *ids[0].shape, share).cpu() if share else None
         out.append(PointView(f.name or f.camera.name, cam, uv=None, mask=ids[0][:h, :w] >= 0, target=target, ids=ids,
                              front=fr, share=sh))
         if report is not None:
@@ -96,13 +99,10 @@ def interior_fill(frames: Sequence[Frame], points: PointSet, size: int, k: int, 
     (a point in the pixel and in its eight neighbours) of up to ``sample`` frames at the training
     size. Near 1 when the cloud is dense enough for each pixel's covered share to trace a
     silhouette; well below it the share is the cloud's sampling noise over the whole surface."""
-    picks = [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, min(sample, len(frames))).round())]
     fills = []
-    for f in picks:
-        w, h = training_size(f.camera, size)
-        cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
-        proj = project(points, cam)
-        share = pixel_share(proj, h, w, k)
+    for f in evenly_spaced(frames, sample):
+        cam = training_camera(f.camera, size)
+        share = pixel_share(project(points, cam), cam.height, cam.width, k)
         drawn = (share > 0).to(torch.float32)[None, None]
         inside = F.avg_pool2d(drawn, 3, 1, 1)[0, 0] > 0.999
         if inside.any():

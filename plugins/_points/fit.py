@@ -73,8 +73,7 @@ def fit_points(views: ViewSet | Sequence[Frame], cloud: PointCloud, cfg: Any, pr
         # inside the object (else the share is its sampling noise: docs/PERFORMANCE.md)
         dense = photos_blend_edges(train, cfg.size) and interior_fill(train, pts, cfg.size, 3) >= _FILL
         cfg = replace(cfg, coverage=3 if dense else 1)
-    share = max(0, int(getattr(cfg, "coverage", 1)))
-    share = share if share > 1 else 0
+    share = int(cfg.coverage) if getattr(cfg, "coverage", 1) > 1 else 0  # 1: none
     colors = None if cloud.colors is None else torch.from_numpy(np.asarray(cloud.colors, np.float32) / 255.0)
     geo = FitGeometry(
         "points", cloud, points_digest(cloud),

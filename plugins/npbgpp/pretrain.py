@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from plugins._nr.data import resize_image, training_size
+from plugins._nr.data import resize_image, training_camera
 from plugins._nr.model import composite
 from plugins._points.data import prepare_point_views, random_point_batch
 from plugins._points.network import image_loss
@@ -79,9 +79,8 @@ def prepare_scene(frames: Sequence, cloud, size: int, background: Sequence[float
     pts = PointSet.from_numpy(cloud.points, device)
     obs = []
     for f in frames:
-        w, h = training_size(f.camera, size)
-        cam = f.camera.scaled(w, h) if (w, h) != (f.camera.width, f.camera.height) else f.camera
-        obs.append(observe(pts, cam, resize_image(f.rgb(background), w, h), device))
+        cam = training_camera(f.camera, size)
+        obs.append(observe(pts, cam, resize_image(f.rgb(background), cam.width, cam.height), device))
     views = prepare_point_views(frames, pts, size, background, scales, average=average)
     return SceneData(name, pts, obs, views)
 
